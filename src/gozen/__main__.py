@@ -1,0 +1,3 @@
+from gozen.cli import app
+
+app(prog_name="gozen")

@@ -1,0 +1,242 @@
+"""The `gozen` command: parses, calls one function of a part, renders."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gozen.config import CONFIG_ENV, Config, ConfigError, dump_config, load_config
+from gozen.durations import uptime_words
+
+app = typer.Typer(
+    help="gozen: the back-end of a high-cadence wide-field survey telescope.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show or check gozen.yaml.", no_args_is_help=True)
+db_app = typer.Typer(help="The database: migrations and schema docs.", no_args_is_help=True)
+web_app = typer.Typer(help="Web users and API tokens.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(web_app, name="web")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+STATE_STYLE = {
+    "RUNNING": "green",
+    "STARTING": "yellow",
+    "STOPPING": "yellow",
+    "BACKOFF": "yellow",
+    "STOPPED": "dim",
+    "EXITED": "red",
+    "FATAL": "bold red",
+    "UNKNOWN": "bold red",
+}
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def _config(ctx: typer.Context) -> Config:
+    try:
+        return load_config(ctx.obj.get("config") if ctx.obj else None)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help=f"gozen.yaml (default: ${CONFIG_ENV}, else the built-in simulated observatory)"
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.obj = {"config": str(config) if config else None}
+
+
+# -- config ---------------------------------------------------------------
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective config (the file's values with every default filled in)."""
+    typer.echo(dump_config(_config(ctx)), nl=False)
+
+
+@config_app.command("check")
+def config_check(file: Path) -> None:
+    """Exit 0 if FILE is a valid gozen.yaml, else 2 with each wrong key path and why."""
+    try:
+        cfg = load_config(file)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    out.print(
+        f"{file}: OK ({len(cfg.hosts)} hosts, {len(cfg.camera.chips)} chips, "
+        f"{len(cfg.daq_volumes)} DAQ volumes, {len(cfg.storage_nodes)} storage nodes)"
+    )
+
+
+# -- db -------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, revision: str = "head") -> None:
+    """Run the migrations up to REVISION (default: the newest)."""
+    from gozen.db.engine import make_engine
+    from gozen.db.migrate import current_revision, upgrade
+
+    cfg = _config(ctx)
+    engine = make_engine(cfg.database_url)
+    upgrade(engine, revision)
+    out.print(f"database {engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")
+
+
+@db_app.command("docs")
+def db_docs(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+    """Write the schema's documentation (from the table and column comments) as Markdown."""
+    from gozen.db.docs import schema_markdown
+
+    text = schema_markdown()
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text, nl=False)
+
+
+# -- supervision ------------------------------------------------------------
+@app.command()
+def up(
+    ctx: typer.Context, host: Annotated[str | None, typer.Option(help="Which configured host this is")] = None
+) -> None:
+    """Migrate the database and run this host's supervisord (and so every gozen program) in the foreground."""
+    from gozen.db.engine import make_engine
+    from gozen.db.migrate import upgrade
+    from gozen.supervise.up import exec_supervisord, prepare, this_host
+    from gozen.web.auth import ensure_default_admin
+
+    cfg = _config(ctx)
+    try:
+        me = this_host(cfg, host)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    upgrade(make_engine(cfg.database_url))
+    config_file = ctx.obj.get("config") or os.environ.get(CONFIG_ENV)
+    conf = prepare(cfg, me, Path(config_file) if config_file else None)
+    out.print(f"gozen up: host [bold]{me.name}[/bold], data in {cfg.data_dir}, supervisord config {conf}")
+    if "web" in me.roles:
+        out.print(f"web: http://{cfg.web.bind}:{cfg.web.port}/")
+        pw_file = ensure_default_admin(cfg)
+        if pw_file:
+            out.print(f"no web users configured: log in as [bold]admin[/bold] with the password in {pw_file}")
+    sys.stdout.flush()
+    exec_supervisord(conf)
+
+
+@app.command()
+def ps(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each host")] = 3.0,
+) -> None:
+    """Every host's programs: state, uptime, pid (hosts asked concurrently over XML-RPC)."""
+    from gozen.supervise.client import fetch_all
+
+    cfg = _config(ctx)
+    hosts = fetch_all(cfg.hosts, timeout_s=timeout)
+    if as_json:
+        typer.echo(json.dumps([asdict(h) for h in hosts], default=str, indent=2))
+    else:
+        table = Table("host", "group:program", "state", "uptime", "pid", box=None, header_style="bold")
+        for h in hosts:
+            if not h.reachable:
+                table.add_row(h.host, "", "[bold red]UNREACHABLE[/]", "", f"[red]{h.error}[/]")
+            for p in h.processes:
+                style = STATE_STYLE.get(p.state, "")
+                table.add_row(h.host, p.full_name, f"[{style}]{p.state}[/]", uptime_words(p.uptime_s), str(p.pid or ""))
+        out.print(table)
+    if any(not h.reachable for h in hosts):
+        raise typer.Exit(1)
+
+
+def _act(ctx: typer.Context, action: Literal["start", "stop", "restart"], target: str) -> None:
+    from gozen.supervise.client import HostUnreachable, ProcessActionError, act
+
+    cfg = _config(ctx)
+    try:
+        t = act(cfg, action, target)
+    except (ConfigError, ProcessActionError, HostUnreachable) as e:
+        raise fail(str(e), code=1) from None
+    out.print(f"{action}: {t.host.name}:{t.program} done")
+
+
+@app.command()
+def start(ctx: typer.Context, target: Annotated[str, typer.Argument(help="HOST:GROUP:NAME or HOST:GROUP:*")]) -> None:
+    """Start a program (or a whole group) on a host."""
+    _act(ctx, "start", target)
+
+
+@app.command()
+def stop(ctx: typer.Context, target: Annotated[str, typer.Argument(help="HOST:GROUP:NAME or HOST:GROUP:*")]) -> None:
+    """Stop a program (or a whole group) on a host."""
+    _act(ctx, "stop", target)
+
+
+@app.command()
+def restart(ctx: typer.Context, target: Annotated[str, typer.Argument(help="HOST:GROUP:NAME or HOST:GROUP:*")]) -> None:
+    """Restart a program (or a whole group) on a host."""
+    _act(ctx, "restart", target)
+
+
+@app.command()
+def run(ctx: typer.Context, component: Annotated[str, typer.Argument(help="dashboard | event-listener")]) -> None:
+    """Run one gozen program in the foreground (what supervisord starts)."""
+    from gozen.components import COMPONENTS
+
+    runner = COMPONENTS.get(component)
+    if runner is None:
+        raise fail(f"unknown component {component!r} (known: {', '.join(sorted(COMPONENTS))})")
+    runner(_config(ctx))
+
+
+# -- web users --------------------------------------------------------------
+@web_app.command("hash-password")
+def web_hash_password(
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Print the password_hash to put under web.users in gozen.yaml."""
+    from gozen.web.auth import hash_password
+
+    typer.echo(hash_password(password))
+
+
+@web_app.command("new-token")
+def web_new_token(name: str) -> None:
+    """Make an API token: prints the token (give it to the client) and the config lines (keep the hash)."""
+    from gozen.web.auth import token_sha256
+
+    token = secrets.token_urlsafe(32)
+    typer.echo(
+        f"token: {token}\nconfig:\n  web:\n    api_tokens:\n      - name: {name}\n"
+        f"        token_sha256: {token_sha256(token)}\n        role: operator"
+    )
+
+
+if __name__ == "__main__":
+    app()

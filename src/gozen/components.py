@@ -1,0 +1,38 @@
+"""What `gozen run COMPONENT` starts: the entry point of every supervisord program."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+from gozen.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def run_dashboard(cfg: Config) -> None:
+    import uvicorn
+
+    from gozen.web.app import create_app
+
+    uvicorn.run(
+        create_app(cfg), host=cfg.web.bind, port=cfg.web.port, log_level="info", proxy_headers=False, access_log=False
+    )
+
+
+def run_event_listener(cfg: Config) -> None:
+    from gozen.db.engine import make_engine
+    from gozen.supervise.listener import run_listener
+    from gozen.supervise.render import HOST_ENV
+
+    # stdout is supervisord's protocol channel: logging must go to stderr (basicConfig's default).
+    host = os.environ.get(HOST_ENV) or socket.gethostname()
+    run_listener(make_engine(cfg.database_url), host)
+
+
+COMPONENTS: dict[str, Callable[[Config], None]] = {
+    "dashboard": run_dashboard,
+    "event-listener": run_event_listener,
+}

@@ -1,0 +1,282 @@
+"""The observatory's one config: the `gozen.yaml` schema and its built-in simulated default.
+
+Every field carries a description; `gozen config show` prints the effective tree and
+`gozen config check FILE` names the key path of anything wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "GOZEN_CONFIG"
+DATA_DIR_ENV = "GOZEN_DATA_DIR"
+
+Role = Literal["web", "daq", "buffer", "storage", "queue", "monitors", "couriers"]
+ALL_ROLES: tuple[Role, ...] = ("web", "daq", "buffer", "storage", "queue", "monitors", "couriers")
+
+# Chips of one Tomo-e Gozen quadrant: columns 1..4 hold 6, 6, 5 and 4 chips.
+CHIPS_PER_COLUMN = (6, 6, 5, 4)
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the key path and why."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Site(Model):
+    name: str = Field("Kiso Observatory (simulated)", description="Observatory name.")
+    lat_deg: float = Field(35.797222, ge=-90, le=90, description="Geodetic latitude, degrees north.")
+    lon_deg: float = Field(137.625417, ge=-180, le=360, description="Longitude, degrees east.")
+    height_m: float = Field(1132.0, description="Height above sea level, metres.")
+    mpc_code: str = Field("381", description="Minor Planet Center observatory code.")
+
+
+class SupervisorEndpoint(Model):
+    port: int = Field(9001, gt=0, lt=65536, description="supervisord inet_http_server port.")
+    username: str = Field("gozen", min_length=1, description="supervisord XML-RPC user.")
+    password: str = Field("gozen", min_length=1, description="supervisord XML-RPC password.")
+
+
+class ExtraProgram(Model):
+    """A program that is not gozen's but runs under the same supervisord (e.g. metabase)."""
+
+    group: str = Field(..., pattern=r"^[A-Za-z0-9_-]+$", description="supervisord group, e.g. bi.")
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_-]+$", description="Program name within the group.")
+    command: str = Field(..., min_length=1, description="Command line, run by supervisord.")
+    autostart: bool = Field(True, description="Start with supervisord.")
+    autorestart: bool = Field(True, description="Restart when it exits.")
+    startsecs: int = Field(1, ge=0, description="Seconds it must stay up to count as started.")
+
+
+class Host(Model):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Host name as shown on the pages.")
+    address: str = Field("127.0.0.1", description="Address where this host's supervisord answers.")
+    roles: list[Role] = Field(default_factory=lambda: list(ALL_ROLES), description="What runs here.")
+    supervisor: SupervisorEndpoint = Field(
+        default_factory=SupervisorEndpoint, description="Its supervisord's XML-RPC endpoint."
+    )
+    programs: list[ExtraProgram] = Field(default_factory=list, description="Other programs supervised here.")
+
+
+def tomoe_chip_ids(quadrants: tuple[int, ...] = (1, 2, 3, 4)) -> list[int]:
+    """Detector ids by the Tomo-e scheme: quadrant*100 + column*10 + row."""
+    return [
+        q * 100 + col * 10 + row
+        for q in quadrants
+        for col, rows in enumerate(CHIPS_PER_COLUMN, start=1)
+        for row in range(1, rows + 1)
+    ]
+
+
+class Camera(Model):
+    driver: Literal["simulator", "alpaca"] = Field("simulator", description="Camera driver.")
+    chips: list[int] = Field(
+        default_factory=lambda: [111, 112, 113, 114],
+        min_length=1,
+        description="Detector ids (quadrant*100 + column*10 + row).",
+    )
+    width_px: int = Field(2000, gt=0, description="Light-sensitive pixels per row.")
+    height_px: int = Field(1128, gt=0, description="Light-sensitive rows.")
+    fps: float = Field(2.0, gt=0, le=100, description="Frames per second.")
+    frames_per_exposure: int = Field(12, gt=0, description="Frames in one exposure (NAXIS3).")
+
+    @field_validator("chips")
+    @classmethod
+    def _chip_ids_follow_tomoe_scheme(cls, chips: list[int]) -> list[int]:
+        valid = set(tomoe_chip_ids())
+        bad = [c for c in chips if c not in valid]
+        if bad:
+            raise ValueError(f"not Tomo-e detector ids (quadrant*100+column*10+row): {bad}")
+        if len(set(chips)) != len(chips):
+            raise ValueError("chip ids repeat")
+        return chips
+
+
+class Volume(Model):
+    name: str = Field(..., description="Volume name, e.g. daq1-vol1.")
+    path: Path = Field(..., description="Directory; relative paths are under data_dir.")
+    host: str | None = Field(None, description="Host holding it (default: the first host).")
+
+
+class StorageNode(Volume):
+    transport: Literal["local", "rsync"] = Field("local", description="How files reach it.")
+
+
+class Database(Model):
+    url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file data_dir/gozen.db.")
+
+
+class User(Model):
+    name: str = Field(..., min_length=1, description="Login name.")
+    password_hash: str = Field(..., description="From `gozen web hash-password`.")
+    role: Literal["viewer", "operator"] = Field("operator", description="Operators may act.")
+
+
+class ApiToken(Model):
+    name: str = Field(..., min_length=1, description="Who holds the token, for the event log.")
+    token_sha256: str = Field(
+        ..., pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the token (`gozen web new-token`)."
+    )
+    role: Literal["viewer", "operator"] = Field("operator", description="Operators may act.")
+
+
+class Web(Model):
+    bind: str = Field("127.0.0.1", description="Address the web app listens on.")
+    port: int = Field(8470, gt=0, lt=65536, description="TCP port of the web app.")
+    refresh_s: float = Field(5.0, gt=0, description="How often pages refresh themselves.")
+    users: list[User] = Field(
+        default_factory=list, description="People who may log in; none: an `admin` with a generated password."
+    )
+    api_tokens: list[ApiToken] = Field(default_factory=list, description="Tokens for scripts (Authorization: Bearer).")
+    session_secret: str | None = Field(None, description="Cookie signing key; default: a file in data_dir.")
+
+
+class Notifier(Model):
+    name: str = Field(..., description="Name used in routing and the event log.")
+    kind: Literal["slack", "apprise"] = Field("slack", description="Which sender posts the messages.")
+    url: str = Field(..., description="Slack incoming-webhook URL or an apprise URL.")
+    kinds: list[str] = Field(default_factory=lambda: ["*"], description="Message kinds routed here.")
+
+
+class Config(Model):
+    data_dir: Path = Field(Path("var"), description="Where the simulated observatory keeps its state.")
+    site: Site = Field(default_factory=Site, description="Where the telescope is.")
+    hosts: list[Host] = Field(
+        default_factory=lambda: [Host(name="localhost")],
+        min_length=1,
+        description="Machines running a gozen supervisord.",
+    )
+    camera: Camera = Field(default_factory=Camera, description="The multi-chip camera.")
+    daq_volumes: list[Volume] = Field(
+        default_factory=lambda: [Volume(name=f"daq-vol{i}", path=Path(f"daq/vol{i}")) for i in (1, 2)],
+        min_length=1,
+        description="Volumes the DAQ writes FITS files to, striped by free space.",
+    )
+    storage_nodes: list[StorageNode] = Field(
+        default_factory=lambda: [StorageNode(name=f"node{i}", path=Path(f"storage/node{i}")) for i in (0, 1, 2)],
+        description="Buffer-storage nodes that keep verified replicas of every file.",
+    )
+    database: Database = Field(default_factory=Database, description="The one SQL database.")
+    web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
+    notifiers: list[Notifier] = Field(default_factory=list, description="Slack and other services to tell.")
+
+    @model_validator(mode="after")
+    def _names_are_unique_and_known(self) -> Config:
+        for what, items in (
+            ("hosts", self.hosts),
+            ("daq_volumes", self.daq_volumes),
+            ("storage_nodes", self.storage_nodes),
+        ):
+            names = [i.name for i in items]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{what}: names repeat: {', '.join(dup)}")
+        known = {h.name for h in self.hosts}
+        for what, items in (("daq_volumes", self.daq_volumes), ("storage_nodes", self.storage_nodes)):
+            for i, v in enumerate(items):
+                if v.host is not None and v.host not in known:
+                    raise ValueError(f"{what}[{i}].host: unknown host {v.host!r}")
+        endpoints = [(h.address, h.supervisor.port) for h in self.hosts]
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("hosts: two hosts share one supervisord address:port")
+        return self
+
+    # -- derived values -------------------------------------------------
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise ConfigError(f"hosts: no host named {name!r} (known: {', '.join(h.name for h in self.hosts)})")
+
+    def under_data_dir(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.data_dir / path
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'gozen.db'}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem: `camera.fps: must be > 0, got -1`."""
+    lines = []
+    for e in err.errors():
+        loc = ""
+        for part in e["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        ctx = e.get("ctx") or {}
+        kind = e["type"]
+        got = e.get("input")
+        if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+            bound = next(iter(ctx.values()))
+            if isinstance(bound, float) and bound.is_integer():
+                bound = int(bound)
+            why = f"must be {op} {bound}, got {got!r}"
+        elif kind == "extra_forbidden":
+            why = "unknown key"
+        elif kind == "missing":
+            why = "required key is missing"
+        elif kind == "value_error":
+            why = str(ctx.get("error", e["msg"]))
+        else:
+            why = f"{e['msg'][0].lower()}{e['msg'][1:]}, got {got!r}"
+        lines.append(f"{loc or '(top level)'}: {why}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, base_dir: Path | None = None, source: str = "config") -> Config:
+    """Validate a mapping (from YAML) into a Config; relative data_dir is under base_dir."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}:\n{format_validation_error(err)}") from None
+    return _resolved(cfg, base_dir or Path.cwd())
+
+
+def _resolved(cfg: Config, base_dir: Path) -> Config:
+    data_dir = os.environ.get(DATA_DIR_ENV) or cfg.data_dir
+    data_dir = Path(data_dir)
+    if not data_dir.is_absolute():
+        data_dir = (base_dir / data_dir).resolve()
+    return cfg.model_copy(update={"data_dir": data_dir})
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The effective config: FILE, else $GOZEN_CONFIG, else the built-in simulated observatory."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return _resolved(Config(), Path.cwd())
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    return parse_config(data, base_dir=p.resolve().parent, source=str(p))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

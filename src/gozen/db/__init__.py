@@ -1,0 +1,1 @@
+"""The one SQL database: tables, engine and migrations."""

@@ -1,0 +1,1 @@
+"""supervisord on every host: config rendering, the multi-host XML-RPC client, the event listener."""

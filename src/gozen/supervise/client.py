@@ -1,0 +1,272 @@
+"""Talk to every host's supervisord over XML-RPC: list processes, start, stop, restart.
+
+All hosts are asked concurrently, so one slow or dead host costs one timeout, not one
+per host; a host that does not answer is reported as unreachable, never raised.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import xmlrpc.client
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from gozen.config import Config, ConfigError, Host
+
+log = logging.getLogger(__name__)
+
+Action = Literal["start", "stop", "restart"]
+DEFAULT_TIMEOUT_S = 3.0
+
+# supervisor.xmlrpc.Faults codes that have a plain meaning for an operator.
+_FAULT_TEXT = {
+    10: "no such program",
+    50: "could not be spawned",
+    60: "is already running",
+    70: "is not running",
+    80: "was not able to start",
+    100: "cannot be stopped (it is shutting down)",
+}
+_ALREADY_STARTED, _NOT_RUNNING = 60, 70
+
+
+class ProcessActionError(Exception):
+    """A start/stop/restart that supervisord refused, with the host and program named."""
+
+
+class HostUnreachable(Exception):
+    """A host's supervisord did not answer (refused, timed out, or refused our credentials)."""
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    host: str
+    group: str
+    name: str
+    state: str  # RUNNING, STOPPED, STARTING, BACKOFF, STOPPING, EXITED, FATAL, UNKNOWN
+    pid: int | None
+    started_at: datetime | None
+    stopped_at: datetime | None
+    uptime_s: float | None
+    exitstatus: int
+    spawnerr: str
+    description: str
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.group}:{self.name}"
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    host: str
+    address: str
+    port: int
+    reachable: bool
+    error: str | None = None
+    processes: list[ProcessInfo] = field(default_factory=list)
+    supervisor_state: str | None = None
+    elapsed_s: float = 0.0
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        conn = super().make_connection(host)
+        conn.timeout = self.timeout_s
+        return conn
+
+
+def _ts(value: int) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value else None
+
+
+def _process_info(host: str, raw: dict[str, Any]) -> ProcessInfo:
+    start, now = raw.get("start", 0), raw.get("now", 0)
+    running = raw["statename"] in ("RUNNING", "STOPPING") and start
+    return ProcessInfo(
+        host=host,
+        group=raw["group"],
+        name=raw["name"],
+        state=raw["statename"],
+        pid=raw["pid"] or None,
+        started_at=_ts(start),
+        stopped_at=_ts(raw.get("stop", 0)),
+        uptime_s=float(now - start) if running else None,
+        exitstatus=raw.get("exitstatus", 0),
+        spawnerr=raw.get("spawnerr", ""),
+        description=raw.get("description", ""),
+        stdout_tail=raw.get("stdout_tail", ""),
+        stderr_tail=raw.get("stderr_tail", ""),
+    )
+
+
+class SupervisorClient:
+    """One host's supervisord."""
+
+    def __init__(self, host: Host, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.host = host
+        sup = host.supervisor
+        self._url = f"http://{sup.username}:{sup.password}@{host.address}:{sup.port}/RPC2"
+        self._timeout_s = timeout_s
+
+    def _proxy(self) -> Any:
+        # A fresh proxy per call: ServerProxy is not safe to share between threads.
+        return xmlrpc.client.ServerProxy(self._url, transport=_TimeoutTransport(self._timeout_s), allow_none=True)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        proxy = self._proxy()
+        try:
+            return getattr(proxy, method)(*args)
+        except xmlrpc.client.Fault:
+            raise
+        except xmlrpc.client.ProtocolError as err:
+            why = "refused our credentials" if err.errcode == 401 else f"HTTP {err.errcode} {err.errmsg}"
+            raise HostUnreachable(f"{self.host.name}: supervisord {why}") from None
+        except (OSError, http.client.HTTPException) as err:
+            raise HostUnreachable(f"{self.host.name}: {_describe_socket_error(err)}") from None
+
+    def status(self, tail_bytes: int = 0) -> HostStatus:
+        """Every program of this host, with the last `tail_bytes` of its logs if asked."""
+        h = self.host
+        t0 = datetime.now(UTC)
+        try:
+            # One round trip for both answers: the refresh of many hosts is latency-bound.
+            state_res, raw = self._call(
+                "system.multicall",
+                [
+                    {"methodName": "supervisor.getState", "params": []},
+                    {"methodName": "supervisor.getAllProcessInfo", "params": []},
+                ],
+            )
+            state = state_res["statename"]
+            if tail_bytes > 0 and raw:
+                raw = self._with_tails(raw, tail_bytes)
+        except (HostUnreachable, xmlrpc.client.Fault) as err:
+            return HostStatus(
+                h.name,
+                h.address,
+                h.supervisor.port,
+                reachable=False,
+                error=str(err),
+                elapsed_s=(datetime.now(UTC) - t0).total_seconds(),
+            )
+        procs = sorted((_process_info(h.name, r) for r in raw), key=lambda p: p.full_name)
+        return HostStatus(
+            h.name,
+            h.address,
+            h.supervisor.port,
+            reachable=True,
+            processes=procs,
+            supervisor_state=state,
+            elapsed_s=(datetime.now(UTC) - t0).total_seconds(),
+        )
+
+    def _with_tails(self, raw: list[dict[str, Any]], tail_bytes: int) -> list[dict[str, Any]]:
+        calls = []
+        for r in raw:
+            name = f"{r['group']}:{r['name']}"
+            calls.append({"methodName": "supervisor.tailProcessStdoutLog", "params": [name, 0, tail_bytes]})
+            calls.append({"methodName": "supervisor.tailProcessStderrLog", "params": [name, 0, tail_bytes]})
+        results = self._call("system.multicall", calls)
+        out = []
+        for i, r in enumerate(raw):
+            out_res, err_res = results[2 * i], results[2 * i + 1]
+            r = dict(r, stdout_tail=_tail_text(out_res), stderr_tail=_tail_text(err_res))
+            out.append(r)
+        return out
+
+    def act(self, action: Action, target: str) -> None:
+        """start/stop/restart `GROUP:NAME` or every program of a group with `GROUP:*`."""
+        group, _, name = target.partition(":")
+        if not group or not name:
+            raise ProcessActionError(f"{target!r}: expected GROUP:NAME or GROUP:*")
+        whole_group = name == "*"
+        try:
+            if action in ("stop", "restart"):
+                self._stop(group, target, whole_group, tolerate_not_running=action == "restart")
+            if action in ("start", "restart"):
+                if whole_group:
+                    self._call("supervisor.startProcessGroup", group, True)
+                else:
+                    self._call("supervisor.startProcess", target, True)
+        except xmlrpc.client.Fault as fault:
+            why = _FAULT_TEXT.get(fault.faultCode, fault.faultString)
+            raise ProcessActionError(f"{self.host.name}:{target}: {why} ({fault.faultString})") from None
+
+    def _stop(self, group: str, target: str, whole_group: bool, tolerate_not_running: bool) -> None:
+        try:
+            if whole_group:
+                self._call("supervisor.stopProcessGroup", group, True)
+            else:
+                self._call("supervisor.stopProcess", target, True)
+        except xmlrpc.client.Fault as fault:
+            if not (tolerate_not_running and fault.faultCode == _NOT_RUNNING):
+                raise
+
+
+def _tail_text(result: Any) -> str:
+    # supervisor's multicall answers a tail as [text, offset, overflow]; a fault as a dict.
+    if isinstance(result, list) and result and isinstance(result[0], str):
+        return result[0]
+    return ""
+
+
+def _describe_socket_error(err: BaseException) -> str:
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused (supervisord not running?)"
+    if isinstance(err, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(err, socket.gaierror):
+        return f"cannot resolve address ({err.strerror})"
+    return f"{type(err).__name__}: {err}"
+
+
+def fetch_all(
+    hosts: Iterable[Host],
+    *,
+    tail_bytes: int = 0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    concurrent: bool = True,
+) -> list[HostStatus]:
+    """Every host's programs, asked all at once (or one by one with concurrent=False)."""
+    hosts = list(hosts)
+    clients = [SupervisorClient(h, timeout_s) for h in hosts]
+    if not concurrent or len(clients) < 2:
+        return [c.status(tail_bytes) for c in clients]
+    with ThreadPoolExecutor(max_workers=min(64, len(clients))) as pool:
+        return list(pool.map(lambda c: c.status(tail_bytes), clients))
+
+
+@dataclass(frozen=True)
+class Target:
+    host: Host
+    program: str  # GROUP:NAME or GROUP:*
+
+
+def parse_target(cfg: Config, text: str) -> Target:
+    """`HOST:GROUP:NAME`, `HOST:GROUP:*`, or `GROUP:NAME` when the observatory has one host."""
+    parts = text.split(":")
+    if len(parts) == 3:
+        return Target(cfg.host(parts[0]), f"{parts[1]}:{parts[2]}")
+    if len(parts) == 2 and len(cfg.hosts) == 1:
+        return Target(cfg.hosts[0], text)
+    raise ConfigError(
+        f"{text!r}: expected HOST:GROUP:NAME or HOST:GROUP:* (hosts: {', '.join(h.name for h in cfg.hosts)})"
+    )
+
+
+def act(cfg: Config, action: Action, target_text: str, timeout_s: float = 30.0) -> Target:
+    target = parse_target(cfg, target_text)
+    SupervisorClient(target.host, timeout_s).act(action, target.program)
+    return target

@@ -1,0 +1,51 @@
+"""Which programs run on which host, named `group:program` as in the seed's monitor."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+
+from gozen.config import Config, Host
+
+
+@dataclass(frozen=True)
+class Program:
+    group: str
+    name: str
+    command: tuple[str, ...]
+    listener_events: str | None = None  # set for supervisord event listeners
+    startsecs: int = 2
+    autostart: bool = True
+    autorestart: bool = True
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.group}:{self.name}"
+
+
+def gozen_program(group: str, name: str, component: str, **kw: object) -> Program:
+    """A program that runs `python -m gozen run COMPONENT` with this interpreter."""
+    return Program(group, name, (sys.executable, "-m", "gozen", "run", component), **kw)  # type: ignore[arg-type]
+
+
+def programs_for(cfg: Config, host: Host) -> list[Program]:
+    """The programs `gozen up --host NAME` starts; grows as gozen's parts land."""
+    programs = [
+        # Every host records its process state changes in the events table.
+        gozen_program("supervise", "events", "event-listener", listener_events="PROCESS_STATE", startsecs=1),
+    ]
+    if "web" in host.roles:
+        programs.append(gozen_program("www", "dashboard", "dashboard"))
+    programs += [
+        Program(
+            p.group,
+            p.name,
+            tuple(shlex.split(p.command)),
+            startsecs=p.startsecs,
+            autostart=p.autostart,
+            autorestart=p.autorestart,
+        )
+        for p in host.programs
+    ]
+    return programs

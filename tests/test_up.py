@@ -1,0 +1,72 @@
+"""`gozen up` as a person runs it: supervisord in the foreground, web answers, SIGTERM leaves nothing behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import psutil
+
+from gozen.db.engine import make_engine
+from gozen.db.migrate import current_revision, head_revision
+from tests.conftest import free_port, gozen_cmd, wait_until, write_config
+
+
+def _health(url: str) -> dict | None:  # type: ignore[type-arg]
+    try:
+        r = httpx.get(url, timeout=1)
+        return r.json() if r.status_code == 200 else None
+    except httpx.HTTPError:
+        return None
+
+
+def test_up_serves_health_and_exits_cleanly_on_sigterm_leaving_no_child(tmp_path: Path) -> None:
+    web_port = free_port()
+    cfg = write_config(
+        tmp_path / "gozen.yaml",
+        {
+            "data_dir": str(tmp_path / "var"),
+            "hosts": [{"name": "solo", "roles": ["web"], "supervisor": {"port": free_port()}}],
+            "web": {"port": web_port},
+        },
+    )
+    proc = subprocess.Popen(
+        gozen_cmd(tmp_path / "gozen.yaml", "up"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        health = wait_until(lambda: _health(f"http://127.0.0.1:{web_port}/api/health"), 40, what="/api/health")
+        assert health["status"] == "ok" and health["database"] == "ok"
+        # The database was migrated by `up`, and with no users configured an admin password file exists.
+        assert current_revision(make_engine(cfg.database_url)) == head_revision()
+        assert (cfg.run_dir / "web-admin-password").stat().st_mode & 0o077 == 0
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2  # the event listener and the dashboard
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert alive == [], f"left behind: {alive}"
+    assert "log in as admin" in output and "supervisord started" in output
+
+
+def test_up_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "gozen.yaml").write_text("web: {port: 0}\n")
+    r = subprocess.run(gozen_cmd(tmp_path / "gozen.yaml", "up"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "web.port: must be > 0, got 0" in r.stderr
+
+
+def test_up_with_several_hosts_needs_to_know_which_one_it_is(tmp_path: Path) -> None:
+    (tmp_path / "gozen.yaml").write_text(
+        "hosts: [{name: a1, supervisor: {port: 9101}}, {name: a2, supervisor: {port: 9102}}]\n"
+    )
+    r = subprocess.run(gozen_cmd(tmp_path / "gozen.yaml", "up"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "pass --host" in r.stderr and "a1, a2" in r.stderr
