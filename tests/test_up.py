@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -70,3 +72,31 @@ def test_up_with_several_hosts_needs_to_know_which_one_it_is(tmp_path: Path) -> 
     )
     r = subprocess.run(gozen_cmd(tmp_path / "gozen.yaml", "up"), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "pass --host" in r.stderr and "a1, a2" in r.stderr
+
+
+def test_ctrl_c_stops_every_program_cleanly(tmp_path: Path) -> None:
+    write_config(
+        tmp_path / "gozen.yaml",
+        {
+            "data_dir": str(tmp_path / "var"),
+            "hosts": [{"name": "solo", "roles": [], "supervisor": {"port": free_port()}}],
+        },
+    )
+    proc = subprocess.Popen(
+        gozen_cmd(tmp_path / "gozen.yaml", "up"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        children = wait_until(lambda: psutil.Process(proc.pid).children(recursive=True), 30, what="programs")
+        time.sleep(2)  # past startsecs, as a person pressing Ctrl-C later would be
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal signals the whole foreground group
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert psutil.wait_procs(children, timeout=5)[1] == []
+    assert "Traceback" not in (tmp_path / "var" / "log" / "solo-supervise-events.err.log").read_text()

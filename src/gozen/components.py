@@ -29,7 +29,10 @@ def run_event_listener(cfg: Config) -> None:
 
     # stdout is supervisord's protocol channel: logging must go to stderr (basicConfig's default).
     host = os.environ.get(HOST_ENV) or socket.gethostname()
-    run_listener(make_engine(cfg.database_url), host)
+    try:
+        run_listener(make_engine(cfg.database_url), host)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C at `gozen up` reaches the whole process group: stop quietly
 
 
 COMPONENTS: dict[str, Callable[[Config], None]] = {
