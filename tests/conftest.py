@@ -121,8 +121,14 @@ class Fleet:
             p.wait(timeout=30)
 
 
-def start_fleet(tmp: Path, hosts: list[dict[str, Any]], down: list[str], web_port: int | None = None) -> Fleet:
-    data = {"data_dir": str(tmp / "var"), "hosts": hosts}
+def start_fleet(
+    tmp: Path,
+    hosts: list[dict[str, Any]],
+    down: list[str],
+    web_port: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Fleet:
+    data = {"data_dir": str(tmp / "var"), "hosts": hosts, **(extra or {})}
     if web_port:
         data["web"] = web_section(web_port)
     config_file = tmp / "gozen.yaml"

@@ -7,9 +7,10 @@ import logging
 import os
 import secrets
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -26,9 +27,11 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show or check gozen.yaml.", no_args_is_help=True)
 db_app = typer.Typer(help="The database: migrations and schema docs.", no_args_is_help=True)
 web_app = typer.Typer(help="Web users and API tokens.", no_args_is_help=True)
+daq_app = typer.Typer(help="Data acquisition: exposures and their accounting.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(web_app, name="web")
+app.add_typer(daq_app, name="daq")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -205,14 +208,131 @@ def restart(ctx: typer.Context, target: Annotated[str, typer.Argument(help="HOST
 
 
 @app.command()
-def run(ctx: typer.Context, component: Annotated[str, typer.Argument(help="dashboard | event-listener")]) -> None:
+def run(
+    ctx: typer.Context,
+    component: Annotated[
+        str, typer.Argument(help="dashboard | event-listener | daq-control | daq-readout-NN | daq-writer-NN")
+    ],
+) -> None:
     """Run one gozen program in the foreground (what supervisord starts)."""
-    from gozen.components import COMPONENTS
+    from gozen.components import component as find_component
 
-    runner = COMPONENTS.get(component)
+    runner = find_component(component)
     if runner is None:
-        raise fail(f"unknown component {component!r} (known: {', '.join(sorted(COMPONENTS))})")
+        raise fail(
+            f"unknown component {component!r} (known: dashboard, event-listener, daq-control, "
+            "daq-readout-NN, daq-writer-NN)"
+        )
     runner(_config(ctx))
+
+
+# -- daq --------------------------------------------------------------------
+@daq_app.command("expose")
+def daq_expose(
+    ctx: typer.Context,
+    object_: Annotated[str, typer.Option("--object", help="OBJECT: target or field name")],
+    frames: Annotated[
+        int | None, typer.Option(help="Frames per exposure (default: camera.frames_per_exposure)")
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="Exposures, back to back")] = 1,
+    data_type: Annotated[str, typer.Option("--type", help="OBJECT, FLAT or DARK")] = "OBJECT",
+    fps: Annotated[float | None, typer.Option(help="Frames per second (default: camera.fps)")] = None,
+    ra: Annotated[float | None, typer.Option(help="Pointing RA, deg")] = None,
+    dec: Annotated[float | None, typer.Option(help="Pointing Dec, deg")] = None,
+    project: str = "survey",
+    observer: str = "gozen",
+    wait: Annotated[bool, typer.Option(help="Wait with a progress bar until every file is written")] = True,
+) -> None:
+    """Run exposures with the DAQ programs that `gozen up` started."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gozen.daq.catalog import ExposureRequest, exposure_progress, request_exposures
+    from gozen.db.engine import make_engine
+
+    cfg = _config(ctx)
+    try:
+        req = ExposureRequest(
+            object=object_,
+            n_frames=frames or cfg.camera.frames_per_exposure,
+            fps=fps or cfg.camera.fps,
+            data_type=data_type.upper(),
+            ra_deg=ra,
+            dec_deg=dec,
+            project=project,
+            observer=observer,
+        )
+    except ValueError as e:
+        raise fail(str(e)) from None
+    engine = make_engine(cfg.database_url)
+    ids = request_exposures(engine, req, count)
+    out.print(f"queued exposures {ids[0]}..{ids[-1]} ({count} x {req.n_frames} frames at {req.fps:g} fps)")
+    if not wait:
+        return
+    expected = count * len(cfg.camera.chips)
+    stall_s = 30 + cfg.daq.frame_timeout_s * 3
+    with Progress(TextColumn("files"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
+        task = bar.add_task("files", total=expected)
+        last_change, last_files = time.monotonic(), -1
+        while True:
+            files, _, states = exposure_progress(engine, ids)
+            bar.update(task, completed=files)
+            if all(st in ("done", "incomplete", "failed") for st in states.values()):
+                break
+            if files != last_files:
+                last_change, last_files = time.monotonic(), files
+            elif time.monotonic() - last_change > stall_s:
+                raise fail(f"no progress for {stall_s:.0f} s: are the daq programs running? (gozen ps)", code=1)
+            time.sleep(0.3)
+    from gozen.daq.catalog import daq_stats
+
+    _print_stats(daq_stats(engine, exp_ids=ids))
+
+
+def _print_stats(st: Any) -> None:
+    table = Table(
+        "exposures",
+        "files",
+        "GB",
+        "MB/s",
+        "frames",
+        "missing",
+        "damaged",
+        "dropped",
+        "chips lost",
+        "error rate",
+        box=None,
+        header_style="bold",
+    )
+    table.add_row(
+        str(st.exposures),
+        str(st.files),
+        f"{st.bytes / 1e9:.2f}",
+        f"{st.mb_per_s:.1f}",
+        str(st.frames_expected),
+        str(st.frames_missing),
+        str(st.frames_damaged),
+        str(st.frames_dropped),
+        str(st.chips_unrecognised),
+        f"{st.error_rate:.2e}",
+    )
+    out.print(table)
+
+
+@daq_app.command("stats")
+def daq_stats_cmd(
+    ctx: typer.Context,
+    hours: Annotated[float, typer.Option(help="Look back this many hours")] = 24.0,
+) -> None:
+    """Rates and error counts of the DAQ: files, MB/s, frames missing, damaged and dropped."""
+    from datetime import UTC, datetime, timedelta
+
+    from gozen.daq.catalog import daq_stats
+    from gozen.db.engine import make_engine
+
+    engine = make_engine(_config(ctx).database_url)
+    st = daq_stats(engine, since=datetime.now(UTC) - timedelta(hours=hours))
+    out.print(f"last {hours:g} h:")
+    _print_stats(st)
 
 
 # -- web users --------------------------------------------------------------

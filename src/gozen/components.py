@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 
@@ -35,7 +36,35 @@ def run_event_listener(cfg: Config) -> None:
         pass  # Ctrl-C at `gozen up` reaches the whole process group: stop quietly
 
 
-COMPONENTS: dict[str, Callable[[Config], None]] = {
-    "dashboard": run_dashboard,
-    "event-listener": run_event_listener,
-}
+def _daq(cfg: Config, which: str) -> None:
+    from gozen.db.engine import make_engine
+    from gozen.supervise.render import HOST_ENV
+
+    host = os.environ.get(HOST_ENV) or socket.gethostname()
+    engine = make_engine(cfg.database_url)
+    try:
+        if which == "control":
+            from gozen.daq.control import run_control
+
+            run_control(cfg, engine, host)
+        kind, _, number = which.partition("-")
+        if kind == "readout":
+            from gozen.daq.readout import run_readout
+
+            run_readout(cfg, engine, int(number) - 1, host)
+        elif kind == "writer":
+            from gozen.daq.writer import run_writer
+
+            run_writer(cfg, engine, int(number) - 1, host)
+    except KeyboardInterrupt:
+        pass
+
+
+def component(name: str) -> Callable[[Config], None] | None:
+    """The runner of `gozen run NAME`: fixed ones, and daq-control, daq-readout-NN, daq-writer-NN."""
+    fixed: dict[str, Callable[[Config], None]] = {"dashboard": run_dashboard, "event-listener": run_event_listener}
+    if name in fixed:
+        return fixed[name]
+    if name == "daq-control" or re.fullmatch(r"daq-(readout|writer)-\d{2}", name):
+        return lambda cfg: _daq(cfg, name.removeprefix("daq-"))
+    return None

@@ -76,6 +76,21 @@ def tomoe_chip_ids(quadrants: tuple[int, ...] = (1, 2, 3, 4)) -> list[int]:
     ]
 
 
+class FrameFault(Model):
+    det_id: int = Field(..., description="Detector the fault hits.")
+    frame: int = Field(..., ge=0, description="Frame index within every exposure.")
+
+
+class CameraFaults(Model):
+    """Faults the simulated camera injects, to prove they are counted and flagged."""
+
+    missed: list[FrameFault] = Field(default_factory=list, description="Frames the camera never delivers.")
+    corrupted: list[FrameFault] = Field(default_factory=list, description="Frames delivered damaged (link CRC error).")
+    unrecognised: list[int] = Field(default_factory=list, description="Chips that do not answer at start.")
+    missed_rate: float = Field(0.0, ge=0, le=1, description="Chance that any frame is missed.")
+    corrupted_rate: float = Field(0.0, ge=0, le=1, description="Chance that any frame is damaged.")
+
+
 class Camera(Model):
     driver: Literal["simulator", "alpaca"] = Field("simulator", description="Camera driver.")
     chips: list[int] = Field(
@@ -87,6 +102,7 @@ class Camera(Model):
     height_px: int = Field(1128, gt=0, description="Light-sensitive rows.")
     fps: float = Field(2.0, gt=0, le=100, description="Frames per second.")
     frames_per_exposure: int = Field(12, gt=0, description="Frames in one exposure (NAXIS3).")
+    faults: CameraFaults = Field(default_factory=CameraFaults, description="Simulated faults (simulator only).")
 
     @field_validator("chips")
     @classmethod
@@ -98,6 +114,19 @@ class Camera(Model):
         if len(set(chips)) != len(chips):
             raise ValueError("chip ids repeat")
         return chips
+
+
+class Daq(Model):
+    readouts: int = Field(1, ge=1, le=64, description="daq:readout-NN programs; chips are split evenly.")
+    writers: int = Field(2, ge=1, le=64, description="daq:writer-NN programs; chips are dealt round-robin.")
+    readout_cpus: list[int] | None = Field(None, description="CPUs for readouts (default: CPU 0).")
+    writer_cpus: list[int] | None = Field(None, description="CPUs for writers (default: the other CPUs).")
+    ring_seconds: float = Field(2.0, gt=0, le=60, description="Frames each ring holds, in seconds of readout.")
+    fsync: Literal["none", "file"] = Field("file", description="fsync each file before it gets its final name.")
+    reserve_bytes: int = Field(256 * 2**20, ge=0, description="Free space a volume keeps; below it, skipped.")
+    start_delay_s: float = Field(0.5, ge=0, description="Arming lead time before an exposure's first frame.")
+    frame_timeout_s: float = Field(5.0, gt=0, description="Wait past an exposure's end before closing it incomplete.")
+    gps_jitter_s: float = Field(0.0002, ge=0, description="Simulated GPS time-stamp scatter (about 0.2 ms).")
 
 
 class Volume(Model):
@@ -164,6 +193,7 @@ class Config(Model):
         default_factory=lambda: [StorageNode(name=f"node{i}", path=Path(f"storage/node{i}")) for i in (0, 1, 2)],
         description="Buffer-storage nodes that keep verified replicas of every file.",
     )
+    daq: Daq = Field(default_factory=Daq, description="Readout and FITS-writer processes.")
     database: Database = Field(default_factory=Database, description="The one SQL database.")
     web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
     notifiers: list[Notifier] = Field(default_factory=list, description="Slack and other services to tell.")

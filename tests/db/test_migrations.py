@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import JSON, DateTime, Engine, Integer, String, Text, insert, inspect, select
-from sqlalchemy.sql.schema import Column
+from sqlalchemy import JSON, Boolean, DateTime, Engine, Float, Integer, String, Text, insert, inspect, select
+from sqlalchemy.sql.schema import Column, Table
 
 from gozen.db.engine import make_engine
 from gozen.db.migrate import all_revisions, current_revision, downgrade, head_revision, upgrade
@@ -63,8 +63,12 @@ def sample_value(col: Column[Any], i: int) -> Any:
         return datetime(2026, 11, 25, 12, 34, 56, 789012 + i, tzinfo=UTC)
     if isinstance(t, JSON):
         return {"n": i, "list": [1, 2.5, "three"], "nested": {"ok": True}}
+    if isinstance(t, Boolean):
+        return i % 2 == 0
+    if isinstance(t, Float):
+        return 1.25 + i
     if isinstance(t, Integer):
-        return 1000 + i
+        return 1000 + i  # also what foreign keys point at: parents get the same keys
     if isinstance(t, Text):
         return f"text {i} — ünïcode ✓"
     if isinstance(t, String):
@@ -72,19 +76,22 @@ def sample_value(col: Column[Any], i: int) -> Any:
     raise AssertionError(f"no sample for {col.table.name}.{col.name} of type {t!r}: extend sample_value")
 
 
+def sample_rows(t: Table) -> list[dict[str, Any]]:
+    return [{c.name: sample_value(c, i) for c in t.columns} for i in range(3)]
+
+
 @pytest.mark.parametrize("table", sorted(metadata.tables))
 def test_round_trip_on_every_table(engine: Engine, table: str) -> None:
     upgrade(engine)
     t = metadata.tables[table]
-    rows = [
-        {c.name: sample_value(c, i) for c in t.columns if not (c.primary_key and c.autoincrement is True)}
-        for i in range(3)
-    ]
     with engine.begin() as conn:
+        for parent in metadata.sorted_tables[: metadata.sorted_tables.index(t)]:
+            conn.execute(insert(parent), sample_rows(parent))
+        rows = sample_rows(t)
         conn.execute(insert(t), rows)
     with engine.connect() as conn:
         got = [dict(r._mapping) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
-    assert [{k: r[k] for k in rows[0]} for r in got] == rows
+    assert got == rows
 
 
 def test_postgresql_keeps_the_comments_for_bi_tools(pg_url: str) -> None:

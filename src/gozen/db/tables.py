@@ -4,7 +4,21 @@ is generated from these comments by `gozen db docs`."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from gozen.db.types import BigId, UtcDateTime
 
@@ -34,3 +48,81 @@ events = Table(
 )
 Index(None, events.c.time)
 Index(None, events.c.kind, events.c.time)
+
+exposures = Table(
+    "exposures",
+    metadata,
+    Column(
+        "exp_id", Integer, primary_key=True, autoincrement=True, comment="Exposure id (EXP_ID; 8 digits in file names)."
+    ),
+    Column("state", String(16), nullable=False, comment="queued, armed, done, incomplete or failed."),
+    Column("object", String(128), nullable=False, comment="OBJECT: target or field name."),
+    Column("data_type", String(16), nullable=False, comment="DATA-TYP: OBJECT, FLAT or DARK."),
+    Column("obs_mode", String(32), nullable=False, comment="OBS-MOD, e.g. high-cadence survey."),
+    Column("filter", String(16), nullable=False, comment="FILTER."),
+    Column("project", String(64), nullable=False, comment="PROJECT."),
+    Column("observer", String(64), nullable=False, comment="OBSERVER."),
+    Column("n_frames", Integer, nullable=False, comment="Frames per chip (NAXIS3)."),
+    Column("fps", Float, nullable=False, comment="Frames per second (DATA-FPS)."),
+    Column("ra_deg", Float, nullable=True, comment="Requested pointing RA (deg, ICRS), if any."),
+    Column("dec_deg", Float, nullable=True, comment="Requested pointing Dec (deg, ICRS), if any."),
+    Column("recipe_uuid", String(36), nullable=True, comment="Queue recipe that asked for it."),
+    Column("recipe_name", String(128), nullable=True, comment="Name of that recipe."),
+    Column("requested_at", UtcDateTime, nullable=False, comment="When it was asked for."),
+    Column("start_at", UtcDateTime, nullable=True, comment="GPS time of the first frame (set when armed)."),
+    Column("end_at", UtcDateTime, nullable=True, comment="End of the last frame."),
+    Column("finished_at", UtcDateTime, nullable=True, comment="When every chip's file was accounted for."),
+    Column("chips", JSON, nullable=True, comment="Detector ids expected (set when armed)."),
+    Column("snapshot", JSON, nullable=True, comment="Status at exposure start: the FITS header values."),
+    comment="Exposures of the whole camera: one file per chip each.",
+)
+Index(None, exposures.c.state, exposures.c.exp_id)
+
+daq_files = Table(
+    "daq_files",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True, comment="File number."),
+    Column("exp_id", Integer, ForeignKey("exposures.exp_id"), nullable=False, comment="Exposure (EXP_ID)."),
+    Column("det_id", Integer, nullable=False, comment="Detector id (DET-ID)."),
+    Column("state", String(16), nullable=False, comment="written, or lost (no file could be made)."),
+    Column("path", Text, nullable=True, comment="Absolute path on the DAQ host."),
+    Column("filename", String(64), nullable=False, comment="TMQ<q><YYYYMMDD><exp id><chip>.fits"),
+    Column("daq_host", String(128), nullable=False, comment="Host that wrote it."),
+    Column("daq_volume", String(128), nullable=True, comment="DAQ volume (config daq_volumes[].name)."),
+    Column("size_bytes", BigInteger, nullable=False, comment="File size."),
+    Column(
+        "checksum_xxh3", String(16), nullable=True, comment="xxh3-64 of the whole file (hex), computed while writing."
+    ),
+    Column("frames_expected", Integer, nullable=False, comment="Frames the exposure asked for."),
+    Column("frames_written", Integer, nullable=False, comment="Frames with pixels from the camera (damaged included)."),
+    Column(
+        "frames_missing",
+        Integer,
+        nullable=False,
+        comment="Frames never received (camera miss, ring full, writer lost).",
+    ),
+    Column("frames_damaged", Integer, nullable=False, comment="Frames received with a link error."),
+    Column("naxis1", Integer, nullable=False, comment="NAXIS1"),
+    Column("naxis2", Integer, nullable=False, comment="NAXIS2"),
+    Column("naxis3", Integer, nullable=False, comment="NAXIS3"),
+    Column("writer", String(64), nullable=False, comment="Writer program that made it."),
+    Column("created_at", UtcDateTime, nullable=False, comment="When it got its final name."),
+    UniqueConstraint("exp_id", "det_id"),
+    comment="FITS files written by the DAQ: one per chip per exposure.",
+)
+Index(None, daq_files.c.created_at)
+
+readout_reports = Table(
+    "readout_reports",
+    metadata,
+    Column("exp_id", Integer, ForeignKey("exposures.exp_id"), primary_key=True, comment="Exposure."),
+    Column("det_id", Integer, primary_key=True, comment="Detector id."),
+    Column("readout", String(64), nullable=False, comment="Readout program."),
+    Column("recognised", Boolean, nullable=False, comment="False: the chip did not answer at start."),
+    Column("frames_read", Integer, nullable=False, comment="Frames the camera delivered."),
+    Column("frames_missed", Integer, nullable=False, comment="Frames the camera did not deliver."),
+    Column("frames_damaged", Integer, nullable=False, comment="Frames delivered with a link error."),
+    Column("frames_dropped", Integer, nullable=False, comment="Frames lost because the ring to the writer was full."),
+    Column("created_at", UtcDateTime, nullable=False, comment="When the readout finished the chip."),
+    comment="What each readout saw of each chip in each exposure.",
+)

@@ -35,6 +35,14 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
         # Every host records its process state changes in the events table.
         gozen_program("supervise", "events", "event-listener", listener_events="PROCESS_STATE", startsecs=1),
     ]
+    if "daq" in host.roles:
+        programs.append(gozen_program("daq", "control", "daq-control"))
+        programs += [
+            gozen_program("daq", f"readout-{i:02d}", f"daq-readout-{i:02d}") for i in range(1, cfg.daq.readouts + 1)
+        ]
+        programs += [
+            gozen_program("daq", f"writer-{i:02d}", f"daq-writer-{i:02d}") for i in range(1, cfg.daq.writers + 1)
+        ]
     if "web" in host.roles:
         programs.append(gozen_program("www", "dashboard", "dashboard"))
     programs += [

@@ -1,0 +1,1 @@
+"""Data acquisition: readout processes, shared-memory rings, FITS writer processes."""

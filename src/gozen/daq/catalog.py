@@ -1,0 +1,275 @@
+"""The DAQ's tables: exposures asked for and armed, files written, what each readout saw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gozen.daq.headers import ExposureInfo
+from gozen.daq.snapshot import StatusSnapshot
+from gozen.db.tables import daq_files, exposures, readout_reports
+from gozen.db.types import utcnow
+
+DATA_TYPES = ("OBJECT", "FLAT", "DARK")
+
+
+@dataclass(frozen=True)
+class ExposureRequest:
+    object: str
+    n_frames: int
+    fps: float
+    data_type: str = "OBJECT"
+    obs_mode: str = "high-cadence"
+    filter: str = "none"
+    project: str = "survey"
+    observer: str = "gozen"
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+    recipe_uuid: str | None = None
+    recipe_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_type not in DATA_TYPES:
+            raise ValueError(f"data type {self.data_type!r}: must be one of {', '.join(DATA_TYPES)}")
+        if self.n_frames < 1:
+            raise ValueError(f"frames: must be >= 1, got {self.n_frames}")
+        if self.fps <= 0:
+            raise ValueError(f"fps: must be > 0, got {self.fps}")
+
+
+@dataclass(frozen=True)
+class ArmedExposure:
+    exp_id: int
+    n_frames: int
+    fps: float
+    start_at: datetime
+    chips: list[int]
+    ra_deg: float
+    dec_deg: float
+
+
+def request_exposures(engine: Engine, req: ExposureRequest, count: int) -> list[int]:
+    now = utcnow()
+    row = {k: getattr(req, k) for k in ExposureRequest.__dataclass_fields__}
+    with engine.begin() as conn:
+        return [
+            int(conn.execute(insert(exposures).values(state="queued", requested_at=now, **row)).inserted_primary_key[0])  # type: ignore[index]
+            for _ in range(count)
+        ]
+
+
+def next_queued(engine: Engine) -> dict[str, Any] | None:
+    q = select(exposures).where(exposures.c.state == "queued").order_by(exposures.c.exp_id).limit(1)
+    with engine.connect() as conn:
+        row = conn.execute(q).first()
+    return dict(row._mapping) if row else None
+
+
+def last_armed_end(engine: Engine) -> datetime | None:
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(exposures.c.end_at)).where(exposures.c.state == "armed")).scalar()
+
+
+def arm(
+    engine: Engine, exp_id: int, start_at: datetime, end_at: datetime, chips: list[int], snapshot: StatusSnapshot
+) -> bool:
+    """queued -> armed, with its start time and snapshot; False if someone else armed it."""
+    with engine.begin() as conn:
+        n = conn.execute(
+            update(exposures)
+            .where(exposures.c.exp_id == exp_id, exposures.c.state == "queued")
+            .values(state="armed", start_at=start_at, end_at=end_at, chips=chips, snapshot=snapshot.to_json())
+        ).rowcount
+    return n == 1
+
+
+def armed_after(engine: Engine, exp_id: int) -> list[ArmedExposure]:
+    """Armed exposures newer than exp_id, in order (what a readout has still to read)."""
+    q = (
+        select(exposures)
+        .where(exposures.c.state.in_(("armed", "done", "incomplete")), exposures.c.exp_id > exp_id)
+        .where(exposures.c.start_at.is_not(None))
+        .order_by(exposures.c.exp_id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    out = []
+    for r in rows:
+        snap = StatusSnapshot.from_json(r.snapshot)
+        ra, dec = snap.number("telescope.ra_deg"), snap.number("telescope.dec_deg")
+        out.append(
+            ArmedExposure(
+                r.exp_id,
+                r.n_frames,
+                r.fps,
+                r.start_at,
+                list(r.chips),
+                ra if ra is not None else 0.0,
+                dec if dec is not None else 0.0,
+            )
+        )
+    return out
+
+
+def last_ended_before(engine: Engine, when: datetime) -> int:
+    q = select(func.max(exposures.c.exp_id)).where(exposures.c.end_at < when)
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar() or 0)
+
+
+def exposure_info(engine: Engine, exp_id: int) -> ExposureInfo:
+    with engine.connect() as conn:
+        r = conn.execute(select(exposures).where(exposures.c.exp_id == exp_id)).one()
+    return ExposureInfo(
+        exp_id=r.exp_id,
+        object=r.object,
+        data_type=r.data_type,
+        obs_mode=r.obs_mode,
+        filter=r.filter,
+        project=r.project,
+        observer=r.observer,
+        n_frames=r.n_frames,
+        fps=r.fps,
+        start_at=r.start_at,
+        recipe_uuid=r.recipe_uuid,
+        recipe_name=r.recipe_name,
+        snapshot=StatusSnapshot.from_json(r.snapshot),
+    )
+
+
+def record_file(engine: Engine, **row: Any) -> None:
+    """One row per (exposure, chip); a second report of the same file is ignored."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(daq_files).values(created_at=utcnow(), **row))
+    except IntegrityError:
+        pass
+
+
+def record_readout_reports(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Insert what is not there yet: a readout that restarts may report an exposure again."""
+    if not rows:
+        return
+    now = utcnow()
+    with engine.begin() as conn:
+        keys = select(readout_reports.c.exp_id, readout_reports.c.det_id).where(
+            readout_reports.c.exp_id.in_({r["exp_id"] for r in rows})
+        )
+        have = {(e, d) for e, d in conn.execute(keys)}
+        new = [dict(r, created_at=now) for r in rows if (r["exp_id"], r["det_id"]) not in have]
+        if new:
+            conn.execute(insert(readout_reports), new)
+
+
+def last_reported(engine: Engine, readout: str) -> int:
+    q = select(func.max(readout_reports.c.exp_id)).where(readout_reports.c.readout == readout)
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar() or 0)
+
+
+def finish_exposures(engine: Engine, grace: timedelta) -> list[tuple[int, str]]:
+    """Armed exposures whose every chip is accounted for -> done; past end + grace -> incomplete."""
+    now = utcnow()
+    finished = []
+    with engine.begin() as conn:
+        armed = conn.execute(
+            select(exposures.c.exp_id, exposures.c.chips, exposures.c.end_at).where(exposures.c.state == "armed")
+        ).all()
+        for exp_id, chips, end_at in armed:
+            written = set(conn.execute(select(daq_files.c.det_id).where(daq_files.c.exp_id == exp_id)).scalars())
+            absent = set(
+                conn.execute(
+                    select(readout_reports.c.det_id).where(
+                        readout_reports.c.exp_id == exp_id, readout_reports.c.recognised.is_(False)
+                    )
+                ).scalars()
+            )
+            if set(chips) <= written | absent:
+                state = "done" if not absent else "incomplete"
+            elif end_at + grace < now:
+                state = "incomplete"
+            else:
+                continue
+            conn.execute(update(exposures).where(exposures.c.exp_id == exp_id).values(state=state, finished_at=now))
+            finished.append((exp_id, state))
+    return finished
+
+
+def exposure_progress(engine: Engine, exp_ids: list[int]) -> tuple[int, int, dict[int, str]]:
+    """(files written, files expected, state by exposure) for a progress bar."""
+    with engine.connect() as conn:
+        states = dict(
+            conn.execute(select(exposures.c.exp_id, exposures.c.state).where(exposures.c.exp_id.in_(exp_ids))).all()
+        )
+        files = conn.execute(
+            select(func.count()).select_from(daq_files).where(daq_files.c.exp_id.in_(exp_ids))
+        ).scalar_one()
+        chips = [c for c in conn.execute(select(exposures.c.chips).where(exposures.c.exp_id.in_(exp_ids))).scalars()]
+    return int(files), sum(len(c or []) for c in chips), states
+
+
+@dataclass(frozen=True)
+class DaqStats:
+    exposures: int
+    files: int
+    bytes: int
+    first_start: datetime | None
+    last_file: datetime | None
+    frames_expected: int
+    frames_written: int
+    frames_missing: int
+    frames_damaged: int
+    frames_dropped: int
+    chips_unrecognised: int
+
+    @property
+    def mb_per_s(self) -> float:
+        if not self.first_start or not self.last_file or self.last_file <= self.first_start:
+            return 0.0
+        return self.bytes / 1e6 / (self.last_file - self.first_start).total_seconds()
+
+    @property
+    def error_rate(self) -> float:
+        return (self.frames_missing + self.frames_damaged) / self.frames_expected if self.frames_expected else 0.0
+
+
+def daq_stats(engine: Engine, since: datetime | None = None, exp_ids: list[int] | None = None) -> DaqStats:
+    fq = select(
+        func.count(),
+        func.coalesce(func.sum(daq_files.c.size_bytes), 0),
+        func.coalesce(func.sum(daq_files.c.frames_expected), 0),
+        func.coalesce(func.sum(daq_files.c.frames_written), 0),
+        func.coalesce(func.sum(daq_files.c.frames_missing), 0),
+        func.coalesce(func.sum(daq_files.c.frames_damaged), 0),
+        func.max(daq_files.c.created_at),
+    ).select_from(daq_files.join(exposures))
+    eq = select(func.count(), func.min(exposures.c.start_at)).where(exposures.c.start_at.is_not(None))
+    rq = select(
+        func.coalesce(func.sum(readout_reports.c.frames_dropped), 0),
+        func.count().filter(readout_reports.c.recognised.is_(False)),
+    ).select_from(readout_reports.join(exposures))
+    if since is not None:
+        fq, eq, rq = (q.where(exposures.c.start_at >= since) for q in (fq, eq, rq))
+    if exp_ids is not None:
+        fq, eq, rq = (q.where(exposures.c.exp_id.in_(exp_ids)) for q in (fq, eq, rq))
+    with engine.connect() as conn:
+        n, size, exp_f, written, missing, damaged, last = conn.execute(fq).one()
+        n_exp, first = conn.execute(eq).one()
+        dropped, unrec = conn.execute(rq).one()
+    return DaqStats(
+        int(n_exp),
+        int(n),
+        int(size),
+        first,
+        last,
+        int(exp_f),
+        int(written),
+        int(missing),
+        int(damaged),
+        int(dropped),
+        int(unrec),
+    )

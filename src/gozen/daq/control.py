@@ -1,0 +1,63 @@
+"""`daq:control`: arms queued exposures back to back and closes the books on finished ones."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from gozen.config import Config
+from gozen.daq import catalog
+from gozen.daq.snapshot import simulated_snapshot
+from gozen.db.events import record_event
+from gozen.db.types import utcnow
+
+log = logging.getLogger(__name__)
+POLL_S = 0.1
+# Between exposures the chips are read out and re-armed; Tomo-e's gap is about this.
+INTER_EXPOSURE_GAP_S = 0.05
+
+
+def arm_next(cfg: Config, engine: Engine, host: str) -> int | None:
+    """Arm the oldest queued exposure to start after the last armed one (or soon); its id or None."""
+    req = catalog.next_queued(engine)
+    if req is None:
+        return None
+    now = utcnow()
+    earliest = now + timedelta(seconds=cfg.daq.start_delay_s)
+    last_end = catalog.last_armed_end(engine)
+    if last_end is not None and last_end - now > timedelta(seconds=2):
+        return None  # keep at most one exposure armed ahead
+    start = max(earliest, (last_end or earliest) + timedelta(seconds=INTER_EXPOSURE_GAP_S))
+    start = _to_ms(start)
+    end = start + timedelta(seconds=req["n_frames"] / req["fps"])
+    snap = simulated_snapshot(cfg, start, req["ra_deg"], req["dec_deg"])
+    if not catalog.arm(engine, req["exp_id"], start, end, list(cfg.camera.chips), snap):
+        return None
+    log.info("armed exposure exp_id=%s object=%s start=%s", req["exp_id"], req["object"], start.isoformat())
+    return int(req["exp_id"])
+
+
+def _to_ms(t: datetime) -> datetime:
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def run_control(cfg: Config, engine: Engine, host: str) -> None:
+    grace = timedelta(seconds=cfg.daq.frame_timeout_s * 2 + 5)
+    while True:
+        while arm_next(cfg, engine, host) is not None:
+            pass
+        for exp_id, state in catalog.finish_exposures(engine, grace):
+            if state != "done":
+                record_event(
+                    engine,
+                    host=host,
+                    source="daq:control",
+                    kind="exposure_incomplete",
+                    subject=f"exp {exp_id}",
+                    severity="warning",
+                    message=f"exposure {exp_id} finished without every chip's file",
+                )
+        time.sleep(POLL_S)

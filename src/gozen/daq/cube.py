@@ -1,0 +1,132 @@
+"""One chip's exposure as a FITS cube, streamed to disk frame by frame and checksummed on the way.
+
+The file is written under a temporary name (`.NAME.part`) and renamed only when whole, so
+a final name always means a complete file. The xxh3 checksum covers every byte in file
+order and is never computed by reading the file back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xxhash
+
+from gozen.daq.headers import BLOCK, frames_table, padded
+from gozen.daq.ring import FLAG_DAMAGED, FLAG_MISSING
+
+SIGN_FLIP = 0x0080  # on the byte-swapped words: flips the top bit of the big-endian high byte
+
+
+def part_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.part")
+
+
+@dataclass(frozen=True)
+class CubeResult:
+    path: Path
+    size_bytes: int
+    checksum_xxh3: str
+    frames_written: int
+    frames_missing: int
+    frames_damaged: int
+
+
+class CubeFile:
+    """Frames must come in index order; gaps are filled with BLANK frames and flagged."""
+
+    def __init__(self, final: Path, header: bytes, frame_pixels: int, n_frames: int, fsync: bool) -> None:
+        self.final = final
+        self.part = part_name(final)
+        self.frame_pixels = frame_pixels
+        self.n_frames = n_frames
+        self.fsync = fsync
+        self.next_index = 0
+        self.rows = np.zeros(n_frames, [("FRAME", "i4"), ("COUNTER", "i8"), ("GPSTIME", "f8"), ("FLAGS", "i4")])
+        self.rows["FRAME"] = np.arange(n_frames)
+        self.rows["COUNTER"] = -1
+        self._hash = xxhash.xxh3_64()
+        self._size = 0
+        self._fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._write(header)
+
+    def _write(self, data: bytes | memoryview | np.ndarray) -> None:
+        mv = (data.data if isinstance(data, np.ndarray) else memoryview(data)).cast("B")
+        self._hash.update(mv)
+        while mv:
+            n = os.write(self._fd, mv)
+            mv = mv[n:]
+            self._size += n
+
+    def write_frame(
+        self, index: int, pixels: np.ndarray | None, scratch: np.ndarray, counter: int, gps_s: float, flags: int
+    ) -> None:
+        """Append frame `index` (uint16 pixels, or None when it never arrived)."""
+        self._check_order(index, scratch)
+        if pixels is None:
+            self._write_blank(scratch)
+            flags |= FLAG_MISSING
+        else:
+            # FITS wants big-endian int16 with BZERO=32768: byte-swap and flip the sign bit.
+            np.copyto(scratch.view(">u2"), pixels)
+            np.bitwise_xor(scratch, SIGN_FLIP, out=scratch)
+            self._write(scratch)
+        self._done(index, counter, gps_s, flags)
+
+    def write_converted(self, index: int, raw: np.ndarray, counter: int, gps_s: float, flags: int) -> None:
+        """Append a frame already in FITS byte order (carried over from another volume)."""
+        self._check_order(index, raw)
+        self._write(raw)
+        self._done(index, counter, gps_s, flags)
+
+    def _check_order(self, index: int, scratch: np.ndarray) -> None:
+        if index < self.next_index or index >= self.n_frames:
+            raise ValueError(f"{self.final.name}: frame {index} out of order (next is {self.next_index})")
+        self.fill_missing_until(index, scratch)
+
+    def _done(self, index: int, counter: int, gps_s: float, flags: int) -> None:
+        self.rows[index] = (index, counter, gps_s, flags)
+        self.next_index = index + 1
+
+    def _write_blank(self, scratch: np.ndarray) -> None:
+        scratch.fill(SIGN_FLIP)  # raw -32768 (BLANK) stored big-endian: bytes 80 00
+        self._write(scratch)
+
+    def fill_missing_until(self, index: int, scratch: np.ndarray) -> None:
+        while self.next_index < index:
+            self._write_blank(scratch)
+            self.rows[self.next_index]["FLAGS"] = FLAG_MISSING
+            self.next_index += 1
+
+    @property
+    def complete(self) -> bool:
+        return self.next_index >= self.n_frames
+
+    def close(self, scratch: np.ndarray) -> CubeResult:
+        """Fill what never came, append the FRAMES table, sync, and give the file its name."""
+        self.fill_missing_until(self.n_frames, scratch)
+        data_bytes = self.frame_pixels * 2 * self.n_frames
+        self._write(b"\0" * (padded(data_bytes) - data_bytes))
+        flags = self.rows["FLAGS"]
+        missing = int(np.count_nonzero(flags & FLAG_MISSING))
+        damaged = int(np.count_nonzero(flags & FLAG_DAMAGED))
+        self._write(frames_table(self.rows, missing, damaged))
+        assert self._size % BLOCK == 0
+        if self.fsync:
+            os.fsync(self._fd)
+        os.close(self._fd)
+        os.rename(self.part, self.final)
+        return CubeResult(self.final, self._size, self._hash.hexdigest(), self.n_frames - missing, missing, damaged)
+
+    def abandon(self) -> None:
+        """Close and remove the partial file (the volume failed under it)."""
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+        try:
+            self.part.unlink()
+        except OSError:
+            pass

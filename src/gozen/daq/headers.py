@@ -1,0 +1,219 @@
+"""FITS headers of a chip's exposure cube: the Tomo-e keyword set in commented sections.
+
+The primary header is written before the first frame (the writer streams the cube and
+checksums it in file order), so it holds what is known at exposure start: the status
+snapshot, the GPS stamp of the first frame, and the exposure's schedule. Each frame's
+own stamp and flags go in the FRAMES table written after the cube.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+
+from gozen import __version__
+from gozen.config import Config
+from gozen.daq.focalplane import chip_wcs
+from gozen.daq.ring import FLAG_DAMAGED, FLAG_DROPPED, FLAG_MISSING
+from gozen.daq.snapshot import StatusSnapshot
+from gozen.sky import format_dec, format_ra
+
+BLOCK = 2880
+BLANK_RAW = -32768  # stored value of pixels in frames that never arrived
+
+
+@dataclass(frozen=True)
+class ExposureInfo:
+    """The exposures-table row the writer needs, read once per exposure."""
+
+    exp_id: int
+    object: str
+    data_type: str
+    obs_mode: str
+    filter: str
+    project: str
+    observer: str
+    n_frames: int
+    fps: float
+    start_at: datetime
+    recipe_uuid: str | None
+    recipe_name: str | None
+    snapshot: StatusSnapshot
+
+
+def padded(nbytes: int) -> int:
+    return (nbytes + BLOCK - 1) // BLOCK * BLOCK
+
+
+def night_date(t: datetime, lon_deg: float) -> str:
+    """YYYYMMDD of the night: local solar date 12 hours earlier, so a night keeps one date."""
+    local = t + timedelta(hours=lon_deg / 15 - 12)
+    return local.strftime("%Y%m%d")
+
+
+def tomoe_filename(det_id: int, exp_id: int, when: datetime, lon_deg: float) -> str:
+    """`TMQ` + quadrant + YYYYMMDD + 8-digit exposure id + 2-digit chip, as Tomo-e names files."""
+    return f"TMQ{det_id // 100}{night_date(when, lon_deg)}{exp_id:08d}{det_id % 100:02d}.fits"
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+class _Cards(list[tuple[str, object, str]]):
+    """Cards in the order written: `h["KEY"] = (value, comment)` appends, never reorders."""
+
+    def __setitem__(self, key: str, value: object) -> None:  # type: ignore[override]
+        value, comment = value if isinstance(value, tuple) else (value, "")
+        self.append((key, value, comment))
+
+
+def _section(h: _Cards, title: str) -> None:
+    h.append(("", f"---------------- {title} ----------------", ""))
+
+
+def _status(h: _Cards, key: str, snap: StatusSnapshot, name: str, comment: str, digits: int = 3) -> None:
+    sv = snap.get(name)
+    if sv is None or sv.value is None:
+        h.append((key, "UNKNOWN", f"{comment} (no reading)"))
+        return
+    value = round(sv.value, digits) if isinstance(sv.value, float) else sv.value
+    unit = f" [{sv.unit}]" if sv.unit else ""
+    note = f" STALE since {sv.time[:19]}" if sv.stale else ""
+    h.append((key, value, f"{comment}{unit}{note}"[:47]))
+
+
+def primary_header(
+    cfg: Config,
+    exp: ExposureInfo,
+    det_id: int,
+    gps_up: datetime,
+    daq_host: str,
+    daq_volume: str,
+    filename: str,
+) -> fits.Header:
+    cam = cfg.camera
+    snap = exp.snapshot
+    frame_s = 1.0 / exp.fps
+    gps_down = gps_up + timedelta(seconds=exp.n_frames * frame_s)
+    mid = gps_up + (gps_down - gps_up) / 2
+    h = _Cards()
+    h["SIMPLE"] = (True, "conforms to FITS standard")
+    h["BITPIX"] = (16, "16-bit integers")
+    h["NAXIS"] = 3
+    h["NAXIS1"] = (cam.width_px, "pixels per row")
+    h["NAXIS2"] = (cam.height_px, "rows")
+    h["NAXIS3"] = (exp.n_frames, "frames")
+    h["EXTEND"] = (True, "FRAMES table follows")
+    h["BZERO"] = (32768, "uint16 stored as int16")
+    h["BSCALE"] = 1
+    h["BLANK"] = (BLANK_RAW, "frames never received (see FRAMES)")
+    h["BUNIT"] = ("ADU", "")
+
+    _section(h, "observation")
+    h["OBJECT"] = (exp.object, "target or field name")
+    h["EXP_ID"] = (exp.exp_id, "exposure id")
+    h["DATA-TYP"] = (exp.data_type, "OBJECT, FLAT or DARK")
+    h["OBS-MOD"] = (exp.obs_mode, "observation mode")
+    h["PROJECT"] = (exp.project, "project")
+    h["OBSERVER"] = (exp.observer, "observer")
+    h["RECIPEID"] = (exp.recipe_uuid or "", "queue recipe uuid")
+    h["RECIPE"] = (exp.recipe_name or "", "queue recipe name")
+    h["EXPTIME"] = (round(exp.n_frames * frame_s, 6), "[s] total exposure time")
+    h["EXPTIME1"] = (round(frame_s, 6), "[s] exposure time of one frame")
+    h["TELAPSE"] = (round(exp.n_frames * frame_s, 6), "[s] elapsed time of the exposure")
+    h["TFRAME"] = (round(frame_s, 6), "[s] frame interval")
+    h["TRLSTEP"] = (0.00041, "[s] rolling-shutter step per line")
+    h["DATA-FPS"] = (exp.fps, "[1/s] frames per second")
+    h["TIMESYS"] = ("UTC", "time system")
+    h["DATE-OBS"] = (_iso(gps_up)[:10], "date at exposure start (UTC)")
+    h["UTC"] = (_iso(gps_up)[11:23], "time at exposure start (UTC)")
+    h["UTC-EXP"] = (_iso(mid)[11:23], "time at mid-exposure (UTC)")
+    h["MJD-OBS"] = (round(float(Time(gps_up).mjd), 9), "MJD at exposure start")
+    h["GPS-UP"] = (_iso(gps_up), "GPS stamp of the first frame")
+    h["GPS-DOWN"] = (_iso(gps_down), "end of the last frame (GPS clock)")
+
+    _section(h, "data")
+    h["DET-ID"] = (det_id, "detector id (quadrant*100+column*10+row)")
+    h["DAQ-HOST"] = (daq_host, "host that wrote this file")
+    h["DAQ-VOL"] = (daq_volume, "DAQ volume")
+    h["FILENAME"] = (filename, "original file name")
+    h["ORIGIN"] = ("gozen", "")
+    h["CREATOR"] = (f"gozen {__version__}", "software that wrote this file")
+
+    _section(h, "observatory")
+    h["OBSERVAT"] = (cfg.site.name[:68], "observatory")
+    h["TELESCOP"] = ("Kiso 1.05m Schmidt", "telescope")
+    h["INSTRUME"] = ("Tomo-e Gozen", "instrument")
+    h["SITELAT"] = (cfg.site.lat_deg, "[deg] site latitude")
+    h["SITELONG"] = (cfg.site.lon_deg, "[deg] site longitude (east)")
+    h["SITEELEV"] = (cfg.site.height_m, "[m] site height")
+    ra, dec = snap.number("telescope.ra_deg"), snap.number("telescope.dec_deg")
+    h["RA"] = (format_ra(ra) if ra is not None else "UNKNOWN", "RA of pointing (hh:mm:ss)")
+    h["DEC"] = (format_dec(dec) if dec is not None else "UNKNOWN", "Dec of pointing")
+    h["RADESYS"] = ("ICRS", "")
+    h["EQUINOX"] = (2000.0, "")
+    _status(h, "ALTITUDE", snap, "telescope.alt_deg", "altitude of pointing")
+    _status(h, "AZIMUTH", snap, "telescope.az_deg", "azimuth of pointing")
+    _status(h, "AIRMASS", snap, "telescope.airmass", "airmass at start")
+
+    _section(h, "weather")
+    _status(h, "OUT-TMP", snap, "weather.temperature_c", "outside temperature")
+    _status(h, "OUT-HUM", snap, "weather.humidity_pct", "outside humidity")
+    _status(h, "OUT-PRS", snap, "weather.pressure_hpa", "air pressure")
+    _status(h, "OUT-WND", snap, "weather.wind_ms", "wind speed")
+    _status(h, "DEWPOINT", snap, "weather.dewpoint_c", "dew point")
+    _status(h, "SKY-TMP", snap, "weather.sky_temp_c", "sky temperature (clouds)")
+
+    _section(h, "instrument")
+    h["FILTER"] = (exp.filter, "filter")
+    _status(h, "DET-TMP", snap, "temperature.camera_c", "camera temperature")
+    _status(h, "ROOM-TMP", snap, "temperature.room_c", "dome room temperature")
+    _status(h, "GPS-FIX", snap, "gps.fix", "GPS receiver has a fix")
+    _status(h, "GPS-OFS", snap, "gps.offset_ms", "system clock - GPS")
+    _status(h, "UPS-STAT", snap, "power.ups_state", "UPS state (OL online, OB on battery)")
+
+    _section(h, "WCS (approximate, no distortion)")
+    if ra is not None and dec is not None:
+        for k, val in chip_wcs(det_id, ra, dec, cam.width_px, cam.height_px).items():
+            h[k] = val
+    return _to_header(h)
+
+
+def _to_header(cards: _Cards) -> fits.Header:
+    h = fits.Header()
+    for key, value, comment in cards:
+        if key == "":
+            h.append(fits.Card("", value), useblanks=False, bottom=True)
+        else:
+            h.append(fits.Card(key, value, comment), useblanks=False, bottom=True)
+    return h
+
+
+FRAME_DTYPE = np.dtype([("FRAME", ">i4"), ("COUNTER", ">i8"), ("GPSTIME", ">f8"), ("FLAGS", ">i4")])
+
+
+def frames_table(rows: np.ndarray, n_missing: int, n_damaged: int) -> bytes:
+    """The FRAMES binary-table HDU (header + data + padding) for the end of the file."""
+    cols = fits.ColDefs(
+        [
+            fits.Column("FRAME", "J", array=rows["FRAME"]),
+            fits.Column("COUNTER", "K", array=rows["COUNTER"]),
+            fits.Column("GPSTIME", "D", unit="s", array=rows["GPSTIME"]),
+            fits.Column("FLAGS", "J", array=rows["FLAGS"]),
+        ]
+    )
+    h = fits.BinTableHDU.from_columns(cols, name="FRAMES").header
+    h.comments["TTYPE1"] = "frame index in the cube"
+    h.comments["TTYPE2"] = "chip frame counter (-1: not received)"
+    h.comments["TTYPE3"] = "GPS stamp of frame start, Unix s (UTC)"
+    h.comments["TTYPE4"] = f"{FLAG_MISSING}=missing {FLAG_DAMAGED}=damaged {FLAG_DROPPED}=dropped"
+    h["NMISSING"] = (n_missing, "frames never received")
+    h["NDAMAGED"] = (n_damaged, "frames received with a link error")
+    data = rows.astype(FRAME_DTYPE).tobytes()
+    head = h.tostring().encode("ascii")
+    return head + data + b"\0" * (padded(len(data)) - len(data))

@@ -1,0 +1,320 @@
+"""`daq:writer-NN`: turn each chip's frames from the rings into one FITS cube per exposure."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from gozen.config import Config
+from gozen.daq import catalog
+from gozen.daq.cube import CubeFile, CubeResult
+from gozen.daq.headers import BLOCK, ExposureInfo, padded, primary_header, tomoe_filename
+from gozen.daq.layout import frame_bytes, ring_path, ring_slots, rings_of_writer, writer_of
+from gozen.daq.ring import END, FLAG_MISSING, FRAME, Ring, SlotMeta
+from gozen.daq.volumes import NoVolume, VolumeChooser, VolumeState
+from gozen.db.events import Severity, record_event
+
+log = logging.getLogger(__name__)
+PART_RE = re.compile(r"^\.TMQ(\d)(\d{8})(\d{8})(\d{2})\.fits\.part$")
+TABLE_BYTES_MAX = 4 * BLOCK  # the FRAMES table of any sane exposure fits in this
+
+
+@dataclass
+class OpenCube:
+    cube: CubeFile
+    exp: ExposureInfo
+    det_id: int
+    volume: VolumeState
+    header_len: int
+    deadline: float  # monotonic: close it incomplete after this
+
+
+@dataclass
+class Writer:
+    cfg: Config
+    engine: Engine
+    index: int
+    host: str
+    name: str = ""
+    rings: list[Ring] = field(default_factory=list)
+    open: dict[tuple[int, int], OpenCube] = field(default_factory=dict)
+    closed: set[tuple[int, int]] = field(default_factory=set)
+    exposures: dict[int, ExposureInfo] = field(default_factory=dict)
+    unrecorded: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.name = f"daq:writer-{self.index + 1:02d}"
+        self.volumes = VolumeChooser(self.cfg, self.host)
+        self.pixels = frame_bytes(self.cfg) // 2
+        self.scratch = np.empty(self.pixels, np.uint16)
+        self.scratch.fill(0)  # fault the pages in now
+        self.fsync = self.cfg.daq.fsync == "file"
+        self.remove_stale_parts()
+
+    def attach(self, timeout_s: float = 120) -> None:
+        for r in rings_of_writer(self.cfg, self.index):
+            path = ring_path(self.cfg, self.host, r, self.index)
+            self.rings.append(
+                Ring.wait_open(path, ring_slots(self.cfg, r, self.index), frame_bytes(self.cfg), timeout_s)
+            )
+
+    # -- events and records -------------------------------------------------
+    def event(self, kind: str, subject: str, message: str, severity: Severity = "error", **data: Any) -> None:
+        log.log(logging.ERROR if severity == "error" else logging.INFO, "%s %s", subject, message)
+        try:
+            record_event(
+                self.engine,
+                host=self.host,
+                source=self.name,
+                kind=kind,
+                subject=subject,
+                message=message,
+                severity=severity,
+                data=data or None,
+            )
+        except SQLAlchemyError as err:
+            log.error("could not record event %s: %s", kind, err)
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Insert the file's row; keep it for later if the database is away (the file is safe on disk)."""
+        self.unrecorded.append(row)
+        still = []
+        for r in self.unrecorded:
+            try:
+                catalog.record_file(self.engine, **r)
+            except SQLAlchemyError as err:
+                log.error("database away, file row kept for later file=%s: %s", r["filename"], err)
+                still.append(r)
+        self.unrecorded = still
+
+    def remove_stale_parts(self) -> None:
+        """Partial files of a writer that died: their frames are lost; say which."""
+        for v in self.volumes.volumes:
+            if not v.path.is_dir():
+                continue
+            for part in v.path.rglob(".TMQ*.fits.part"):
+                m = PART_RE.match(part.name)
+                if not m:
+                    continue
+                det_id = int(m.group(1)) * 100 + int(m.group(4))
+                if det_id not in self.cfg.camera.chips or writer_of(self.cfg, det_id) != self.index:
+                    continue
+                exp_id = int(m.group(3))
+                size = part.stat().st_size
+                part.unlink()
+                self.event(
+                    "partial_file_removed",
+                    f"exp {exp_id} det {det_id}",
+                    f"removed {part} ({size} bytes) left by a writer that stopped mid-file; "
+                    "its frames are counted missing",
+                    exp_id=exp_id,
+                    det_id=det_id,
+                    path=str(part),
+                )
+
+    # -- files --------------------------------------------------------------
+    def exposure(self, exp_id: int) -> ExposureInfo:
+        if exp_id not in self.exposures:
+            self.exposures[exp_id] = catalog.exposure_info(self.engine, exp_id)
+            if len(self.exposures) > 64:
+                self.exposures.pop(next(iter(self.exposures)))
+        return self.exposures[exp_id]
+
+    def open_cube(self, exp: ExposureInfo, det_id: int, gps_ns: int, volume: VolumeState | None = None) -> OpenCube:
+        filename = tomoe_filename(det_id, exp.exp_id, exp.start_at, self.cfg.site.lon_deg)
+        need = padded(self.pixels * 2 * exp.n_frames) + 40 * BLOCK
+        if volume is None:
+            volume, skipped = self.volumes.choose(need)
+            for why in skipped:
+                self.event("volume_skipped", volume.name, f"{filename}: skipped {why}", severity="warning")
+        gps_up = datetime.fromtimestamp(gps_ns / 1e9, UTC) if gps_ns else exp.start_at
+        header = primary_header(self.cfg, exp, det_id, gps_up, self.host, volume.name, filename).tostring().encode()
+        day_dir = volume.path / filename[4:12]
+        day_dir.mkdir(parents=True, exist_ok=True)
+        cube = CubeFile(day_dir / filename, header, self.pixels, exp.n_frames, self.fsync)
+        deadline = (
+            time.monotonic()
+            + max(0.0, exp.start_at.timestamp() + exp.n_frames / exp.fps - time.time())
+            + self.cfg.daq.frame_timeout_s
+        )
+        return OpenCube(cube, exp, det_id, volume, len(header), deadline)
+
+    def close(self, key: tuple[int, int]) -> None:
+        oc = self.open.pop(key)
+        self.closed.add(key)
+        for _ in range(len(self.volumes.volumes) + 1):
+            try:
+                self.record_result(oc, oc.cube.close(self.scratch))
+                return
+            except OSError as err:
+                try:
+                    oc = self.move_to_another_volume(oc, err)
+                except NoVolume as no_room:
+                    oc.cube.abandon()
+                    self.record_lost(oc.exp, oc.det_id, f"its volume failed ({err.strerror}) and {no_room}")
+                    return
+
+    def record_result(self, oc: OpenCube, res: CubeResult) -> None:
+        self.record(
+            {
+                "exp_id": oc.exp.exp_id,
+                "det_id": oc.det_id,
+                "state": "written",
+                "path": str(res.path),
+                "filename": res.path.name,
+                "daq_host": self.host,
+                "daq_volume": oc.volume.name,
+                "size_bytes": res.size_bytes,
+                "checksum_xxh3": res.checksum_xxh3,
+                "frames_expected": oc.exp.n_frames,
+                "frames_written": res.frames_written,
+                "frames_missing": res.frames_missing,
+                "frames_damaged": res.frames_damaged,
+                "naxis1": self.cfg.camera.width_px,
+                "naxis2": self.cfg.camera.height_px,
+                "naxis3": oc.exp.n_frames,
+                "writer": self.name,
+            }
+        )
+
+    def record_lost(self, exp: ExposureInfo, det_id: int, why: str) -> None:
+        filename = tomoe_filename(det_id, exp.exp_id, exp.start_at, self.cfg.site.lon_deg)
+        self.event("file_lost", f"exp {exp.exp_id} det {det_id}", f"{filename}: {why}")
+        self.record(
+            {
+                "exp_id": exp.exp_id,
+                "det_id": det_id,
+                "state": "lost",
+                "path": None,
+                "filename": filename,
+                "daq_host": self.host,
+                "daq_volume": None,
+                "size_bytes": 0,
+                "checksum_xxh3": None,
+                "frames_expected": exp.n_frames,
+                "frames_written": 0,
+                "frames_missing": exp.n_frames,
+                "frames_damaged": 0,
+                "naxis1": self.cfg.camera.width_px,
+                "naxis2": self.cfg.camera.height_px,
+                "naxis3": exp.n_frames,
+                "writer": self.name,
+            }
+        )
+        self.closed.add((exp.exp_id, det_id))
+
+    def move_to_another_volume(self, oc: OpenCube, err: OSError) -> OpenCube:
+        """The volume failed or filled under a file: carry what it holds to another volume."""
+        self.volumes.mark_failed(oc.volume, err.strerror or str(err))
+        self.event(
+            "volume_failed", oc.volume.name, f"{oc.cube.final.name}: {err.strerror}; moving the file to another volume"
+        )
+        new = self.open_cube(oc.exp, oc.det_id, int(oc.cube.rows[0]["GPSTIME"] * 1e9))
+        frame_len = self.pixels * 2
+        try:
+            with open(oc.cube.part, "rb") as old:
+                for i in range(oc.cube.next_index):
+                    old.seek(oc.header_len + i * frame_len)
+                    raw = old.read(frame_len)
+                    row = oc.cube.rows[i]
+                    if len(raw) == frame_len and not row["FLAGS"] & FLAG_MISSING:
+                        self.scratch.view(np.uint8)[:] = np.frombuffer(raw, np.uint8)
+                        new.cube.write_converted(
+                            i, self.scratch, int(row["COUNTER"]), float(row["GPSTIME"]), int(row["FLAGS"])
+                        )
+        except OSError as read_err:
+            log.error("could not read back %s: %s; those frames are counted missing", oc.cube.part, read_err)
+        oc.cube.abandon()
+        return new
+
+    # -- the loop -----------------------------------------------------------
+    def handle(self, meta: SlotMeta, ring: Ring) -> None:
+        key = (meta.exp_id, meta.det_id)
+        if key in self.closed:
+            return  # a late frame or END for a file already closed on its timeout
+        if meta.kind == END:
+            if key in self.open:
+                self.close(key)
+            else:
+                self.record_lost(self.exposure(meta.exp_id), meta.det_id, "no frame of it reached the writer")
+            return
+        if meta.kind != FRAME:
+            return
+        if key not in self.open:
+            exp = self.exposure(meta.exp_id)
+            try:
+                self.open[key] = self.open_cube(exp, meta.det_id, meta.gps_ns)
+            except NoVolume as err:
+                self.record_lost(exp, meta.det_id, f"no DAQ volume can take it: {err}")
+                return
+        oc = self.open[key]
+        pixels = None if meta.flags & FLAG_MISSING else ring.data(meta.seq)
+        for _attempt in range(len(self.volumes.volumes) + 1):
+            try:
+                oc.cube.write_frame(meta.index, pixels, self.scratch, meta.counter, meta.gps_ns / 1e9, meta.flags)
+                break
+            except OSError as err:
+                try:
+                    oc = self.open[key] = self.move_to_another_volume(oc, err)
+                except NoVolume as no_room:
+                    del self.open[key]
+                    oc.cube.abandon()
+                    self.record_lost(oc.exp, oc.det_id, f"its volume failed ({err.strerror}) and {no_room}")
+                    return
+        if oc.cube.complete:
+            self.close(key)
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, oc in self.open.items() if oc.deadline < now]:
+            self.event(
+                "exposure_timeout",
+                f"exp {key[0]} det {key[1]}",
+                "frames stopped coming: closing the file with the rest flagged missing",
+                severity="warning",
+            )
+            self.close(key)
+        if len(self.closed) > 10000:
+            self.closed = set(sorted(self.closed)[-5000:])
+
+    def poll(self) -> int:
+        """Handle what the rings hold; returns how many slots it took."""
+        n = 0
+        for ring in self.rings:
+            for _ in range(ring.n_slots):
+                meta = ring.peek()
+                if meta is None:
+                    break
+                self.handle(meta, ring)
+                ring.release()
+                n += 1
+        self.expire()
+        if self.unrecorded:
+            self.record_retry()
+        return n
+
+    def record_retry(self) -> None:
+        if self.unrecorded:
+            row = self.unrecorded.pop()
+            self.record(row)
+
+    def run(self) -> None:
+        self.attach()
+        while True:
+            if self.poll() == 0:
+                time.sleep(0.002)
+
+
+def run_writer(cfg: Config, engine: Engine, index: int, host: str) -> None:
+    from gozen.daq.cpus import cpu_sets, pin
+
+    pin("writer", cpu_sets(cfg)[1])
+    Writer(cfg, engine, index, host).run()

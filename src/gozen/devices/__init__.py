@@ -1,0 +1,1 @@
+"""Hardware behind small interfaces, each with a simulator that behaves like the device."""

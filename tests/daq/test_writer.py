@@ -1,0 +1,104 @@
+"""Readout and writer in one process (real rings, files and database): volumes that fill or fail."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+from astropy.io import fits
+from sqlalchemy import select
+
+from gozen.config import Config, parse_config
+from gozen.daq import catalog
+from gozen.daq.control import arm_next
+from gozen.daq.readout import Readout
+from gozen.daq.writer import Writer
+from gozen.db.engine import make_engine
+from gozen.db.events import recent_events
+from gozen.db.migrate import upgrade
+from gozen.db.tables import daq_files
+
+W, H, FRAMES = 200, 100, 10  # 40 kB frames: 400 kB files
+
+
+@pytest.fixture
+def mounts(tmp_path: Path) -> Iterator[list[Path]]:
+    """Two small real filesystems (tmpfs), so a volume really fills up mid-file."""
+    paths = []
+    for name, size in (("small1", "1200k"), ("small2", "1000k")):
+        p = tmp_path / name
+        p.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(p)], check=True)
+        paths.append(p)
+    yield paths
+    for p in paths:
+        subprocess.run(["umount", str(p)], check=False)
+
+
+def daq_config(tmp_path: Path, volumes: list[Path], **daq: Any) -> Config:
+    return parse_config(
+        {
+            "data_dir": str(tmp_path / "var"),
+            "camera": {"width_px": W, "height_px": H, "fps": 20, "chips": [111, 112, 113, 114]},
+            "daq_volumes": [{"name": f"vol{i}", "path": str(p)} for i, p in enumerate(volumes, 1)],
+            "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 0.1, **daq},
+        }
+    )
+
+
+def run_exposure(cfg: Config) -> tuple[Writer, list[dict[str, Any]]]:
+    engine = make_engine(cfg.database_url)
+    upgrade(engine)
+    [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("F1", FRAMES, 20.0), 1)
+    assert arm_next(cfg, engine, "daq1") == exp_id
+    readout = Readout(cfg, engine, 0, "daq1")
+    writer = Writer(cfg, engine, 0, "daq1")
+    writer.attach(timeout_s=5)
+    [exp] = catalog.armed_after(engine, 0)
+    readout.report(exp, readout.read_exposure(exp))
+    while writer.poll():
+        pass
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(daq_files).order_by(daq_files.c.det_id))]
+    return writer, rows
+
+
+def test_a_volume_that_fills_mid_file_is_skipped_and_nothing_is_lost(tmp_path: Path, mounts: list[Path]) -> None:
+    cfg = daq_config(tmp_path, mounts)
+    writer, rows = run_exposure(cfg)
+    assert [r["state"] for r in rows] == ["written"] * 4
+    assert {r["daq_volume"] for r in rows} == {"vol1", "vol2"}  # vol1 filled; the rest moved on
+    for r in rows:
+        assert (r["frames_written"], r["frames_missing"]) == (FRAMES, 0)
+        data = Path(r["path"]).read_bytes()
+        assert xxhash.xxh3_64(data).hexdigest() == r["checksum_xxh3"] and len(data) == r["size_bytes"]
+        with fits.open(r["path"]) as hdul:
+            assert hdul[0].data.shape == (FRAMES, H, W) and hdul[0].header["DAQ-VOL"] == r["daq_volume"]
+            assert list(hdul["FRAMES"].data["FLAGS"]) == [0] * FRAMES
+    assert not list(mounts[0].rglob("*.part")) and not list(mounts[1].rglob("*.part"))
+    failed = recent_events(writer.engine, 50, kind="volume_failed")
+    assert failed and all(e.subject == "vol1" and "No space left" in e.message for e in failed)
+
+
+def test_a_failed_volume_is_skipped_with_an_event(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.write_text("not a directory: the disk behind it is gone")
+    good = tmp_path / "good"
+    cfg = daq_config(tmp_path, [broken, good])
+    writer, rows = run_exposure(cfg)
+    assert [(r["state"], r["daq_volume"], r["frames_missing"]) for r in rows] == [("written", "vol2", 0)] * 4
+    skipped = recent_events(writer.engine, 50, kind="volume_skipped")
+    assert skipped and "vol1" in skipped[-1].message
+
+
+def test_with_no_volume_left_files_are_recorded_lost_not_crashed(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.write_text("x")
+    cfg = daq_config(tmp_path, [broken])
+    writer, rows = run_exposure(cfg)
+    assert [(r["state"], r["frames_missing"], r["path"]) for r in rows] == [("lost", FRAMES, None)] * 4
+    assert recent_events(writer.engine, 50, kind="file_lost")
