@@ -105,3 +105,21 @@ def test_headers_come_in_commented_sections(tmp_path: Path) -> None:
     assert "observation" in order[0] and "WCS" in order[-1]
     assert text.index(next(c for c in text if c.startswith("OBJECT"))) > sections[0]
     assert text.index(next(c for c in text if c.startswith("OUT-TMP"))) > sections[3]
+
+
+def test_header_template_renders_exactly_what_astropy_builds_for_each_chip(tmp_path: Path) -> None:
+    from gozen.daq.headers import FRAME_DTYPE, FramesTableTemplate, HeaderTemplate, frames_table
+
+    _, _, cfg = make_cube(tmp_path)
+    start = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    exp = ExposureInfo(
+        7, "F", "FLAT", "m", "none", "p", "o", 3, 2.0, start, None, None, simulated_snapshot(cfg, start, 200.0, -20.0)
+    )
+    template = HeaderTemplate(cfg, exp, "daq9")
+    for det in (111, 144, 321, 412):
+        name = tomoe_filename(det, 7, start, cfg.site.lon_deg)
+        expected = primary_header(cfg, exp, det, start, "daq9", "vol-x", name).tostring().encode()
+        assert template.render(det, "vol-x", name) == expected
+    rows = np.zeros(3, FRAME_DTYPE)
+    rows["FLAGS"] = [0, 1, 2]
+    assert FramesTableTemplate(3).render(rows, 1, 1) == frames_table(rows, 1, 1)

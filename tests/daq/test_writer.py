@@ -62,6 +62,8 @@ def run_exposure(cfg: Config) -> tuple[Writer, list[dict[str, Any]]]:
     readout.report(exp, readout.read_exposure(exp))
     while writer.poll():
         pass
+    writer.flusher.wait()
+    writer.poll()
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(select(daq_files).order_by(daq_files.c.det_id))]
     return writer, rows
@@ -102,3 +104,26 @@ def test_with_no_volume_left_files_are_recorded_lost_not_crashed(tmp_path: Path)
     writer, rows = run_exposure(cfg)
     assert [(r["state"], r["frames_missing"], r["path"]) for r in rows] == [("lost", FRAMES, None)] * 4
     assert recent_events(writer.engine, 50, kind="file_lost")
+
+
+def test_a_whole_file_left_unnamed_by_a_dead_writer_is_salvaged_and_a_broken_one_removed(tmp_path: Path) -> None:
+    from gozen.daq.cube import part_name
+
+    cfg = daq_config(tmp_path, [tmp_path / "vol"])
+    writer, rows = run_exposure(cfg)
+    whole, cut = Path(rows[0]["path"]), Path(rows[2]["path"])  # both chips of writer 0 in a 1-writer setup
+    whole.rename(part_name(whole))  # as if the writer died after finishing, before the rename
+    cut_bytes = cut.read_bytes()
+    part_name(cut).write_bytes(cut_bytes[: len(cut_bytes) // 2])  # as if it died mid-file
+    cut.unlink()
+    with writer.engine.begin() as conn:
+        conn.execute(daq_files.delete().where(daq_files.c.det_id.in_((rows[0]["det_id"], rows[2]["det_id"]))))
+
+    restarted = Writer(cfg, writer.engine, 0, "daq1")
+    restarted.flush_records()
+    assert whole.exists() and not part_name(whole).exists() and not part_name(cut).exists()
+    with writer.engine.connect() as conn:
+        [row] = conn.execute(select(daq_files).where(daq_files.c.det_id == rows[0]["det_id"])).all()
+    assert row.checksum_xxh3 == rows[0]["checksum_xxh3"] and row.frames_written == FRAMES
+    assert recent_events(writer.engine, 10, kind="partial_file_salvaged")
+    assert recent_events(writer.engine, 10, kind="partial_file_removed")

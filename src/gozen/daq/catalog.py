@@ -141,13 +141,21 @@ def exposure_info(engine: Engine, exp_id: int) -> ExposureInfo:
     )
 
 
-def record_file(engine: Engine, **row: Any) -> None:
-    """One row per (exposure, chip); a second report of the same file is ignored."""
+def record_files(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """One row per (exposure, chip), many in one transaction; a second report of a file is ignored."""
+    if not rows:
+        return
+    now = utcnow()
     try:
         with engine.begin() as conn:
-            conn.execute(insert(daq_files).values(created_at=utcnow(), **row))
+            conn.execute(insert(daq_files), [dict(r, created_at=now) for r in rows])
     except IntegrityError:
-        pass
+        for r in rows:  # someone recorded one of them already: insert the rest one by one
+            try:
+                with engine.begin() as conn:
+                    conn.execute(insert(daq_files).values(created_at=now, **r))
+            except IntegrityError:
+                pass
 
 
 def record_readout_reports(engine: Engine, rows: list[dict[str, Any]]) -> None:

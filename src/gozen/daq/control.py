@@ -16,6 +16,7 @@ from gozen.db.types import utcnow
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
+FINISH_EVERY_S = 1.0
 # Between exposures the chips are read out and re-armed; Tomo-e's gap is about this.
 INTER_EXPOSURE_GAP_S = 0.05
 
@@ -46,9 +47,14 @@ def _to_ms(t: datetime) -> datetime:
 
 def run_control(cfg: Config, engine: Engine, host: str) -> None:
     grace = timedelta(seconds=cfg.daq.frame_timeout_s * 2 + 5)
+    next_books = 0.0
     while True:
         while arm_next(cfg, engine, host) is not None:
             pass
+        time.sleep(POLL_S)
+        if time.monotonic() < next_books:
+            continue
+        next_books = time.monotonic() + FINISH_EVERY_S
         for exp_id, state in catalog.finish_exposures(engine, grace):
             if state != "done":
                 record_event(
@@ -60,4 +66,3 @@ def run_control(cfg: Config, engine: Engine, host: str) -> None:
                     severity="warning",
                     message=f"exposure {exp_id} finished without every chip's file",
                 )
-        time.sleep(POLL_S)

@@ -51,6 +51,9 @@ class Readout:
                 message=f"chip {c} did not answer at start: its frames are lost",
             )
 
+    def announce(self) -> None:
+        log.info("%s ready: chips %s, %d rings", self.name, self.recognised, len(self.rings))
+
     def read_exposure(self, exp: ArmedExposure) -> dict[int, Counter[str]]:
         """Read every frame of the exposure for our chips; returns per-chip counts."""
         chips = [c for c in self.recognised if c in exp.chips]
@@ -131,6 +134,7 @@ class Readout:
             )
 
     def run(self, stop_after: int | None = None) -> None:
+        self.announce()
         # Not what this readout already reported, nor what ended long before it started.
         last = max(catalog.last_reported(self.engine, self.name), _last_finished_exposure(self.engine))
         done = 0

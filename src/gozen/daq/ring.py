@@ -30,6 +30,10 @@ FLAG_DAMAGED = 2  # delivered with a link error: pixels kept, but not to be trus
 FLAG_DROPPED = 4  # read, but the ring was full
 
 
+class RingNoRoom(Exception):
+    """Shared memory has no room for a ring of the configured size."""
+
+
 class RingMismatch(Exception):
     """An existing ring file whose geometry differs from the config."""
 
@@ -64,7 +68,16 @@ class Ring:
             if fresh:
                 if not create:
                     raise FileNotFoundError(f"ring {path} is not initialised yet")
-                os.ftruncate(fd, self.total_bytes)
+                try:
+                    # Reserve the memory now: a full /dev/shm is an error here, not a SIGBUS mid-night.
+                    os.posix_fallocate(fd, 0, self.total_bytes)
+                except OSError as err:
+                    os.close(fd)
+                    path.unlink(missing_ok=True)
+                    raise RingNoRoom(
+                        f"ring {path}: cannot reserve {self.total_bytes / 2**20:.0f} MiB ({err.strerror}); "
+                        "free /dev/shm or lower daq.ring_seconds"
+                    ) from None
             elif os.fstat(fd).st_size != self.total_bytes:
                 magic, slots, fbytes = np.frombuffer(os.pread(fd, 24, 0), np.uint64)
                 raise RingMismatch(
@@ -148,7 +161,7 @@ class Ring:
         tail = self.tail
         if tail >= self.head:
             return None
-        return SlotMeta(*(int(v) for v in self._meta[tail % self.n_slots]))
+        return SlotMeta(*self._meta[tail % self.n_slots].tolist())
 
     def release(self) -> None:
         self._hdr[32] = self.tail + 1

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
+import mmap
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -16,15 +15,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from gozen.config import Config
 from gozen.daq import catalog
 from gozen.daq.cube import CubeFile, CubeResult
-from gozen.daq.headers import BLOCK, ExposureInfo, padded, primary_header, tomoe_filename
-from gozen.daq.layout import frame_bytes, ring_path, ring_slots, rings_of_writer, writer_of
+from gozen.daq.flusher import Flusher
+from gozen.daq.headers import BLOCK, ExposureInfo, HeaderTemplate, padded, tomoe_filename
+from gozen.daq.layout import frame_bytes, ring_path, ring_slots, rings_of_writer
+from gozen.daq.recovery import find_stale_parts, salvage
 from gozen.daq.ring import END, FLAG_MISSING, FRAME, Ring, SlotMeta
 from gozen.daq.volumes import NoVolume, VolumeChooser, VolumeState
 from gozen.db.events import Severity, record_event
 
 log = logging.getLogger(__name__)
-PART_RE = re.compile(r"^\.TMQ(\d)(\d{8})(\d{8})(\d{2})\.fits\.part$")
-TABLE_BYTES_MAX = 4 * BLOCK  # the FRAMES table of any sane exposure fits in this
 
 
 @dataclass
@@ -49,13 +48,14 @@ class Writer:
     closed: set[tuple[int, int]] = field(default_factory=set)
     exposures: dict[int, ExposureInfo] = field(default_factory=dict)
     unrecorded: list[dict[str, Any]] = field(default_factory=list)
+    templates: dict[int, HeaderTemplate] = field(default_factory=dict)
+    flusher: Flusher = field(default_factory=Flusher)
 
     def __post_init__(self) -> None:
         self.name = f"daq:writer-{self.index + 1:02d}"
         self.volumes = VolumeChooser(self.cfg, self.host)
         self.pixels = frame_bytes(self.cfg) // 2
-        self.scratch = np.empty(self.pixels, np.uint16)
-        self.scratch.fill(0)  # fault the pages in now
+        self.scratch = huge_page_buffer(self.pixels * 2).view(np.uint16)
         self.fsync = self.cfg.daq.fsync == "file"
         self.remove_stale_parts()
 
@@ -65,6 +65,7 @@ class Writer:
             self.rings.append(
                 Ring.wait_open(path, ring_slots(self.cfg, r, self.index), frame_bytes(self.cfg), timeout_s)
             )
+        log.info("%s ready: attached to %d rings", self.name, len(self.rings))
 
     # -- events and records -------------------------------------------------
     def event(self, kind: str, subject: str, message: str, severity: Severity = "error", **data: Any) -> None:
@@ -84,41 +85,47 @@ class Writer:
             log.error("could not record event %s: %s", kind, err)
 
     def record(self, row: dict[str, Any]) -> None:
-        """Insert the file's row; keep it for later if the database is away (the file is safe on disk)."""
+        """Queue the file's row; rows are inserted together once per loop (one commit, not one per file)."""
         self.unrecorded.append(row)
-        still = []
-        for r in self.unrecorded:
-            try:
-                catalog.record_file(self.engine, **r)
-            except SQLAlchemyError as err:
-                log.error("database away, file row kept for later file=%s: %s", r["filename"], err)
-                still.append(r)
-        self.unrecorded = still
+
+    def flush_records(self) -> None:
+        """Insert the queued rows; keep them for the next loop if the database is away (files are safe on disk)."""
+        if not self.unrecorded:
+            return
+        try:
+            catalog.record_files(self.engine, self.unrecorded)
+            self.unrecorded = []
+        except SQLAlchemyError as err:
+            log.error("database away, %d file rows kept for later: %s", len(self.unrecorded), err)
 
     def remove_stale_parts(self) -> None:
-        """Partial files of a writer that died: their frames are lost; say which."""
-        for v in self.volumes.volumes:
-            if not v.path.is_dir():
-                continue
-            for part in v.path.rglob(".TMQ*.fits.part"):
-                m = PART_RE.match(part.name)
-                if not m:
-                    continue
-                det_id = int(m.group(1)) * 100 + int(m.group(4))
-                if det_id not in self.cfg.camera.chips or writer_of(self.cfg, det_id) != self.index:
-                    continue
-                exp_id = int(m.group(3))
-                size = part.stat().st_size
-                part.unlink()
+        """Partial files of a writer that died: keep those that are whole, remove the rest and say so."""
+        for stale in find_stale_parts(self.cfg, self.index, self.volumes.volumes):
+            subject = f"exp {stale.exp_id} det {stale.det_id}"
+            row = salvage(stale, self.cfg, self.host, self.name)
+            if row is not None:
+                self.record(row)
+                self.closed.add((stale.exp_id, stale.det_id))
                 self.event(
-                    "partial_file_removed",
-                    f"exp {exp_id} det {det_id}",
-                    f"removed {part} ({size} bytes) left by a writer that stopped mid-file; "
-                    "its frames are counted missing",
-                    exp_id=exp_id,
-                    det_id=det_id,
-                    path=str(part),
+                    "partial_file_salvaged",
+                    subject,
+                    f"{row['filename']} was whole but unnamed when its writer stopped: named and recorded",
+                    severity="warning",
+                    exp_id=stale.exp_id,
+                    det_id=stale.det_id,
                 )
+                continue
+            size = stale.path.stat().st_size
+            stale.path.unlink()
+            self.event(
+                "partial_file_removed",
+                subject,
+                f"removed {stale.path} ({size} bytes) left by a writer that stopped mid-file; "
+                "its frames are counted missing",
+                exp_id=stale.exp_id,
+                det_id=stale.det_id,
+                path=str(stale.path),
+            )
 
     # -- files --------------------------------------------------------------
     def exposure(self, exp_id: int) -> ExposureInfo:
@@ -128,15 +135,21 @@ class Writer:
                 self.exposures.pop(next(iter(self.exposures)))
         return self.exposures[exp_id]
 
-    def open_cube(self, exp: ExposureInfo, det_id: int, gps_ns: int, volume: VolumeState | None = None) -> OpenCube:
+    def template(self, exp: ExposureInfo) -> HeaderTemplate:
+        if exp.exp_id not in self.templates:
+            self.templates[exp.exp_id] = HeaderTemplate(self.cfg, exp, self.host)
+            if len(self.templates) > 8:
+                self.templates.pop(next(iter(self.templates)))
+        return self.templates[exp.exp_id]
+
+    def open_cube(self, exp: ExposureInfo, det_id: int, volume: VolumeState | None = None) -> OpenCube:
         filename = tomoe_filename(det_id, exp.exp_id, exp.start_at, self.cfg.site.lon_deg)
         need = padded(self.pixels * 2 * exp.n_frames) + 40 * BLOCK
         if volume is None:
             volume, skipped = self.volumes.choose(need)
             for why in skipped:
                 self.event("volume_skipped", volume.name, f"{filename}: skipped {why}", severity="warning")
-        gps_up = datetime.fromtimestamp(gps_ns / 1e9, UTC) if gps_ns else exp.start_at
-        header = primary_header(self.cfg, exp, det_id, gps_up, self.host, volume.name, filename).tostring().encode()
+        header = self.template(exp).render(det_id, volume.name, filename)
         day_dir = volume.path / filename[4:12]
         day_dir.mkdir(parents=True, exist_ok=True)
         cube = CubeFile(day_dir / filename, header, self.pixels, exp.n_frames, self.fsync)
@@ -148,11 +161,13 @@ class Writer:
         return OpenCube(cube, exp, det_id, volume, len(header), deadline)
 
     def close(self, key: tuple[int, int]) -> None:
+        """Finish the cube here; the flusher makes it durable and named, then poll() records it."""
         oc = self.open.pop(key)
         self.closed.add(key)
         for _ in range(len(self.volumes.volumes) + 1):
             try:
-                self.record_result(oc, oc.cube.close(self.scratch))
+                res = oc.cube.finish(self.scratch)
+                self.flusher.submit(oc.cube, (oc, res))
                 return
             except OSError as err:
                 try:
@@ -161,6 +176,22 @@ class Writer:
                     oc.cube.abandon()
                     self.record_lost(oc.exp, oc.det_id, f"its volume failed ({err.strerror}) and {no_room}")
                     return
+
+    def collect_committed(self) -> None:
+        for (oc, res), err in self.flusher.collect():
+            if err is None:
+                self.record_result(oc, res)
+                continue
+            # fsync or rename failed: the volume went bad under a whole file; carry it elsewhere.
+            key = (oc.exp.exp_id, oc.det_id)
+            try:
+                self.open[key] = self.move_to_another_volume(oc, err if isinstance(err, OSError) else OSError(str(err)))
+            except NoVolume as no_room:
+                oc.cube.abandon()
+                self.record_lost(oc.exp, oc.det_id, f"it could not be made durable ({err}) and {no_room}")
+                continue
+            self.closed.discard(key)
+            self.close(key)
 
     def record_result(self, oc: OpenCube, res: CubeResult) -> None:
         self.record(
@@ -217,7 +248,7 @@ class Writer:
         self.event(
             "volume_failed", oc.volume.name, f"{oc.cube.final.name}: {err.strerror}; moving the file to another volume"
         )
-        new = self.open_cube(oc.exp, oc.det_id, int(oc.cube.rows[0]["GPSTIME"] * 1e9))
+        new = self.open_cube(oc.exp, oc.det_id)
         frame_len = self.pixels * 2
         try:
             with open(oc.cube.part, "rb") as old:
@@ -251,7 +282,7 @@ class Writer:
         if key not in self.open:
             exp = self.exposure(meta.exp_id)
             try:
-                self.open[key] = self.open_cube(exp, meta.det_id, meta.gps_ns)
+                self.open[key] = self.open_cube(exp, meta.det_id)
             except NoVolume as err:
                 self.record_lost(exp, meta.det_id, f"no DAQ volume can take it: {err}")
                 return
@@ -297,20 +328,28 @@ class Writer:
                 ring.release()
                 n += 1
         self.expire()
-        if self.unrecorded:
-            self.record_retry()
+        self.collect_committed()
+        self.flush_records()
         return n
-
-    def record_retry(self) -> None:
-        if self.unrecorded:
-            row = self.unrecorded.pop()
-            self.record(row)
 
     def run(self) -> None:
         self.attach()
         while True:
             if self.poll() == 0:
                 time.sleep(0.002)
+
+
+def huge_page_buffer(nbytes: int) -> np.ndarray:
+    """A zeroed, pre-faulted buffer, on transparent huge pages where the kernel allows (fewer TLB misses)."""
+    mm = mmap.mmap(-1, nbytes)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            mm.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:
+            pass
+    buf = np.frombuffer(mm, np.uint8)
+    buf.fill(0)
+    return buf
 
 
 def run_writer(cfg: Config, engine: Engine, index: int, host: str) -> None:

@@ -1,0 +1,346 @@
+"""Benchmark: the real DAQ pipeline at Tomo-e Gozen rate, against `dd` and a plain astropy writer.
+
+Runs the same programs supervisord runs (`gozen run daq-control`, `daq-readout-NN`,
+`daq-writer-NN`: simulated camera, shared-memory rings, FITS cubes with headers and
+checksums, rows in the database) with C chips at 2 fps for T seconds, then measures on the
+same volume, in the same run: `dd` sequential writes with fdatasync (the volume's limit)
+and astropy writing the same cubes the plain way (`PrimaryHDU(data).writeto`).
+
+    .venv/bin/python bench/daq.py --mode cpu          # volumes on tmpfs, files drained at once: 84 chips
+    .venv/bin/python bench/daq.py --mode disk         # volumes on the real disk: highest chip count with 0 drops
+
+In cpu mode each finished file is deleted as soon as its row lands, standing in for the
+transfer draining the DAQ, so tmpfs never fills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+import yaml
+from astropy.io import fits
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import func, select
+
+from gozen.config import load_config, tomoe_chip_ids
+from gozen.daq import catalog
+from gozen.daq.layout import SHM_DIR
+from gozen.db.engine import make_engine
+from gozen.db.migrate import upgrade
+from gozen.db.tables import daq_files, readout_reports
+
+console = Console(width=130)
+FRAMES, FPS = 12, 2.0
+FRAME_BYTES = 2000 * 1128 * 2
+
+
+@dataclass
+class RunResult:
+    chips: int
+    seconds: float
+    files: int
+    bytes: int
+    frames_expected: int
+    frames_missing: int
+    frames_dropped: int
+    cpu: dict[str, float]  # % of one core, by stage
+
+    @property
+    def mb_s(self) -> float:
+        return self.bytes / 1e6 / self.seconds
+
+
+def write_config(tmp: Path, volume_root: Path, chips: int, writers: int, ring_seconds: float) -> Path:
+    cfg = {
+        "data_dir": str(tmp / "var"),
+        "hosts": [{"name": "bench", "roles": ["daq"], "supervisor": {"port": 9999}}],
+        "camera": {"chips": tomoe_chip_ids()[:chips], "fps": FPS, "frames_per_exposure": FRAMES},
+        "daq_volumes": [{"name": f"vol{i}", "path": str(volume_root / f"vol{i}")} for i in (1, 2)],
+        "daq": {
+            "readouts": 1,
+            "writers": writers,
+            "reserve_bytes": 0,
+            "start_delay_s": 1.0,
+            "frame_timeout_s": 10,
+            "fsync": "file",
+            "ring_seconds": ring_seconds,
+        },
+    }
+    path = tmp / "gozen.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def drain(engine_url: str, stop: threading.Event, delete: bool) -> None:
+    """Delete each file once its row is in the database (the transfer, in cpu mode)."""
+    # The transfer runs beside the readout, not on the writers' CPUs (threads share the affinity call).
+    os.sched_setaffinity(0, readout_cpus())
+    engine = make_engine(engine_url)
+    seen = 0
+    while not stop.is_set():
+        with engine.connect() as conn:
+            rows = conn.execute(select(daq_files.c.id, daq_files.c.path).where(daq_files.c.id > seen)).all()
+        for fid, path in rows:
+            seen = max(seen, fid)
+            if delete and path:
+                Path(path).unlink(missing_ok=True)
+        time.sleep(0.2)
+
+
+def readout_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))[:1]
+
+
+def run_pipeline(
+    tmp: Path, volume_root: Path, chips: int, seconds: float, writers: int, delete: bool, ring_seconds: float = 4.0
+) -> RunResult:
+    config = write_config(tmp, volume_root, chips, writers, ring_seconds)
+    cfg = load_config(config)
+    engine = make_engine(cfg.database_url)
+    upgrade(engine)
+    env = {**os.environ, "GOZEN_HOST": "bench"}
+    names = ["daq-control", "daq-readout-01", *[f"daq-writer-{i:02d}" for i in range(1, writers + 1)]]
+    procs = {
+        n: subprocess.Popen(
+            [sys.executable, "-m", "gozen", "-c", str(config), "run", n], env=env, stderr=open(tmp / f"{n}.log", "w")
+        )
+        for n in names
+    }  # noqa: SIM115
+    stop = threading.Event()
+    drainer = threading.Thread(target=drain, args=(cfg.database_url, stop, delete), daemon=True)
+    drainer.start()
+    try:
+        wait_ready(tmp, names[1:], procs)
+        n_exp = max(1, round(seconds * FPS / FRAMES))
+        ids = catalog.request_exposures(engine, catalog.ExposureRequest("BENCH", FRAMES, FPS), n_exp)
+        ps = {n: psutil.Process(p.pid) for n, p in procs.items()}
+        cpu0 = {n: sum(p.cpu_times()[:2]) for n, p in ps.items()}
+        t0 = time.monotonic()
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"{chips} chips", total=n_exp * chips)
+            while True:
+                files, _, states = catalog.exposure_progress(engine, ids)
+                bar.update(task, completed=files)
+                if all(s in ("done", "incomplete") for s in states.values()):
+                    break
+                for n, p in procs.items():
+                    if p.poll() is not None:
+                        raise SystemExit(f"{n} exited: see {tmp / (n + '.log')}")
+                time.sleep(0.5)
+        wall = time.monotonic() - t0
+        cpu = {n: 100 * (sum(p.cpu_times()[:2]) - cpu0[n]) / wall for n, p in ps.items()}
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            p.wait(timeout=30)
+        stop.set()
+        drainer.join()
+    with engine.connect() as conn:
+        n_files, size, first, last, missing = conn.execute(
+            select(
+                func.count(),
+                func.sum(daq_files.c.size_bytes),
+                func.min(daq_files.c.created_at),
+                func.max(daq_files.c.created_at),
+                func.sum(daq_files.c.frames_missing),
+            )
+        ).one()
+        dropped = conn.execute(select(func.coalesce(func.sum(readout_reports.c.frames_dropped), 0))).scalar_one()
+    st = catalog.daq_stats(engine)
+    span = (last - st.first_start).total_seconds() if last and st.first_start else wall
+    stages = {
+        "readout": cpu["daq-readout-01"],
+        "writers": sum(v for k, v in cpu.items() if "writer" in k),
+        "control": cpu["daq-control"],
+    }
+    return RunResult(
+        chips, span, int(n_files), int(size or 0), n_exp * FRAMES * chips, int(missing or 0), int(dropped), stages
+    )
+
+
+def wait_ready(tmp: Path, names: list[str], procs: dict[str, subprocess.Popen[bytes]], timeout_s: float = 120) -> None:
+    """Measure the steady state: start exposing once every readout and writer says it is ready."""
+    deadline = time.monotonic() + timeout_s
+    with console.status("starting readout and writers"):
+        while not all(" ready: " in (tmp / f"{n}.log").read_text() for n in names):
+            for n, p in procs.items():
+                if p.poll() is not None:
+                    raise SystemExit(f"{n} exited: see {tmp / (n + '.log')}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not ready after {timeout_s} s: see the logs in {tmp}")
+            time.sleep(0.2)
+
+
+def dd_mb_s(volume: Path, total_mb: int) -> float:
+    target = volume / "dd.bench"
+    out = subprocess.run(
+        ["dd", "if=/dev/zero", f"of={target}", "bs=4M", f"count={total_mb // 4}", "conv=fdatasync"],
+        capture_output=True,
+        text=True,
+    )
+    target.unlink(missing_ok=True)
+    m = re.search(r"(\d+) bytes .* copied, ([\d.]+) s", out.stderr)
+    if not m:
+        raise SystemExit(f"dd said: {out.stderr}")
+    return int(m.group(1)) / 1e6 / float(m.group(2))
+
+
+def astropy_mb_s(volume: Path, n_files: int) -> float:
+    """The plain way: a uint16 cube handed to astropy, which scales, swaps and writes it."""
+    rng = np.random.default_rng(0)
+    cube = rng.normal(1300, 17, size=(FRAMES, 1128, 2000)).astype(np.uint16)
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(n_files):
+        path = volume / f"astropy-{i}.fits"
+        fits.PrimaryHDU(data=cube).writeto(path)
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        total += path.stat().st_size
+        path.unlink()
+    return total / 1e6 / (time.perf_counter() - t0)
+
+
+def gozen_writer_mb_s(volume: Path, n_files: int) -> float:
+    """gozen's writer stage alone, unpaced, on the same cubes: header, convert, checksum, table, fsync, rename."""
+    from datetime import UTC, datetime
+
+    from gozen.config import Config
+    from gozen.daq.cube import CubeFile
+    from gozen.daq.flusher import Flusher
+    from gozen.daq.headers import ExposureInfo, HeaderTemplate
+    from gozen.daq.snapshot import simulated_snapshot
+
+    cfg = Config()
+    now = datetime.now(UTC)
+    exp = ExposureInfo(
+        1,
+        "BENCH",
+        "OBJECT",
+        "bench",
+        "none",
+        "bench",
+        "bench",
+        FRAMES,
+        FPS,
+        now,
+        None,
+        None,
+        simulated_snapshot(cfg, now, 10.0, 40.0),
+    )
+    template = HeaderTemplate(cfg, exp, "bench")
+    rng = np.random.default_rng(0)
+    cube = rng.normal(1300, 17, size=(FRAMES, 1128 * 2000)).astype(np.uint16)
+    scratch = np.zeros(1128 * 2000, np.uint16)
+    t0 = time.perf_counter()
+    total = 0
+    flusher = Flusher()  # as in the writer: fsync and rename off the loop
+    paths = []
+    for i in range(n_files):
+        path = volume / f"gozen-{i}.fits"
+        c = CubeFile(path, template.render(111, "bench", path.name), 1128 * 2000, FRAMES, fsync=True)
+        for k in range(FRAMES):
+            c.write_frame(k, cube[k], scratch, k, 0.0, 0)
+        total += c.finish(scratch).size_bytes
+        flusher.submit(c, None)
+        paths.append(path)
+    flusher.wait()
+    elapsed = time.perf_counter() - t0
+    for p in paths:
+        p.unlink()
+    return total / 1e6 / elapsed
+
+
+def report(mode: str, rows: list[RunResult], dd: float, astro: float, ours: float) -> None:
+    table = Table(
+        "mode",
+        "chips",
+        "s",
+        "files",
+        "MB/s",
+        "frames",
+        "missing",
+        "dropped",
+        "CPU readout",
+        "CPU writers",
+        "dd MB/s",
+        "astropy MB/s",
+        "vs dd",
+        "vs astropy",
+        title=f"gozen DAQ benchmark ({mode})",
+    )
+    for r in rows:
+        table.add_row(
+            mode,
+            str(r.chips),
+            f"{r.seconds:.0f}",
+            str(r.files),
+            f"{r.mb_s:.0f}",
+            str(r.frames_expected),
+            str(r.frames_missing),
+            str(r.frames_dropped),
+            f"{r.cpu['readout']:.0f}%",
+            f"{r.cpu['writers']:.0f}%",
+            f"{dd:.0f}",
+            f"{astro:.0f}",
+            f"{r.mb_s / dd:.0%}",
+            f"{r.mb_s / astro:.1f}x",
+        )
+    console.print(table)
+    console.print(
+        f"writer stage alone, unpaced, same cubes and volume: gozen {ours:.0f} MB/s, astropy {astro:.0f} MB/s "
+        f"({ours / astro:.1f}x); dd {dd:.0f} MB/s"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["cpu", "disk"], default="cpu")
+    ap.add_argument("--chips", type=int, nargs="*", help="chip counts to try (disk: the first with 0 drops wins)")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--writers", type=int, default=2)
+    ap.add_argument("--ring-seconds", type=float, default=4.0, help="ring depth (config daq.ring_seconds)")
+    ap.add_argument("--volume", type=Path, help="where the DAQ volumes go (default: /dev/shm or the work dir)")
+    args = ap.parse_args()
+    chips = args.chips or ([84] if args.mode == "cpu" else [42, 32, 24, 16, 8])
+    base = args.volume or (SHM_DIR if args.mode == "cpu" else Path.cwd() / "var")
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gozen-bench-") as t, tempfile.TemporaryDirectory(dir=base) as v:
+        tmp, vol = Path(t), Path(v)
+        rows = []
+        for c in chips:
+            run_dir = tmp / f"c{c}"
+            run_dir.mkdir()
+            r = run_pipeline(run_dir, vol, c, args.seconds, args.writers, args.mode == "cpu", args.ring_seconds)
+            console.print(f"{c} chips: {r.mb_s:.0f} MB/s, {r.frames_missing} missing, {r.frames_dropped} dropped")
+            rows.append(r)
+            shutil.rmtree(vol / "vol1", ignore_errors=True)
+            shutil.rmtree(vol / "vol2", ignore_errors=True)
+            for ring in SHM_DIR.glob("gozen-*-bench-*.ring"):
+                ring.unlink()
+            if args.mode == "disk" and r.frames_missing == 0 and r.frames_dropped == 0:
+                break
+        dd = dd_mb_s(vol, 2048)
+        astro = astropy_mb_s(vol, 8)
+        ours = gozen_writer_mb_s(vol, 8)
+    report(args.mode, rows, dd, astro, ours)
+
+
+if __name__ == "__main__":
+    main()
