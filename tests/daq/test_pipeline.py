@@ -177,3 +177,17 @@ def test_kill_9_of_a_writer_leaves_no_half_file_and_says_which_frames_were_lost(
 def _exposures(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(select(exposures)).all())
+
+
+def test_readout_and_writers_run_on_disjoint_cpus(daq: Fleet) -> None:
+    import psutil
+
+    procs = {p.full_name: p.pid for p in daq.client("daq1").status().processes}
+    readout = set(psutil.Process(procs["daq:readout-01"]).cpu_affinity())
+    writers = set(psutil.Process(procs["daq:writer-01"]).cpu_affinity()) | set(
+        psutil.Process(procs["daq:writer-02"]).cpu_affinity()
+    )
+    if len(os.sched_getaffinity(0)) > 1:
+        assert readout and writers and not readout & writers
+    else:  # one CPU: nothing to separate, both share it
+        assert readout == writers == set(os.sched_getaffinity(0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from gozen.daq.writer import Writer
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
-from gozen.db.tables import daq_files
+from gozen.db.tables import daq_files, readout_reports
 
 W, H, FRAMES = 200, 100, 10  # 40 kB frames: 400 kB files
 
@@ -45,7 +46,7 @@ def daq_config(tmp_path: Path, volumes: list[Path], **daq: Any) -> Config:
             "data_dir": str(tmp_path / "var"),
             "camera": {"width_px": W, "height_px": H, "fps": 20, "chips": [111, 112, 113, 114]},
             "daq_volumes": [{"name": f"vol{i}", "path": str(p)} for i, p in enumerate(volumes, 1)],
-            "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 0.1, **daq},
+            "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 0.1, "frame_timeout_s": 1, **daq},
         }
     )
 
@@ -127,3 +128,34 @@ def test_a_whole_file_left_unnamed_by_a_dead_writer_is_salvaged_and_a_broken_one
     assert row.checksum_xxh3 == rows[0]["checksum_xxh3"] and row.frames_written == FRAMES
     assert recent_events(writer.engine, 10, kind="partial_file_salvaged")
     assert recent_events(writer.engine, 10, kind="partial_file_removed")
+
+
+def test_a_full_ring_drops_frames_counted_per_chip_and_flagged_in_the_files(tmp_path: Path) -> None:
+    cfg = daq_config(tmp_path, [tmp_path / "vol"], ring_seconds=0.05)  # 4 slots: the writer falls behind
+    engine = make_engine(cfg.database_url)
+    upgrade(engine)
+    catalog.request_exposures(engine, catalog.ExposureRequest("F1", FRAMES, 20.0), 1)
+    arm_next(cfg, engine, "daq1")
+    readout = Readout(cfg, engine, 0, "daq1")
+    writer = Writer(cfg, engine, 0, "daq1")
+    writer.attach(timeout_s=5)
+    [exp] = catalog.armed_after(engine, 0)
+    counts = readout.read_exposure(exp)  # nobody drains the ring meanwhile
+    readout.report(exp, counts)
+    while writer.poll():
+        pass
+    writer.flusher.wait()
+    time.sleep(cfg.daq.frame_timeout_s)
+    writer.poll()
+    writer.flusher.wait()
+    writer.poll()
+    dropped = {c: k["dropped"] for c, k in counts.items()}
+    assert sum(dropped.values()) == 4 * FRAMES - 4  # only the first four frames fitted
+    with engine.connect() as conn:
+        reports = {r.det_id: r.frames_dropped for r in conn.execute(select(readout_reports))}
+        files = {r.det_id: r for r in conn.execute(select(daq_files))}
+    assert reports == dropped
+    for det, n in dropped.items():
+        f = files[det]
+        assert f.frames_missing == n, (det, f.state)
+    assert recent_events(engine, 10, kind="frames_lost")
