@@ -303,6 +303,8 @@ def _print_stats(st: Any) -> None:
         box=None,
         header_style="bold",
     )
+    for col in table.columns:
+        col.no_wrap = True
     table.add_row(
         str(st.exposures),
         str(st.files),

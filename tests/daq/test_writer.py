@@ -30,7 +30,7 @@ W, H, FRAMES = 200, 100, 10  # 40 kB frames: 400 kB files
 def mounts(tmp_path: Path) -> Iterator[list[Path]]:
     """Two small real filesystems (tmpfs), so a volume really fills up mid-file."""
     paths = []
-    for name, size in (("small1", "1200k"), ("small2", "1000k")):
+    for name, size in (("small1", "600k"), ("small2", "2000k")):
         p = tmp_path / name
         p.mkdir()
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(p)], check=True)
@@ -159,3 +159,9 @@ def test_a_full_ring_drops_frames_counted_per_chip_and_flagged_in_the_files(tmp_
         f = files[det]
         assert f.frames_missing == n, (det, f.state)
     assert recent_events(engine, 10, kind="frames_lost")
+
+
+def test_files_are_striped_over_volumes_with_equal_room(tmp_path: Path) -> None:
+    cfg = daq_config(tmp_path, [tmp_path / "a", tmp_path / "b"])  # one filesystem: equal free space
+    _, rows = run_exposure(cfg)
+    assert sorted(r["daq_volume"] for r in rows) == ["vol1", "vol1", "vol2", "vol2"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from gozen.config import Config
@@ -24,7 +24,7 @@ class VolumeState:
     path: Path
     failed_until: float = 0.0
     last_error: str = ""
-    skipped: set[str] = field(default_factory=set)
+    last_used: int = 0
 
 
 class VolumeChooser:
@@ -32,6 +32,7 @@ class VolumeChooser:
         vols = [v for v in cfg.daq_volumes if v.host in (None, host)]
         self.volumes = [VolumeState(v.name, cfg.under_data_dir(v.path)) for v in vols]
         self.reserve_bytes = cfg.daq.reserve_bytes
+        self._turn = 0
 
     def free_bytes(self, v: VolumeState) -> int:
         st = os.statvfs(v.path)
@@ -40,7 +41,9 @@ class VolumeChooser:
     def choose(self, need_bytes: int) -> tuple[VolumeState, list[str]]:
         """The volume for a file of need_bytes, and the reasons others were skipped (for events)."""
         now = time.monotonic()
-        best, best_free, skipped = None, -1, []
+        best: VolumeState | None = None
+        best_rank: tuple[int, int] = (-1, 0)
+        skipped: list[str] = []
         for v in self.volumes:
             if v.failed_until > now:
                 skipped.append(f"{v.name}: failed ({v.last_error}), retried after a pause")
@@ -57,10 +60,14 @@ class VolumeChooser:
                     f"{v.name}: full ({free // 2**20} MiB free, need {(need_bytes + self.reserve_bytes) // 2**20})"
                 )
                 continue
-            if free > best_free:
-                best, best_free = v, free
+            # Volumes within 1 GiB of free space count as equal and take turns (striping).
+            rank = (free >> 30, -v.last_used)
+            if best is None or rank > best_rank:
+                best, best_rank = v, rank
         if best is None:
             raise NoVolume("; ".join(skipped) or "no DAQ volumes configured for this host")
+        self._turn += 1
+        best.last_used = self._turn
         return best, skipped
 
     def mark_failed(self, v: VolumeState, why: str) -> None:
