@@ -289,34 +289,20 @@ def daq_expose(
 
 
 def _print_stats(st: Any) -> None:
-    table = Table(
-        "exposures",
-        "files",
-        "GB",
-        "MB/s",
-        "frames",
-        "missing",
-        "damaged",
-        "dropped",
-        "chips lost",
-        "error rate",
-        box=None,
-        header_style="bold",
-    )
-    for col in table.columns:
-        col.no_wrap = True
-    table.add_row(
-        str(st.exposures),
-        str(st.files),
-        f"{st.bytes / 1e9:.2f}",
-        f"{st.mb_per_s:.1f}",
-        str(st.frames_expected),
-        str(st.frames_missing),
-        str(st.frames_damaged),
-        str(st.frames_dropped),
-        str(st.chips_unrecognised),
-        f"{st.error_rate:.2e}",
-    )
+    table = Table("", "", box=None, show_header=False)
+    for name, value in (
+        ("exposures", st.exposures),
+        ("files", st.files),
+        ("written", f"{st.bytes / 1e9:.2f} GB at {st.mb_per_s:.1f} MB/s"),
+        ("frames expected", st.frames_expected),
+        ("frames missing", st.frames_missing),
+        ("frames damaged", st.frames_damaged),
+        ("frames dropped (ring full)", st.frames_dropped),
+        ("chips not recognised", st.chips_unrecognised),
+        ("error rate", f"{st.error_rate:.2e}"),
+    ):
+        bad = name.startswith(("frames m", "frames da", "frames dr", "chips")) and value
+        table.add_row(name, f"[red]{value}[/]" if bad else str(value))
     out.print(table)
 
 

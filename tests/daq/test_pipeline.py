@@ -99,7 +99,7 @@ def test_exposures_become_verified_fits_files_with_every_fault_counted(daq: Flee
         lost_chip = conn.execute(select(readout_reports).where(readout_reports.c.det_id == 114)).all()
     assert [(x.recognised, x.frames_missed) for x in lost_chip] == [(False, 6), (False, 6)]
     assert any(e.subject == "det 114" for e in recent_events(engine, 100, kind="chip_unrecognised"))
-    assert "missing" in r.stdout and "damaged" in r.stdout
+    assert "frames missing" in r.stdout and "frames damaged" in r.stdout
 
 
 def test_pixels_read_back_bit_exact_as_the_camera_made_them(daq: Fleet) -> None:
@@ -135,9 +135,11 @@ def test_stats_command_reports_rates_and_errors(daq: Fleet) -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert r.returncode == 0
-    header, values = r.stdout.strip().splitlines()[-2:]
-    cells = dict(zip(header.split(), values.split(), strict=False))
-    assert cells["exposures"] == "2" and cells["files"] == "6" and cells["missing"] == "2" and cells["damaged"] == "2"
+    lines = {
+        line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1] for line in r.stdout.splitlines()[1:] if line.strip()
+    }
+    assert lines["exposures"] == "2" and lines["files"] == "6"
+    assert lines["frames missing"] == "2" and lines["frames damaged"] == "2" and lines["chips not recognised"] == "2"
 
 
 def test_kill_9_of_a_writer_leaves_no_half_file_and_says_which_frames_were_lost(daq: Fleet) -> None:
