@@ -28,10 +28,12 @@ config_app = typer.Typer(help="Show or check gozen.yaml.", no_args_is_help=True)
 db_app = typer.Typer(help="The database: migrations and schema docs.", no_args_is_help=True)
 web_app = typer.Typer(help="Web users and API tokens.", no_args_is_help=True)
 daq_app = typer.Typer(help="Data acquisition: exposures and their accounting.", no_args_is_help=True)
+transfer_app = typer.Typer(help="Copies to storage nodes and the DAQ janitor.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(web_app, name="web")
 app.add_typer(daq_app, name="daq")
+app.add_typer(transfer_app, name="transfer")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -321,6 +323,58 @@ def daq_stats_cmd(
     st = daq_stats(engine, since=datetime.now(UTC) - timedelta(hours=hours))
     out.print(f"last {hours:g} h:")
     _print_stats(st)
+
+
+# -- transfer ---------------------------------------------------------------
+@transfer_app.command("status")
+def transfer_status(ctx: typer.Context) -> None:
+    """Backlog per storage node, and the oldest file still without all its verified copies."""
+    from datetime import UTC, datetime
+
+    from gozen.db.engine import make_engine
+    from gozen.transfer.catalog import backlog
+
+    nodes, unplaced, oldest, n_files = backlog(make_engine(_config(ctx).database_url))
+    table = Table("node", "queued", "copying", "verified", "verified GB", "failed", box=None, header_style="bold")
+    for n in nodes:
+        table.add_row(
+            n.node,
+            str(n.queued),
+            str(n.copying),
+            str(n.verified),
+            f"{n.verified_bytes / 1e9:.2f}",
+            f"[red]{n.failed}[/]" if n.failed else "0",
+        )
+    out.print(f"{n_files} files catalogued; {unplaced} copies waiting for a node")
+    out.print(table)
+    if oldest is not None:
+        age = datetime.now(UTC) - oldest
+        out.print(f"oldest file not yet fully replicated: registered {age.total_seconds():.0f} s ago")
+    else:
+        out.print("every catalogued file has all its verified copies")
+
+
+@transfer_app.command("janitor")
+def transfer_janitor(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="DAQ host whose volumes to sweep")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted")] = False,
+) -> None:
+    """One janitor pass over the DAQ volumes (what transfer:janitor does every 30 s)."""
+    from gozen.db.engine import make_engine
+    from gozen.supervise.up import this_host
+    from gozen.transfer.janitor import sweep
+
+    cfg = _config(ctx)
+    try:
+        me = this_host(cfg, host).name
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    deleted = sweep(cfg, make_engine(cfg.database_url), me, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for d in deleted:
+        out.print(f"{verb} {d.path} ({d.size_bytes / 1e6:.1f} MB, {d.replicas} verified replicas)")
+    out.print(f"{verb} {len(deleted)} files, {sum(d.size_bytes for d in deleted) / 1e9:.2f} GB")
 
 
 # -- web users --------------------------------------------------------------

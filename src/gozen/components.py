@@ -60,6 +60,25 @@ def _daq(cfg: Config, which: str) -> None:
         pass
 
 
+def _transfer(cfg: Config, which: str) -> None:
+    from gozen.db.engine import make_engine
+    from gozen.supervise.render import HOST_ENV
+    from gozen.transfer.agents import CopyAgent, run_push
+    from gozen.transfer.janitor import run_janitor
+
+    host = os.environ.get(HOST_ENV) or socket.gethostname()
+    engine = make_engine(cfg.database_url)
+    try:
+        if which == "push":
+            run_push(cfg, engine, host)
+        elif which == "janitor":
+            run_janitor(cfg, engine, host)
+        else:
+            CopyAgent(cfg, engine, host, f"transfer:{which}").run()
+    except KeyboardInterrupt:
+        pass
+
+
 def component(name: str) -> Callable[[Config], None] | None:
     """The runner of `gozen run NAME`: fixed ones, and daq-control, daq-readout-NN, daq-writer-NN."""
     fixed: dict[str, Callable[[Config], None]] = {"dashboard": run_dashboard, "event-listener": run_event_listener}
@@ -67,4 +86,6 @@ def component(name: str) -> Callable[[Config], None] | None:
         return fixed[name]
     if name == "daq-control" or re.fullmatch(r"daq-(readout|writer)-\d{2}", name):
         return lambda cfg: _daq(cfg, name.removeprefix("daq-"))
+    if name in ("transfer-push", "transfer-janitor") or re.fullmatch(r"transfer-pop-\d{2}", name):
+        return lambda cfg: _transfer(cfg, name.removeprefix("transfer-"))
     return None

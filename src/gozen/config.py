@@ -129,6 +129,23 @@ class Daq(Model):
     gps_jitter_s: float = Field(0.0002, ge=0, description="Simulated GPS time-stamp scatter (about 0.2 ms).")
 
 
+class Transfer(Model):
+    replication: int = Field(1, ge=1, le=5, description="Verified storage copies each file needs besides the DAQ's.")
+    pop_workers: int = Field(2, ge=1, le=32, description="transfer:pop-NN programs copying files.")
+    node_reserve_bytes: int = Field(
+        256 * 2**20, ge=0, description="Free space a storage node keeps; below it, skipped."
+    )
+    daq_high_water_pct: float = Field(80.0, gt=0, le=100, description="The janitor frees a DAQ volume above this use.")
+    daq_low_water_pct: float = Field(70.0, gt=0, le=100, description="...down to this use.")
+    lease_s: float = Field(
+        600.0, gt=0, description="A copy claimed longer ago than this is taken over (its agent died)."
+    )
+    max_attempts: int = Field(5, ge=1, description="Copies of one replica tried before it is marked failed.")
+    retry_base_s: float = Field(2.0, gt=0, description="First retry delay; doubles with each attempt.")
+    poll_s: float = Field(1.0, gt=0, description="How often idle agents look for work.")
+    scan_every_s: float = Field(60.0, gt=0, description="How often push scans DAQ volumes for unregistered files.")
+
+
 class Volume(Model):
     name: str = Field(..., description="Volume name, e.g. daq1-vol1.")
     path: Path = Field(..., description="Directory; relative paths are under data_dir.")
@@ -194,6 +211,7 @@ class Config(Model):
         description="Buffer-storage nodes that keep verified replicas of every file.",
     )
     daq: Daq = Field(default_factory=Daq, description="Readout and FITS-writer processes.")
+    transfer: Transfer = Field(default_factory=Transfer, description="Copies to storage nodes and the DAQ janitor.")
     database: Database = Field(default_factory=Database, description="The one SQL database.")
     web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
     notifiers: list[Notifier] = Field(default_factory=list, description="Slack and other services to tell.")

@@ -59,14 +59,15 @@ def run_exposure(cfg: Config) -> tuple[Writer, list[dict[str, Any]]]:
     readout = Readout(cfg, engine, 0, "daq1")
     writer = Writer(cfg, engine, 0, "daq1")
     writer.attach(timeout_s=5)
-    [exp] = catalog.armed_after(engine, 0)
+    exp = catalog.armed_after(engine, exp_id - 1)[0]
     readout.report(exp, readout.read_exposure(exp))
     while writer.poll():
         pass
     writer.flusher.wait()
     writer.poll()
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(select(daq_files).order_by(daq_files.c.det_id))]
+        q = select(daq_files).where(daq_files.c.exp_id == exp_id).order_by(daq_files.c.det_id)
+        rows = [dict(r._mapping) for r in conn.execute(q)]
     return writer, rows
 
 

@@ -126,3 +126,46 @@ readout_reports = Table(
     Column("created_at", UtcDateTime, nullable=False, comment="When the readout finished the chip."),
     comment="What each readout saw of each chip in each exposure.",
 )
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True, comment="Catalog number."),
+    Column("filename", String(64), nullable=False, unique=True, comment="File name (unique observatory-wide)."),
+    Column("daq_file_id", BigInteger, nullable=True, comment="daq_files.id it came from (NULL: found by scanning)."),
+    Column("exp_id", Integer, nullable=True, comment="Exposure (EXP_ID)."),
+    Column("det_id", Integer, nullable=True, comment="Detector id."),
+    Column("size_bytes", BigInteger, nullable=False, comment="Size."),
+    Column("checksum_xxh3", String(16), nullable=False, comment="xxh3-64 (hex) every copy must match."),
+    Column("daq_host", String(128), nullable=False, comment="DAQ host holding the original."),
+    Column("daq_volume", String(128), nullable=True, comment="DAQ volume holding it."),
+    Column("daq_path", Text, nullable=False, comment="Path of the original on the DAQ host."),
+    Column("daq_state", String(16), nullable=False, comment="present, or deleted (by the janitor)."),
+    Column("registered_at", UtcDateTime, nullable=False, comment="When transfer:push catalogued it."),
+    Column("daq_deleted_at", UtcDateTime, nullable=True, comment="When the janitor removed the DAQ copy."),
+    comment="The catalog: every file the DAQ wrote, registered once.",
+)
+Index(None, files.c.daq_state, files.c.registered_at)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True, comment="Replica number."),
+    Column("file_id", BigInteger, ForeignKey("files.id"), nullable=False, comment="The file (files.id)."),
+    Column(
+        "node", String(128), nullable=True, comment="Storage node (config storage_nodes[].name); NULL until placed."
+    ),
+    Column("path", Text, nullable=True, comment="Path on the node."),
+    Column("state", String(16), nullable=False, comment="queued, copying, verified, failed or lost."),
+    Column("attempts", Integer, nullable=False, comment="Copies tried."),
+    Column("last_error", Text, nullable=True, comment="Why the last attempt failed."),
+    Column("claimed_by", String(128), nullable=True, comment="Agent copying it (host:program:pid)."),
+    Column("claimed_at", UtcDateTime, nullable=True, comment="When it was claimed."),
+    Column("next_try_at", UtcDateTime, nullable=True, comment="Not to be tried before this (backoff)."),
+    Column("queued_at", UtcDateTime, nullable=False, comment="When it was queued."),
+    Column("verified_at", UtcDateTime, nullable=True, comment="When its checksum was verified on the node."),
+    UniqueConstraint("file_id", "node"),
+    comment="Copies of catalogued files on storage nodes, and the copy jobs that make them.",
+)
+Index(None, replicas.c.state, replicas.c.next_try_at)
+Index(None, replicas.c.file_id)

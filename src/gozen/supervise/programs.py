@@ -43,6 +43,14 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
         programs += [
             gozen_program("daq", f"writer-{i:02d}", f"daq-writer-{i:02d}") for i in range(1, cfg.daq.writers + 1)
         ]
+    if "daq" in host.roles:  # they touch the DAQ volumes
+        programs.append(gozen_program("transfer", "push", "transfer-push"))
+        programs.append(gozen_program("transfer", "janitor", "transfer-janitor"))
+    if "buffer" in host.roles:
+        programs += [
+            gozen_program("transfer", f"pop-{i:02d}", f"transfer-pop-{i:02d}")
+            for i in range(1, cfg.transfer.pop_workers + 1)
+        ]
     if "web" in host.roles:
         programs.append(gozen_program("www", "dashboard", "dashboard"))
     programs += [

@@ -34,6 +34,11 @@ def prepare(cfg: Config, host: Host, config_file: Path | None) -> Path:
     """Create the data dirs and write supervisord.conf; returns its path."""
     for d in (cfg.data_dir, cfg.log_dir, cfg.run_dir):
         d.mkdir(parents=True, exist_ok=True)
+    # Volumes and nodes given relative to data_dir are the simulator's directories: make them.
+    # Absolute ones are real mounts; a missing mount must show as offline, not be papered over.
+    for v in [*cfg.daq_volumes, *cfg.storage_nodes]:
+        if not v.path.is_absolute() and v.host in (None, host.name):
+            cfg.under_data_dir(v.path).mkdir(parents=True, exist_ok=True)
     conf = cfg.run_dir / f"supervisord-{host.name}.conf"
     conf.write_text(render_supervisord_conf(cfg, host, config_file, Path.cwd()))
     return conf

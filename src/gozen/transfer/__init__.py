@@ -1,0 +1,1 @@
+"""Data transfer: the catalog, copy agents, placement, the DAQ janitor."""

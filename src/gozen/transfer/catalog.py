@@ -1,0 +1,213 @@
+"""The catalog's queries: register files, queue, claim and settle replica jobs, what is safe to delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gozen.db.tables import daq_files, files, replicas
+from gozen.db.types import utcnow
+
+
+@dataclass(frozen=True)
+class Job:
+    replica_id: int
+    file_id: int
+    filename: str
+    size_bytes: int
+    checksum_xxh3: str
+    daq_path: str
+    attempts: int
+    nodes_taken: frozenset[str]  # nodes that already hold (or are getting) a copy of this file
+
+
+def register(engine: Engine, rows: list[dict[str, Any]], replication: int) -> int:
+    """Catalogue files (once each, by name) and queue `replication` copies of each; how many were new."""
+    new = 0
+    now = utcnow()
+    for row in rows:
+        try:
+            with engine.begin() as conn:
+                fid = conn.execute(
+                    insert(files).values(daq_state="present", registered_at=now, **row)
+                ).inserted_primary_key[0]  # type: ignore[index]
+                conn.execute(
+                    insert(replicas),
+                    [{"file_id": fid, "state": "queued", "attempts": 0, "queued_at": now}] * replication,
+                )
+            new += 1
+        except IntegrityError:
+            pass  # already catalogued (by the other path, or another push)
+    return new
+
+
+def unregistered_daq_files(engine: Engine, limit: int = 1000) -> list[dict[str, Any]]:
+    """Rows of daq_files written but not yet in the catalog."""
+    q = (
+        select(daq_files)
+        .where(daq_files.c.state == "written")
+        .where(~select(files.c.id).where(files.c.filename == daq_files.c.filename).exists())
+        .order_by(daq_files.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def known_filenames(engine: Engine, names: list[str]) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(files.c.filename).where(files.c.filename.in_(names))).scalars())
+
+
+def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
+    """Take the oldest copy job that is due, or one whose agent's lease ran out; None if there is none.
+
+    On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED, so agents on
+    several hosts never take the same job; on SQLite the UPDATE itself holds the one write
+    lock, and its WHERE re-checks the state, which gives the same guarantee.
+    """
+    now = utcnow()
+    due = or_(
+        and_(replicas.c.state == "queued", or_(replicas.c.next_try_at.is_(None), replicas.c.next_try_at <= now)),
+        and_(replicas.c.state == "copying", replicas.c.claimed_at < now - lease),
+    )
+    pick = select(replicas.c.id).where(due).order_by(replicas.c.id).limit(1).with_for_update(skip_locked=True)
+    with engine.begin() as conn:
+        rid = conn.execute(pick).scalar()
+        if rid is None:
+            return None
+        got = conn.execute(
+            update(replicas)
+            .where(replicas.c.id == rid, due)
+            .values(state="copying", claimed_by=agent, claimed_at=now, attempts=replicas.c.attempts + 1)
+        ).rowcount
+        if got != 1:
+            return None
+        r = conn.execute(
+            select(
+                replicas.c.file_id,
+                replicas.c.attempts,
+                files.c.filename,
+                files.c.size_bytes,
+                files.c.checksum_xxh3,
+                files.c.daq_path,
+            )
+            .join(files, files.c.id == replicas.c.file_id)
+            .where(replicas.c.id == rid)
+        ).one()
+        taken = conn.execute(
+            select(replicas.c.node).where(
+                replicas.c.file_id == r.file_id,
+                replicas.c.id != rid,
+                replicas.c.node.is_not(None),
+                replicas.c.state.in_(("copying", "verified")),
+            )
+        ).scalars()
+        return Job(rid, r.file_id, r.filename, r.size_bytes, r.checksum_xxh3, r.daq_path, r.attempts, frozenset(taken))
+
+
+def place(engine: Engine, job: Job, node: str, path: str) -> bool:
+    """Put the copy on a node; False if another copy of the file took that node first (unique file+node)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(replicas).where(replicas.c.id == job.replica_id).values(node=node, path=path))
+        return True
+    except IntegrityError:
+        return False
+
+
+def verified(engine: Engine, job: Job, node: str, path: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(replicas)
+            .where(replicas.c.id == job.replica_id)
+            .values(state="verified", node=node, path=path, verified_at=utcnow(), last_error=None)
+        )
+
+
+def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> None:
+    """Back to the queue after retry_in, or failed for good when retry_in is None."""
+    values: dict[str, Any] = {"last_error": error[:2000], "claimed_by": None, "node": None, "path": None}
+    if retry_in is None:
+        values["state"] = "failed"
+    else:
+        values.update(state="queued", next_try_at=utcnow() + retry_in)
+    with engine.begin() as conn:
+        conn.execute(update(replicas).where(replicas.c.id == job.replica_id).values(**values))
+
+
+def deletable_from_daq(
+    engine: Engine, volume: str, host: str, replication: int, limit: int = 500
+) -> list[dict[str, Any]]:
+    """DAQ copies on a volume that have `replication` verified replicas elsewhere, oldest first."""
+    n_verified = (
+        select(func.count())
+        .select_from(replicas)
+        .where(replicas.c.file_id == files.c.id, replicas.c.state == "verified")
+        .scalar_subquery()
+    )
+    q = (
+        select(files.c.id, files.c.daq_path, files.c.size_bytes, files.c.filename, n_verified.label("verified"))
+        .where(files.c.daq_state == "present", files.c.daq_volume == volume, files.c.daq_host == host)
+        .where(n_verified >= replication)
+        .order_by(files.c.registered_at, files.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def verified_replicas(engine: Engine, file_id: int) -> list[dict[str, Any]]:
+    q = select(replicas.c.node, replicas.c.path).where(replicas.c.file_id == file_id, replicas.c.state == "verified")
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def mark_daq_deleted(engine: Engine, file_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(files).where(files.c.id == file_id).values(daq_state="deleted", daq_deleted_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class NodeBacklog:
+    node: str
+    queued: int
+    copying: int
+    verified: int
+    failed: int
+    verified_bytes: int
+
+
+def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, int]:
+    """(per node counts, unplaced queued jobs, registration time of the oldest unreplicated file, files)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(replicas.c.node, replicas.c.state, func.count(), func.coalesce(func.sum(files.c.size_bytes), 0))
+            .join(files, files.c.id == replicas.c.file_id)
+            .group_by(replicas.c.node, replicas.c.state)
+        ).all()
+        oldest = conn.execute(
+            select(func.min(files.c.registered_at))
+            .join(replicas, replicas.c.file_id == files.c.id)
+            .where(replicas.c.state != "verified")
+        ).scalar()
+        n_files = conn.execute(select(func.count()).select_from(files)).scalar_one()
+    by_node: dict[str, dict[str, int]] = {}
+    unplaced = 0
+    for node, state, n, size in rows:
+        if node is None:
+            unplaced += n
+            continue
+        d = by_node.setdefault(node, {"queued": 0, "copying": 0, "verified": 0, "failed": 0, "verified_bytes": 0})
+        d[state] = d.get(state, 0) + n
+        if state == "verified":
+            d["verified_bytes"] += int(size)
+    out = [
+        NodeBacklog(n, d["queued"], d["copying"], d["verified"], d["failed"], d["verified_bytes"])
+        for n, d in sorted(by_node.items())
+    ]
+    return out, unplaced, oldest, int(n_files)

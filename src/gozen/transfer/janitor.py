@@ -1,0 +1,91 @@
+"""`transfer:janitor`: free DAQ volumes, oldest first, deleting only files safely copied elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from gozen.config import Config
+from gozen.db.events import record_event
+from gozen.transfer import catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    volume: str
+    path: str
+    size_bytes: int
+    replicas: int
+
+
+def used_pct(path: Path) -> float:
+    st = os.statvfs(path)
+    total = st.f_blocks * st.f_frsize
+    return 100.0 * (total - st.f_bavail * st.f_frsize) / total if total else 0.0
+
+
+def replicas_on_disk(engine: Engine, file_id: int, size_bytes: int) -> int:
+    """Verified replicas that are still there, whole: trusted only after a look."""
+    n = 0
+    for r in catalog.verified_replicas(engine, file_id):
+        try:
+            if r["path"] and os.stat(r["path"]).st_size == size_bytes:
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
+def sweep(cfg: Config, engine: Engine, host: str, dry_run: bool = False) -> list[Deletion]:
+    """One pass over this host's DAQ volumes; returns what was (or, dry run, would be) deleted."""
+    t = cfg.transfer
+    done: list[Deletion] = []
+    for v in cfg.daq_volumes:
+        if v.host not in (None, host):
+            continue
+        root = cfg.under_data_dir(v.path)
+        if not root.is_dir():
+            continue
+        pct = used_pct(root)
+        if pct <= t.daq_high_water_pct:
+            continue
+        st = os.statvfs(root)
+        total = st.f_blocks * st.f_frsize
+        to_free = (pct - t.daq_low_water_pct) / 100 * total
+        for f in catalog.deletable_from_daq(engine, v.name, host, t.replication):
+            if to_free <= 0:
+                break
+            have = replicas_on_disk(engine, f["id"], f["size_bytes"])
+            if have < t.replication:
+                log.warning(
+                    "not deleting %s: %d of %d verified replicas found on disk", f["filename"], have, t.replication
+                )
+                continue
+            done.append(Deletion(v.name, f["daq_path"], f["size_bytes"], have))
+            to_free -= f["size_bytes"]
+            if dry_run:
+                continue
+            Path(f["daq_path"]).unlink(missing_ok=True)
+            catalog.mark_daq_deleted(engine, f["id"])
+            record_event(
+                engine,
+                host=host,
+                source="transfer:janitor",
+                kind="daq_file_deleted",
+                subject=f["filename"],
+                message=f"deleted the DAQ copy on {v.name} ({have} verified replicas elsewhere)",
+            )
+    return done
+
+
+def run_janitor(cfg: Config, engine: Engine, host: str, every_s: float = 30.0) -> None:
+    while True:
+        sweep(cfg, engine, host)
+        time.sleep(every_s)
