@@ -377,6 +377,66 @@ def transfer_janitor(
     out.print(f"{verb} {len(deleted)} files, {sum(d.size_bytes for d in deleted) / 1e9:.2f} GB")
 
 
+@app.command()
+def audit(
+    ctx: typer.Context,
+    repair: Annotated[bool, typer.Option(help="Queue bad or missing replicas to be copied again")] = True,
+    host: Annotated[str | None, typer.Option(help="DAQ host whose copies to check too")] = None,
+) -> None:
+    """Check the catalog against the disks: every verified copy is read back and checksummed."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from gozen.db.engine import make_engine
+    from gozen.supervise.up import this_host
+    from gozen.transfer.audit import audit as run_audit
+
+    cfg = _config(ctx)
+    try:
+        me = this_host(cfg, host).name
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    cols = (TextColumn("checking"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*cols, console=out, transient=True) as bar:
+        task = bar.add_task("audit", total=None)
+        rep = run_audit(
+            cfg,
+            make_engine(cfg.database_url),
+            me,
+            repair,
+            lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    table = Table("", "", box=None, show_header=False)
+    for name, value in (
+        ("files catalogued", rep.files),
+        ("replicas checked", rep.replicas_checked),
+        ("GB read", f"{rep.bytes_read / 1e9:.2f}"),
+        ("replicas missing", len(rep.missing)),
+        ("replicas corrupted", len(rep.corrupted)),
+        ("DAQ copies missing", len(rep.daq_missing)),
+        ("orphans (not catalogued)", len(rep.orphans)),
+        ("queued to copy again", rep.requeued),
+        ("files short of copies", rep.unreplicated),
+        ("files lost", rep.lost),
+    ):
+        table.add_row(
+            name,
+            f"[red]{value}[/]"
+            if value and name.startswith(("replicas m", "replicas c", "DAQ", "files lost"))
+            else str(value),
+        )
+    out.print(table)
+    for what, items in (
+        ("missing", rep.missing),
+        ("corrupted", rep.corrupted),
+        ("DAQ copy missing", rep.daq_missing),
+        ("orphan", rep.orphans),
+    ):
+        for item in items[:20]:
+            out.print(f"  {what}: {item}")
+    if not rep.clean:
+        raise typer.Exit(1)
+
+
 # -- web users --------------------------------------------------------------
 @web_app.command("hash-password")
 def web_hash_password(

@@ -217,3 +217,42 @@ def test_kill_9_of_copy_agents_loses_nothing(tmp_path: Path) -> None:
     drain(cfg, engine)
     audit(engine, 1)
     assert kills == 5 and len(replica_rows(engine)) == 20
+
+
+def test_audit_finds_a_corrupted_replica_and_it_is_replaced(tmp_path: Path) -> None:
+    from gozen.transfer.audit import audit as run_audit
+
+    cfg = config(tmp_path)
+    engine = make_daq_files(cfg)
+    push_once(cfg, engine, "daq1", scan=False)
+    drain(cfg, engine)
+    clean = run_audit(cfg, engine, "daq1")
+    assert clean.clean and clean.replicas_checked == 4 and clean.lost == 0
+    victim = replica_rows(engine)[0]
+    with open(victim.path, "r+b") as f:  # one flipped byte, deep in the pixels
+        f.seek(10_000)
+        b = f.read(1)
+        f.seek(10_000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    found = run_audit(cfg, engine, "daq1", repair=True)
+    assert found.corrupted == [f"{victim.node}:{victim.path}"] and found.requeued == 1 and found.lost == 0
+    drain(cfg, engine)
+    after = run_audit(cfg, engine, "daq1")
+    assert after.clean and after.replicas_checked == 4 and after.unreplicated == 0
+    audit(engine, 1)
+    r = subprocess.run(
+        [sys.executable, "-m", "gozen", "-c", str(write_cfg(tmp_path, cfg)), "audit", "--host", "daq1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert r.returncode == 0 and "files lost" in r.stdout, r.stdout + r.stderr
+
+
+def write_cfg(tmp: Path, cfg: Config) -> Path:
+    data = cfg.model_dump(mode="json")
+    data["hosts"] = [{"name": "daq1"}]
+    path = tmp / "gozen.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
