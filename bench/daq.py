@@ -219,46 +219,20 @@ def astropy_mb_s(volume: Path, n_files: int) -> float:
 
 def gozen_writer_mb_s(volume: Path, n_files: int) -> float:
     """gozen's writer stage alone, unpaced, on the same cubes: header, convert, checksum, table, fsync, rename."""
-    from datetime import UTC, datetime
+    from cubes import CubeMaker
 
-    from gozen.config import Config
-    from gozen.daq.cube import CubeFile
     from gozen.daq.flusher import Flusher
-    from gozen.daq.headers import ExposureInfo, HeaderTemplate
-    from gozen.daq.snapshot import simulated_snapshot
 
-    cfg = Config()
-    now = datetime.now(UTC)
-    exp = ExposureInfo(
-        1,
-        "BENCH",
-        "OBJECT",
-        "bench",
-        "none",
-        "bench",
-        "bench",
-        FRAMES,
-        FPS,
-        now,
-        None,
-        None,
-        simulated_snapshot(cfg, now, 10.0, 40.0),
-    )
-    template = HeaderTemplate(cfg, exp, "bench")
-    rng = np.random.default_rng(0)
-    cube = rng.normal(1300, 17, size=(FRAMES, 1128 * 2000)).astype(np.uint16)
-    scratch = np.zeros(1128 * 2000, np.uint16)
+    maker = CubeMaker()
+    flusher = Flusher()  # as in the writer: fsync and rename off the loop
     t0 = time.perf_counter()
     total = 0
-    flusher = Flusher()  # as in the writer: fsync and rename off the loop
     paths = []
     for i in range(n_files):
         path = volume / f"gozen-{i}.fits"
-        c = CubeFile(path, template.render(111, "bench", path.name), 1128 * 2000, FRAMES, fsync=True)
-        for k in range(FRAMES):
-            c.write_frame(k, cube[k], scratch, k, 0.0, 0)
-        total += c.finish(scratch).size_bytes
-        flusher.submit(c, None)
+        cube = maker.write(path, fsync=True, seed=i)
+        total += cube.finish(maker.scratch).size_bytes
+        flusher.submit(cube, None)
         paths.append(path)
     flusher.wait()
     elapsed = time.perf_counter() - t0

@@ -17,24 +17,19 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
+from cubes import PIXELS, CubeMaker
 from rich.console import Console
 from rich.table import Table
 
 from gozen.config import parse_config
-from gozen.daq.cube import CubeFile
-from gozen.daq.headers import ExposureInfo, HeaderTemplate
-from gozen.daq.snapshot import simulated_snapshot
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
 from gozen.transfer import catalog
 from gozen.transfer.agents import CopyAgent
 
 console = Console(width=120)
-PIXELS = 2000 * 1128
 
 
 def drop_caches() -> str:
@@ -46,36 +41,14 @@ def drop_caches() -> str:
         return "kept (not root)"
 
 
-def make_files(cfg, src: Path, n: int) -> list[dict]:  # type: ignore[no-untyped-def]
-    now = datetime.now(UTC)
-    exp = ExposureInfo(
-        1,
-        "BENCH",
-        "OBJECT",
-        "bench",
-        "none",
-        "bench",
-        "bench",
-        12,
-        2.0,
-        now,
-        None,
-        None,
-        simulated_snapshot(cfg, now, 10.0, 40.0),
-    )
-    template = HeaderTemplate(cfg, exp, "bench")
-    rng = np.random.default_rng(0)
-    frames = [rng.normal(1300, 17, PIXELS).astype(np.uint16) for _ in range(4)]
-    scratch = np.zeros(PIXELS, np.uint16)
+def make_files(src: Path, n: int) -> list[dict[str, object]]:
+    maker = CubeMaker()
     rows = []
     day = src / "20261125"
     day.mkdir(parents=True)
     for i in range(n):
         name = f"TMQ120261125{i + 1:08d}11.fits"
-        cube = CubeFile(day / name, template.render(111, "bench", name), PIXELS, 12, fsync=False)
-        for k in range(12):
-            cube.write_frame(k, frames[(i + k) % 4], scratch, k, 0.0, 0)
-        res = cube.close(scratch)
+        res = maker.write(day / name, fsync=False, seed=i).close(maker.scratch)
         rows.append(
             {
                 "filename": name,
@@ -121,7 +94,7 @@ def main() -> None:
     upgrade(engine)
     n = max(1, round(args.gb * 1e9 / (PIXELS * 2 * 12)))
     with console.status(f"writing {n} cubes"):
-        rows = make_files(cfg, src, n)
+        rows = make_files(src, n)
     total = sum(r["size_bytes"] for r in rows)
     catalog.register(engine, rows, 1)
     agents = [

@@ -7,10 +7,12 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 
+from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.db.migrate import current_revision, head_revision
 from tests.conftest import free_port, gozen_cmd, wait_until, write_config
@@ -24,14 +26,14 @@ def _health(url: str) -> dict | None:  # type: ignore[type-arg]
         return None
 
 
-def test_up_serves_health_and_exits_cleanly_on_sigterm_leaving_no_child(tmp_path: Path) -> None:
-    web_port = free_port()
+def start_up(tmp_path: Path, roles: list[str], extra: dict[str, Any]) -> tuple[Config, subprocess.Popen[str]]:
+    """`gozen up` for a one-host observatory, as a person starts it in a terminal."""
     cfg = write_config(
         tmp_path / "gozen.yaml",
         {
             "data_dir": str(tmp_path / "var"),
-            "hosts": [{"name": "solo", "roles": ["web"], "supervisor": {"port": free_port()}}],
-            "web": {"port": web_port},
+            "hosts": [{"name": "solo", "roles": roles, "supervisor": {"port": free_port()}}],
+            **extra,
         },
     )
     proc = subprocess.Popen(
@@ -41,6 +43,12 @@ def test_up_serves_health_and_exits_cleanly_on_sigterm_leaving_no_child(tmp_path
         text=True,
         start_new_session=True,
     )
+    return cfg, proc
+
+
+def test_up_serves_health_and_exits_cleanly_on_sigterm_leaving_no_child(tmp_path: Path) -> None:
+    web_port = free_port()
+    cfg, proc = start_up(tmp_path, ["web"], {"web": {"port": web_port}})
     try:
         health = wait_until(lambda: _health(f"http://127.0.0.1:{web_port}/api/health"), 40, what="/api/health")
         assert health["status"] == "ok" and health["database"] == "ok"
@@ -75,20 +83,7 @@ def test_up_with_several_hosts_needs_to_know_which_one_it_is(tmp_path: Path) -> 
 
 
 def test_ctrl_c_stops_every_program_cleanly(tmp_path: Path) -> None:
-    write_config(
-        tmp_path / "gozen.yaml",
-        {
-            "data_dir": str(tmp_path / "var"),
-            "hosts": [{"name": "solo", "roles": [], "supervisor": {"port": free_port()}}],
-        },
-    )
-    proc = subprocess.Popen(
-        gozen_cmd(tmp_path / "gozen.yaml", "up"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    _, proc = start_up(tmp_path, [], {})
     try:
         children = wait_until(lambda: psutil.Process(proc.pid).children(recursive=True), 30, what="programs")
         time.sleep(2)  # past startsecs, as a person pressing Ctrl-C later would be

@@ -180,6 +180,15 @@ def ps(
         raise typer.Exit(1)
 
 
+def _this_host(cfg: Config, name: str | None) -> str:
+    from gozen.supervise.up import this_host
+
+    try:
+        return this_host(cfg, name).name
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
 def _act(ctx: typer.Context, action: Literal["start", "stop", "restart"], target: str) -> None:
     from gozen.supervise.client import HostUnreachable, ProcessActionError, act
 
@@ -362,14 +371,10 @@ def transfer_janitor(
 ) -> None:
     """One janitor pass over the DAQ volumes (what transfer:janitor does every 30 s)."""
     from gozen.db.engine import make_engine
-    from gozen.supervise.up import this_host
     from gozen.transfer.janitor import sweep
 
     cfg = _config(ctx)
-    try:
-        me = this_host(cfg, host).name
-    except ConfigError as e:
-        raise fail(str(e)) from None
+    me = _this_host(cfg, host)
     deleted = sweep(cfg, make_engine(cfg.database_url), me, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for d in deleted:
@@ -387,14 +392,10 @@ def audit(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from gozen.db.engine import make_engine
-    from gozen.supervise.up import this_host
     from gozen.transfer.audit import audit as run_audit
 
     cfg = _config(ctx)
-    try:
-        me = this_host(cfg, host).name
-    except ConfigError as e:
-        raise fail(str(e)) from None
+    me = _this_host(cfg, host)
     cols = (TextColumn("checking"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*cols, console=out, transient=True) as bar:
         task = bar.add_task("audit", total=None)

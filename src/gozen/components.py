@@ -8,9 +8,18 @@ import re
 import socket
 from collections.abc import Callable
 
+from sqlalchemy import Engine
+
 from gozen.config import Config
 
 log = logging.getLogger(__name__)
+
+
+def _host_and_engine(cfg: Config) -> tuple[str, Engine]:
+    from gozen.db.engine import make_engine
+    from gozen.supervise.render import HOST_ENV
+
+    return os.environ.get(HOST_ENV) or socket.gethostname(), make_engine(cfg.database_url)
 
 
 def run_dashboard(cfg: Config) -> None:
@@ -23,69 +32,62 @@ def run_dashboard(cfg: Config) -> None:
     )
 
 
-def run_event_listener(cfg: Config) -> None:
-    from gozen.db.engine import make_engine
+def run_event_listener(cfg: Config, host: str, engine: Engine) -> None:
     from gozen.supervise.listener import run_listener
-    from gozen.supervise.render import HOST_ENV
 
     # stdout is supervisord's protocol channel: logging must go to stderr (basicConfig's default).
-    host = os.environ.get(HOST_ENV) or socket.gethostname()
-    try:
-        run_listener(make_engine(cfg.database_url), host)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C at `gozen up` reaches the whole process group: stop quietly
+    run_listener(engine, host)
 
 
-def _daq(cfg: Config, which: str) -> None:
-    from gozen.db.engine import make_engine
-    from gozen.supervise.render import HOST_ENV
+def run_daq(cfg: Config, host: str, engine: Engine, which: str) -> None:
+    kind, _, number = which.partition("-")
+    if kind == "control":
+        from gozen.daq.control import run_control
 
-    host = os.environ.get(HOST_ENV) or socket.gethostname()
-    engine = make_engine(cfg.database_url)
-    try:
-        if which == "control":
-            from gozen.daq.control import run_control
+        run_control(cfg, engine, host)
+    elif kind == "readout":
+        from gozen.daq.readout import run_readout
 
-            run_control(cfg, engine, host)
-        kind, _, number = which.partition("-")
-        if kind == "readout":
-            from gozen.daq.readout import run_readout
+        run_readout(cfg, engine, int(number) - 1, host)
+    else:
+        from gozen.daq.writer import run_writer
 
-            run_readout(cfg, engine, int(number) - 1, host)
-        elif kind == "writer":
-            from gozen.daq.writer import run_writer
-
-            run_writer(cfg, engine, int(number) - 1, host)
-    except KeyboardInterrupt:
-        pass
+        run_writer(cfg, engine, int(number) - 1, host)
 
 
-def _transfer(cfg: Config, which: str) -> None:
-    from gozen.db.engine import make_engine
-    from gozen.supervise.render import HOST_ENV
+def run_transfer(cfg: Config, host: str, engine: Engine, which: str) -> None:
     from gozen.transfer.agents import CopyAgent, run_push
     from gozen.transfer.janitor import run_janitor
 
-    host = os.environ.get(HOST_ENV) or socket.gethostname()
-    engine = make_engine(cfg.database_url)
-    try:
-        if which == "push":
-            run_push(cfg, engine, host)
-        elif which == "janitor":
-            run_janitor(cfg, engine, host)
-        else:
-            CopyAgent(cfg, engine, host, f"transfer:{which}").run()
-    except KeyboardInterrupt:
-        pass
+    if which == "push":
+        run_push(cfg, engine, host)
+    elif which == "janitor":
+        run_janitor(cfg, engine, host)
+    else:
+        CopyAgent(cfg, engine, host, f"transfer:{which}").run()
+
+
+def _program(body: Callable[[Config, str, Engine], None]) -> Callable[[Config], None]:
+    """A long-running program: told its host, given an engine, and quiet on Ctrl-C at `gozen up`."""
+
+    def run(cfg: Config) -> None:
+        host, engine = _host_and_engine(cfg)
+        try:
+            body(cfg, host, engine)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C reaches the whole process group: stop quietly
+
+    return run
 
 
 def component(name: str) -> Callable[[Config], None] | None:
-    """The runner of `gozen run NAME`: fixed ones, and daq-control, daq-readout-NN, daq-writer-NN."""
-    fixed: dict[str, Callable[[Config], None]] = {"dashboard": run_dashboard, "event-listener": run_event_listener}
-    if name in fixed:
-        return fixed[name]
+    """The runner of `gozen run NAME`: dashboard, event-listener, daq-*, transfer-*."""
+    if name == "dashboard":
+        return run_dashboard
+    if name == "event-listener":
+        return _program(run_event_listener)
     if name == "daq-control" or re.fullmatch(r"daq-(readout|writer)-\d{2}", name):
-        return lambda cfg: _daq(cfg, name.removeprefix("daq-"))
+        return _program(lambda cfg, host, engine: run_daq(cfg, host, engine, name.removeprefix("daq-")))
     if name in ("transfer-push", "transfer-janitor") or re.fullmatch(r"transfer-pop-\d{2}", name):
-        return lambda cfg: _transfer(cfg, name.removeprefix("transfer-"))
+        return _program(lambda cfg, host, engine: run_transfer(cfg, host, engine, name.removeprefix("transfer-")))
     return None

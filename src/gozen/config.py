@@ -244,6 +244,15 @@ class Config(Model):
                 return h
         raise ConfigError(f"hosts: no host named {name!r} (known: {', '.join(h.name for h in self.hosts)})")
 
+    def daq_volume_dirs(self, host: str) -> list[tuple[Volume, Path]]:
+        """This host's DAQ volumes that are there (a missing one is the caller's to report)."""
+        out = []
+        for v in self.daq_volumes:
+            path = self.under_data_dir(v.path)
+            if v.host in (None, host) and path.is_dir():
+                out.append((v, path))
+        return out
+
     def under_data_dir(self, path: Path) -> Path:
         return path if path.is_absolute() else self.data_dir / path
 

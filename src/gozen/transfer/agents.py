@@ -52,12 +52,7 @@ def push_once(cfg: Config, engine: Engine, host: str, scan: bool) -> int:
 def scan_volumes(cfg: Config, engine: Engine, host: str) -> int:
     """The safety net: FITS files on DAQ volumes that no row knows of (written while the database was away)."""
     new = 0
-    for v in cfg.daq_volumes:
-        if v.host not in (None, host):
-            continue
-        root = cfg.under_data_dir(v.path)
-        if not root.is_dir():
-            continue
+    for v, root in cfg.daq_volume_dirs(host):
         paths = {p.name: p for p in root.rglob("TMQ*.fits")}
         for name in sorted(set(paths) - catalog.known_filenames(engine, list(paths))):
             p = paths[name]

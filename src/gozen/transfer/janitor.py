@@ -47,12 +47,7 @@ def sweep(cfg: Config, engine: Engine, host: str, dry_run: bool = False) -> list
     """One pass over this host's DAQ volumes; returns what was (or, dry run, would be) deleted."""
     t = cfg.transfer
     done: list[Deletion] = []
-    for v in cfg.daq_volumes:
-        if v.host not in (None, host):
-            continue
-        root = cfg.under_data_dir(v.path)
-        if not root.is_dir():
-            continue
+    for v, root in cfg.daq_volume_dirs(host):
         pct = used_pct(root)
         if pct <= t.daq_high_water_pct:
             continue

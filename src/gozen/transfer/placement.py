@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,9 @@ class Placement:
 
     def choose(self, size_bytes: int, exclude: frozenset[str]) -> Node:
         now = time.monotonic()
-        best, best_free, why = None, -1, []
+        best: Node | None = None
+        best_rank: tuple[int, float] = (-1, 0.0)
+        why: list[str] = []
         for n in self.nodes:
             if n.name in exclude:
                 continue
@@ -54,8 +57,11 @@ class Placement:
             if free < size_bytes + self.reserve:
                 why.append(f"{n.name}: full ({free // 2**20} MiB free)")
                 continue
-            if free > best_free:
-                best, best_free = n, free
+            # Nodes within 1 GiB of free space count as equal: pick among them at random, so agents
+            # on several hosts spread the files without talking to each other.
+            rank = (free >> 30, random.random())
+            if best is None or rank > best_rank:
+                best, best_rank = n, rank
         if best is None:
             raise NoNode("; ".join(why) or "no storage nodes configured")
         return best
