@@ -146,6 +146,12 @@ class Transfer(Model):
     scan_every_s: float = Field(60.0, gt=0, description="How often push scans DAQ volumes for unregistered files.")
 
 
+class Monitors(Model):
+    df_every_s: float = Field(30.0, gt=0, description="How often storage:dfmonitor measures each volume and node.")
+    df_warn_pct: float = Field(80.0, gt=0, le=100, description="Use above this: a warning event.")
+    df_alarm_pct: float = Field(90.0, gt=0, le=100, description="Use above this: an error event.")
+
+
 class Volume(Model):
     name: str = Field(..., description="Volume name, e.g. daq1-vol1.")
     path: Path = Field(..., description="Directory; relative paths are under data_dir.")
@@ -212,6 +218,7 @@ class Config(Model):
     )
     daq: Daq = Field(default_factory=Daq, description="Readout and FITS-writer processes.")
     transfer: Transfer = Field(default_factory=Transfer, description="Copies to storage nodes and the DAQ janitor.")
+    monitors: Monitors = Field(default_factory=Monitors, description="Disk and sensor monitors.")
     database: Database = Field(default_factory=Database, description="The one SQL database.")
     web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
     notifiers: list[Notifier] = Field(default_factory=list, description="Slack and other services to tell.")

@@ -123,3 +123,25 @@ def test_header_template_renders_exactly_what_astropy_builds_for_each_chip(tmp_p
     rows = np.zeros(3, FRAME_DTYPE)
     rows["FLAGS"] = [0, 1, 2]
     assert FramesTableTemplate(3).render(rows, 1, 1) == frames_table(rows, 1, 1)
+
+
+def test_headers_take_monitor_values_from_the_board_and_say_when_they_are_stale(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from gozen.daq.snapshot import take_snapshot
+    from gozen.db.engine import make_engine
+    from gozen.db.migrate import upgrade
+    from gozen.monitors.board import Reading, publish
+
+    _, _, cfg = make_cube(tmp_path)
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    upgrade(engine)
+    now = datetime.now(UTC)
+    publish(engine, "monitor:weather", [Reading("weather.humidity_pct", 91.5, "%", 60)], when=now - timedelta(hours=1))
+    publish(engine, "monitor:weather", [Reading("weather.wind_ms", 7.25, "m/s", 60)], when=now)
+    snap = take_snapshot(cfg, engine, now, 10.68, 41.27)
+    exp = ExposureInfo(1, "F", "OBJECT", "m", "none", "p", "o", 2, 2.0, now, None, None, snap)
+    h = fits.Header.fromstring(primary_header(cfg, exp, 111, now, "d", "v", "f").tostring())
+    assert h["OUT-HUM"] == 91.5 and "STALE" in h.comments["OUT-HUM"]
+    assert h["OUT-WND"] == 7.25 and "STALE" not in h.comments["OUT-WND"]
+    assert h["OUT-TMP"] is not None  # still from the simulator where no monitor writes

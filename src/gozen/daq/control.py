@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.daq import catalog
-from gozen.daq.snapshot import simulated_snapshot
+from gozen.daq.snapshot import take_snapshot
 from gozen.db.events import record_event
 from gozen.db.types import utcnow
 
@@ -34,7 +34,7 @@ def arm_next(cfg: Config, engine: Engine, host: str) -> int | None:
     start = max(earliest, (last_end or earliest) + timedelta(seconds=INTER_EXPOSURE_GAP_S))
     start = _to_ms(start)
     end = start + timedelta(seconds=req["n_frames"] / req["fps"])
-    snap = simulated_snapshot(cfg, start, req["ra_deg"], req["dec_deg"])
+    snap = take_snapshot(cfg, engine, start, req["ra_deg"], req["dec_deg"])
     if not catalog.arm(engine, req["exp_id"], start, end, list(cfg.camera.chips), snap):
         return None
     log.info("armed exposure exp_id=%s object=%s start=%s", req["exp_id"], req["object"], start.isoformat())

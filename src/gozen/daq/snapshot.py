@@ -82,3 +82,18 @@ def simulated_snapshot(cfg: Config, when: datetime, ra_deg: float | None, dec_de
             "power.ups_charge_pct": v(100.0, "%", "power"),
         },
     )
+
+
+def take_snapshot(
+    cfg: Config, engine: Any, when: datetime, ra_deg: float | None, dec_deg: float | None
+) -> StatusSnapshot:
+    """The status at exposure start: the monitors' board where they write it, the simulators for the rest.
+
+    A value on the board keeps its time and staleness, so a monitor that stopped shows up in
+    the headers as STALE instead of being papered over by a simulator.
+    """
+    from gozen.monitors.board import snapshot as board_snapshot
+
+    simulated = simulated_snapshot(cfg, when, ra_deg, dec_deg)
+    board = board_snapshot(engine)
+    return StatusSnapshot(simulated.time, simulated.values | board.values)

@@ -169,3 +169,28 @@ replicas = Table(
 )
 Index(None, replicas.c.state, replicas.c.next_try_at)
 Index(None, replicas.c.file_id)
+
+status = Table(
+    "status",
+    metadata,
+    Column(
+        "key", String(128), primary_key=True, comment="What is measured, e.g. df.node0.used_pct, weather.humidity_pct."
+    ),
+    Column("value", JSON, nullable=True, comment="Latest value (number, text or true/false)."),
+    Column("unit", String(16), nullable=False, comment="Unit, e.g. %, B, degC."),
+    Column("source", String(64), nullable=False, comment="Program that measured it, e.g. storage:dfmonitor."),
+    Column("time", UtcDateTime, nullable=False, comment="When it was measured (UTC)."),
+    Column("max_age_s", Float, nullable=False, comment="Older than this, the value is stale."),
+    comment="The status board: the latest value of everything monitored.",
+)
+
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True, comment="Reading number."),
+    Column("key", String(128), nullable=False, comment="status.key"),
+    Column("value", JSON, nullable=True, comment="Value then."),
+    Column("time", UtcDateTime, nullable=False, comment="When it was measured (UTC)."),
+    comment="Every reading of the status board, for plots and BI tools.",
+)
+Index(None, status_history.c.key, status_history.c.time)

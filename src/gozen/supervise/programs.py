@@ -51,6 +51,8 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
             gozen_program("transfer", f"pop-{i:02d}", f"transfer-pop-{i:02d}")
             for i in range(1, cfg.transfer.pop_workers + 1)
         ]
+    if {"daq", "storage"} & set(host.roles):
+        programs.append(gozen_program("storage", "dfmonitor", "storage-dfmonitor"))
     if "web" in host.roles:
         programs.append(gozen_program("www", "dashboard", "dashboard"))
     programs += [

@@ -1,0 +1,63 @@
+"""The status board: write readings (latest + history), read a consistent snapshot with staleness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select
+
+from gozen.daq.snapshot import StatusSnapshot, StatusValue
+from gozen.db.tables import status, status_history
+from gozen.db.types import utcnow
+
+
+@dataclass(frozen=True)
+class Reading:
+    key: str
+    value: float | int | str | bool | None
+    unit: str
+    max_age_s: float
+
+
+def publish(engine: Engine, source: str, readings: list[Reading], when: datetime | None = None) -> None:
+    """Replace the latest values and append them to the history, in one transaction."""
+    if not readings:
+        return
+    t = when or utcnow()
+    with engine.begin() as conn:
+        conn.execute(delete(status).where(status.c.key.in_([r.key for r in readings])))
+        conn.execute(
+            insert(status),
+            [
+                {"key": r.key, "value": r.value, "unit": r.unit, "source": source, "time": t, "max_age_s": r.max_age_s}
+                for r in readings
+            ],
+        )
+        conn.execute(insert(status_history), [{"key": r.key, "value": r.value, "time": t} for r in readings])
+
+
+def snapshot(engine: Engine, prefix: str | None = None) -> StatusSnapshot:
+    """Every latest value (under a key prefix), each marked stale when older than its max age."""
+    now = utcnow()
+    q = select(status)
+    if prefix:
+        q = q.where(status.c.key.startswith(prefix))
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    values: dict[str, StatusValue] = {}
+    for r in rows:
+        stale = (now - r.time).total_seconds() > r.max_age_s
+        values[r.key] = StatusValue(r.value, r.unit, r.source, r.time.isoformat(), stale)
+    return StatusSnapshot(now.isoformat(), values)
+
+
+def history(engine: Engine, key: str, since: datetime) -> list[dict[str, Any]]:
+    q = (
+        select(status_history.c.time, status_history.c.value)
+        .where(status_history.c.key == key, status_history.c.time >= since)
+        .order_by(status_history.c.time)
+    )
+    with engine.connect() as conn:
+        return [{"time": t.isoformat(), "value": v} for t, v in conn.execute(q)]
