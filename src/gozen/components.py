@@ -73,6 +73,12 @@ def run_dfmonitor(cfg: Config, host: str, engine: Engine) -> None:
     DfMonitor(cfg, engine, host).run()
 
 
+def run_zfsmonitor(cfg: Config, host: str, engine: Engine) -> None:
+    from gozen.monitors.zfs import ZfsMonitor
+
+    ZfsMonitor(engine, host).run()
+
+
 def _program(body: Callable[[Config, str, Engine], None]) -> Callable[[Config], None]:
     """A long-running program: told its host, given an engine, and quiet on Ctrl-C at `gozen up`."""
 
@@ -94,6 +100,8 @@ def component(name: str) -> Callable[[Config], None] | None:
         return _program(run_event_listener)
     if name == "storage-dfmonitor":
         return _program(run_dfmonitor)
+    if name == "storage-zfsmonitor":
+        return _program(run_zfsmonitor)
     if name == "daq-control" or re.fullmatch(r"daq-(readout|writer)-\d{2}", name):
         return _program(lambda cfg, host, engine: run_daq(cfg, host, engine, name.removeprefix("daq-")))
     if name in ("transfer-push", "transfer-janitor") or re.fullmatch(r"transfer-pop-\d{2}", name):

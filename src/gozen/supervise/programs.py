@@ -53,6 +53,8 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
         ]
     if {"daq", "storage"} & set(host.roles):
         programs.append(gozen_program("storage", "dfmonitor", "storage-dfmonitor"))
+    if "storage" in host.roles:
+        programs.append(gozen_program("storage", "zfsmonitor", "storage-zfsmonitor"))
     if "web" in host.roles:
         programs.append(gozen_program("www", "dashboard", "dashboard"))
     programs += [
