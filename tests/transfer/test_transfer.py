@@ -19,6 +19,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import downgrade, upgrade
 from gozen.db.tables import daq_files, files, replicas
+from gozen.transfer import catalog
 from gozen.transfer.agents import CopyAgent, push_once
 from gozen.transfer.janitor import sweep
 from tests.conftest import wait_until
@@ -256,3 +257,97 @@ def write_cfg(tmp: Path, cfg: Config) -> Path:
     path = tmp / "gozen.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def test_a_node_that_fills_up_is_skipped_and_nothing_is_lost(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    storage = cfg.data_dir / "storage"
+    for n in ("node1", "node2"):
+        (storage / n).rmdir()  # at first only the small node0 is there
+    small = storage / "node0"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], check=True)
+    try:
+        engine = make_daq_files(cfg, exposures=2)  # 8 files of ~410 kB: node0 holds one
+        push_once(cfg, engine, "daq1", scan=False)
+        agent = CopyAgent(cfg, engine, "daq1", "transfer:pop-01")
+        for _ in range(20):
+            agent.work_once()
+        states = [(r.node, r.state) for r in replica_rows(engine)]
+        assert states.count(("node0", "verified")) == 1 and states.count((None, "queued")) == 7
+        assert any("node0: full" in (r.last_error or "") for r in replica_rows(engine))
+        (storage / "node1").mkdir()  # another node arrives: the backlog drains there
+        agent.placement.nodes[1].down_until = 0
+        with engine.begin() as conn:
+            conn.execute(replicas.update().values(next_try_at=None))
+        drain(cfg, engine)
+        audit(engine, 1)
+        assert sorted(r.node for r in replica_rows(engine)) == ["node0"] + ["node1"] * 7
+        assert not list(small.rglob("*.part"))
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_twenty_kill_9s_of_copy_agents_during_a_thousand_file_run_lose_nothing(tmp_path: Path) -> None:
+    import random
+    import time
+
+    cfg = config(tmp_path, lease_s=1.0, poll_s=0.02)
+    engine = make_engine(cfg.database_url)
+    upgrade(engine)
+    src = tmp_path / "daq"
+    src.mkdir()
+    rows = []
+    rng = random.Random(7)
+    for i in range(1000):
+        data = rng.randbytes(16_384 + rng.randrange(16_384))
+        p = src / f"TMQ120261125{i:08d}11.fits"
+        p.write_bytes(data)
+        rows.append(
+            {
+                "filename": p.name,
+                "daq_file_id": None,
+                "exp_id": None,
+                "det_id": 111,
+                "size_bytes": len(data),
+                "checksum_xxh3": xxhash.xxh3_64(data).hexdigest(),
+                "daq_host": "daq1",
+                "daq_volume": "daq-vol1",
+                "daq_path": str(p),
+            }
+        )
+    assert catalog.register(engine, rows, 1) == 1000
+    cfg_file = tmp_path / "gozen.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+
+    def start(n: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gozen", "-c", str(cfg_file), "run", f"transfer-pop-{n:02d}"],
+            env={**os.environ, "GOZEN_HOST": "buf"},
+            stderr=subprocess.DEVNULL,
+        )
+
+    agents = {1: start(1), 2: start(2)}
+    kills = 0
+
+    def verified() -> int:
+        return sum(r.state == "verified" for r in replica_rows(engine))
+
+    wait_until(lambda: verified() > 0, 30, 0.05, what="the first copy")
+    while kills < 20:
+        time.sleep(0.15)
+        n = rng.choice((1, 2))
+        agents[n].send_signal(signal.SIGKILL)
+        agents[n].wait()
+        kills += 1
+        agents[n] = start(n)
+    wait_until(lambda: verified() == 1000, 120, 0.2, what="every copy verified")
+    for p in agents.values():
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+    assert kills == 20 and verified() == 1000
+    audit(engine, 1)  # every replica read back: 0 lost, 0 corrupted
+    from gozen.transfer.audit import audit as run_audit
+
+    report = run_audit(cfg, engine, "daq1")
+    assert report.clean and report.lost == 0 and not report.corrupted and report.replicas_checked == 1000
+    assert list((cfg.data_dir / "storage").rglob("*.part")) == []  # dead agents' partial copies were cleared

@@ -110,6 +110,9 @@ class CopyAgent:
         if job is None:
             return False
         src = Path(job.daq_path)
+        if job.previous_path:  # taken over from an agent that died mid-copy: its partial file goes
+            stale = Path(job.previous_path)
+            stale.with_name(f".{stale.name}.part").unlink(missing_ok=True)
         exclude = set(job.nodes_taken)
         while True:
             try:

@@ -23,6 +23,8 @@ class Job:
     daq_path: str
     attempts: int
     nodes_taken: frozenset[str]  # nodes that already hold (or are getting) a copy of this file
+    previous_path: str | None = None  # where an agent that died was copying it to
+    agent: str = ""  # who holds the claim: settling is refused to anyone else (a lease that ran out)
 
 
 def register(engine: Engine, rows: list[dict[str, Any]], replication: int) -> int:
@@ -80,6 +82,7 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
         rid = conn.execute(pick).scalar()
         if rid is None:
             return None
+        previous = conn.execute(select(replicas.c.path).where(replicas.c.id == rid)).scalar()
         got = conn.execute(
             update(replicas)
             .where(replicas.c.id == rid, due)
@@ -107,15 +110,31 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
                 replicas.c.state.in_(("copying", "verified")),
             )
         ).scalars()
-        return Job(rid, r.file_id, r.filename, r.size_bytes, r.checksum_xxh3, r.daq_path, r.attempts, frozenset(taken))
+        return Job(
+            rid,
+            r.file_id,
+            r.filename,
+            r.size_bytes,
+            r.checksum_xxh3,
+            r.daq_path,
+            r.attempts,
+            frozenset(taken),
+            previous,
+            agent,
+        )
+
+
+def _mine(job: Job) -> Any:
+    """The job's row, while this agent still holds the claim (another may have taken it over)."""
+    return and_(replicas.c.id == job.replica_id, replicas.c.claimed_by == job.agent, replicas.c.state == "copying")
 
 
 def place(engine: Engine, job: Job, node: str, path: str) -> bool:
     """Put the copy on a node; False if another copy of the file took that node first (unique file+node)."""
     try:
         with engine.begin() as conn:
-            conn.execute(update(replicas).where(replicas.c.id == job.replica_id).values(node=node, path=path))
-        return True
+            n = conn.execute(update(replicas).where(_mine(job)).values(node=node, path=path)).rowcount
+        return n == 1
     except IntegrityError:
         return False
 
@@ -124,7 +143,7 @@ def verified(engine: Engine, job: Job, node: str, path: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(replicas)
-            .where(replicas.c.id == job.replica_id)
+            .where(_mine(job))
             .values(state="verified", node=node, path=path, verified_at=utcnow(), last_error=None)
         )
 
@@ -137,7 +156,7 @@ def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> 
     else:
         values.update(state="queued", next_try_at=utcnow() + retry_in)
     with engine.begin() as conn:
-        conn.execute(update(replicas).where(replicas.c.id == job.replica_id).values(**values))
+        conn.execute(update(replicas).where(_mine(job)).values(**values))
 
 
 def deletable_from_daq(
