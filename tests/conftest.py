@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +25,12 @@ from gozen.config import Config, load_config
 from gozen.supervise.client import SupervisorClient
 from gozen.web.auth import hash_password, token_sha256
 
+# Every shared-memory ring the tests (and the observatories they start) make goes in one
+# folder of our own, removed at the end: rings are large and /dev/shm is memory. Set before
+# anything imports gozen.daq.layout, which reads it once.
+_SHM = Path(tempfile.mkdtemp(prefix="gozen-tests-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+os.environ["GOZEN_SHM_DIR"] = str(_SHM)
+
 DATA = Path(__file__).parent / "data"
 TICKER = DATA / "ticker.py"
 PG_ADMIN_URL = os.environ.get("GOZEN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -30,6 +38,12 @@ PG_ADMIN_URL = os.environ.get("GOZEN_TEST_PG_URL", "postgresql://postgres@127.0.
 OPERATOR = ("ops", "correct horse battery")
 VIEWER = ("guest", "just looking")
 API_TOKEN = "test-token-9f8e7d6c5b4a"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def remove_rings() -> Iterator[None]:
+    yield
+    shutil.rmtree(_SHM, ignore_errors=True)
 
 
 def free_port() -> int:
