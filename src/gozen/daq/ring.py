@@ -109,8 +109,7 @@ class Ring:
 
     @classmethod
     def create_or_open(cls, path: Path, n_slots: int, frame_bytes: int) -> Ring:
-        ring = cls(path, n_slots, frame_bytes, create=True)
-        return ring
+        return cls(path, n_slots, frame_bytes, create=True)
 
     @classmethod
     def wait_open(cls, path: Path, n_slots: int, frame_bytes: int, timeout_s: float = 60) -> Ring:

@@ -8,10 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-class CameraError(Exception):
-    """The camera cannot do what was asked; the message says which chip and why."""
-
-
 @dataclass(frozen=True)
 class FrameInfo:
     """What the frame grabber reports with each frame."""

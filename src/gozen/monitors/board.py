@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
@@ -51,13 +50,3 @@ def snapshot(engine: Engine, prefix: str | None = None) -> StatusSnapshot:
         stale = (now - r.time).total_seconds() > r.max_age_s
         values[r.key] = StatusValue(r.value, r.unit, r.source, r.time.isoformat(), stale)
     return StatusSnapshot(now.isoformat(), values)
-
-
-def history(engine: Engine, key: str, since: datetime) -> list[dict[str, Any]]:
-    q = (
-        select(status_history.c.time, status_history.c.value)
-        .where(status_history.c.key == key, status_history.c.time >= since)
-        .order_by(status_history.c.time)
-    )
-    with engine.connect() as conn:
-        return [{"time": t.isoformat(), "value": v} for t, v in conn.execute(q)]
