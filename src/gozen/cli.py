@@ -337,14 +337,27 @@ def daq_stats_cmd(
 # -- transfer ---------------------------------------------------------------
 @transfer_app.command("status")
 def transfer_status(ctx: typer.Context) -> None:
-    """Backlog per storage node, and the oldest file still without all its verified copies."""
+    """Backlog and copy rate per storage node, the archive's progress, the oldest file short of copies."""
     from datetime import UTC, datetime
 
     from gozen.db.engine import make_engine
-    from gozen.transfer.catalog import backlog
+    from gozen.transfer.catalog import RATE_WINDOW, backlog, export_counts
 
-    nodes, unplaced, oldest, n_files = backlog(make_engine(_config(ctx).database_url))
-    table = Table("node", "queued", "copying", "verified", "verified GB", "failed", box=None, header_style="bold")
+    engine = make_engine(_config(ctx).database_url)
+    nodes, unplaced, oldest, n_files = backlog(engine)
+    minutes = RATE_WINDOW.total_seconds() / 60
+    table = Table(
+        "node",
+        "queued",
+        "copying",
+        "verified",
+        "verified GB",
+        f"MB/s ({minutes:g} min)",
+        "failed",
+        "expired",
+        box=None,
+        header_style="bold",
+    )
     for n in nodes:
         table.add_row(
             n.node,
@@ -352,10 +365,15 @@ def transfer_status(ctx: typer.Context) -> None:
             str(n.copying),
             str(n.verified),
             f"{n.verified_bytes / 1e9:.2f}",
+            f"{n.rate_mb_s:.1f}",
             f"[red]{n.failed}[/]" if n.failed else "0",
+            str(n.expired),
         )
     out.print(f"{n_files} files catalogued; {unplaced} copies waiting for a node")
     out.print(table)
+    exports = export_counts(engine)
+    if exports:
+        out.print("archive: " + ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(exports.items())))
     if oldest is not None:
         age = datetime.now(UTC) - oldest
         out.print(f"oldest file not yet fully replicated: registered {age.total_seconds():.0f} s ago")
@@ -369,7 +387,7 @@ def transfer_janitor(
     host: Annotated[str | None, typer.Option(help="DAQ host whose volumes to sweep")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted")] = False,
 ) -> None:
-    """One janitor pass over the DAQ volumes (what transfer:janitor does every 30 s)."""
+    """One janitor pass over the DAQ volumes (what transfer:janitor does every transfer.janitor_every_s)."""
     from gozen.db.engine import make_engine
     from gozen.transfer.janitor import sweep
 
@@ -380,6 +398,47 @@ def transfer_janitor(
     for d in deleted:
         out.print(f"{verb} {d.path} ({d.size_bytes / 1e6:.1f} MB, {d.replicas} verified replicas)")
     out.print(f"{verb} {len(deleted)} files, {sum(d.size_bytes for d in deleted) / 1e9:.2f} GB")
+
+
+@transfer_app.command("export")
+def transfer_export(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Storage host whose replicas to export")] = None,
+) -> None:
+    """One archive-export pass (what transfer:export does): package, send, verify, read receipts."""
+    from gozen.db.engine import make_engine
+    from gozen.transfer.export import Exporter
+
+    cfg = _config(ctx)
+    if cfg.archive is None:
+        err.print("archive: not configured (null): nothing to export")
+        raise typer.Exit(2)
+    r = Exporter(cfg, make_engine(cfg.database_url), _this_host(cfg, host)).run_once()
+    out.print(
+        f"packaged {r.packaged} (not selected {r.not_selected}), sent and verified {r.exported}, "
+        f"acknowledged {r.acknowledged}, refused {r.rejected}"
+    )
+    for why in r.errors:
+        err.print(f"[red]{why}[/]")
+    raise typer.Exit(1 if r.errors else 0)
+
+
+@transfer_app.command("retention")
+def transfer_retention(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Storage host whose nodes to trim")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed")] = False,
+) -> None:
+    """One retention pass over this host's storage nodes (max_bytes, max_age_days)."""
+    from gozen.db.engine import make_engine
+    from gozen.transfer.retention import Retention
+
+    cfg = _config(ctx)
+    removed = Retention(cfg, make_engine(cfg.database_url), _this_host(cfg, host)).sweep(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for d in removed:
+        out.print(f"{verb} {d.node}:{d.path} ({d.size_bytes / 1e6:.1f} MB, {d.why})")
+    out.print(f"{verb} {len(removed)} replicas, {sum(d.size_bytes for d in removed) / 1e9:.2f} GB")
 
 
 @app.command()
@@ -416,6 +475,8 @@ def audit(
         ("DAQ copies missing", len(rep.daq_missing)),
         ("orphans (not catalogued)", len(rep.orphans)),
         ("queued to copy again", rep.requeued),
+        ("replicas on other hosts (not read)", rep.elsewhere),
+        ("files acknowledged by the archive", rep.archived),
         ("files short of copies", rep.unreplicated),
         ("files lost", rep.lost),
     ):

@@ -57,12 +57,18 @@ def run_daq(cfg: Config, host: str, engine: Engine, which: str) -> None:
 
 def run_transfer(cfg: Config, host: str, engine: Engine, which: str) -> None:
     from gozen.transfer.agents import CopyAgent, run_push
+    from gozen.transfer.export import Exporter
     from gozen.transfer.janitor import run_janitor
+    from gozen.transfer.retention import Retention
 
     if which == "push":
         run_push(cfg, engine, host)
     elif which == "janitor":
         run_janitor(cfg, engine, host)
+    elif which == "export":
+        Exporter(cfg, engine, host).run()
+    elif which == "retention":
+        Retention(cfg, engine, host).run()
     else:
         CopyAgent(cfg, engine, host, f"transfer:{which}").run()
 
@@ -93,7 +99,7 @@ def _program(body: Callable[[Config, str, Engine], None]) -> Callable[[Config], 
 
 
 def component(name: str) -> Callable[[Config], None] | None:
-    """The runner of `gozen run NAME`: dashboard, event-listener, daq-*, transfer-*."""
+    """The runner of `gozen run NAME`: dashboard, event-listener, daq-*, transfer-*, storage-*, archive-*."""
     if name == "dashboard":
         return run_dashboard
     if name == "event-listener":
@@ -104,6 +110,10 @@ def component(name: str) -> Callable[[Config], None] | None:
         return _program(run_zfsmonitor)
     if name == "daq-control" or re.fullmatch(r"daq-(readout|writer)-\d{2}", name):
         return _program(lambda cfg, host, engine: run_daq(cfg, host, engine, name.removeprefix("daq-")))
-    if name in ("transfer-push", "transfer-janitor") or re.fullmatch(r"transfer-pop-\d{2}", name):
+    if name == "archive-simulator":
+        from gozen.transfer.export import run_simulator
+
+        return _program(lambda cfg, host, engine: run_simulator(cfg))
+    if re.fullmatch(r"transfer-(push|janitor|export|retention|pop-\d{2})", name):
         return _program(lambda cfg, host, engine: run_transfer(cfg, host, engine, name.removeprefix("transfer-")))
     return None

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 CONFIG_ENV = "GOZEN_CONFIG"
 DATA_DIR_ENV = "GOZEN_DATA_DIR"
 
-Role = Literal["web", "daq", "buffer", "storage", "queue", "monitors", "couriers"]
-ALL_ROLES: tuple[Role, ...] = ("web", "daq", "buffer", "storage", "queue", "monitors", "couriers")
+Role = Literal["web", "daq", "buffer", "storage", "archive", "queue", "monitors", "couriers"]
+ALL_ROLES: tuple[Role, ...] = ("web", "daq", "buffer", "storage", "archive", "queue", "monitors", "couriers")
 
 # Chips of one Tomo-e Gozen quadrant: columns 1..4 hold 6, 6, 5 and 4 chips.
 CHIPS_PER_COLUMN = (6, 6, 5, 4)
@@ -144,6 +144,12 @@ class Transfer(Model):
     retry_base_s: float = Field(2.0, gt=0, description="First retry delay; doubles with each attempt.")
     poll_s: float = Field(1.0, gt=0, description="How often idle agents look for work.")
     scan_every_s: float = Field(60.0, gt=0, description="How often push scans DAQ volumes for unregistered files.")
+    janitor_requires_archive: bool = Field(
+        False, description="The janitor also waits for the archive's acknowledgement before deleting a DAQ copy."
+    )
+    janitor_every_s: float = Field(30.0, gt=0, description="How often transfer:janitor looks at the DAQ volumes.")
+    retention_every_s: float = Field(60.0, gt=0, description="How often transfer:retention applies node limits.")
+    rsync_timeout_s: float = Field(120.0, gt=0, description="rsync gives up on a silent peer after this long.")
 
 
 class Monitors(Model):
@@ -156,10 +162,47 @@ class Volume(Model):
     name: str = Field(..., description="Volume name, e.g. daq1-vol1.")
     path: Path = Field(..., description="Directory; relative paths are under data_dir.")
     host: str | None = Field(None, description="Host holding it (default: the first host).")
+    max_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="A quota: catalogued files here count against it as if it were the disk's size "
+        "(the janitor and retention keep below it). For volumes that share a disk, e.g. simulated ones.",
+    )
 
 
 class StorageNode(Volume):
-    transport: Literal["local", "rsync"] = Field("local", description="How files reach it.")
+    transport: Literal["local", "rsync"] = Field(
+        "local", description="How files reach it: local (a mounted path) or rsync (to its rsync_url)."
+    )
+    rsync_url: str | None = Field(
+        None,
+        description="With transport rsync: rsync://host:port/module (an rsync daemon serving `path`) "
+        "or host:/path (over ssh).",
+    )
+    max_age_days: float | None = Field(
+        None, gt=0, description="Retention: replicas older than this are removed, when safe (see retention)."
+    )
+
+
+class Archive(Model):
+    dest: str = Field(
+        ...,
+        description="Where packages go, for rsync: a directory (relative: under data_dir), "
+        "rsync://host:port/module or host:/path.",
+    )
+    data_types: list[str] = Field(
+        default_factory=lambda: ["OBJECT"], description="DATA-TYP values exported; other files are not."
+    )
+    projects: list[str] | None = Field(None, description="PROJECT values exported (default: every project).")
+    min_age_s: float = Field(
+        600.0, ge=0, description="A file is packaged once catalogued this long ago; each pass packages per night."
+    )
+    every_s: float = Field(60.0, gt=0, description="How often transfer:export packages, sends and reads receipts.")
+    simulator_keep_bytes: int = Field(
+        2 * 2**30,
+        gt=0,
+        description="The simulated archive (archive:simulator, role archive) drops its oldest nights beyond this.",
+    )
 
 
 class Database(Model):
@@ -208,13 +251,21 @@ class Config(Model):
     )
     camera: Camera = Field(default_factory=Camera, description="The multi-chip camera.")
     daq_volumes: list[Volume] = Field(
-        default_factory=lambda: [Volume(name=f"daq-vol{i}", path=Path(f"daq/vol{i}")) for i in (1, 2)],
+        default_factory=lambda: [
+            Volume(name=f"daq-vol{i}", path=Path(f"daq/vol{i}"), max_bytes=2**30) for i in (1, 2)
+        ],
         min_length=1,
         description="Volumes the DAQ writes FITS files to, striped by free space.",
     )
     storage_nodes: list[StorageNode] = Field(
-        default_factory=lambda: [StorageNode(name=f"node{i}", path=Path(f"storage/node{i}")) for i in (0, 1, 2)],
+        default_factory=lambda: [
+            StorageNode(name=f"node{i}", path=Path(f"storage/node{i}"), max_bytes=2**30) for i in (0, 1, 2)
+        ],
         description="Buffer-storage nodes that keep verified replicas of every file.",
+    )
+    archive: Archive | None = Field(
+        default_factory=lambda: Archive(dest="archive"),
+        description="The public archive raw data are exported to (null: none).",
     )
     daq: Daq = Field(default_factory=Daq, description="Readout and FITS-writer processes.")
     transfer: Transfer = Field(default_factory=Transfer, description="Copies to storage nodes and the DAQ janitor.")
@@ -239,6 +290,9 @@ class Config(Model):
             for i, v in enumerate(items):
                 if v.host is not None and v.host not in known:
                     raise ValueError(f"{what}[{i}].host: unknown host {v.host!r}")
+        for i, n in enumerate(self.storage_nodes):
+            if n.transport == "rsync" and not n.rsync_url:
+                raise ValueError(f"storage_nodes[{i}].rsync_url: needed with transport rsync")
         endpoints = [(h.address, h.supervisor.port) for h in self.hosts]
         if len(set(endpoints)) != len(endpoints):
             raise ValueError("hosts: two hosts share one supervisord address:port")
@@ -262,6 +316,26 @@ class Config(Model):
 
     def under_data_dir(self, path: Path) -> Path:
         return path if path.is_absolute() else self.data_dir / path
+
+    def local_nodes(self, host: str) -> list[StorageNode]:
+        """Storage nodes whose disks are on this host."""
+        return [n for n in self.storage_nodes if n.host in (None, host)]
+
+    def archive_dest(self) -> str | None:
+        """The archive's rsync destination, a relative directory made absolute under data_dir."""
+        if self.archive is None:
+            return None
+        local = self.archive_local_dir()
+        return str(local) if local else self.archive.dest
+
+    def archive_local_dir(self) -> Path | None:
+        """The archive's directory when it is a path here, not rsync://... or host:path."""
+        if self.archive is None:
+            return None
+        d = self.archive.dest
+        if d.startswith("rsync://") or ":" in d.split("/", 1)[0]:
+            return None
+        return self.under_data_dir(Path(d))
 
     @property
     def database_url(self) -> str:

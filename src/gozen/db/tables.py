@@ -156,7 +156,12 @@ replicas = Table(
         "node", String(128), nullable=True, comment="Storage node (config storage_nodes[].name); NULL until placed."
     ),
     Column("path", Text, nullable=True, comment="Path on the node."),
-    Column("state", String(16), nullable=False, comment="queued, copying, verified, failed or lost."),
+    Column(
+        "state",
+        String(16),
+        nullable=False,
+        comment="queued, copying, verified, failed, lost, or expired (removed by the node's retention).",
+    ),
     Column("attempts", Integer, nullable=False, comment="Copies tried."),
     Column("last_error", Text, nullable=True, comment="Why the last attempt failed."),
     Column("claimed_by", String(128), nullable=True, comment="Agent copying it (host:program:pid)."),
@@ -164,11 +169,37 @@ replicas = Table(
     Column("next_try_at", UtcDateTime, nullable=True, comment="Not to be tried before this (backoff)."),
     Column("queued_at", UtcDateTime, nullable=False, comment="When it was queued."),
     Column("verified_at", UtcDateTime, nullable=True, comment="When its checksum was verified on the node."),
+    Column("expired_at", UtcDateTime, nullable=True, comment="When retention removed it from the node."),
     UniqueConstraint("file_id", "node"),
     comment="Copies of catalogued files on storage nodes, and the copy jobs that make them.",
 )
 Index(None, replicas.c.state, replicas.c.next_try_at)
 Index(None, replicas.c.file_id)
+
+exports = Table(
+    "exports",
+    metadata,
+    Column("file_id", BigInteger, ForeignKey("files.id"), primary_key=True, comment="The file (files.id)."),
+    Column(
+        "state",
+        String(16),
+        nullable=False,
+        comment="not_selected (not for the archive), packaged, exported (sent and verified), "
+        "acknowledged (the archive took it) or rejected (to be sent again).",
+    ),
+    Column("package", String(64), nullable=True, comment="Package name: <night>-<host>-<nnn>."),
+    Column("night", String(8), nullable=True, comment="Observing night YYYYMMDD (from the file name)."),
+    Column("data_type", String(16), nullable=True, comment="DATA-TYP from the header."),
+    Column("project", String(64), nullable=True, comment="PROJECT from the header."),
+    Column("manifest", JSON, nullable=True, comment="The file's manifest entry: size, checksum, key header values."),
+    Column("source_path", Text, nullable=True, comment="Replica it was sent from."),
+    Column("packaged_at", UtcDateTime, nullable=False, comment="When it was put in a package (or not selected)."),
+    Column("exported_at", UtcDateTime, nullable=True, comment="When the archive copy was verified."),
+    Column("acknowledged_at", UtcDateTime, nullable=True, comment="When the archive's receipt named it."),
+    Column("last_error", Text, nullable=True, comment="Why the last send or the archive refused it."),
+    comment="Export of raw files to the public archive, in nightly packages with manifests.",
+)
+Index(None, exports.c.state, exports.c.package)
 
 status = Table(
     "status",

@@ -55,6 +55,12 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
         programs.append(gozen_program("storage", "dfmonitor", "storage-dfmonitor"))
     if "storage" in host.roles:
         programs.append(gozen_program("storage", "zfsmonitor", "storage-zfsmonitor"))
+        if cfg.archive is not None:
+            programs.append(gozen_program("transfer", "export", "transfer-export"))
+        if any(n.max_bytes or n.max_age_days for n in cfg.local_nodes(host.name)):
+            programs.append(gozen_program("transfer", "retention", "transfer-retention"))
+    if "archive" in host.roles and cfg.archive_local_dir() is not None:  # a directory here: play the archive
+        programs.append(gozen_program("archive", "simulator", "archive-simulator"))
     if "web" in host.roles:
         programs.append(gozen_program("www", "dashboard", "dashboard"))
     programs += [

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.db.events import Severity, record_event
-from gozen.transfer import catalog
+from gozen.transfer import catalog, rsync
 from gozen.transfer.copy import ReplicaMismatch, copy_verified, xxh3_of
 from gozen.transfer.placement import NoNode, Placement
 
@@ -92,11 +92,22 @@ def run_push(cfg: Config, engine: Engine, host: str) -> None:
 
 
 # -- pop ---------------------------------------------------------------------
+def rsync_verified(src: Path, dest_dir: str, checksum: str, timeout_s: float) -> None:
+    """src -> dest_dir/NAME by rsync (a temporary name there, renamed by rsync), then proved by checksum."""
+    got = xxh3_of(src)
+    if got != checksum:
+        raise ReplicaMismatch(f"the DAQ copy {src} reads {got}, catalog says {checksum}")
+    rsync.send(src.parent, [src.name], dest_dir, timeout_s)
+    if rsync.differing(src.parent, [src.name], dest_dir, timeout_s):
+        raise ReplicaMismatch(f"{dest_dir}/{src.name}: the copy's checksum differs from the DAQ copy's")
+
+
+
 class CopyAgent:
     def __init__(self, cfg: Config, engine: Engine, host: str, name: str) -> None:
         self.cfg, self.engine, self.host, self.name = cfg, engine, host, name
         self.agent_id = f"{host}:{name}:{os.getpid()}"
-        self.placement = Placement(cfg)
+        self.placement = Placement(cfg, engine)
         self.t = cfg.transfer
 
     def retry_in(self, attempts: int) -> timedelta | None:
@@ -125,7 +136,11 @@ class CopyAgent:
                 break
             exclude.add(node.name)  # another copy of this file was just placed there
         try:
-            if dst.exists() and xxh3_of(dst) == job.checksum_xxh3:
+            if node.transport == "rsync":
+                assert node.rsync_url is not None  # the config requires it
+                dest_dir = rsync.join(node.rsync_url, dst.parent.name)
+                rsync_verified(src, dest_dir, job.checksum_xxh3, self.t.rsync_timeout_s)
+            elif dst.exists() and xxh3_of(dst) == job.checksum_xxh3:
                 pass  # an agent died after the rename, before the row: it is there already
             else:
                 copy_verified(src, dst, job.checksum_xxh3)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select, update
 
 from gozen.config import Config
 from gozen.db.events import record_event
-from gozen.db.tables import files, replicas
+from gozen.db.tables import exports, files, replicas
 from gozen.transfer.copy import xxh3_of
 
 
@@ -31,6 +31,8 @@ class AuditReport:
     daq_missing: list[str] = field(default_factory=list)  # DAQ copies the catalog says are present but are not
     orphans: list[str] = field(default_factory=list)  # FITS files on nodes that no replica row names
     requeued: int = 0
+    elsewhere: int = 0  # verified replicas on other hosts' nodes: theirs to audit (`gozen audit --host`)
+    archived: int = 0  # files the archive has acknowledged: a copy outside the observatory
     unreplicated: int = 0  # files with fewer good storage copies than required
     lost: int = 0  # files with no good copy anywhere: the figure that must be 0
 
@@ -59,14 +61,16 @@ def audit(
 ) -> AuditReport:
     """Check every catalogued file; progress(bytes_done, bytes_total) is called as it goes."""
     rep = AuditReport()
+    local = {n.name for n in cfg.local_nodes(host)}
     with engine.connect() as conn:
         cat = conn.execute(select(files)).all()
         reps = conn.execute(select(replicas)).all()
+        acked = set(conn.execute(select(exports.c.file_id).where(exports.c.state == "acknowledged")).scalars())
     by_file: dict[int, list[Any]] = {}
     for r in reps:
         by_file.setdefault(r.file_id, []).append(r)
     sizes = {f.id: f.size_bytes for f in cat}
-    total = sum(sizes[r.file_id] for r in reps if r.state == "verified")
+    total = sum(sizes[r.file_id] for r in reps if r.state == "verified" and r.node in local)
     rep.files = len(cat)
     for f in cat:
         good, on_daq = 0, 0
@@ -77,6 +81,10 @@ def audit(
                 rep.daq_missing.append(f.daq_path)
         for r in by_file.get(f.id, []):
             if r.state != "verified":
+                continue
+            if r.node not in local:
+                rep.elsewhere += 1
+                good += 1
                 continue
             rep.replicas_checked += 1
             problem = None
@@ -108,9 +116,11 @@ def audit(
                     severity="error",
                     message=f"{why}: queued to be copied again",
                 )
-        rep.lost += good + on_daq == 0
-        rep.unreplicated += good < cfg.transfer.replication
-    rep.orphans = _orphans(cfg, {r.path for r in reps if r.path})
+        in_archive = f.id in acked
+        rep.archived += in_archive
+        rep.lost += good + on_daq + in_archive == 0
+        rep.unreplicated += good < cfg.transfer.replication and not in_archive
+    rep.orphans = _orphans(cfg, host, {r.path for r in reps if r.path and r.state != "expired"})
     return rep
 
 
@@ -121,9 +131,9 @@ def _whole(path: str | None, size: int) -> bool:
         return False
 
 
-def _orphans(cfg: Config, known: set[str]) -> list[str]:
+def _orphans(cfg: Config, host: str, known: set[str]) -> list[str]:
     out = []
-    for n in cfg.storage_nodes:
+    for n in cfg.local_nodes(host):
         root = cfg.under_data_dir(n.path)
         if root.is_dir():
             out += [str(p) for p in root.rglob("TMQ*.fits") if str(p) not in known]

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gozen.db.tables import daq_files, files, replicas
+from gozen.db.tables import daq_files, exports, files, replicas
 from gozen.db.types import utcnow
 
 
@@ -159,20 +159,36 @@ def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> 
         conn.execute(update(replicas).where(_mine(job)).values(**values))
 
 
+def archived(file_id: Any = files.c.id) -> Any:
+    """True where the archive has acknowledged the file."""
+    return select(exports.c.file_id).where(exports.c.file_id == file_id, exports.c.state == "acknowledged").exists()
+
+
 def deletable_from_daq(
-    engine: Engine, volume: str, host: str, replication: int, limit: int = 500
+    engine: Engine, volume: str, host: str, replication: int, require_archive: bool = False, limit: int = 500
 ) -> list[dict[str, Any]]:
-    """DAQ copies on a volume that have `replication` verified replicas elsewhere, oldest first."""
+    """DAQ copies on a volume with `replication` verified replicas elsewhere, or archived; oldest first.
+
+    With require_archive, only files the archive has acknowledged.
+    """
     n_verified = (
         select(func.count())
         .select_from(replicas)
         .where(replicas.c.file_id == files.c.id, replicas.c.state == "verified")
         .scalar_subquery()
     )
+    safe = archived() if require_archive else or_(n_verified >= replication, archived())
     q = (
-        select(files.c.id, files.c.daq_path, files.c.size_bytes, files.c.filename, n_verified.label("verified"))
+        select(
+            files.c.id,
+            files.c.daq_path,
+            files.c.size_bytes,
+            files.c.filename,
+            n_verified.label("verified"),
+            archived().label("archived"),
+        )
         .where(files.c.daq_state == "present", files.c.daq_volume == volume, files.c.daq_host == host)
-        .where(n_verified >= replication)
+        .where(safe)
         .order_by(files.c.registered_at, files.c.id)
         .limit(limit)
     )
@@ -184,6 +200,15 @@ def verified_replicas(engine: Engine, file_id: int) -> list[dict[str, Any]]:
     q = select(replicas.c.node, replicas.c.path).where(replicas.c.file_id == file_id, replicas.c.state == "verified")
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def daq_bytes(engine: Engine, volume: str, host: str) -> int:
+    """Catalogued bytes still on a DAQ volume."""
+    q = select(func.coalesce(func.sum(files.c.size_bytes), 0)).where(
+        files.c.daq_state == "present", files.c.daq_volume == volume, files.c.daq_host == host
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
 
 
 def mark_daq_deleted(engine: Engine, file_id: int) -> None:
@@ -199,11 +224,29 @@ class NodeBacklog:
     verified: int
     failed: int
     verified_bytes: int
+    expired: int = 0
+    recent_bytes: int = 0  # verified within RATE_WINDOW
+
+    @property
+    def rate_mb_s(self) -> float:
+        return self.recent_bytes / RATE_WINDOW.total_seconds() / 1e6
+
+
+RATE_WINDOW = timedelta(minutes=10)
 
 
 def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, int]:
-    """(per node counts, unplaced queued jobs, registration time of the oldest unreplicated file, files)."""
+    """(per node counts and rates, unplaced queued jobs, registration time of the oldest unreplicated file, files)."""
+    since = utcnow() - RATE_WINDOW
     with engine.connect() as conn:
+        recent = dict(
+            conn.execute(
+                select(replicas.c.node, func.coalesce(func.sum(files.c.size_bytes), 0))
+                .join(files, files.c.id == replicas.c.file_id)
+                .where(replicas.c.verified_at >= since, replicas.c.state.in_(("verified", "expired")))
+                .group_by(replicas.c.node)
+            ).all()
+        )
         rows = conn.execute(
             select(replicas.c.node, replicas.c.state, func.count(), func.coalesce(func.sum(files.c.size_bytes), 0))
             .join(files, files.c.id == replicas.c.file_id)
@@ -212,7 +255,7 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
         oldest = conn.execute(
             select(func.min(files.c.registered_at))
             .join(replicas, replicas.c.file_id == files.c.id)
-            .where(replicas.c.state != "verified")
+            .where(replicas.c.state.in_(("queued", "copying", "failed")))
         ).scalar()
         n_files = conn.execute(select(func.count()).select_from(files)).scalar_one()
     by_node: dict[str, dict[str, int]] = {}
@@ -221,12 +264,29 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
         if node is None:
             unplaced += n
             continue
-        d = by_node.setdefault(node, {"queued": 0, "copying": 0, "verified": 0, "failed": 0, "verified_bytes": 0})
+        d = by_node.setdefault(
+            node, {"queued": 0, "copying": 0, "verified": 0, "failed": 0, "expired": 0, "verified_bytes": 0}
+        )
         d[state] = d.get(state, 0) + n
         if state == "verified":
             d["verified_bytes"] += int(size)
     out = [
-        NodeBacklog(n, d["queued"], d["copying"], d["verified"], d["failed"], d["verified_bytes"])
+        NodeBacklog(
+            n,
+            d["queued"],
+            d["copying"],
+            d["verified"],
+            d["failed"],
+            d["verified_bytes"],
+            d["expired"],
+            int(recent.get(n, 0)),
+        )
         for n, d in sorted(by_node.items())
     ]
     return out, unplaced, oldest, int(n_files)
+
+
+def export_counts(engine: Engine) -> dict[str, int]:
+    """Files per export state (not_selected, packaged, exported, acknowledged)."""
+    with engine.connect() as conn:
+        return {s: int(n) for s, n in conn.execute(select(exports.c.state, func.count()).group_by(exports.c.state))}

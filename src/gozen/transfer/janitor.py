@@ -25,10 +25,14 @@ class Deletion:
     replicas: int
 
 
-def used_pct(path: Path) -> float:
+def usage(path: Path, quota: int | None = None, held: int = 0) -> tuple[float, int]:
+    """(used %, size in bytes) of a volume: its disk's, or its quota's when that is fuller."""
     st = os.statvfs(path)
     total = st.f_blocks * st.f_frsize
-    return 100.0 * (total - st.f_bavail * st.f_frsize) / total if total else 0.0
+    pct = 100.0 * (total - st.f_bavail * st.f_frsize) / total if total else 0.0
+    if quota is not None and 100.0 * held / quota > pct:
+        return 100.0 * held / quota, quota
+    return pct, total
 
 
 def replicas_on_disk(engine: Engine, file_id: int, size_bytes: int) -> int:
@@ -48,17 +52,16 @@ def sweep(cfg: Config, engine: Engine, host: str, dry_run: bool = False) -> list
     t = cfg.transfer
     done: list[Deletion] = []
     for v, root in cfg.daq_volume_dirs(host):
-        pct = used_pct(root)
+        held = catalog.daq_bytes(engine, v.name, host) if v.max_bytes else 0
+        pct, total = usage(root, v.max_bytes, held)
         if pct <= t.daq_high_water_pct:
             continue
-        st = os.statvfs(root)
-        total = st.f_blocks * st.f_frsize
         to_free = (pct - t.daq_low_water_pct) / 100 * total
-        for f in catalog.deletable_from_daq(engine, v.name, host, t.replication):
+        for f in catalog.deletable_from_daq(engine, v.name, host, t.replication, t.janitor_requires_archive):
             if to_free <= 0:
                 break
             have = replicas_on_disk(engine, f["id"], f["size_bytes"])
-            if have < t.replication:
+            if have < t.replication and not f["archived"]:
                 log.warning(
                     "not deleting %s: %d of %d verified replicas found on disk", f["filename"], have, t.replication
                 )
@@ -75,12 +78,13 @@ def sweep(cfg: Config, engine: Engine, host: str, dry_run: bool = False) -> list
                 source="transfer:janitor",
                 kind="daq_file_deleted",
                 subject=f["filename"],
-                message=f"deleted the DAQ copy on {v.name} ({have} verified replicas elsewhere)",
+                message=f"deleted the DAQ copy on {v.name} ({have} verified replicas elsewhere"
+                + (", archived)" if f["archived"] else ")"),
             )
     return done
 
 
-def run_janitor(cfg: Config, engine: Engine, host: str, every_s: float = 30.0) -> None:
+def run_janitor(cfg: Config, engine: Engine, host: str) -> None:
     while True:
         sweep(cfg, engine, host)
-        time.sleep(every_s)
+        time.sleep(cfg.transfer.janitor_every_s)

@@ -1,4 +1,9 @@
-"""Which storage node takes the next copy: the one with the most room that does not hold the file yet."""
+"""Which storage node takes the next copy: the one with the most room that does not hold the file yet.
+
+Room is the smaller of the disk's free space and what is left of the node's quota (`max_bytes`,
+counted from the catalog). A local node's disk is measured here with statvfs; an rsync node's
+is read from the status board, where `storage:dfmonitor` on the node's own host publishes it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import Engine, func, select
+
 from gozen.config import Config
+from gozen.db.tables import files, replicas
 
 OFFLINE_COOLDOWN_S = 30.0
+CATALOG_CACHE_S = 5.0
 
 
 class NoNode(Exception):
@@ -20,16 +29,61 @@ class NoNode(Exception):
 @dataclass
 class Node:
     name: str
-    path: Path
+    path: Path  # on the node's own host
     transport: str
+    rsync_url: str | None = None
+    max_bytes: int | None = None
     down_until: float = 0.0
     why_down: str = ""
 
 
+def bytes_on_nodes(engine: Engine) -> dict[str, int]:
+    """Catalogued bytes each node holds or is receiving (verified and copying replicas)."""
+    q = (
+        select(replicas.c.node, func.coalesce(func.sum(files.c.size_bytes), 0))
+        .join(files, files.c.id == replicas.c.file_id)
+        .where(replicas.c.state.in_(("verified", "copying")), replicas.c.node.is_not(None))
+        .group_by(replicas.c.node)
+    )
+    with engine.connect() as conn:
+        return {node: int(n) for node, n in conn.execute(q)}
+
+
 class Placement:
-    def __init__(self, cfg: Config) -> None:
-        self.nodes = [Node(n.name, cfg.under_data_dir(n.path), n.transport) for n in cfg.storage_nodes]
+    def __init__(self, cfg: Config, engine: Engine | None = None) -> None:
+        self.nodes = [
+            Node(n.name, cfg.under_data_dir(n.path), n.transport, n.rsync_url, n.max_bytes) for n in cfg.storage_nodes
+        ]
         self.reserve = cfg.transfer.node_reserve_bytes
+        self.engine = engine
+        self._held: dict[str, int] = {}
+        self._held_at = -CATALOG_CACHE_S
+
+    def held(self) -> dict[str, int]:
+        if self.engine is None:
+            return {}
+        if time.monotonic() - self._held_at > CATALOG_CACHE_S:
+            self._held, self._held_at = bytes_on_nodes(self.engine), time.monotonic()
+        return self._held
+
+    def disk_free(self, n: Node) -> int:
+        """Free bytes on the node's disk; OSError when it cannot be told."""
+        if n.transport == "local":
+            if not n.path.is_dir():
+                raise FileNotFoundError(f"{n.path} is not there (not mounted?)")
+            st = os.statvfs(n.path)
+            return st.f_bavail * st.f_frsize
+        from gozen.monitors.board import snapshot
+
+        if self.engine is None:
+            raise OSError(f"free space unknown: no database to read df.{n.name}.free_bytes from")
+        snap = snapshot(self.engine, f"df.{n.name}.")
+        free, online = snap.values.get(f"df.{n.name}.free_bytes"), snap.values.get(f"df.{n.name}.online")
+        if online is not None and not online.stale and online.value is False:
+            raise OSError(f"its host's dfmonitor reports {n.path} offline")
+        if free is None or free.stale or not isinstance(free.value, int):
+            raise OSError(f"free space unknown: no fresh df.{n.name}.free_bytes (is storage:dfmonitor running there?)")
+        return free.value
 
     def choose(self, size_bytes: int, exclude: frozenset[str]) -> Node:
         now = time.monotonic()
@@ -42,21 +96,21 @@ class Placement:
             if n.down_until > now:
                 why.append(f"{n.name}: {n.why_down}")
                 continue
-            if n.transport != "local":
-                why.append(f"{n.name}: transport {n.transport!r} is not available yet")
-                continue
             try:
-                if not n.path.is_dir():
-                    raise FileNotFoundError(f"{n.path} is not there (not mounted?)")
-                st = os.statvfs(n.path)
+                free = self.disk_free(n)
             except OSError as err:
                 self.mark_down(n, str(err))
                 why.append(f"{n.name}: {err}")
                 continue
-            free = st.f_bavail * st.f_frsize
             if free < size_bytes + self.reserve:
                 why.append(f"{n.name}: full ({free // 2**20} MiB free)")
                 continue
+            if n.max_bytes is not None:
+                left = n.max_bytes - self.held().get(n.name, 0)
+                if left < size_bytes:
+                    why.append(f"{n.name}: quota full ({max(left, 0) // 2**20} MiB of max_bytes left)")
+                    continue
+                free = min(free, left)
             # Nodes within 1 GiB of free space count as equal: pick among them at random, so agents
             # on several hosts spread the files without talking to each other.
             rank = (free >> 30, random.random())
@@ -64,6 +118,8 @@ class Placement:
                 best, best_rank = n, rank
         if best is None:
             raise NoNode("; ".join(why) or "no storage nodes configured")
+        if best.max_bytes is not None:  # count it now: the catalog's sum is only re-read every few seconds
+            self._held[best.name] = self._held.get(best.name, 0) + size_bytes
         return best
 
     def mark_down(self, node: Node, why: str) -> None:

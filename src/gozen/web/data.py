@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from gozen.transfer.catalog import backlog
+from gozen.transfer.catalog import NodeBacklog, backlog, export_counts
 from gozen.transfer.usage import space
 from gozen.web.security import current_identity
 
@@ -20,14 +20,12 @@ router = APIRouter()
 def _data(request: Request) -> dict[str, Any]:
     cfg = request.app.state.cfg
     nodes, unplaced, oldest, n_files = backlog(request.app.state.engine)
-    by_node = {n.node: asdict(n) for n in nodes}
+    by_node = {n.node: asdict(n) | {"rate_mb_s": round(n.rate_mb_s, 2)} for n in nodes}
     volumes = []
     for s in space(cfg):
         d = asdict(s) | {"used_pct": round(s.used_pct, 2)}
         if s.kind == "node":
-            d["backlog"] = by_node.get(
-                s.name, {"queued": 0, "copying": 0, "verified": 0, "failed": 0, "verified_bytes": 0}
-            )
+            d["backlog"] = by_node.get(s.name, asdict(NodeBacklog(s.name, 0, 0, 0, 0, 0)) | {"rate_mb_s": 0.0})
         volumes.append(d)
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else None
     return {
@@ -36,6 +34,9 @@ def _data(request: Request) -> dict[str, Any]:
         "oldest_unreplicated_age_s": age,
         "replication": cfg.transfer.replication,
         "volumes": volumes,
+        "archive": None
+        if cfg.archive is None
+        else {"dest": cfg.archive_dest(), "files": export_counts(request.app.state.engine)},
     }
 
 

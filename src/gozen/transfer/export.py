@@ -1,0 +1,353 @@
+"""`transfer:export`: raw files to the public archive in nightly packages, with manifests and receipts.
+
+Layout at the archive's destination (what SMOKA-like archives ingest):
+
+    <night>/<filename>                  the raw FITS files of that observing night
+    <night>/manifests/<package>.json    what a package holds: file, size, xxh3, key header values
+    <night>/receipts/<package>.json     written by the archive: the files it accepted, and refused
+
+A pass packages the catalogued files not yet exported (one package per night per pass), sends
+each package's files, proves them with a checksum dry run, and only then sends the manifest: a
+manifest at the archive means its files are whole there. Receipts mark files acknowledged;
+a refused file is recorded as an event and packaged again. Every step may be run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from astropy.io import fits
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from gozen.config import Config
+from gozen.db.events import record_event
+from gozen.db.tables import exports, files, replicas
+from gozen.db.types import utcnow
+from gozen.transfer import rsync
+
+log = logging.getLogger(__name__)
+
+# Header cards copied into the manifest: what an archive indexes a raw frame by.
+KEY_CARDS = (
+    "OBJECT",
+    "DATA-TYP",
+    "OBS-MOD",
+    "PROJECT",
+    "OBSERVER",
+    "FILTER",
+    "EXP_ID",
+    "DET-ID",
+    "DATE-OBS",
+    "MJD-OBS",
+    "EXPTIME",
+    "NAXIS3",
+    "DATA-FPS",
+    "RA",
+    "DEC",
+    "RECIPEID",
+    "NMISSING",
+    "NDAMAGED",
+)
+
+
+@dataclass
+class ExportPass:
+    packaged: int = 0
+    not_selected: int = 0
+    exported: int = 0
+    acknowledged: int = 0
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def night_of(filename: str) -> str:
+    return filename[4:12]
+
+
+def manifest_entry(path: Path, size: int, checksum: str) -> dict[str, Any]:
+    hdr = fits.getheader(path)
+    return {
+        "file": path.name,
+        "size": size,
+        "xxh3": checksum,
+        "header": {k: hdr[k] for k in KEY_CARDS if k in hdr},
+    }
+
+
+class Exporter:
+    def __init__(self, cfg: Config, engine: Engine, host: str) -> None:
+        if cfg.archive is None:
+            raise ValueError("archive: not configured")
+        self.cfg, self.engine, self.host = cfg, engine, host
+        self.archive = cfg.archive
+        self.dest = cfg.archive_dest() or ""
+        self.staging = cfg.data_dir / "export"
+        self.timeout = cfg.transfer.rsync_timeout_s
+
+    # -- package ------------------------------------------------------------
+    def candidates(self, limit: int = 5000) -> list[Any]:
+        """Catalogued files old enough, with a verified replica on this host, never packaged."""
+        local = [n.name for n in self.cfg.local_nodes(self.host)]
+        cutoff = utcnow() - timedelta(seconds=self.archive.min_age_s)
+        q = (
+            select(files.c.id, files.c.filename, files.c.size_bytes, files.c.checksum_xxh3, replicas.c.path)
+            .join(replicas, replicas.c.file_id == files.c.id)
+            .where(replicas.c.state == "verified", replicas.c.node.in_(local), files.c.registered_at <= cutoff)
+            .where(~select(exports.c.file_id).where(exports.c.file_id == files.c.id).exists())
+            .order_by(files.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return list({r.id: r for r in rows}.values())  # one replica per file
+
+    def package_new(self, result: ExportPass) -> None:
+        now = utcnow()
+        by_night: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        skipped: list[dict[str, Any]] = []
+        for r in self.candidates():
+            try:
+                entry = manifest_entry(Path(r.path), r.size_bytes, r.checksum_xxh3)
+            except (OSError, ValueError) as err:
+                result.errors.append(f"{r.filename}: header unreadable at {r.path}: {err}")
+                continue
+            h = entry["header"]
+            row = {
+                "file_id": r.id,
+                "night": night_of(r.filename),
+                "data_type": str(h.get("DATA-TYP", "")),
+                "project": str(h.get("PROJECT", "")),
+                "manifest": entry,
+                "source_path": r.path,
+                "packaged_at": now,
+            }
+            wanted = row["data_type"] in self.archive.data_types and (
+                self.archive.projects is None or row["project"] in self.archive.projects
+            )
+            (by_night[row["night"]] if wanted else skipped).append(row)
+        with self.engine.begin() as conn:
+            if skipped:
+                conn.execute(insert(exports), [{**r, "state": "not_selected", "manifest": None} for r in skipped])
+            for night, rows in sorted(by_night.items()):
+                prefix = f"{night}-{self.host}-"
+                n = conn.execute(
+                    select(func.count(func.distinct(exports.c.package))).where(exports.c.package.startswith(prefix))
+                ).scalar_one()
+                package = f"{prefix}{n + 1:03d}"
+                conn.execute(insert(exports), [{**r, "state": "packaged", "package": package} for r in rows])
+                result.packaged += len(rows)
+        result.not_selected += len(skipped)
+
+    # -- send ---------------------------------------------------------------
+    def send_pending(self, result: ExportPass) -> None:
+        with self.engine.connect() as conn:
+            packages = conn.execute(
+                select(exports.c.package).where(exports.c.state == "packaged").distinct().order_by(exports.c.package)
+            ).scalars().all()
+        for package in packages:
+            try:
+                result.exported += self.send_package(package)
+            except (OSError, ValueError) as err:
+                why = f"package {package}: {err.strerror if isinstance(err, OSError) and err.strerror else err}"
+                result.errors.append(why)
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        update(exports)
+                        .where(exports.c.package == package, exports.c.state == "packaged")
+                        .values(last_error=why[:2000])
+                    )
+
+    def send_package(self, package: str) -> int:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(exports.c.file_id, exports.c.night, exports.c.source_path, exports.c.manifest).where(
+                    exports.c.package == package, exports.c.state == "packaged"
+                )
+            ).all()
+        if not rows:
+            return 0
+        night = rows[0].night
+        night_dir = rsync.join(self.dest, night)
+        by_dir: dict[Path, list[str]] = defaultdict(list)
+        for r in rows:
+            src = Path(r.source_path)
+            by_dir[src.parent].append(src.name)
+        for src_dir, names in by_dir.items():
+            rsync.send(src_dir, names, night_dir, self.timeout)
+            bad = rsync.differing(src_dir, names, night_dir, self.timeout)
+            if bad:
+                raise ValueError(f"{len(bad)} files differ at the archive after sending, e.g. {bad[0]}")
+        manifest = {
+            "package": package,
+            "night": night,
+            "origin": self.cfg.site.name,
+            "host": self.host,
+            "created": utcnow().isoformat(),
+            "files": sorted((r.manifest for r in rows), key=lambda e: e["file"]),
+        }
+        rel = f"{night}/manifests/{package}.json"
+        local = self.staging / rel
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(json.dumps(manifest, indent=1))
+        rsync.send(self.staging, [rel], self.dest, self.timeout)
+        if rsync.differing(self.staging, [rel], self.dest, self.timeout):
+            raise ValueError(f"manifest {rel} differs at the archive after sending")
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(exports)
+                .where(exports.c.package == package, exports.c.state == "packaged")
+                .values(state="exported", exported_at=utcnow(), last_error=None)
+            ).rowcount
+        log.info("sent package %s: %d files", package, n)
+        return n
+
+    # -- receipts -----------------------------------------------------------
+    def collect_receipts(self, result: ExportPass) -> None:
+        with self.engine.connect() as conn:
+            waiting = conn.execute(
+                select(exports.c.package, exports.c.night).where(exports.c.state == "exported").distinct()
+            ).all()
+        for package, night in waiting:
+            rel = f"{night}/receipts/{package}.json"
+            local = self.staging / rel
+            local.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if not rsync.fetch(rsync.join(self.dest, rel), local, self.timeout):
+                    continue
+                receipt = json.loads(local.read_text())
+                accepted = set(receipt.get("accepted", []))
+                refused = dict(receipt.get("rejected", {}))
+            except (OSError, ValueError, AttributeError) as err:
+                result.errors.append(f"receipt {rel}: {err}")
+                continue
+            self.settle(package, accepted, refused, result)
+
+    def settle(self, package: str, accepted: set[str], refused: dict[str, str], result: ExportPass) -> None:
+        now = utcnow()
+        refusals = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(exports.c.file_id, files.c.filename)
+                .join(files, files.c.id == exports.c.file_id)
+                .where(exports.c.package == package, exports.c.state == "exported")
+            ).all()
+            for file_id, name in rows:
+                if name in accepted:
+                    conn.execute(
+                        update(exports)
+                        .where(exports.c.file_id == file_id)
+                        .values(state="acknowledged", acknowledged_at=now)
+                    )
+                    result.acknowledged += 1
+                    continue
+                why = refused.get(name, "not named in the archive's receipt")
+                conn.execute(delete(exports).where(exports.c.file_id == file_id))  # packaged again next pass
+                refusals.append((name, why))
+        result.rejected += len(refusals)
+        for name, why in refusals:
+            record_event(
+                self.engine,
+                host=self.host,
+                source="transfer:export",
+                kind="archive_refused",
+                subject=name,
+                severity="warning",
+                message=f"the archive refused it in package {package}: {why}; it will be sent again",
+            )
+
+    # -- a pass -------------------------------------------------------------
+    def run_once(self) -> ExportPass:
+        result = ExportPass()
+        self.package_new(result)
+        self.send_pending(result)
+        self.collect_receipts(result)
+        for why in result.errors:
+            log.error("%s", why)
+        return result
+
+    def run(self) -> None:
+        failing = False
+        while True:
+            result = self.run_once()
+            if bool(result.errors) != failing:  # an event when exports start failing and when they recover
+                failing = bool(result.errors)
+                record_event(
+                    self.engine,
+                    host=self.host,
+                    source="transfer:export",
+                    kind="archive_export_failing" if failing else "archive_export_ok",
+                    subject=self.dest,
+                    severity="error" if failing else "info",
+                    message=result.errors[0] if failing else "exports to the archive work again",
+                )
+            time.sleep(self.archive.every_s)
+
+
+# -- the simulated archive ----------------------------------------------------
+def receive_once(root: Path, keep_bytes: int | None = None) -> int:
+    """Play the archive: check each new manifest's files and write its receipt; returns receipts written."""
+    from gozen.transfer.copy import xxh3_of
+
+    written = 0
+    for manifest in sorted(root.glob("*/manifests/*.json")):
+        receipt = manifest.parent.parent / "receipts" / manifest.name
+        if receipt.exists():
+            continue
+        try:
+            m = json.loads(manifest.read_text())
+            entries = list(m["files"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.error("%s: unreadable manifest: %s", manifest, err)
+            continue
+        accepted, rejected = [], {}
+        for e in entries:
+            p = manifest.parent.parent / str(e.get("file", ""))
+            try:
+                if p.stat().st_size != e["size"]:
+                    rejected[p.name] = f"size {p.stat().st_size}, manifest says {e['size']}"
+                elif xxh3_of(p) != e["xxh3"]:
+                    rejected[p.name] = "checksum differs from the manifest"
+                else:
+                    accepted.append(p.name)
+            except (OSError, KeyError) as err:
+                rejected[p.name] = f"not readable: {err}"
+        receipt.parent.mkdir(exist_ok=True)
+        tmp = receipt.with_name(f".{receipt.name}.part")
+        tmp.write_text(json.dumps({"package": m.get("package"), "accepted": accepted, "rejected": rejected}))
+        os.rename(tmp, receipt)
+        written += 1
+    if keep_bytes is not None:
+        prune(root, keep_bytes)
+    return written
+
+
+def prune(root: Path, keep_bytes: int) -> None:
+    """The simulator's own limit: drop whole nights, oldest first, while over keep_bytes (never the newest)."""
+    nights = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    sizes = {n: sum(f.stat().st_size for f in n.rglob("*") if f.is_file()) for n in nights}
+    total = sum(sizes.values())
+    for n in nights[:-1]:
+        if total <= keep_bytes:
+            break
+        for f in sorted(n.glob("*.fits")):
+            f.unlink()
+        total -= sizes[n]
+        log.info("simulated archive: dropped night %s to stay under %d bytes", n.name, keep_bytes)
+
+
+def run_simulator(cfg: Config) -> None:
+    root = cfg.archive_local_dir()
+    if root is None or cfg.archive is None:
+        raise SystemExit("archive.dest: the simulated archive needs a directory here, not an rsync URL")
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        receive_once(root, cfg.archive.simulator_keep_bytes)
+        time.sleep(min(5.0, cfg.archive.every_s))

@@ -1,0 +1,145 @@
+"""`transfer:retention`: keep each storage node within its limits (max_bytes, max_age_days).
+
+Oldest replicas go first, and only safe ones: with an archive configured, files the archive
+has acknowledged; without one, files that have another verified replica on another node. A
+last copy is never removed: a node that cannot get under its limit says so in an event, once.
+Removed replicas stay in the catalog as `expired`, with the time they went.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, and_, select, update
+from sqlalchemy.orm import aliased
+
+from gozen.config import Config, StorageNode
+from gozen.db.events import record_event
+from gozen.db.tables import files, replicas
+from gozen.db.types import utcnow
+from gozen.transfer.catalog import archived
+
+log = logging.getLogger(__name__)
+
+# Over HIGH x max_bytes, remove down to LOW x max_bytes: room for a night's burst, and few passes.
+# A quota of only a few files lowers both, so there is always room for the next copy.
+HIGH, LOW = 0.9, 0.8
+
+
+def marks(max_bytes: int, biggest: int) -> tuple[float, float]:
+    """(start above, free down to) in bytes, for a node whose largest file is `biggest`."""
+    return min(HIGH * max_bytes, max_bytes - 2 * biggest), max(0.0, min(LOW * max_bytes, max_bytes - 3 * biggest))
+
+
+@dataclass(frozen=True)
+class Removal:
+    node: str
+    path: str
+    size_bytes: int
+    why: str
+
+
+def _safe(has_archive: bool, node: str) -> object:
+    if has_archive:
+        return archived(replicas.c.file_id)
+    other = aliased(replicas)
+    return (
+        select(other.c.id)
+        .where(and_(other.c.file_id == replicas.c.file_id, other.c.node != node, other.c.state == "verified"))
+        .exists()
+    )
+
+
+class Retention:
+    def __init__(self, cfg: Config, engine: Engine, host: str) -> None:
+        self.cfg, self.engine, self.host = cfg, engine, host
+        self.blocked: dict[str, bool] = {}
+
+    def nodes(self) -> list[StorageNode]:
+        return [n for n in self.cfg.local_nodes(self.host) if n.max_bytes or n.max_age_days]
+
+    def sweep_node(self, node: StorageNode, dry_run: bool = False) -> list[Removal]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    replicas.c.id,
+                    replicas.c.path,
+                    replicas.c.verified_at,
+                    files.c.size_bytes,
+                    files.c.filename,
+                    _safe(self.cfg.archive is not None, node.name).label("safe"),  # type: ignore[attr-defined]
+                )
+                .join(files, files.c.id == replicas.c.file_id)
+                .where(replicas.c.node == node.name, replicas.c.state == "verified")
+                .order_by(replicas.c.verified_at, replicas.c.id)
+            ).all()
+        held = sum(r.size_bytes for r in rows)
+        to_free = 0.0
+        if node.max_bytes and rows:
+            high, low = marks(node.max_bytes, max(r.size_bytes for r in rows))
+            to_free = held - low if held > high else 0.0
+        cutoff = utcnow() - timedelta(days=node.max_age_days) if node.max_age_days else None
+        done: list[Removal] = []
+        unsafe = 0
+        for r in rows:
+            too_old = cutoff is not None and r.verified_at < cutoff
+            if to_free <= 0 and not too_old:
+                break
+            if not r.safe:
+                unsafe += 1
+                continue
+            why = "older than max_age_days" if too_old and to_free <= 0 else "over max_bytes"
+            done.append(Removal(node.name, r.path, r.size_bytes, why))
+            to_free -= r.size_bytes
+            if dry_run:
+                continue
+            Path(r.path).unlink(missing_ok=True)
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(replicas)
+                    .where(replicas.c.id == r.id, replicas.c.state == "verified")
+                    .values(state="expired", expired_at=utcnow())
+                )
+        if not dry_run:
+            self.report(node, done, unsafe, to_free > 0)
+        return done
+
+    def report(self, node: StorageNode, done: list[Removal], unsafe: int, still_over: bool) -> None:
+        if done:
+            mb = sum(d.size_bytes for d in done) / 1e6
+            log.info("%s: removed %d replicas (%.1f MB)", node.name, len(done), mb)
+            record_event(
+                self.engine,
+                host=self.host,
+                source="transfer:retention",
+                kind="replicas_expired",
+                subject=node.name,
+                message=f"removed {len(done)} replicas ({mb:.1f} MB), oldest first: {done[0].why}",
+            )
+        blocked = still_over and unsafe > 0
+        if blocked != self.blocked.get(node.name, False):
+            self.blocked[node.name] = blocked
+            safe_means = "acknowledged by the archive" if self.cfg.archive else "with a verified replica elsewhere"
+            record_event(
+                self.engine,
+                host=self.host,
+                source="transfer:retention",
+                kind="retention_blocked" if blocked else "retention_ok",
+                subject=node.name,
+                severity="warning" if blocked else "info",
+                message=f"over its limit, but {unsafe} replicas are not yet {safe_means}: they stay"
+                if blocked
+                else "within its limits again",
+            )
+
+    def sweep(self, dry_run: bool = False) -> list[Removal]:
+        return [r for n in self.nodes() for r in self.sweep_node(n, dry_run)]
+
+    def run(self) -> None:
+        while True:
+            self.sweep()
+            time.sleep(self.cfg.transfer.retention_every_s)
