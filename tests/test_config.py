@@ -65,6 +65,9 @@ def test_config_check_accepts_a_good_file_and_show_prints_it(tmp_path: Path) -> 
         ("hosts: [{name: a}, {name: a, supervisor: {port: 9002}}]", "hosts: names repeat: a"),
         ("daq_volumes: [{name: v, path: x, host: nowhere}]", "daq_volumes[0].host: unknown host 'nowhere'"),
         ("hosts: []", "hosts: list should have at least 1 item"),
+        ("storage_nodes: [{name: n, path: x, transport: rsync}]", "storage_nodes[0].rsync_url: needed with transport"),
+        ("storage_nodes: [{name: n, path: x, max_bytes: 0}]", "storage_nodes[0].max_bytes: must be > 0, got 0"),
+        ("archive: {min_age_s: 5}", "archive.dest: required key is missing"),
     ],
 )
 def test_bad_configs_are_refused_with_the_reason(tmp_path: Path, text: str, expected: str) -> None:

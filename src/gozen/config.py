@@ -195,7 +195,7 @@ class Archive(Model):
     )
     projects: list[str] | None = Field(None, description="PROJECT values exported (default: every project).")
     min_age_s: float = Field(
-        600.0, ge=0, description="A file is packaged once catalogued this long ago; each pass packages per night."
+        120.0, ge=0, description="A file is packaged once catalogued this long ago; each pass packages per night."
     )
     every_s: float = Field(60.0, gt=0, description="How often transfer:export packages, sends and reads receipts.")
     simulator_keep_bytes: int = Field(
