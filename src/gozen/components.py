@@ -7,6 +7,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -85,6 +86,50 @@ def run_zfsmonitor(cfg: Config, host: str, engine: Engine) -> None:
     ZfsMonitor(engine, host).run()
 
 
+def run_monitor(cfg: Config, host: str, engine: Engine, which: str) -> None:
+    from gozen.monitors.base import Monitor
+
+    m = cfg.monitors
+    common: dict[str, Any] = {"engine": engine, "host": host, "every_s": m.every_s}
+    monitor: Monitor
+    if which == "telescope":
+        from gozen.monitors.alpaca import TelescopeMonitor
+
+        monitor = TelescopeMonitor(**common, where=m.telescope)
+    elif which == "weather":
+        from gozen.monitors.alpaca import WeatherMonitor
+
+        monitor = WeatherMonitor(**common, where=m.weather, safety=m.safety_monitor)
+    elif which == "gpstime":
+        from gozen.monitors.gps import GpsMonitor
+
+        monitor = GpsMonitor(**common, where=m.gpsd)
+    elif which == "temperature":
+        from gozen.monitors.temperature import TemperatureMonitor
+
+        monitor = TemperatureMonitor(**common, command=m.sensors_command, mapping=m.sensors_map)
+    elif which == "power":
+        from gozen.monitors.power import PowerMonitor
+
+        monitor = PowerMonitor(**common, command=m.ups_command)
+    else:
+        from gozen.monitors.safety import SafetyMonitor
+
+        monitor = SafetyMonitor(**common, limits=m.safety, site=cfg.site, history_days=m.history_days)
+    monitor.run()
+
+
+def run_device_simulator(cfg: Config, which: str) -> None:
+    if which == "alpaca":
+        from gozen.devices.alpaca_sim import run_alpaca_sim
+
+        run_alpaca_sim(cfg)
+    else:
+        from gozen.devices.gpsd_sim import run_gpsd_sim
+
+        run_gpsd_sim(cfg)
+
+
 def _program(body: Callable[[Config, str, Engine], None]) -> Callable[[Config], None]:
     """A long-running program: told its host, given an engine, and quiet on Ctrl-C at `gozen up`."""
 
@@ -110,10 +155,14 @@ def component(name: str) -> Callable[[Config], None] | None:
         return _program(run_zfsmonitor)
     if name == "daq-control" or re.fullmatch(r"daq-(readout|writer)-\d{2}", name):
         return _program(lambda cfg, host, engine: run_daq(cfg, host, engine, name.removeprefix("daq-")))
+    if re.fullmatch(r"monitor-(telescope|weather|gpstime|temperature|power|safety)", name):
+        return _program(lambda cfg, host, engine: run_monitor(cfg, host, engine, name.removeprefix("monitor-")))
+    if name in ("sim-alpaca", "sim-gpsd"):
+        return _program(lambda cfg, host, engine: run_device_simulator(cfg, name.removeprefix("sim-")))
     if name == "archive-simulator":
-        from gozen.transfer.export import run_simulator
+        from gozen.transfer.export import run_simulator as run_archive
 
-        return _program(lambda cfg, host, engine: run_simulator(cfg))
+        return _program(lambda cfg, host, engine: run_archive(cfg))
     if re.fullmatch(r"transfer-(push|janitor|export|retention|pop-\d{2})", name):
         return _program(lambda cfg, host, engine: run_transfer(cfg, host, engine, name.removeprefix("transfer-")))
     return None

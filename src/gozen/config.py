@@ -152,10 +152,69 @@ class Transfer(Model):
     rsync_timeout_s: float = Field(120.0, gt=0, description="rsync gives up on a silent peer after this long.")
 
 
+class AlpacaDevice(Model):
+    address: str = Field(
+        "127.0.0.1:11111", description="host:port of the ASCOM Alpaca server (the simulator's by default)."
+    )
+    device_number: int = Field(0, ge=0, description="Alpaca device number.")
+
+
+class Gpsd(Model):
+    host: str = Field("127.0.0.1", description="Where gpsd answers.")
+    port: int = Field(12947, gt=0, lt=65536, description="gpsd's TCP port (gpsd's own default is 2947).")
+
+
+class SafetyLimits(Model):
+    max_humidity_pct: float = Field(85.0, gt=0, le=100, description="Above this relative humidity: unsafe.")
+    max_wind_ms: float = Field(15.0, gt=0, description="Above this wind speed: unsafe.")
+    max_rain_rate_mmh: float = Field(0.0, ge=0, description="Above this rain rate: unsafe.")
+    max_sun_alt_deg: float = Field(
+        -12.0, ge=-90, le=90, description="Sun above this altitude: unsafe (-12: nautical twilight)."
+    )
+    unsafe_on_battery: bool = Field(True, description="The UPS on battery: unsafe.")
+    honour_safety_monitor: bool = Field(True, description="An Alpaca SafetyMonitor saying unsafe: unsafe.")
+
+
+class DeviceSimulator(Model):
+    enabled: bool = Field(
+        True, description="Run the device simulators (sim:alpaca, sim:gpsd; simulated UPS and thermometers)."
+    )
+    bad_weather_every_s: float = Field(
+        0.0, ge=0, description="Scripted bad weather: a humid spell this often (0: never)."
+    )
+    bad_weather_for_s: float = Field(300.0, gt=0, description="How long each scripted humid spell lasts.")
+    dropout_every_s: float = Field(0.0, ge=0, description="Devices stop answering this often (0: never).")
+    dropout_for_s: float = Field(30.0, gt=0, description="How long each dropout lasts.")
+
+
 class Monitors(Model):
     df_every_s: float = Field(30.0, gt=0, description="How often storage:dfmonitor measures each volume and node.")
     df_warn_pct: float = Field(80.0, gt=0, le=100, description="Use above this: a warning event.")
     df_alarm_pct: float = Field(90.0, gt=0, le=100, description="Use above this: an error event.")
+    every_s: float = Field(5.0, gt=0, description="How often monitor:* programs read their devices.")
+    telescope: AlpacaDevice = Field(default_factory=AlpacaDevice, description="Alpaca Telescope.")
+    weather: AlpacaDevice = Field(default_factory=AlpacaDevice, description="Alpaca ObservingConditions.")
+    safety_monitor: AlpacaDevice | None = Field(
+        default_factory=AlpacaDevice, description="Alpaca SafetyMonitor, if there is one (null: none)."
+    )
+    gpsd: Gpsd = Field(default_factory=Gpsd, description="gpsd serving the GPS receiver (TPV and PPS reports).")
+    ups_command: list[str] | None = Field(
+        None, description="NUT client command, e.g. [upsc, ups@localhost]; null: the simulated UPS."
+    )
+    sensors_command: list[str] | None = Field(
+        None,
+        description="Thermometers: a command printing lm-sensors JSON (`sensors -j`); null: simulated thermometers.",
+    )
+    sensors_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Board key -> lm-sensors path chip/feature/subfeature, e.g. "
+        "{temperature.electronics_c: coretemp-isa-0000/Package id 0/temp1_input}.",
+    )
+    safety: SafetyLimits = Field(default_factory=SafetyLimits, description="When it is safe to observe.")
+    history_days: float = Field(
+        30.0, gt=0, description="Status history older than this is dropped (by monitor:safety, hourly)."
+    )
+    simulator: DeviceSimulator = Field(default_factory=DeviceSimulator, description="The simulated devices.")
 
 
 class Volume(Model):

@@ -59,3 +59,14 @@ def format_ra(ra_deg: float) -> str:
 
 def format_dec(dec_deg: float) -> str:
     return SkyCoord(0 * u.deg, dec_deg * u.deg).dec.to_string(sep=":", precision=1, alwayssign=True, pad=True)
+
+
+def sun_altitude(site: Site, when: datetime) -> float:
+    """The Sun's altitude in degrees (astropy's built-in ephemeris: no download)."""
+    from astropy.coordinates import get_sun
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = Time(when)
+        aa = get_sun(t).transform_to(AltAz(obstime=t, location=site_location(site)))
+    return float(aa.alt.deg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
@@ -50,3 +51,28 @@ def snapshot(engine: Engine, prefix: str | None = None) -> StatusSnapshot:
         stale = (now - r.time).total_seconds() > r.max_age_s
         values[r.key] = StatusValue(r.value, r.unit, r.source, r.time.isoformat(), stale)
     return StatusSnapshot(now.isoformat(), values)
+
+
+def history(
+    engine: Engine, key: str, since: datetime, until: datetime | None = None, limit: int = 100_000
+) -> list[tuple[datetime, Any]]:
+    """(time, value) of one key since `since`, oldest first."""
+    q = select(status_history.c.time, status_history.c.value).where(
+        status_history.c.key == key, status_history.c.time >= since
+    )
+    if until is not None:
+        q = q.where(status_history.c.time <= until)
+    with engine.connect() as conn:
+        return [(t, v) for t, v in conn.execute(q.order_by(status_history.c.time).limit(limit))]
+
+
+def keys(engine: Engine) -> dict[str, str]:
+    """Every key on the board, with its unit."""
+    with engine.connect() as conn:
+        return dict(conn.execute(select(status.c.key, status.c.unit).order_by(status.c.key)).all())
+
+
+def prune_history(engine: Engine, before: datetime) -> int:
+    """Drop history older than `before`; how many readings went."""
+    with engine.begin() as conn:
+        return int(conn.execute(delete(status_history).where(status_history.c.time < before)).rowcount)

@@ -61,6 +61,13 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
             programs.append(gozen_program("transfer", "retention", "transfer-retention"))
     if "archive" in host.roles and cfg.archive_local_dir() is not None:  # a directory here: play the archive
         programs.append(gozen_program("archive", "simulator", "archive-simulator"))
+    if "monitors" in host.roles:
+        if cfg.monitors.simulator.enabled:  # the devices the monitors read, before the monitors
+            programs += [gozen_program("sim", n, f"sim-{n}", startsecs=1) for n in ("alpaca", "gpsd")]
+        programs += [
+            gozen_program("monitor", n, f"monitor-{n}")
+            for n in ("telescope", "weather", "gpstime", "temperature", "power", "safety")
+        ]
     if "web" in host.roles:
         programs.append(gozen_program("www", "dashboard", "dashboard"))
     programs += [

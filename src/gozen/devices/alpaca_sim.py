@@ -1,0 +1,369 @@
+"""`sim:alpaca`: an ASCOM Alpaca server with a simulated telescope, weather station and safety monitor.
+
+It follows the published Alpaca API, so the monitors and the queue talk to it exactly as to
+real devices: `GET|PUT /api/v1/{device_type}/{device_number}/{member}` answering
+`{"Value", "ClientTransactionID", "ServerTransactionID", "ErrorNumber", "ErrorMessage"}`,
+parameter names case-insensitive, ASCOM error numbers (0x400 not implemented, 0x401 invalid
+value, 0x408 parked), HTTP 400 for an unknown device, and the management API.
+
+The devices behave like devices: the weather drifts with the time of day and has noise, a
+scripted humid spell comes back every `bad_weather_every_s`, devices drop out every
+`dropout_every_s`. For tests, `PUT /sim/weather` (JSON) pins weather values and
+`PUT /sim/fault` makes a device answer NaN, out-of-range values, malformed JSON or nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from gozen.config import Config, DeviceSimulator, Site
+from gozen.sky import horizontal, zenith_radec
+
+NOT_IMPLEMENTED, INVALID_VALUE, PARKED, DRIVER_ERROR = 0x400, 0x401, 0x408, 0x500
+SLEW_RATE_DEG_S = 3.0
+SIDEREAL_DEG_PER_S = 360.0 / 86164.0905
+
+
+class AlpacaError(Exception):
+    def __init__(self, number: int, message: str) -> None:
+        super().__init__(message)
+        self.number = number
+
+
+@dataclass
+class SimTelescope:
+    site: Site
+    clock: Callable[[], float] = time.time
+    ra_deg: float = 0.0
+    dec_deg: float = 0.0
+    ref_time: float = 0.0  # when ra_deg was true (RA drifts with the sky when not tracking)
+    tracking: bool = False
+    at_park: bool = True
+    slew_from: tuple[float, float] = (0.0, 0.0)
+    slew_start: float = 0.0
+    slew_end: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.park_here()
+
+    def park_here(self) -> None:
+        from datetime import UTC, datetime
+
+        now = self.clock()
+        self.ra_deg, self.dec_deg = zenith_radec(self.site, datetime.fromtimestamp(now, UTC))
+        self.ref_time = now
+
+    def position(self) -> tuple[float, float]:
+        now = self.clock()
+        if now < self.slew_end:
+            f = (now - self.slew_start) / (self.slew_end - self.slew_start)
+            (ra0, dec0), ra1 = self.slew_from, self.ra_deg
+            dra = (ra1 - ra0 + 180) % 360 - 180
+            return (ra0 + f * dra) % 360, dec0 + f * (self.dec_deg - dec0)
+        if self.tracking:
+            return self.ra_deg, self.dec_deg
+        return (self.ra_deg + SIDEREAL_DEG_PER_S * (now - self.ref_time)) % 360, self.dec_deg
+
+    @property
+    def slewing(self) -> bool:
+        return self.clock() < self.slew_end
+
+    def slew_to(self, ra_deg: float, dec_deg: float) -> None:
+        if self.at_park:
+            raise AlpacaError(PARKED, "the telescope is parked: unpark it first")
+        if not (0 <= ra_deg < 360 and -90 <= dec_deg <= 90):
+            raise AlpacaError(INVALID_VALUE, f"RightAscension/Declination out of range: {ra_deg / 15}h {dec_deg}")
+        start = self.position()
+        now = self.clock()
+        dist = math.hypot(((ra_deg - start[0] + 180) % 360 - 180) * math.cos(math.radians(dec_deg)), dec_deg - start[1])
+        self.slew_from, self.slew_start, self.slew_end = start, now, now + 1.0 + dist / SLEW_RATE_DEG_S
+        self.ra_deg, self.dec_deg, self.ref_time = ra_deg, dec_deg, self.slew_end
+        self.tracking = True
+
+    def park(self) -> None:
+        self.at_park, self.tracking = False, False
+        start = self.position()
+        self.park_here()
+        self.slew_from, self.slew_start, self.slew_end = start, self.clock(), self.clock() + 2.0
+        self.at_park = True
+
+    def get(self, member: str) -> Any:
+        from datetime import UTC, datetime
+
+        ra, dec = self.position()
+        if member in ("altitude", "azimuth"):
+            hz = horizontal(self.site, ra, dec, datetime.fromtimestamp(self.clock(), UTC))
+            return round(hz.alt_deg if member == "altitude" else hz.az_deg, 5)
+        values: dict[str, Any] = {
+            "rightascension": round(ra / 15.0, 7),
+            "declination": round(dec, 6),
+            "tracking": self.tracking,
+            "slewing": self.slewing,
+            "atpark": self.at_park,
+            "canslewasync": True,
+            "canpark": True,
+            "canunpark": True,
+            "cansettracking": True,
+            "equatorialsystem": 2,  # J2000
+        }
+        if member not in values:
+            raise AlpacaError(NOT_IMPLEMENTED, f"telescope.{member} is not implemented by the simulator")
+        return values[member]
+
+    def put(self, member: str, form: dict[str, str]) -> None:
+        if member == "slewtocoordinatesasync":
+            try:
+                ra_h, dec = float(form["rightascension"]), float(form["declination"])
+            except (KeyError, ValueError):
+                raise AlpacaError(INVALID_VALUE, "RightAscension and Declination are required numbers") from None
+            self.slew_to(ra_h * 15.0, dec)
+        elif member == "park":
+            self.park()
+        elif member == "unpark":
+            self.at_park = False
+        elif member == "abortslew":
+            self.ra_deg, self.dec_deg = self.position()
+            self.slew_end = 0.0
+        elif member == "tracking":
+            if self.at_park:
+                raise AlpacaError(PARKED, "the telescope is parked")
+            self.ra_deg, self.dec_deg = self.position()
+            self.ref_time = self.clock()
+            self.tracking = form.get("tracking", "").lower() == "true"
+        else:
+            raise AlpacaError(NOT_IMPLEMENTED, f"telescope.{member} cannot be set on the simulator")
+
+
+@dataclass
+class SimWeather:
+    sim: DeviceSimulator
+    clock: Callable[[], float] = time.time
+    pinned: dict[str, float] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=lambda: random.Random(1))
+    humidity: float = 55.0
+
+    def bad_spell(self) -> bool:
+        every = self.sim.bad_weather_every_s
+        return bool(every) and (self.clock() % every) < self.sim.bad_weather_for_s
+
+    def values(self) -> dict[str, float]:
+        t = self.clock()
+        temp = 5.0 + 4.0 * math.sin(2 * math.pi * (t % 86400) / 86400 - 2.0) + self.rng.gauss(0, 0.05)
+        # humidity wanders (a bounded random walk) and soars in a scripted spell
+        self.humidity = min(80.0, max(30.0, self.humidity + self.rng.gauss(0, 0.3)))
+        bad = self.bad_spell()
+        humidity = 96.0 + self.rng.gauss(0, 0.5) if bad else self.humidity
+        v = {
+            "temperature": temp,
+            "humidity": min(100.0, humidity),
+            "pressure": 886.0 + 2 * math.sin(t / 40000) + self.rng.gauss(0, 0.05),
+            "windspeed": abs(self.rng.gauss(2.5, 1.0)) + (6.0 if bad else 0.0),
+            "windgust": abs(self.rng.gauss(4.0, 1.5)) + (8.0 if bad else 0.0),
+            "winddirection": (200 + self.rng.gauss(0, 20)) % 360,
+            "rainrate": 0.8 if bad else 0.0,
+            "skytemperature": -8.0 if bad else -30.0 + self.rng.gauss(0, 0.5),
+            "cloudcover": 95.0 if bad else max(0.0, self.rng.gauss(5, 3)),
+            "skybrightness": 0.0,
+        }
+        v.update(self.pinned)
+        v["dewpoint"] = dew_point(v["temperature"], v["humidity"])
+        return {k: round(x, 3) for k, x in v.items()}
+
+
+def dew_point(temp_c: float, humidity_pct: float) -> float:
+    """Magnus formula (Alduchov & Eskridge 1996 constants)."""
+    a, b = 17.625, 243.04
+    g = math.log(max(humidity_pct, 0.1) / 100.0) + a * temp_c / (b + temp_c)
+    return b * g / (a - g)
+
+
+@dataclass
+class Fault:
+    mode: str = "ok"  # ok | nan | out_of_range | malformed | silent | error
+    device: str = "*"
+
+
+class AlpacaSimulator:
+    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time) -> None:
+        self.cfg, self.clock = cfg, clock
+        self.telescope = SimTelescope(cfg.site, clock)
+        self.weather = SimWeather(cfg.monitors.simulator, clock)
+        self.fault = Fault()
+        self.server_tid = 0
+
+    def dropped_out(self) -> bool:
+        sim = self.cfg.monitors.simulator
+        return bool(sim.dropout_every_s) and (self.clock() % sim.dropout_every_s) < sim.dropout_for_s
+
+    def get(self, device: str, member: str) -> Any:
+        if device == "telescope":
+            return self.telescope.get(member)
+        if device == "observingconditions":
+            values = self.weather.values()
+            if member == "averageperiod":
+                return 0.0
+            if member not in values:
+                raise AlpacaError(NOT_IMPLEMENTED, f"observingconditions.{member} is not measured here")
+            return values[member]
+        if member == "issafe":
+            w = self.weather.values()
+            return w["humidity"] < 90 and w["rainrate"] == 0
+        raise AlpacaError(NOT_IMPLEMENTED, f"safetymonitor.{member} is not implemented by the simulator")
+
+
+COMMON = {
+    "connected": True,
+    "name": "gozen simulator",
+    "description": "gozen's simulated device",
+    "driverinfo": "gozen.devices.alpaca_sim",
+    "driverversion": "1.0",
+    "supportedactions": [],
+}
+INTERFACE_VERSION = {"telescope": 4, "observingconditions": 2, "safetymonitor": 3}
+
+
+def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
+    sim = AlpacaSimulator(cfg, clock)
+    app = FastAPI(title="gozen Alpaca simulator", docs_url=None, redoc_url=None)
+    app.state.sim = sim
+
+    def reply(request_params: dict[str, str], value: Any = None, error: AlpacaError | None = None) -> Response:
+        sim.server_tid += 1
+        try:
+            ctid = int(request_params.get("clienttransactionid", "0"))
+        except ValueError:
+            ctid = 0
+        body: dict[str, Any] = {
+            "ClientTransactionID": ctid if 0 <= ctid < 2**32 else 0,
+            "ServerTransactionID": sim.server_tid,
+            "ErrorNumber": error.number if error else 0,
+            "ErrorMessage": str(error) if error else "",
+        }
+        if value is not None:
+            body["Value"] = value
+        return JSONResponse(body)
+
+    async def faulty(device: str) -> Response | None:
+        f = sim.fault
+        if sim.dropped_out():
+            await asyncio.sleep(30)  # a device that stopped answering: the client times out
+            return PlainTextResponse("dropped out", status_code=503)
+        if f.mode == "ok" or f.device not in ("*", device):
+            return None
+        if f.mode == "silent":
+            await asyncio.sleep(30)
+            return PlainTextResponse("silent", status_code=503)
+        if f.mode == "malformed":
+            return Response('{"Value": 12.5, "ErrorNumber": 0, "Err', media_type="application/json")
+        if f.mode == "error":
+            return PlainTextResponse("internal error", status_code=500)
+        return None
+
+    def check(device: str, number: int) -> None:
+        if device not in INTERFACE_VERSION or number != 0:
+            raise LookupError(f"no {device} number {number} here")
+
+    @app.get("/api/v1/{device}/{number}/{member}")
+    async def alpaca_get(device: str, number: int, member: str, request: Request) -> Response:
+        params = {k.lower(): v for k, v in request.query_params.items()}
+        device, member = device.lower(), member.lower()
+        try:
+            check(device, number)
+        except LookupError as err:
+            return PlainTextResponse(str(err), status_code=400)
+        if (bad := await faulty(device)) is not None:
+            return bad
+        if member == "interfaceversion":
+            return reply(params, INTERFACE_VERSION[device])
+        if member in COMMON:
+            return reply(params, COMMON[member])
+        try:
+            value = sim.get(device, member)
+        except AlpacaError as err:
+            return reply(params, error=err)
+        if sim.fault.mode == "nan" and isinstance(value, float):
+            return Response(
+                f'{{"Value": NaN, "ClientTransactionID": {params.get("clienttransactionid", 0)}, '
+                f'"ServerTransactionID": {sim.server_tid}, "ErrorNumber": 0, "ErrorMessage": ""}}',
+                media_type="application/json",
+            )
+        if sim.fault.mode == "out_of_range" and isinstance(value, float):
+            value = 1e6
+        return reply(params, value)
+
+    @app.put("/api/v1/{device}/{number}/{member}")
+    async def alpaca_put(device: str, number: int, member: str, request: Request) -> Response:
+        form = {k.lower(): str(v) for k, v in (await request.form()).items()}
+        device, member = device.lower(), member.lower()
+        try:
+            check(device, number)
+        except LookupError as err:
+            return PlainTextResponse(str(err), status_code=400)
+        if (bad := await faulty(device)) is not None:
+            return bad
+        if member == "connected":
+            return reply(form)
+        try:
+            if device != "telescope":
+                raise AlpacaError(NOT_IMPLEMENTED, f"{device}.{member} cannot be set on the simulator")
+            sim.telescope.put(member, form)
+        except AlpacaError as err:
+            return reply(form, error=err)
+        return reply(form)
+
+    @app.get("/management/apiversions")
+    async def api_versions(request: Request) -> Response:
+        return reply({k.lower(): v for k, v in request.query_params.items()}, [1])
+
+    @app.get("/management/v1/description")
+    async def description(request: Request) -> Response:
+        value = {
+            "ServerName": "gozen simulator",
+            "Manufacturer": "gozen",
+            "ManufacturerVersion": "1.0",
+            "Location": cfg.site.name,
+        }
+        return reply({k.lower(): v for k, v in request.query_params.items()}, value)
+
+    @app.get("/management/v1/configureddevices")
+    async def configured(request: Request) -> Response:
+        value = [
+            {
+                "DeviceName": f"Simulated {t}",
+                "DeviceType": t.capitalize(),
+                "DeviceNumber": 0,
+                "UniqueID": f"gozen-sim-{t}-0",
+            }
+            for t in INTERFACE_VERSION
+        ]
+        return reply({k.lower(): v for k, v in request.query_params.items()}, value)
+
+    @app.put("/sim/weather")
+    async def pin_weather(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        sim.weather.pinned = {str(k).lower(): float(v) for k, v in (body or {}).items()}
+        return {"pinned": sim.weather.pinned}
+
+    @app.put("/sim/fault")
+    async def set_fault(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        sim.fault = Fault(str(body.get("mode", "ok")), str(body.get("device", "*")))
+        return {"mode": sim.fault.mode, "device": sim.fault.device}
+
+    return app
+
+
+def run_alpaca_sim(cfg: Config) -> None:
+    import uvicorn
+
+    host, _, port = cfg.monitors.telescope.address.rpartition(":")
+    uvicorn.run(create_app(cfg), host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)

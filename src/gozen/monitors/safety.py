@@ -1,0 +1,98 @@
+"""`monitor:safety`: is it safe to observe? Limits from config against the board, with the reasons.
+
+Unsafe when the humidity, wind or rain is over its limit, the Sun is too high, the UPS is on
+battery, the SafetyMonitor says so, or the weather readings are missing or stale (no news
+is not good news). The decision is published as `safety.safe` / `safety.reasons`; the first
+decision and every change are events. The queue refuses to start exposures while unsafe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from gozen.config import SafetyLimits, Site
+from gozen.daq.snapshot import StatusSnapshot
+from gozen.db.events import record_event
+from gozen.db.types import utcnow
+from gozen.monitors.base import Monitor
+from gozen.monitors.board import Reading, prune_history, snapshot
+from gozen.sky import sun_altitude
+
+WEATHER_NEEDED = ("weather.humidity_pct", "weather.wind_ms", "weather.rain_mmh")
+
+
+@dataclass(frozen=True)
+class Decision:
+    safe: bool
+    reasons: tuple[str, ...]
+
+    def words(self) -> str:
+        return "safe to observe" if self.safe else "unsafe: " + "; ".join(self.reasons)
+
+
+def decide(snap: StatusSnapshot, limits: SafetyLimits, sun_alt_deg: float) -> Decision:
+    reasons = []
+    stale = [k for k in WEATHER_NEEDED if (v := snap.get(k)) is None or v.stale]
+    if stale:
+        reasons.append(f"weather data missing or stale ({', '.join(k.split('.')[1] for k in stale)})")
+
+    def over(key: str, limit: float, what: str, unit: str) -> None:
+        v = snap.get(key)
+        if v is not None and not v.stale and isinstance(v.value, int | float) and v.value > limit:
+            reasons.append(f"{what} {v.value:g}{unit} > {limit:g}{unit}")
+
+    over("weather.humidity_pct", limits.max_humidity_pct, "humidity", "%")
+    over("weather.wind_ms", limits.max_wind_ms, "wind", " m/s")
+    over("weather.rain_mmh", limits.max_rain_rate_mmh, "rain", " mm/h")
+    if sun_alt_deg > limits.max_sun_alt_deg:
+        reasons.append(f"Sun at {sun_alt_deg:+.1f} deg > {limits.max_sun_alt_deg:+g} deg")
+    battery = snap.get("power.on_battery")
+    if limits.unsafe_on_battery and battery is not None and not battery.stale and battery.value is True:
+        reasons.append("UPS on battery")
+    monitor = snap.get("weather.safe")
+    if limits.honour_safety_monitor and monitor is not None and not monitor.stale and monitor.value is False:
+        reasons.append("the SafetyMonitor says unsafe")
+    return Decision(not reasons, tuple(reasons))
+
+
+@dataclass
+class SafetyMonitor(Monitor):
+    limits: SafetyLimits = field(default_factory=SafetyLimits)
+    site: Site = field(default_factory=Site)
+    name: str = "monitor:safety"
+    device: str = "safety"
+    history_days: float = 30.0
+    last: Decision | None = None
+    pruned_at: float = 0.0
+
+    def housekeeping(self) -> None:
+        """The board's history is trimmed here: one safety monitor runs per observatory, hourly is enough."""
+        if time.monotonic() - self.pruned_at > 3600:
+            self.pruned_at = time.monotonic()
+            prune_history(self.engine, utcnow() - timedelta(days=self.history_days))
+
+    def read(self) -> list[Reading]:
+        self.housekeeping()
+        now = utcnow()
+        sun = sun_altitude(self.site, now)
+        d = decide(snapshot(self.engine), self.limits, sun)
+        if d != self.last:
+            record_event(
+                self.engine,
+                host=self.host,
+                source=self.name,
+                kind="safety_changed",
+                subject="safe_to_observe",
+                severity="info" if d.safe else "warning",
+                message=d.words(),
+                data={"safe": d.safe, "reasons": list(d.reasons)},
+            )
+            self.last = d
+        age = self.max_age_s
+        return [
+            Reading("safety.safe", d.safe, "", age),
+            Reading("safety.reasons", "; ".join(d.reasons), "", age),
+            Reading("safety.sun_alt_deg", round(sun, 3), "deg", age),
+        ]
