@@ -16,11 +16,11 @@ import uvicorn
 from alpaca.telescope import Telescope
 from sqlalchemy import Engine
 
-from gozen.config import AlpacaDevice, Config, Gpsd, parse_config
+from gozen.config import AlpacaDevice, Config, DeviceSimulator, Gpsd, parse_config
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
-from gozen.devices.alpaca_sim import create_app, dew_point
+from gozen.devices.alpaca_sim import SimWeather, create_app, dew_point
 from gozen.monitors.alpaca import TelescopeMonitor, WeatherMonitor
 from gozen.monitors.board import snapshot
 from gozen.monitors.gps import GpsMonitor
@@ -256,3 +256,14 @@ def test_thermometers_from_lm_sensors_json(engine: Engine) -> None:
     )
     assert broken.step() == []
     assert "no 'nope/a'" in recent_events(engine, 5, kind="device_unreachable")[0].message
+
+
+def test_the_simulated_weather_drifts_and_its_scripted_spell_comes_and_goes() -> None:
+    t = [105.0]
+    w = SimWeather(DeviceSimulator(bad_weather_every_s=100, bad_weather_for_s=10), clock=lambda: t[0])
+    bad = w.values()
+    assert bad["humidity"] > 90 and bad["rainrate"] > 0 and bad["cloudcover"] > 90
+    t[0] = 150.0
+    calm = [w.values() for _ in range(50)]
+    assert all(30 <= v["humidity"] <= 80 and v["rainrate"] == 0 for v in calm)
+    assert len({v["humidity"] for v in calm}) > 10  # noise and drift, not a constant

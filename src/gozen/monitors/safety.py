@@ -9,8 +9,9 @@ decision and every change are events. The queue refuses to start exposures while
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from gozen.config import SafetyLimits, Site
 from gozen.daq.snapshot import StatusSnapshot
@@ -64,6 +65,7 @@ class SafetyMonitor(Monitor):
     name: str = "monitor:safety"
     device: str = "safety"
     history_days: float = 30.0
+    clock: Callable[[], datetime] = utcnow  # tests set the night
     last: Decision | None = None
     pruned_at: float = 0.0
 
@@ -75,8 +77,7 @@ class SafetyMonitor(Monitor):
 
     def read(self) -> list[Reading]:
         self.housekeeping()
-        now = utcnow()
-        sun = sun_altitude(self.site, now)
+        sun = sun_altitude(self.site, self.clock())
         d = decide(snapshot(self.engine), self.limits, sun)
         if d != self.last:
             record_event(

@@ -62,6 +62,7 @@ def panel(title: str, unit: str, points: list[tuple[datetime, float]], t0: datet
 
     parts += [
         f'<polyline class="line" points="{" ".join(xy(t, v) for t, v in points)}"/>',
+        '<circle class="dot" cx="{}" cy="{}" r="2.5"/>'.format(*xy(*points[-1]).split(",")),
         f'<text x="{x0 - 3}" y="{top + 8}" class="ax">{hi:.4g}</text>',
         f'<text x="{x0 - 3}" y="{bottom}" class="ax">{lo:.4g}</text>',
         f'<text x="{x1}" y="{y + 12}" class="last">{values[-1]:.4g} {escape(unit)}</text>',
@@ -83,7 +84,7 @@ def chart(series: list[tuple[str, str, list[tuple[datetime, Any]]]], t0: datetim
     style = (
         "<style>.t{font:600 11px sans-serif;fill:#333}.ax,.last{font:10px sans-serif;fill:#666;text-anchor:end}"
         ".ax0{font:10px sans-serif;fill:#666}.last{fill:#111}.none{font:11px sans-serif;fill:#999;text-anchor:middle}"
-        ".frame{fill:#fafafa;stroke:#ddd}.line{fill:none;stroke:#2a6fdb;stroke-width:1.2}</style>"
+        ".frame{fill:#fafafa;stroke:#ddd}.line{fill:none;stroke:#2a6fdb;stroke-width:1.2}.dot{fill:#2a6fdb}</style>"
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{total}" viewBox="0 0 {W} {total}">'
