@@ -225,3 +225,59 @@ status_history = Table(
     comment="Every reading of the status board, for plots and BI tools.",
 )
 Index(None, status_history.c.key, status_history.c.time)
+
+recipes = Table(
+    "recipes",
+    metadata,
+    Column("uuid", String(36), primary_key=True, comment="Recipe UUID (given or assigned at submission)."),
+    Column("name", String(128), nullable=False, comment="Recipe name, e.g. Queue-Observer INB 11 45+01."),
+    Column("priority", String(16), nullable=False, comment="low, normal, high or interrupt."),
+    Column("priority_rank", Integer, nullable=False, comment="0 interrupt, 1 high, 2 normal, 3 low: ordering key."),
+    Column(
+        "state",
+        String(16),
+        nullable=False,
+        comment="queued, executing, done, failed, aborted, interrupted, expired or cancelled.",
+    ),
+    Column("project", String(64), nullable=False, comment="PROJECT."),
+    Column("observer", String(64), nullable=False, comment="OBSERVER."),
+    Column("not_before", UtcDateTime, nullable=True, comment="Window start (UTC)."),
+    Column("not_after", UtcDateTime, nullable=True, comment="Window end (UTC): expires after it."),
+    Column("ra_deg", Float, nullable=True, comment="First target RA (deg), for scheduling."),
+    Column("dec_deg", Float, nullable=True, comment="First target Dec (deg), for scheduling."),
+    Column("body", JSON, nullable=False, comment="The recipe as validated (JSON)."),
+    Column("progress", JSON, nullable=True, comment="Steps done and exposures done in the current step."),
+    Column("submitted_at", UtcDateTime, nullable=False, comment="When it was submitted."),
+    Column("submitted_by", String(64), nullable=False, comment="Who submitted it (user, token or cli)."),
+    Column("started_at", UtcDateTime, nullable=True, comment="When it last started executing."),
+    Column("finished_at", UtcDateTime, nullable=True, comment="When it ended (done, failed, aborted, ...)."),
+    Column("message", Text, nullable=True, comment="Outcome or why it waits / failed."),
+    comment="Queue recipes: what remote observers submitted, and where each stands.",
+)
+Index(None, recipes.c.state, recipes.c.priority_rank, recipes.c.submitted_at)
+
+recipe_events = Table(
+    "recipe_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True, comment="Event number."),
+    Column("recipe_uuid", String(36), nullable=False, comment="recipes.uuid"),
+    Column("time", UtcDateTime, nullable=False, comment="When (UTC)."),
+    Column(
+        "kind",
+        String(32),
+        nullable=False,
+        comment="submitted, started, step, preempted, interrupted, requeued, done, failed, aborted, cancelled, expired.",
+    ),
+    Column("message", Text, nullable=False, comment="One line for a person."),
+    comment="The full history of every recipe.",
+)
+Index(None, recipe_events.c.recipe_uuid, recipe_events.c.id)
+
+queue_state = Table(
+    "queue_state",
+    metadata,
+    Column("key", String(64), primary_key=True, comment="mode, paused, server, activity."),
+    Column("value", JSON, nullable=True, comment="Its value (JSON)."),
+    Column("updated_at", UtcDateTime, nullable=False, comment="When it was set."),
+    comment="The queue server's state: mode (normal / maintenance), paused, pid and what it is doing.",
+)

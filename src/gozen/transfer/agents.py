@@ -132,9 +132,9 @@ class CopyAgent:
                 catalog.failed(self.engine, job, f"no node can take it: {err}", timedelta(seconds=self.t.retry_base_s))
                 return True
             dst = node.path / job.filename[4:12] / job.filename
-            if catalog.place(self.engine, job, node.name, str(dst)):
+            if catalog.place(self.engine, job, node.name, str(dst), node.max_bytes):
                 break
-            exclude.add(node.name)  # another copy of this file was just placed there
+            exclude.add(node.name)  # another copy of this file was just placed there, or its quota is full
         try:
             if node.transport == "rsync":
                 assert node.rsync_url is not None  # the config requires it

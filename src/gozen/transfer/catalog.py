@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from gozen.db.tables import daq_files, exports, files, replicas
@@ -129,13 +129,29 @@ def _mine(job: Job) -> Any:
     return and_(replicas.c.id == job.replica_id, replicas.c.claimed_by == job.agent, replicas.c.state == "copying")
 
 
-def place(engine: Engine, job: Job, node: str, path: str) -> bool:
-    """Put the copy on a node; False if another copy of the file took that node first (unique file+node)."""
+class _OverQuota(Exception):
+    pass
+
+
+def place(engine: Engine, job: Job, node: str, path: str, quota: int | None = None) -> bool:
+    """Put the copy on a node; False if another copy of the file took that node first (unique file+node),
+    or if the node's quota (max_bytes) would be passed: agents in other processes place too, so the
+    quota is checked here, in the transaction that places, after taking the node's lock."""
     try:
         with engine.begin() as conn:
+            if quota is not None and conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": f"gozen-node-{node}"})
             n = conn.execute(update(replicas).where(_mine(job)).values(node=node, path=path)).rowcount
+            if n == 1 and quota is not None:  # on SQLite the UPDATE above holds the one write lock
+                held = conn.execute(
+                    select(func.coalesce(func.sum(files.c.size_bytes), 0))
+                    .join(replicas, replicas.c.file_id == files.c.id)
+                    .where(replicas.c.node == node, replicas.c.state.in_(("verified", "copying")))
+                ).scalar_one()
+                if held > quota:
+                    raise _OverQuota
         return n == 1
-    except IntegrityError:
+    except (IntegrityError, _OverQuota):
         return False
 
 
