@@ -34,6 +34,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(web_app, name="web")
 app.add_typer(daq_app, name="daq")
 app.add_typer(transfer_app, name="transfer")
+queue_app = typer.Typer(help="Queue observation: submit recipes, list, cancel, mode, plan.", no_args_is_help=True)
+app.add_typer(queue_app, name="queue")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -524,3 +526,182 @@ def web_new_token(name: str) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+# -- queue ------------------------------------------------------------------
+def _queue_engine(ctx: typer.Context) -> tuple[Config, Any]:
+    from gozen.db.engine import make_engine
+
+    cfg = _config(ctx)
+    return cfg, make_engine(cfg.database_url)
+
+
+@queue_app.command("submit")
+def queue_submit(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Recipe, YAML or JSON; - for standard input")],
+    by: Annotated[str, typer.Option(help="Who submits it (for the history)")] = "cli",
+) -> None:
+    """Queue a recipe; every error is named by its field path (exit 2)."""
+    import sys
+
+    from gozen.queue import store
+    from gozen.queue.recipe import RecipeError, load_recipe_text
+
+    cfg, engine = _queue_engine(ctx)
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+    except OSError as e:
+        raise fail(f"{file}: {e.strerror}") from None
+    try:
+        row = store.submit(
+            engine, load_recipe_text(text, str(file)), by, {f.name: (f.ra_deg, f.dec_deg) for f in cfg.queue.fields}
+        )
+    except RecipeError as e:
+        raise fail(str(e)) from None
+    out.print(f"queued {row.name} as {row.uuid}")
+
+
+@queue_app.command("ls")
+def queue_ls(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The queue server's line, what executes, the queue in the order it would run (and why each waits)."""
+    import json
+
+    from gozen.queue.view import queue_view
+
+    cfg, engine = _queue_engine(ctx)
+    v = queue_view(cfg, engine)
+    if json_out:
+        out.print_json(json.dumps(v))
+        return
+    pid = v["server"]["pid"] if v["server"] else "-"
+    out.print(f"[bold]pid {pid} / {v['mode']}{' (paused)' if v['paused'] else ''} / {v['activity']}[/]")
+    ex = v["executing"]
+    if ex:
+        out.print(f"executing: {ex['name']} ({ex['uuid'][:8]}) step {ex['step']}/{ex['steps']} {ex['step_kind']}")
+    table = Table(
+        "#",
+        "uuid",
+        "name",
+        "priority",
+        "alt",
+        "waits for",
+        box=None,
+        header_style="bold",
+        title=f"Recipes in the Queue ({v['queued_total']})",
+    )
+    for i, q in enumerate(v["queued"], 1):
+        table.add_row(
+            str(i),
+            q["uuid"][:8],
+            q["name"],
+            q["priority"],
+            "-" if q["alt_deg"] is None else f"{q['alt_deg']:.1f}",
+            q["waits_for"],
+        )
+    out.print(table)
+    done = Table("finished (UTC)", "name", "outcome", box=None, header_style="bold", title="Executed Recipes")
+    for e in v["executed"][:10]:
+        done.add_row((e["finished_at"] or "")[:19], e["name"], e["state"])
+    out.print(done)
+
+
+@queue_app.command("show")
+def queue_show(ctx: typer.Context, uuid: str) -> None:
+    """A recipe, its progress and its full history."""
+    from gozen.queue import store
+
+    _, engine = _queue_engine(ctx)
+    row = store.find(engine, uuid)
+    if row is None:
+        raise fail(f"uuid: no recipe {uuid!r} (or the prefix is not unique)")
+    out.print(f"[bold]{row.name}[/] {row.uuid}\nstate {row.state}; priority {row.priority}; progress {row.progress}")
+    if row.message:
+        out.print(row.message)
+    for e in store.history(engine, row.uuid):
+        out.print(f"  {e['time']:%Y-%m-%d %H:%M:%S}  {e['kind']:<11} {e['message']}")
+
+
+@queue_app.command("cancel")
+def queue_cancel(ctx: typer.Context, uuid: str, by: Annotated[str, typer.Option()] = "cli") -> None:
+    """Cancel a queued recipe (an executing one is aborted)."""
+    from gozen.queue import store
+    from gozen.queue.recipe import RecipeError
+
+    _, engine = _queue_engine(ctx)
+    row = store.find(engine, uuid)
+    if row is None:
+        raise fail(f"uuid: no recipe {uuid!r} (or the prefix is not unique)")
+    try:
+        out.print(f"{row.name}: {store.cancel(engine, row.uuid, by)}")
+    except RecipeError as e:
+        raise fail(str(e)) from None
+
+
+@queue_app.command("mode")
+def queue_mode(ctx: typer.Context, mode: Annotated[str, typer.Argument(help="normal or maintenance")]) -> None:
+    """normal: recipes run; maintenance: nothing starts (the running recipe finishes its step)."""
+    from gozen.queue import store
+
+    if mode not in ("normal", "maintenance"):
+        raise fail(f"mode: must be normal or maintenance, got {mode!r}")
+    _, engine = _queue_engine(ctx)
+    store.put_state(engine, "mode", mode)
+    out.print(f"queue mode: {mode}")
+
+
+@queue_app.command("abort")
+def queue_abort(ctx: typer.Context, by: Annotated[str, typer.Option()] = "cli") -> None:
+    """Abort the executing recipe at once."""
+    from gozen.queue import store
+
+    _, engine = _queue_engine(ctx)
+    store.put_state(engine, "abort", {"uuid": "*", "by": by})
+    out.print("abort requested")
+
+
+@queue_app.command("pause")
+def queue_pause(ctx: typer.Context) -> None:
+    """Start nothing new until resume."""
+    from gozen.queue import store
+
+    store.put_state(_queue_engine(ctx)[1], "paused", True)
+    out.print("queue paused")
+
+
+@queue_app.command("resume")
+def queue_resume(ctx: typer.Context) -> None:
+    from gozen.queue import store
+
+    store.put_state(_queue_engine(ctx)[1], "paused", False)
+    out.print("queue resumed")
+
+
+@queue_app.command("plan")
+def queue_plan(
+    ctx: typer.Context,
+    night: Annotated[str | None, typer.Option(help="YYYY-MM-DD, the evening's date (default: today)")] = None,
+    svg: Annotated[Path | None, typer.Option(help="Also write the timeline picture here")] = None,
+) -> None:
+    """What would run when tonight: the queue played forward (safe weather assumed)."""
+    from datetime import UTC, date, datetime
+
+    from gozen.queue.view import night_plan
+    from gozen.web.plots import timeline
+
+    cfg, engine = _queue_engine(ctx)
+    try:
+        n = date.fromisoformat(night) if night else datetime.now(UTC).date()
+    except ValueError:
+        raise fail(f"--night: not a date (YYYY-MM-DD): {night!r}") from None
+    start, end, slots = night_plan(cfg, engine, n)
+    out.print(f"night of {n}: dark (Sun below -12 deg) {start:%H:%M}-{end:%H:%M} UTC")
+    table = Table("start", "end", "name", "priority", box=None, header_style="bold")
+    names = {0: "interrupt", 1: "high", 2: "normal", 3: "low"}
+    for s in slots:
+        table.add_row(f"{s.start:%H:%M}", f"{s.end:%H:%M}", s.candidate.name, names[s.candidate.rank])
+    out.print(table if slots else "nothing would run")
+    if svg:
+        bars = [(s.candidate.name, names[s.candidate.rank], s.start, s.end) for s in slots]
+        svg.write_text(timeline(bars, start, end, f"night of {n}"))
+        out.print(f"timeline written to {svg}")

@@ -115,7 +115,10 @@ def run_monitor(cfg: Config, host: str, engine: Engine, which: str) -> None:
     else:
         from gozen.monitors.safety import SafetyMonitor
 
-        monitor = SafetyMonitor(**common, limits=m.safety, site=cfg.site, history_days=m.history_days)
+        limits = m.safety
+        if m.simulator.enabled and m.simulator.dark_sky:  # the simulated sky is dark at any hour
+            limits = limits.model_copy(update={"max_sun_alt_deg": 90.0})
+        monitor = SafetyMonitor(**common, limits=limits, site=cfg.site, history_days=m.history_days)
     monitor.run()
 
 
@@ -157,6 +160,10 @@ def component(name: str) -> Callable[[Config], None] | None:
         return _program(lambda cfg, host, engine: run_daq(cfg, host, engine, name.removeprefix("daq-")))
     if re.fullmatch(r"monitor-(telescope|weather|gpstime|temperature|power|safety)", name):
         return _program(lambda cfg, host, engine: run_monitor(cfg, host, engine, name.removeprefix("monitor-")))
+    if name == "queue-server":
+        from gozen.queue.server import run_queue_server
+
+        return _program(run_queue_server)
     if name in ("sim-alpaca", "sim-gpsd"):
         return _program(lambda cfg, host, engine: run_device_simulator(cfg, name.removeprefix("sim-")))
     if name == "archive-simulator":

@@ -185,6 +185,11 @@ class DeviceSimulator(Model):
     bad_weather_for_s: float = Field(300.0, gt=0, description="How long each scripted humid spell lasts.")
     dropout_every_s: float = Field(0.0, ge=0, description="Devices stop answering this often (0: never).")
     dropout_for_s: float = Field(30.0, gt=0, description="How long each dropout lasts.")
+    dark_sky: bool = Field(
+        True,
+        description="The simulated sky is dark at any hour: safety ignores the Sun, so the simulated "
+        "observatory observes in the daytime too.",
+    )
 
 
 class Monitors(Model):
@@ -215,6 +220,25 @@ class Monitors(Model):
         30.0, gt=0, description="Status history older than this is dropped (by monitor:safety, hourly)."
     )
     simulator: DeviceSimulator = Field(default_factory=DeviceSimulator, description="The simulated devices.")
+
+
+class NamedField(Model):
+    name: str = Field(..., min_length=1, description="Field name used by recipes' slew steps.")
+    ra_deg: float = Field(..., ge=0, lt=360, description="Right ascension (ICRS, degrees).")
+    dec_deg: float = Field(..., ge=-90, le=90, description="Declination (ICRS, degrees).")
+
+
+class Queue(Model):
+    poll_s: float = Field(2.0, gt=0, description="How often queue:server looks for work when idle.")
+    requeue_interrupted: bool = Field(
+        True, description="A recipe cut short by a crash of the server is queued again (with its progress)."
+    )
+    demo_survey: bool = Field(
+        True, description="When nothing is queued, queue the demo survey's next field (the simulated observatory)."
+    )
+    fields: list[NamedField] = Field(default_factory=list, description="Named fields for recipes' slew steps.")
+    exposure_timeout_s: float = Field(120.0, gt=0, description="An exposure not accounted for by then has failed.")
+    slew_timeout_s: float = Field(300.0, gt=0, description="A slew not finished by then has failed.")
 
 
 class Volume(Model):
@@ -330,6 +354,7 @@ class Config(Model):
     transfer: Transfer = Field(default_factory=Transfer, description="Copies to storage nodes and the DAQ janitor.")
     monitors: Monitors = Field(default_factory=Monitors, description="Disk and sensor monitors.")
     database: Database = Field(default_factory=Database, description="The one SQL database.")
+    queue: Queue = Field(default_factory=Queue, description="The queue server (queue:server).")
     web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
     notifiers: list[Notifier] = Field(default_factory=list, description="Slack and other services to tell.")
 

@@ -255,6 +255,7 @@ recipes = Table(
     comment="Queue recipes: what remote observers submitted, and where each stands.",
 )
 Index(None, recipes.c.state, recipes.c.priority_rank, recipes.c.submitted_at)
+Index(None, recipes.c.state, recipes.c.uuid)
 
 recipe_events = Table(
     "recipe_events",
@@ -266,7 +267,8 @@ recipe_events = Table(
         "kind",
         String(32),
         nullable=False,
-        comment="submitted, started, step, preempted, interrupted, requeued, done, failed, aborted, cancelled, expired.",
+        comment="submitted, started, step, preempted, interrupted, requeued, done, failed, aborted, cancelled, "
+        "expired.",
     ),
     Column("message", Text, nullable=False, comment="One line for a person."),
     comment="The full history of every recipe.",

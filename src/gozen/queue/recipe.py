@@ -1,13 +1,13 @@
 """Observation recipes: what a remote observer submits, validated field by field (JSON Schema published).
 
-    name: Queue-Observer INB 11 45+01
-    priority: normal            # low | normal | high | interrupt (a target of opportunity)
-    window: {not_before: 2026-11-25T10:00:00Z, not_after: 2026-11-25T20:00:00Z}
-    constraints: {min_alt_deg: 30, max_sun_alt_deg: -12, min_moon_sep_deg: 20, safe_weather: true}
-    steps:
-      - slew: {ra_deg: 176.25, dec_deg: 1.0}      # or {field: INB-11}
-      - expose: {object: INB 11 45+01, frames: 12, fps: 2, count: 3}
-      - park: {}
+name: Queue-Observer INB 11 45+01
+priority: normal            # low | normal | high | interrupt (a target of opportunity)
+window: {not_before: 2026-11-25T10:00:00Z, not_after: 2026-11-25T20:00:00Z}
+constraints: {min_alt_deg: 30, max_sun_alt_deg: -12, min_moon_sep_deg: 20, safe_weather: true}
+steps:
+  - slew: {ra_deg: 176.25, dec_deg: 1.0}      # or {field: INB-11}
+  - expose: {object: INB 11 45+01, frames: 12, fps: 2, count: 3}
+  - park: {}
 """
 
 from __future__ import annotations

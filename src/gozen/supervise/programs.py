@@ -17,7 +17,7 @@ class Program:
     listener_events: str | None = None  # set for supervisord event listeners
     startsecs: int = 2
     autostart: bool = True
-    autorestart: bool = True
+    autorestart: bool | str = True  # or "unexpected": restarted unless it exits 0 (a clean shutdown)
 
     @property
     def full_name(self) -> str:
@@ -68,6 +68,8 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
             gozen_program("monitor", n, f"monitor-{n}")
             for n in ("telescope", "weather", "gpstime", "temperature", "power", "safety")
         ]
+    if "queue" in host.roles:  # a shutdown recipe exits 0: it stays stopped
+        programs.append(gozen_program("queue", "server", "queue-server", autorestart="unexpected"))
     if "web" in host.roles:
         programs.append(gozen_program("www", "dashboard", "dashboard"))
     programs += [

@@ -84,7 +84,8 @@ def _program_section(p: Program, log: Path, workdir: Path) -> str:
         )
     return (
         f"{head}command={_esc(command)}\ndirectory={_esc(str(workdir))}\n"
-        f"autostart={str(p.autostart).lower()}\nautorestart={str(p.autorestart).lower()}\n"
+        f"autostart={str(p.autostart).lower()}\n"
+        f"autorestart={p.autorestart if isinstance(p.autorestart, str) else str(p.autorestart).lower()}\n"
         f"startsecs={p.startsecs}\nstartretries=5\n"
         f"stopwaitsecs=15\nstopasgroup=true\nkillasgroup=true\n"
         f"stderr_logfile_maxbytes={LOG_MAX_BYTES}\nstderr_logfile_backups={LOG_BACKUPS}\n{logs}"

@@ -50,6 +50,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_recipes_state_priority_rank_submitted_at", "recipes", ["state", "priority_rank", "submitted_at"]
     )
+    op.create_index("ix_recipes_state_uuid", "recipes", ["state", "uuid"])
     op.create_table(
         "recipe_events",
         sa.Column("id", BigId, primary_key=True, autoincrement=True, comment="Event number."),
@@ -81,5 +82,6 @@ def downgrade() -> None:
     op.drop_table("queue_state")
     op.drop_index("ix_recipe_events_recipe_uuid_id", table_name="recipe_events")
     op.drop_table("recipe_events")
+    op.drop_index("ix_recipes_state_uuid", table_name="recipes")
     op.drop_index("ix_recipes_state_priority_rank_submitted_at", table_name="recipes")
     op.drop_table("recipes")

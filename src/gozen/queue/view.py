@@ -1,0 +1,115 @@
+"""What the queue looks like now, and the night's plan: shared by `gozen queue ls|plan` and the web page."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from itertools import islice
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from gozen.config import Config
+from gozen.db.types import utcnow
+from gozen.queue import store
+from gozen.queue.recipe import step_kind
+from gozen.queue.scheduler import Slot, plan, sky_at, verdicts
+from gozen.queue.server import safety
+
+SERVER_SILENT_S = 60.0
+
+
+def queue_view(
+    cfg: Config,
+    engine: Engine,
+    now: datetime | None = None,
+    limit: int = 200,
+    cache: store.CandidateCache | None = None,
+) -> dict[str, Any]:
+    now = now or utcnow()
+    st = store.get_state(engine)
+    activity: dict[str, Any] = st.get("activity", ({}, None))[0] or {}
+    activity_at = st.get("activity", ({}, None))[1]
+    server = st.get("server", (None, None))[0]
+    executing = store.in_state(engine, ("executing",), limit=1)
+    cands = (cache or store.CandidateCache()).queued(engine)
+    safe, why = safety(engine)
+    shown = list(islice(verdicts(cands, sky_at(cfg.site, now), cfg.site, safe, why), limit))
+    names = {0: "interrupt", 1: "high", 2: "normal", 3: "low"}
+    alive = bool(server) and activity_at is not None and (now - activity_at).total_seconds() < SERVER_SILENT_S
+    ex = None
+    if executing:
+        e = executing[0]
+        steps = e.recipe.steps
+        ex = {
+            "uuid": e.uuid,
+            "name": e.name,
+            "description": e.recipe.description,
+            "priority": e.priority,
+            "step": min(e.step + 1, len(steps)),
+            "steps": len(steps),
+            "step_kind": step_kind(steps[min(e.step, len(steps) - 1)]),
+            "exposures_done": int(e.progress.get("done", 0)),
+            "started_at": e.started_at.isoformat() if e.started_at else None,
+        }
+    return {
+        "time": now.isoformat(),
+        "server": server if alive else None,
+        "mode": str(st.get("mode", ("normal", None))[0] or "normal"),
+        "paused": bool(st.get("paused", (False, None))[0]),
+        "activity": str(activity.get("text", "")) if alive else "queue:server is not running",
+        "safe_to_observe": safe,
+        "executing": ex,
+        "queued": [
+            {
+                "uuid": v.candidate.uuid,
+                "name": v.candidate.name,
+                "priority": names[v.candidate.rank],
+                "project": v.candidate.recipe.project,
+                "runnable": v.runnable,
+                "waits_for": v.reason or ("runs next" if i == first_runnable(shown) else "lower in the order"),
+                "alt_deg": None if v.alt_deg is None else round(v.alt_deg, 1),
+                "submitted_at": v.candidate.submitted_at.isoformat(),
+            }
+            for i, v in enumerate(shown)
+        ],
+        "queued_total": len(cands),
+        "executed": [
+            {
+                "uuid": r.uuid,
+                "name": r.name,
+                "state": r.state,
+                "message": r.message,
+                "started_at": r.started_at.isoformat() if r.started_at else None,
+                "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            }
+            for r in store.in_state(engine, store.FINAL, limit=50)
+        ],
+    }
+
+
+def first_runnable(verdicts: list[Any]) -> int:
+    return next((i for i, v in enumerate(verdicts) if v.runnable), -1)
+
+
+def night_bounds(cfg: Config, night: date, sun_limit_deg: float = -12.0) -> tuple[datetime, datetime]:
+    """From when the Sun sinks below sun_limit_deg in the evening of `night` (local) to when it rises above."""
+    import astropy.units as u
+    from astropy.coordinates import AltAz, get_sun
+    from astropy.time import Time
+
+    from gozen.sky import site_location
+
+    noon = datetime(night.year, night.month, night.day, 12, tzinfo=UTC) - timedelta(hours=cfg.site.lon_deg / 15)
+    times = [noon + timedelta(minutes=m) for m in range(0, 24 * 60 + 1, 5)]
+    t = Time(times)
+    alt = get_sun(t).transform_to(AltAz(obstime=t, location=site_location(cfg.site))).alt.to_value(u.deg)
+    dark = np.nonzero(alt < sun_limit_deg)[0]
+    if len(dark) == 0:
+        return noon + timedelta(hours=12), noon + timedelta(hours=12)
+    return times[dark[0]], times[dark[-1]]
+
+
+def night_plan(cfg: Config, engine: Engine, night: date) -> tuple[datetime, datetime, list[Slot]]:
+    start, end = night_bounds(cfg, night)
+    return start, end, plan(store.CandidateCache().queued(engine), cfg.site, start, end)

@@ -1,0 +1,129 @@
+"""The Queue page (like the seed's Queue Status Monitor), its JSON twin, and the recipe API.
+
+Reading is open; submitting, cancelling, aborting, pausing and changing the mode need an
+operator (session, Basic or Bearer), as the process actions do.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from gozen.queue import store
+from gozen.queue.recipe import RecipeError, load_recipe_text, recipe_schema
+from gozen.queue.view import night_plan, queue_view
+from gozen.web.auth import Identity
+from gozen.web.plots import timeline
+from gozen.web.security import current_identity, require_operator
+
+router = APIRouter()
+Operator = Annotated[Identity, Depends(require_operator)]
+
+
+def _fields(request: Request) -> dict[str, tuple[float, float]]:
+    return {f.name: (f.ra_deg, f.dec_deg) for f in request.app.state.cfg.queue.fields}
+
+
+@router.get("/api/queue")
+async def queue_json(request: Request) -> dict[str, Any]:
+    return await run_in_threadpool(_view, request)
+
+
+def _view(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    if not hasattr(state, "queue_cache"):
+        state.queue_cache = store.CandidateCache()
+    return queue_view(state.cfg, state.engine, cache=state.queue_cache)
+
+
+@router.get("/api/recipes/schema")
+async def schema() -> dict[str, Any]:
+    return recipe_schema()
+
+
+@router.post("/api/recipes", status_code=201)
+async def submit(request: Request, ident: Operator) -> Response:
+    text = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        recipe = load_recipe_text(text, "recipe")
+        row = await run_in_threadpool(store.submit, request.app.state.engine, recipe, ident.name, _fields(request))
+    except RecipeError as err:
+        lines = str(err).splitlines()
+        return JSONResponse(
+            {"detail": lines[-1] if len(lines) == 1 else "invalid recipe", "errors": lines[1:] or lines},
+            status_code=422,
+        )
+    return JSONResponse({"uuid": row.uuid, "name": row.name, "state": row.state}, status_code=201)
+
+
+@router.get("/api/recipes/{uuid}")
+async def show(request: Request, uuid: str) -> dict[str, Any]:
+    row = await run_in_threadpool(store.find, request.app.state.engine, uuid)
+    if row is None:
+        raise HTTPException(404, f"uuid: no recipe {uuid!r}")
+    events = await run_in_threadpool(store.history, request.app.state.engine, row.uuid)
+    return {
+        "uuid": row.uuid,
+        "name": row.name,
+        "state": row.state,
+        "priority": row.priority,
+        "progress": row.progress,
+        "message": row.message,
+        "recipe": row.recipe.model_dump(mode="json"),
+        "history": [{"time": e["time"].isoformat(), "kind": e["kind"], "message": e["message"]} for e in events],
+    }
+
+
+@router.post("/api/recipes/{uuid}/cancel")
+async def cancel(request: Request, uuid: str, ident: Operator) -> dict[str, str]:
+    try:
+        what = await run_in_threadpool(store.cancel, request.app.state.engine, uuid, ident.name)
+    except RecipeError as err:
+        raise HTTPException(409 if "nothing to cancel" in str(err) else 404, str(err)) from None
+    return {"uuid": uuid, "result": what}
+
+
+@router.post("/api/queue/mode/{mode}")
+async def set_mode(request: Request, mode: Literal["normal", "maintenance"], ident: Operator) -> dict[str, str]:
+    await run_in_threadpool(store.put_state, request.app.state.engine, "mode", mode)
+    return {"mode": mode, "by": ident.name}
+
+
+@router.post("/api/queue/{action}")
+async def act(request: Request, action: Literal["pause", "resume", "abort"], ident: Operator) -> dict[str, str]:
+    engine = request.app.state.engine
+    if action == "abort":
+        await run_in_threadpool(store.put_state, engine, "abort", {"uuid": "*", "by": ident.name})
+    else:
+        await run_in_threadpool(store.put_state, engine, "paused", action == "pause")
+    return {"action": action, "by": ident.name}
+
+
+@router.get("/queue/plan.svg")
+async def plan_svg(request: Request, night: Annotated[date | None, Query()] = None) -> Response:
+    cfg = request.app.state.cfg
+
+    def build() -> str:
+        from gozen.db.types import utcnow
+
+        n = night or (utcnow().date())
+        start, end, slots = night_plan(cfg, request.app.state.engine, n)
+        bars = [(s.candidate.name, store_priority(s.candidate.rank), s.start, s.end) for s in slots]
+        return timeline(bars, start, end, f"night of {n}: {start:%H:%M}-{end:%H:%M} UTC (Sun below -12 deg)")
+
+    return Response(await run_in_threadpool(build), media_type="image/svg+xml")
+
+
+def store_priority(rank: int) -> str:
+    return {0: "interrupt", 1: "high", 2: "normal", 3: "low"}.get(rank, "normal")
+
+
+@router.get("/queue", response_class=HTMLResponse)
+async def queue_page(request: Request) -> Response:
+    d = await run_in_threadpool(_view, request)
+    ctx = d | {"identity": current_identity(request), "refresh_s": request.app.state.cfg.web.refresh_s}
+    return request.app.state.templates.TemplateResponse(request, "queue.html", ctx)
