@@ -348,7 +348,10 @@ class QueueServer:
                 "description": "demo survey field (queue.demo_survey)",
                 "project": "demo",
                 "priority": "low",
-                "window": {"not_after": (now + timedelta(minutes=30)).astimezone(UTC).isoformat()},
+                "window": {  # a field about every minute, leaving the telescope free in between
+                    "not_before": (now + timedelta(seconds=50 if n > 1 else 0)).astimezone(UTC).isoformat(),
+                    "not_after": (now + timedelta(minutes=30)).astimezone(UTC).isoformat(),
+                },
                 "steps": [
                     {"slew": {"ra_deg": round(ra, 4), "dec_deg": round(dec, 4)}},
                     {"expose": {"object": f"DEMO-{n:03d}", "frames": 12, "fps": 2.0, "count": 1}},

@@ -112,4 +112,5 @@ def night_bounds(cfg: Config, night: date, sun_limit_deg: float = -12.0) -> tupl
 
 def night_plan(cfg: Config, engine: Engine, night: date) -> tuple[datetime, datetime, list[Slot]]:
     start, end = night_bounds(cfg, night)
+    start = min(max(start, utcnow()), end)  # tonight: from now on
     return start, end, plan(store.CandidateCache().queued(engine), cfg.site, start, end)
