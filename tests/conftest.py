@@ -102,6 +102,14 @@ def gozen_cmd(config_file: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "gozen", "--config", str(config_file), *args]
 
 
+def run_gozen(fleet: Fleet, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """A `gozen` command on the fleet's first host, wide enough that tables keep to one line a row."""
+    env = {**os.environ, "COLUMNS": "200", "GOZEN_HOST": fleet.cfg.hosts[0].name}
+    return subprocess.run(
+        gozen_cmd(fleet.config_file, *args), capture_output=True, text=True, timeout=timeout_s, env=env
+    )
+
+
 @dataclass
 class Fleet:
     """Real supervisord hosts on loopback, each started with `gozen up --host NAME`."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +12,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.tables import daq_files
 from gozen.monitors.board import snapshot
-from tests.conftest import Fleet, free_port, gozen_cmd, start_fleet, wait_until
+from tests.conftest import Fleet, free_port, run_gozen, start_fleet, wait_until
 
 MONITORS = ("telescope", "weather", "gpstime", "temperature", "power", "safety")
 
@@ -42,18 +40,9 @@ def obs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     fleet.stop()
 
 
-def gozen(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        gozen_cmd(fleet.config_file, *args),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
 
 def expose_one(fleet: Fleet) -> fits.Header:
-    r = gozen(fleet, "daq", "expose", "--object", "F", "--frames", "2")
+    r = run_gozen(fleet, "daq", "expose", "--object", "F", "--frames", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     with make_engine(fleet.cfg.database_url).connect() as conn:
         path = conn.execute(select(daq_files.c.path).order_by(daq_files.c.id.desc())).scalars().first()
@@ -83,7 +72,7 @@ def test_monitors_fill_the_board_and_the_headers_then_a_lost_device_goes_stale_a
     assert "STALE" not in h.comments["OUT-HUM"] and 0 <= h["OUT-HUM"] <= 100
     assert h["UPS-STAT"] == "OL" and h["DET-TMP"] == pytest.approx(board.number("temperature.camera_c"), abs=0.5)
 
-    assert gozen(obs, "stop", "obs1:sim:alpaca").returncode == 0  # the weather station and telescope go away
+    assert run_gozen(obs, "stop", "obs1:sim:alpaca").returncode == 0  # the weather station and telescope go away
     down = wait_until(lambda: recent_events(engine, 20, kind="device_unreachable"), 30, 0.5, "device_unreachable")
     assert {e.subject for e in down} >= {"weather station"}
     wait_until(lambda: snapshot(engine).get("weather.humidity_pct").stale, 30, 0.5, "stale weather")
@@ -92,7 +81,7 @@ def test_monitors_fill_the_board_and_the_headers_then_a_lost_device_goes_stale_a
     h = expose_one(obs)
     assert "STALE" in h.comments["OUT-HUM"]
 
-    assert gozen(obs, "start", "obs1:sim:alpaca").returncode == 0
+    assert run_gozen(obs, "start", "obs1:sim:alpaca").returncode == 0
     wait_until(lambda: recent_events(engine, 20, kind="device_back"), 30, 0.5, "device_back")
     wait_until(lambda: snapshot(engine).get("safety.safe").value is True, 30, 0.5, "safe again")
     changes = [e.message for e in reversed(recent_events(engine, 20, kind="safety_changed"))]

@@ -205,6 +205,15 @@ def test_the_queue_page_shows_the_line_the_queue_and_what_ran(obs: Fleet, browse
     assert p.returncode == 0 and "cancelled" in p.stdout
 
 
+def test_abort_stops_the_running_recipe_at_once(obs: Fleet) -> None:
+    uuid = submit(obs, recipe("Queue-Observer ABORT", {"wait": {"seconds": 60}}, EXPOSE))
+    wait_until(lambda: show(obs, uuid)["state"] == "executing", 60, 0.2, "the recipe running")
+    assert httpx.post(f"{obs.web_url}/api/queue/abort", timeout=30).status_code == 401  # operators only
+    assert httpx.post(f"{obs.web_url}/api/queue/abort", auth=AUTH, timeout=30).status_code == 200
+    done = wait_state(obs, uuid, "aborted", 20)
+    assert done["history"][-1]["message"] == f"aborted by {OPERATOR[0]}" and not exposures_of(obs, uuid)
+
+
 def test_a_shutdown_recipe_stops_the_server_cleanly(obs: Fleet) -> None:
     uuid = submit(obs, {"name": "Shutdown the Queue-Observer system", "steps": [{"shutdown": {}}]})
     wait_state(obs, uuid, "done")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +10,7 @@ from sqlalchemy import func, select
 
 from gozen.db.engine import make_engine
 from gozen.db.tables import daq_files, exports, files, replicas
-from tests.conftest import Fleet, free_port, gozen_cmd, start_fleet, wait_until
+from tests.conftest import Fleet, free_port, run_gozen, start_fleet, wait_until
 
 NODE_QUOTA = 700_000  # about two files: the nodes cannot hold the night without the archive and retention
 
@@ -48,18 +46,9 @@ def observatory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     fleet.stop()
 
 
-def gozen(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        gozen_cmd(fleet.config_file, *args),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200", "GOZEN_HOST": "obs1"},
-    )
-
 
 def test_every_file_ends_archived_and_the_disks_stay_within_their_limits(observatory: Fleet) -> None:
-    r = gozen(observatory, "daq", "expose", "--object", "FIELD-1", "--frames", "6", "--count", "3")
+    r = run_gozen(observatory, "daq", "expose", "--object", "FIELD-1", "--frames", "6", "--count", "3")
     assert r.returncode == 0, r.stdout + r.stderr
     engine = make_engine(observatory.cfg.database_url)
 
@@ -89,9 +78,9 @@ def test_every_file_ends_archived_and_the_disks_stay_within_their_limits(observa
     archive = observatory.cfg.data_dir / "smoka"
     assert len(list(archive.glob("*/*.fits"))) == n and list(archive.glob("*/receipts/*.json"))
 
-    status = gozen(observatory, "transfer", "status")
+    status = run_gozen(observatory, "transfer", "status")
     assert status.returncode == 0 and f"{n} acknowledged" in status.stdout, status.stdout + status.stderr
-    audit = gozen(observatory, "audit")
+    audit = run_gozen(observatory, "audit")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     lost = next(line for line in audit.stdout.splitlines() if "files lost" in line)
     assert lost.split()[-1] == "0" and Path(archive).is_dir()

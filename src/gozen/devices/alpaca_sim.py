@@ -268,20 +268,18 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
             return PlainTextResponse("internal error", status_code=500)
         return None
 
-    def check(device: str, number: int) -> None:
+    async def gate(device: str, number: int) -> Response | None:
+        """The answer for an unknown device (HTTP 400) or a device at fault; None to go on."""
         if device not in INTERFACE_VERSION or number != 0:
-            raise LookupError(f"no {device} number {number} here")
+            return PlainTextResponse(f"no {device} number {number} here", status_code=400)
+        return await faulty(device)
 
     @app.get("/api/v1/{device}/{number}/{member}")
     async def alpaca_get(device: str, number: int, member: str, request: Request) -> Response:
         params = {k.lower(): v for k, v in request.query_params.items()}
         device, member = device.lower(), member.lower()
-        try:
-            check(device, number)
-        except LookupError as err:
-            return PlainTextResponse(str(err), status_code=400)
-        if (bad := await faulty(device)) is not None:
-            return bad
+        if (answer := await gate(device, number)) is not None:
+            return answer
         if member == "interfaceversion":
             return reply(params, INTERFACE_VERSION[device])
         if member in COMMON:
@@ -304,12 +302,8 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
     async def alpaca_put(device: str, number: int, member: str, request: Request) -> Response:
         form = {k.lower(): str(v) for k, v in (await request.form()).items()}
         device, member = device.lower(), member.lower()
-        try:
-            check(device, number)
-        except LookupError as err:
-            return PlainTextResponse(str(err), status_code=400)
-        if (bad := await faulty(device)) is not None:
-            return bad
+        if (answer := await gate(device, number)) is not None:
+            return answer
         if member == "connected":
             return reply(form)
         try:
