@@ -133,6 +133,17 @@ def run_device_simulator(cfg: Config, which: str) -> None:
         run_gpsd_sim(cfg)
 
 
+def run_courier(cfg: Config, host: str, engine: Engine, which: str) -> None:
+    if which == "sender":
+        from gozen.couriers.outbox import Sender
+
+        Sender(cfg, engine, host).run()
+    else:
+        from gozen.couriers.courier import Courier
+
+        Courier(cfg, engine, host, which).run()
+
+
 def _program(body: Callable[[Config, str, Engine], None]) -> Callable[[Config], None]:
     """A long-running program: told its host, given an engine, and quiet on Ctrl-C at `gozen up`."""
 
@@ -160,6 +171,8 @@ def component(name: str) -> Callable[[Config], None] | None:
         return _program(lambda cfg, host, engine: run_daq(cfg, host, engine, name.removeprefix("daq-")))
     if re.fullmatch(r"monitor-(telescope|weather|gpstime|temperature|power|safety)", name):
         return _program(lambda cfg, host, engine: run_monitor(cfg, host, engine, name.removeprefix("monitor-")))
+    if re.fullmatch(r"courier-(cneos|gaia|mpec|sender)", name):
+        return _program(lambda cfg, host, engine: run_courier(cfg, host, engine, name.removeprefix("courier-")))
     if name == "queue-server":
         from gozen.queue.server import run_queue_server
 

@@ -317,6 +317,20 @@ class Web(Model):
     session_secret: str | None = Field(None, description="Cookie signing key; default: a file in data_dir.")
 
 
+class Feed(Model):
+    url: str | None = Field(None, description="Where the feed is read (null: this courier does not run).")
+    every_s: float = Field(3600.0, gt=0, description="How often it is read.")
+    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout.")
+
+
+class Couriers(Model):
+    cneos: Feed = Field(default_factory=Feed, description="JPL SSD close-approach API (JSON).")
+    gaia: Feed = Field(default_factory=Feed, description="Gaia Science Alerts CSV.")
+    mpec: Feed = Field(default_factory=Feed, description="Minor Planet Center MPEC RSS/Atom feed.")
+    send_every_s: float = Field(2.0, gt=0, description="How often courier:sender looks at the outbox.")
+    retry_base_s: float = Field(5.0, gt=0, description="First retry of a failed post; doubles, up to an hour.")
+
+
 class Notifier(Model):
     name: str = Field(..., description="Name used in routing and the event log.")
     kind: Literal["slack", "apprise"] = Field("slack", description="Which sender posts the messages.")
@@ -357,6 +371,7 @@ class Config(Model):
     queue: Queue = Field(default_factory=Queue, description="The queue server (queue:server).")
     web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
     notifiers: list[Notifier] = Field(default_factory=list, description="Slack and other services to tell.")
+    couriers: Couriers = Field(default_factory=Couriers, description="Alert feeds read by courier:* programs.")
 
     @model_validator(mode="after")
     def _names_are_unique_and_known(self) -> Config:

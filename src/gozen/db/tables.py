@@ -283,3 +283,49 @@ queue_state = Table(
     Column("updated_at", UtcDateTime, nullable=False, comment="When it was set."),
     comment="The queue server's state: mode (normal / maintenance), paused, pid and what it is doing.",
 )
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True, comment="Alert number."),
+    Column("feed", String(16), nullable=False, comment="cneos, gaia, maxi or mpec."),
+    Column("key", String(128), nullable=False, comment="Its identity in the feed (designation + time, name, id)."),
+    Column("title", String(256), nullable=False, comment="Name or designation."),
+    Column("event_time", UtcDateTime, nullable=True, comment="When it happened (close approach, alert, issue)."),
+    Column("ra_deg", Float, nullable=True, comment="Position RA (deg), if any."),
+    Column("dec_deg", Float, nullable=True, comment="Position Dec (deg), if any."),
+    Column("data", JSON, nullable=False, comment="Its fields as read from the feed."),
+    Column("seen_at", UtcDateTime, nullable=False, comment="When a courier first read it."),
+    UniqueConstraint("feed", "key"),
+    comment="What the alert feeds said, each once: a restarted courier never posts twice.",
+)
+Index(None, alerts.c.feed, alerts.c.seen_at)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True, comment="Message number."),
+    Column("kind", String(32), nullable=False, comment="cneos, gaia, mpec, failure, snippet ... (for routing)."),
+    Column("notifier", String(64), nullable=False, comment="config notifiers[].name it goes to."),
+    Column("text", Text, nullable=False, comment="Plain text (also the fallback of rich messages)."),
+    Column("blocks", JSON, nullable=True, comment="Slack Block Kit blocks, if any."),
+    Column("state", String(16), nullable=False, comment="pending, sent or failed (given up)."),
+    Column("attempts", Integer, nullable=False, comment="Posts tried."),
+    Column("next_try_at", UtcDateTime, nullable=False, comment="Not to be tried before this (backoff)."),
+    Column("created_at", UtcDateTime, nullable=False, comment="When it was made."),
+    Column("sent_at", UtcDateTime, nullable=True, comment="When the service took it."),
+    Column("last_error", Text, nullable=True, comment="Why the last post failed."),
+    comment="Messages to Slack and other services: kept until delivered, retried with backoff.",
+)
+Index(None, outbox.c.state, outbox.c.next_try_at)
+
+feed_state = Table(
+    "feed_state",
+    metadata,
+    Column("feed", String(16), primary_key=True, comment="cneos, gaia, maxi or mpec."),
+    Column("etag", String(256), nullable=True, comment="ETag of the last response (conditional GET)."),
+    Column("last_modified", String(64), nullable=True, comment="Last-Modified of the last response."),
+    Column("checked_at", UtcDateTime, nullable=False, comment="When it was last read."),
+    Column("status", String(256), nullable=False, comment="ok, not modified, or what went wrong."),
+    comment="Each feed's last read, for conditional GETs and the Alerts page.",
+)

@@ -1,0 +1,1 @@
+"""Couriers: alert feeds read, and messages delivered to Slack and other services."""

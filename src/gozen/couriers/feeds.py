@@ -1,0 +1,111 @@
+"""Parsing the alert feeds: JPL's close-approach API, the Gaia alerts CSV, the MPC's MPEC feed.
+
+Each parser returns the alerts it could read and, for every line or row it could not, the
+reason with the offending text; a bad row never stops the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+AU_IN_LD = 149_597_870.7 / 384_400.0  # 1 au in lunar distances (389.17)
+
+
+@dataclass(frozen=True)
+class Alert:
+    feed: str
+    key: str  # identity in the feed: a repeat has the same key
+    title: str
+    event_time: datetime | None
+    data: dict[str, Any]
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+
+
+@dataclass
+class Parsed:
+    alerts: list[Alert] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+
+def parse_cneos(text: str) -> Parsed:
+    """JPL SSD CAD API: {"signature", "count", "fields": [...], "data": [[...], ...]}."""
+    out = Parsed()
+    try:
+        doc = json.loads(text)
+        fields = list(doc["fields"])
+        rows = list(doc.get("data") or [])
+    except (ValueError, KeyError, TypeError) as err:
+        out.rejected.append(f"not a close-approach API answer: {err}: {text[:200]!r}")
+        return out
+    for row in rows:
+        try:
+            d = dict(zip(fields, row, strict=True))
+            when = datetime.strptime(d["cd"], "%Y-%b-%d %H:%M").replace(tzinfo=UTC)
+            dist = float(d["dist"])
+            h = float(d["h"])
+        except (ValueError, KeyError, TypeError) as err:
+            out.rejected.append(f"close approach row skipped ({err}): {row!r}")
+            continue
+        d["dist"], d["h"] = dist, h
+        out.alerts.append(Alert("cneos", f"{d['des']}|{d['cd']}", str(d["des"]), when, d))
+    return out
+
+
+GAIA_COLUMNS = ("Name", "Date", "RaDeg", "DecDeg", "AlertMag", "HistMag", "HistStdDev", "Class", "Comment")
+
+
+def parse_gaia(text: str) -> Parsed:
+    """Gaia Science Alerts CSV: `#Name,Date,RaDeg,DecDeg,AlertMag,HistMag,HistStdDev,Class,Comment,...`."""
+    out = Parsed()
+    lines = text.splitlines()
+    if not lines or not lines[0].lstrip("#").startswith("Name"):
+        out.rejected.append(f"not the Gaia alerts CSV (no header): {text[:200]!r}")
+        return out
+    header = [h.strip() for h in lines[0].lstrip("#").split(",")]
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            [row] = list(csv.reader(io.StringIO(line)))
+            if len(row) < len(GAIA_COLUMNS):
+                raise ValueError(f"{len(row)} fields, {len(GAIA_COLUMNS)} wanted")
+            d: dict[str, Any] = {h: v.strip() for h, v in zip(header, row, strict=False)}
+            when = datetime.strptime(d["Date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            ra, dec = float(d["RaDeg"]), float(d["DecDeg"])
+            d["AlertMag"] = float(d["AlertMag"]) if d["AlertMag"] else None
+        except (ValueError, KeyError) as err:
+            out.rejected.append(f"line {n} skipped ({err}): {line!r}")
+            continue
+        out.alerts.append(Alert("gaia", d["Name"], d["Name"], when, d, ra, dec))
+    return out
+
+
+def parse_mpec(text: str) -> Parsed:
+    """The MPC's RSS/Atom feed of recent MPECs (feedparser)."""
+    import feedparser
+
+    out = Parsed()
+    feed = feedparser.parse(text)
+    if feed.bozo and not feed.entries:
+        out.rejected.append(f"not an RSS/Atom feed: {feed.get('bozo_exception')}: {text[:200]!r}")
+        return out
+    for e in feed.entries:
+        title = str(e.get("title", "")).strip()
+        if not title.startswith("MPEC"):
+            out.rejected.append(f"entry skipped (not an MPEC): {title!r}")
+            continue
+        parsed = e.get("published_parsed") or e.get("updated_parsed")
+        when = datetime(*parsed[:6]).replace(tzinfo=UTC) if parsed else None
+        key = str(e.get("id") or e.get("link") or title)
+        data = {"title": title, "link": e.get("link"), "summary": e.get("summary", "")}
+        out.alerts.append(Alert("mpec", key, title, when, data))
+    return out
+
+
+PARSERS = {"cneos": parse_cneos, "gaia": parse_gaia, "mpec": parse_mpec}

@@ -1,0 +1,58 @@
+"""What the couriers say: plain text (the Slack fallback and every other service) and Block Kit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gozen.couriers.feeds import AU_IN_LD, Alert
+from gozen.sky import format_dec, format_ra
+
+CNEOS_TITLE = "CNEOS Close Approaches daily updates"
+
+
+def cneos_line(a: Alert) -> str:
+    """`2018-Jul-17 05:38±00:33, H=26.4, dist: 0.0036 au (1.4 LD)`, as the Tomo-e courier wrote it."""
+    d = a.data
+    dist = float(d["dist"])
+    return f"{d['cd']}±{d['t_sigma_f']}, H={float(d['h']):.1f}, dist: {dist:.4f} au ({dist * AU_IN_LD:.1f} LD)"
+
+
+def cneos_message(alerts: list[Alert]) -> tuple[str, list[dict[str, Any]]]:
+    lines = [CNEOS_TITLE]
+    for a in alerts:
+        lines += [a.title, cneos_line(a)]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": CNEOS_TITLE}}]
+    blocks += [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{a.title}*\n{cneos_line(a)}"}} for a in alerts[:48]
+    ]
+    return "\n".join(lines), blocks
+
+
+def gaia_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
+    d = a.data
+    link = f"https://gsaweb.ast.cam.ac.uk/alerts/alert/{a.title}/"
+    when = a.event_time.strftime("%Y-%m-%d %H:%M UTC") if a.event_time else "?"
+    pos = f"RA {format_ra(a.ra_deg or 0.0)} Dec {format_dec(a.dec_deg or 0.0)}"
+    hist = f" (was {d['HistMag']}±{d['HistStdDev']})" if d.get("HistMag") else ""
+    text = (
+        f"Gaia alert {a.title} ({d.get('Class') or 'unclassified'}): {when}, {pos}, G={d.get('AlertMag')}{hist}. "
+        f"{d.get('Comment', '')} {link}"
+    ).replace("  ", " ")
+    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": f"*<{link}|{a.title}>* {text}"}}]
+
+
+def mpec_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
+    when = a.event_time.strftime("%Y-%m-%d %H:%M UTC") if a.event_time else ""
+    link = a.data.get("link") or ""
+    text = f"{a.title} ({when}) {link}".strip()
+    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": f"*<{link}|{a.title}>* {when}"}}]
+
+
+def messages_for(feed: str, alerts: list[Alert]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """One digest for close approaches; one message per Gaia alert or MPEC."""
+    if not alerts:
+        return []
+    if feed == "cneos":
+        return [cneos_message(alerts)]
+    make = gaia_message if feed == "gaia" else mpec_message
+    return [make(a) for a in alerts]

@@ -1,0 +1,158 @@
+"""The outbox: every message is a row until a service has taken it; `courier:sender` posts them.
+
+Slack through slack_sdk's incoming-webhook client (text and Block Kit), any other service
+through apprise URLs. A 429 waits for its Retry-After; other failures back off, doubling up
+to an hour. Nothing is dropped: a message stays pending until delivered, and a service
+that fails, or comes back, is an event once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from gozen.config import Config, Notifier
+from gozen.db.events import record_event
+from gozen.db.tables import outbox
+from gozen.db.types import utcnow
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 3600.0
+
+
+def routes(cfg: Config, kind: str) -> list[Notifier]:
+    return [n for n in cfg.notifiers if "*" in n.kinds or kind in n.kinds]
+
+
+def enqueue(conn: Connection, cfg: Config, kind: str, text: str, blocks: list[dict[str, Any]] | None = None) -> int:
+    """Queue a message to every notifier its kind is routed to (in the caller's transaction)."""
+    now = utcnow()
+    targets = routes(cfg, kind)
+    rows = [
+        {
+            "kind": kind,
+            "notifier": n.name,
+            "text": text,
+            "blocks": blocks,
+            "state": "pending",
+            "attempts": 0,
+            "next_try_at": now,
+            "created_at": now,
+        }
+        for n in targets
+    ]
+    if not rows:  # kept, visible, never posted: there is nowhere to post it
+        rows = [
+            {
+                "kind": kind,
+                "notifier": "",
+                "text": text,
+                "blocks": blocks,
+                "state": "unrouted",
+                "attempts": 0,
+                "next_try_at": now,
+                "created_at": now,
+            }
+        ]
+    conn.execute(insert(outbox), rows)
+    return len(targets)
+
+
+@dataclass(frozen=True)
+class PostResult:
+    ok: bool
+    why: str = ""
+    retry_after_s: float | None = None
+
+
+def post(n: Notifier, text: str, blocks: list[dict[str, Any]] | None, timeout_s: float = 15.0) -> PostResult:
+    if n.kind == "slack":
+        from slack_sdk.webhook import WebhookClient
+
+        try:
+            r = WebhookClient(n.url, timeout=int(timeout_s)).send(text=text, blocks=blocks)
+        except Exception as err:  # connection refused, timeout, TLS: the service was not reached
+            return PostResult(False, f"{type(err).__name__}: {err}")
+        if 200 <= r.status_code < 300:
+            return PostResult(True)
+        retry = r.headers.get("Retry-After") or r.headers.get("retry-after")
+        after = float(retry[0] if isinstance(retry, list) else retry) if retry else None
+        return PostResult(False, f"HTTP {r.status_code}: {str(r.body)[:200]}", after)
+    import apprise
+
+    a = apprise.Apprise()
+    if not a.add(n.url):
+        return PostResult(False, f"apprise does not understand the URL of notifier {n.name!r}")
+    ok = a.notify(body=text, title="gozen")
+    return PostResult(bool(ok), "" if ok else "apprise could not deliver it (see the sender's log)")
+
+
+class Sender:
+    def __init__(self, cfg: Config, engine: Engine, host: str) -> None:
+        self.cfg, self.engine, self.host = cfg, engine, host
+        self.notifiers = {n.name: n for n in cfg.notifiers}
+        self.failing: set[str] = set()
+
+    def send_due(self, limit: int = 50) -> int:
+        """Post what is due; how many were delivered."""
+        now = utcnow()
+        with self.engine.connect() as conn:
+            due = conn.execute(
+                select(outbox)
+                .where(outbox.c.state == "pending", outbox.c.next_try_at <= now)
+                .order_by(outbox.c.id)
+                .limit(limit)
+            ).all()
+        sent = 0
+        tried: set[str] = set()
+        for m in due:
+            n = self.notifiers.get(m.notifier)
+            if n is None:
+                self.settle(m, PostResult(False, f"notifier {m.notifier!r} is no longer configured"))
+                continue
+            if m.notifier in self.failing and m.notifier in tried:
+                continue  # a service that is down gets one probe a pass; the rest wait their turn
+            tried.add(m.notifier)
+            result = post(n, m.text, m.blocks)
+            self.settle(m, result)
+            sent += result.ok
+        return sent
+
+    def settle(self, m: Any, r: PostResult) -> None:
+        attempts = m.attempts + 1
+        if r.ok:
+            values: dict[str, Any] = {"state": "sent", "sent_at": utcnow(), "attempts": attempts, "last_error": None}
+        else:
+            backoff = r.retry_after_s or min(MAX_BACKOFF_S, self.cfg.couriers.retry_base_s * 2 ** (attempts - 1))
+            values = {
+                "attempts": attempts,
+                "last_error": r.why[:2000],
+                "next_try_at": utcnow() + timedelta(seconds=backoff),
+            }
+            log.warning("%s: message %d not delivered (%s); retry in %.0f s", m.notifier, m.id, r.why, backoff)
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == m.id).values(**values))
+        if r.ok == (m.notifier in self.failing):  # the service's state changed: say it once
+            if r.ok:
+                self.failing.discard(m.notifier)
+            else:
+                self.failing.add(m.notifier)
+            record_event(
+                self.engine,
+                host=self.host,
+                source="courier:sender",
+                kind="notifier_ok" if r.ok else "notifier_failing",
+                subject=m.notifier,
+                severity="info" if r.ok else "warning",
+                message="delivering again" if r.ok else f"cannot deliver: {r.why}; messages are kept and retried",
+            )
+
+    def run(self) -> None:
+        while True:
+            if not self.send_due():
+                time.sleep(self.cfg.couriers.send_every_s)

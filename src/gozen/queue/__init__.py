@@ -1,0 +1,1 @@
+"""Queue observation: recipes, their store, the scheduler and queue:server."""

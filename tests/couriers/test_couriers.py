@@ -1,0 +1,221 @@
+"""Couriers against real HTTP servers on 127.0.0.1: one plays Slack, another serves the saved feeds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from gozen.config import Config, parse_config
+from gozen.couriers.courier import Courier
+from gozen.couriers.outbox import Sender
+from gozen.db.engine import make_engine
+from gozen.db.events import recent_events
+from gozen.db.migrate import upgrade
+from gozen.db.tables import alerts, outbox
+
+DATA = Path(__file__).parents[1] / "data" / "feeds"
+
+
+class Server:
+    """A ThreadingHTTPServer on 127.0.0.1 whose answers the test scripts."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.state = self  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class SlackHandler(BaseHTTPRequestHandler):
+    """Records every payload; answers from `script` (429 with Retry-After, 500) before 200 "ok"."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        st = self.server.state  # type: ignore[attr-defined]
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        st.received.append(body)
+        code = st.script.pop(0) if st.script else 200
+        self.send_response(code)
+        if code == 429:
+            self.send_header("Retry-After", "0")
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"ok" if code == 200 else b"rate_limited" if code == 429 else b"internal_error")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class FeedHandler(BaseHTTPRequestHandler):
+    """Serves files from DATA by path, with an ETag honoured by If-None-Match (304)."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        st = self.server.state  # type: ignore[attr-defined]
+        st.requests.append(dict(self.headers))
+        path = DATA / self.path.lstrip("/")
+        body = st.override.get(self.path) or path.read_bytes()
+        etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def slack() -> Iterator[Server]:
+    s = Server(SlackHandler)
+    s.received, s.script = [], []  # type: ignore[attr-defined]
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def feeds() -> Iterator[Server]:
+    s = Server(FeedHandler)
+    s.requests, s.override = [], {}  # type: ignore[attr-defined]
+    yield s
+    s.close()
+
+
+def setup(tmp: Path, slack: Server, feeds: Server) -> tuple[Config, Engine]:
+    cfg = parse_config(
+        {
+            "data_dir": str(tmp / "var"),
+            "notifiers": [{"name": "tomoe-slack", "kind": "slack", "url": f"{slack.url}/services/T0/B0/x"}],
+            "couriers": {
+                "cneos": {"url": f"{feeds.url}/cneos-cad.json", "timeout_s": 5},
+                "gaia": {"url": f"{feeds.url}/gaia-alerts.csv", "timeout_s": 5},
+                "mpec": {"url": f"{feeds.url}/mpec.xml", "timeout_s": 5},
+                "retry_base_s": 0.01,
+            },
+        }
+    )
+    engine = make_engine(f"sqlite:///{tmp / 'c.db'}")
+    upgrade(engine)
+    return cfg, engine
+
+
+def test_cneos_daily_update_is_posted_exactly_as_the_tomoe_courier_wrote_it(
+    tmp_path: Path, slack: Server, feeds: Server
+) -> None:
+    cfg, engine = setup(tmp_path, slack, feeds)
+    assert len(Courier(cfg, engine, "gozen", "cneos").poll_once().new) == 3
+    assert Sender(cfg, engine, "gozen").send_due() == 1
+    [payload] = slack.received  # type: ignore[attr-defined]
+    assert payload["text"] == (
+        "CNEOS Close Approaches daily updates\n"
+        "2018 NM\n"
+        "2018-Jul-17 05:38±00:33, H=26.4, dist: 0.0036 au (1.4 LD)\n"
+        "2018 NW\n"
+        "2018-Jul-18 09:40±< 00:01, H=25.7, dist: 0.0300 au (11.7 LD)\n"
+        "2026 WB1\n"
+        "2026-Nov-27 07:29±1_02:14, H=27.9, dist: 0.0128 au (5.0 LD)"
+    )
+    assert payload["blocks"][0] == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": "CNEOS Close Approaches daily updates"},
+    }
+    assert (
+        payload["blocks"][1]["text"]["text"] == "*2018 NM*\n2018-Jul-17 05:38±00:33, H=26.4, dist: 0.0036 au (1.4 LD)"
+    )
+
+
+def test_a_restarted_courier_never_posts_twice_and_uses_conditional_gets(
+    tmp_path: Path, slack: Server, feeds: Server
+) -> None:
+    cfg, engine = setup(tmp_path, slack, feeds)
+    for feed in ("cneos", "gaia", "mpec"):
+        Courier(cfg, engine, "gozen", feed).poll_once()
+    again = [Courier(cfg, engine, "gozen", f).poll_once() for f in ("cneos", "gaia", "mpec")]  # "restarted"
+    assert [r.status for r in again] == ["not modified"] * 3 and not any(r.new for r in again)
+    assert feeds.requests[-1]["If-None-Match"]  # type: ignore[attr-defined]
+    feeds.override["/gaia-alerts.csv"] = (DATA / "gaia-alerts.csv").read_bytes() + (  # type: ignore[attr-defined]
+        b"Gaia26dxb,2026-11-25 02:10:00,120.5,-5.25,15.9,18.2,0.3,unknown,new today,\n"
+    )
+    r = Courier(cfg, engine, "gozen", "gaia").poll_once()
+    assert [a.title for a in r.new] == ["Gaia26dxb"]  # only the new line makes a message
+    Sender(cfg, engine, "gozen").send_due()
+    texts = [p["text"] for p in slack.received]  # type: ignore[attr-defined]
+    assert len(texts) == 1 + 3 + 2 + 1 and len(set(texts)) == len(texts)
+    with engine.connect() as conn:
+        assert len(conn.execute(select(alerts.c.id)).all()) == 3 + 3 + 2 + 1
+
+
+def test_malformed_lines_are_logged_and_skipped_and_the_courier_goes_on(
+    tmp_path: Path, slack: Server, feeds: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg, engine = setup(tmp_path, slack, feeds)
+    with caplog.at_level(logging.WARNING):
+        r = Courier(cfg, engine, "gozen", "gaia").poll_once()
+    assert [a.title for a in r.new] == ["Gaia26dxa", "Gaia26dwz", "Gaia26dwx"]
+    assert any("line 4 skipped" in m and "this line is broken" in m for m in caplog.messages)
+    assert any("line 5 skipped" in m and "not-a-number" in m for m in caplog.messages)
+    feeds.override["/cneos-cad.json"] = b"<html>502 Bad Gateway</html>"  # type: ignore[attr-defined]
+    bad = Courier(cfg, engine, "gozen", "cneos").poll_once()
+    assert bad.new == [] and "not a close-approach API answer" in bad.rejected[0]
+    Sender(cfg, engine, "gozen").send_due()
+    gaia = [p["text"] for p in slack.received]  # type: ignore[attr-defined]
+    assert gaia[0].startswith("Gaia alert Gaia26dxa (SN Ia): 2026-11-24 21:33 UTC, RA 03:14:52.40 Dec +31:51:55.8")
+    assert "G=17.58 (was 19.96±0.33)" in gaia[0] and "https://gsaweb.ast.cam.ac.uk/alerts/alert/Gaia26dxa/" in gaia[0]
+
+
+def test_429_and_500_are_retried_and_nothing_is_lost(tmp_path: Path, slack: Server, feeds: Server) -> None:
+    cfg, engine = setup(tmp_path, slack, feeds)
+    Courier(cfg, engine, "gozen", "mpec").poll_once()
+    slack.script += [429, 500, 500]  # type: ignore[attr-defined]
+    sender = Sender(cfg, engine, "gozen")
+    import time
+
+    for _ in range(40):
+        sender.send_due()
+        time.sleep(0.05)
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.state, outbox.c.attempts, outbox.c.last_error).order_by(outbox.c.id)).all()
+    assert [r.state for r in rows] == ["sent", "sent"]
+    assert sum(r.attempts for r in rows) == 2 + 3  # each delivered once; three refusals in between
+    delivered = [p["text"] for p in slack.received if p]  # type: ignore[attr-defined]
+    assert sorted(set(delivered)) == sorted(
+        {
+            "MPEC 2026-W112 : 2026 WB1 (2026-11-24 20:14 UTC) https://www.minorplanetcenter.net/mpec/K26/K26WB2.html",
+            "MPEC 2026-W111 : DAILY ORBIT UPDATE (2026 NOV. 24 UT) (2026-11-24 09:02 UTC) "
+            "https://www.minorplanetcenter.net/mpec/K26/K26WB1.html",
+        }
+    )
+    kinds = [e.kind for e in reversed(recent_events(engine, 10))]
+    assert kinds == ["notifier_failing", "notifier_ok"]  # said once each, not once per refusal
+
+
+def test_an_unreachable_feed_is_an_event_once_and_the_courier_keeps_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = parse_config(
+        {"data_dir": str(tmp_path / "var"), "couriers": {"cneos": {"url": "http://127.0.0.1:9/x", "timeout_s": 1}}}
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    upgrade(engine)
+    c = Courier(cfg, engine, "gozen", "cneos")
+    import gozen.couriers.courier as courier_module
+
+    monkeypatch.setattr(courier_module.time, "sleep", lambda s: None)  # no backoff waits in the test
+    assert c.poll_once().new == [] and c.poll_once().new == []
+    events = recent_events(engine, 10, kind="feed_failing")
+    assert len(events) == 1 and "ConnectError" in events[0].message
