@@ -138,6 +138,10 @@ def run_courier(cfg: Config, host: str, engine: Engine, which: str) -> None:
         from gozen.couriers.outbox import Sender
 
         Sender(cfg, engine, host).run()
+    elif which == "watch":
+        from gozen.couriers.watch import Watcher
+
+        Watcher(cfg, engine, host).run()
     else:
         from gozen.couriers.courier import Courier
 
@@ -171,7 +175,7 @@ def component(name: str) -> Callable[[Config], None] | None:
         return _program(lambda cfg, host, engine: run_daq(cfg, host, engine, name.removeprefix("daq-")))
     if re.fullmatch(r"monitor-(telescope|weather|gpstime|temperature|power|safety)", name):
         return _program(lambda cfg, host, engine: run_monitor(cfg, host, engine, name.removeprefix("monitor-")))
-    if re.fullmatch(r"courier-(cneos|gaia|mpec|sender)", name):
+    if re.fullmatch(r"courier-(cneos|gaia|mpec|watch|sender)", name):
         return _program(lambda cfg, host, engine: run_courier(cfg, host, engine, name.removeprefix("courier-")))
     if name == "queue-server":
         from gozen.queue.server import run_queue_server

@@ -323,11 +323,44 @@ class Feed(Model):
     timeout_s: float = Field(30.0, gt=0, description="HTTP timeout.")
 
 
+class FollowUp(Model):
+    feed: Literal["gaia"] = Field(..., description="Which feed's alerts this rule looks at.")
+    min_dec_deg: float = Field(-30.0, ge=-90, le=90, description="Only alerts north of this declination.")
+    classes: list[str] | None = Field(None, description="Only these classes (default: any).")
+    priority: Literal["low", "normal", "high", "interrupt"] = Field("interrupt", description="Recipe priority.")
+    frames: int = Field(12, ge=1, description="Frames per exposure.")
+    count: int = Field(3, ge=1, description="Exposures.")
+    window_hours: float = Field(12.0, gt=0, description="The recipe may start within this many hours.")
+
+
 class Couriers(Model):
     cneos: Feed = Field(default_factory=Feed, description="JPL SSD close-approach API (JSON).")
     gaia: Feed = Field(default_factory=Feed, description="Gaia Science Alerts CSV.")
     mpec: Feed = Field(default_factory=Feed, description="Minor Planet Center MPEC RSS/Atom feed.")
     send_every_s: float = Field(2.0, gt=0, description="How often courier:sender looks at the outbox.")
+    failure_kinds: list[str] = Field(
+        default_factory=lambda: [
+            "process_exited",
+            "disk_warn",
+            "disk_alarm",
+            "disk_offline",
+            "pool_degraded",
+            "pool_errors",
+            "frames_lost",
+            "recipe_failed",
+            "safety_changed",
+            "device_unreachable",
+            "archive_export_failing",
+            "retention_blocked",
+            "replica_corrupted",
+            "replica_missing",
+        ],
+        description="Events (warnings and errors) told at once, as messages of kind `failure`.",
+    )
+    group_window_s: float = Field(
+        600.0, gt=0, description="Repeats of one event (kind and subject) within this are told as one count."
+    )
+    followups: list[FollowUp] = Field(default_factory=list, description="Rules turning alerts into queue recipes.")
     retry_base_s: float = Field(5.0, gt=0, description="First retry of a failed post; doubles, up to an hour.")
 
 
@@ -348,9 +381,7 @@ class Config(Model):
     )
     camera: Camera = Field(default_factory=Camera, description="The multi-chip camera.")
     daq_volumes: list[Volume] = Field(
-        default_factory=lambda: [
-            Volume(name=f"daq-vol{i}", path=Path(f"daq/vol{i}"), max_bytes=2**30) for i in (1, 2)
-        ],
+        default_factory=lambda: [Volume(name=f"daq-vol{i}", path=Path(f"daq/vol{i}"), max_bytes=2**30) for i in (1, 2)],
         min_length=1,
         description="Volumes the DAQ writes FITS files to, striped by free space.",
     )

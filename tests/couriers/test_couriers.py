@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 
 from gozen.config import Config, parse_config
 from gozen.couriers.courier import Courier
+from gozen.couriers.feeds import parse_gaia
 from gozen.couriers.outbox import Sender
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
@@ -219,3 +220,81 @@ def test_an_unreachable_feed_is_an_event_once_and_the_courier_keeps_going(
     assert c.poll_once().new == [] and c.poll_once().new == []
     events = recent_events(engine, 10, kind="feed_failing")
     assert len(events) == 1 and "ConnectError" in events[0].message
+
+
+def test_failures_are_told_at_once_and_repeats_grouped(tmp_path: Path, slack: Server, feeds: Server) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gozen.couriers.watch import Watcher
+    from gozen.db.events import record_event
+
+    cfg, engine = setup(tmp_path, slack, feeds)
+    watcher = Watcher(cfg, engine, "gozen")
+    record_event(
+        engine, host="old", source="x", kind="process_exited", subject="a:b", message="before", severity="error"
+    )
+    assert watcher.pass_once() == 0  # history before the first start is not told
+    t0 = datetime.now(UTC)
+
+    def event(kind: str, subject: str, severity: str = "error", minutes: float = 0.0) -> None:
+        record_event(
+            engine,
+            host="daq1",
+            source="supervisord",
+            kind=kind,
+            subject=subject,
+            severity=severity,
+            message=f"{subject} went wrong",
+            time=t0 + timedelta(minutes=minutes),
+        )
+
+    event("process_exited", "daq:writer-01")
+    for m in (1, 2, 3):
+        event("process_exited", "daq:writer-01", minutes=m)  # a crash loop
+    event("process_state", "daq:writer-02", severity="info")  # not a failure
+    event("safety_changed", "safe_to_observe", severity="info")  # safe again: not a failure
+    event("pool_degraded", "data", minutes=4)
+    assert watcher.pass_once(now=t0 + timedelta(minutes=5)) == 2
+    assert watcher.pass_once(now=t0 + timedelta(minutes=11)) == 1  # the crash loop's window closed: its count
+    Sender(cfg, engine, "gozen").send_due()
+    texts = [p["text"] for p in slack.received]  # type: ignore[attr-defined]
+    assert texts == [
+        ":rotating_light: daq1 · process_exited · daq:writer-01: daq:writer-01 went wrong",
+        ":rotating_light: daq1 · pool_degraded · data: data went wrong",
+        ":repeat: daq1 · process_exited · daq:writer-01: 3 more within 10 minutes of the first",
+    ]
+    assert Watcher(cfg, engine, "gozen").pass_once(now=t0 + timedelta(minutes=20)) == 0  # restarted: nothing twice
+
+
+def test_an_alert_north_of_the_limit_becomes_one_interrupt_recipe(tmp_path: Path, slack: Server, feeds: Server) -> None:
+    from gozen.queue import store
+
+    cfg, engine = setup(tmp_path, slack, feeds)
+    cfg = cfg.model_copy(
+        update={
+            "couriers": cfg.couriers.model_copy(
+                update={
+                    "followups": [
+                        parse_config(
+                            {
+                                "couriers": {
+                                    "followups": [{"feed": "gaia", "min_dec_deg": -20, "classes": ["SN Ia", "CV"]}]
+                                }
+                            }
+                        ).couriers.followups[0]
+                    ]
+                }
+            )
+        }
+    )
+    Courier(cfg, engine, "gozen", "gaia").poll_once()
+    queued = store.queued(engine)
+    assert sorted(r.name for r in queued) == ["Queue-Observer GAIA Gaia26dwx", "Queue-Observer GAIA Gaia26dxa"]
+    r = next(r for r in queued if r.name.endswith("Gaia26dxa"))
+    assert r.priority == "interrupt" and (r.ra_deg, r.dec_deg) == (48.71834, 31.86551)
+    with engine.connect() as conn:
+        made = dict(conn.execute(select(alerts.c.title, alerts.c.followup_uuid)).all())
+    assert made["Gaia26dxa"] == r.uuid and made["Gaia26dwz"] is None  # a YSO at -21 deg: no rule matches
+    again = parse_gaia((DATA / "gaia-alerts.csv").read_text()).alerts
+    Courier(cfg, engine, "gozen", "gaia").follow_up(again)  # the same alerts once more: still one recipe each
+    assert len(store.queued(engine)) == 2

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gozen.config import Config, Feed
@@ -121,7 +123,55 @@ class Courier:
                     enqueue(conn, self.cfg, self.feed, text, blocks)
         except IntegrityError:
             return []  # another courier of the same feed stored them first
+        self.follow_up(new)
         return new
+
+    def follow_up(self, new: list[Alert]) -> None:
+        """Turn alerts that match a rule into queue recipes: one each, whatever happens (its uuid comes
+        from the alert, so a second try is refused as a duplicate)."""
+        from gozen.queue import store
+        from gozen.queue.recipe import RecipeError, parse_recipe
+
+        for rule in self.cfg.couriers.followups:
+            if rule.feed != self.feed:
+                continue
+            for a in new:
+                if a.ra_deg is None or a.dec_deg is None or a.dec_deg < rule.min_dec_deg:
+                    continue
+                if rule.classes is not None and a.data.get("Class") not in rule.classes:
+                    continue
+                now = utcnow()
+                body = {
+                    "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"gozen:followup:{a.feed}:{a.key}")),
+                    "name": f"Queue-Observer {a.feed.upper()} {a.title}",
+                    "description": f"follow-up of {a.feed} alert {a.title}",
+                    "project": f"followup-{a.feed}",
+                    "priority": rule.priority,
+                    "window": {"not_after": (now + timedelta(hours=rule.window_hours)).isoformat()},
+                    "steps": [
+                        {"slew": {"ra_deg": a.ra_deg % 360, "dec_deg": a.dec_deg}},
+                        {"expose": {"object": a.title, "frames": rule.frames, "fps": 2.0, "count": rule.count}},
+                    ],
+                }
+                try:
+                    row = store.submit(self.engine, parse_recipe(body), f"courier:{self.feed}", {})
+                except RecipeError as err:
+                    log.warning("%s: no follow-up for %s: %s", self.feed, a.title, err)
+                    continue
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        update(alerts)
+                        .where(alerts.c.feed == a.feed, alerts.c.key == a.key)
+                        .values(followup_uuid=row.uuid)
+                    )
+                record_event(
+                    self.engine,
+                    host=self.host,
+                    source=f"courier:{self.feed}",
+                    kind="followup_queued",
+                    subject=a.title,
+                    message=f"{row.name} queued ({rule.priority}) from the {a.feed} alert",
+                )
 
     def remember(self, status: str, keep: dict[str, str], keep_validators: bool = False) -> None:
         with self.engine.begin() as conn:

@@ -296,6 +296,7 @@ alerts = Table(
     Column("dec_deg", Float, nullable=True, comment="Position Dec (deg), if any."),
     Column("data", JSON, nullable=False, comment="Its fields as read from the feed."),
     Column("seen_at", UtcDateTime, nullable=False, comment="When a courier first read it."),
+    Column("followup_uuid", String(36), nullable=True, comment="The queue recipe a follow-up rule made of it."),
     UniqueConstraint("feed", "key"),
     comment="What the alert feeds said, each once: a restarted courier never posts twice.",
 )
@@ -327,5 +328,6 @@ feed_state = Table(
     Column("last_modified", String(64), nullable=True, comment="Last-Modified of the last response."),
     Column("checked_at", UtcDateTime, nullable=False, comment="When it was last read."),
     Column("status", String(256), nullable=False, comment="ok, not modified, or what went wrong."),
+    Column("cursor", BigInteger, nullable=True, comment="For feed 'events': the last event turned into messages."),
     comment="Each feed's last read, for conditional GETs and the Alerts page.",
 )

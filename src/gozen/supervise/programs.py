@@ -73,6 +73,7 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
     if "couriers" in host.roles:
         feeds = [f for f in ("cneos", "gaia", "mpec") if getattr(cfg.couriers, f).url]
         programs += [gozen_program("courier", f, f"courier-{f}") for f in feeds]
+        programs.append(gozen_program("courier", "watch", "courier-watch"))
         programs.append(gozen_program("courier", "sender", "courier-sender"))
     if "web" in host.roles:
         programs.append(gozen_program("www", "dashboard", "dashboard"))

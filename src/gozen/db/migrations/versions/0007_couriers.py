@@ -25,13 +25,14 @@ def upgrade() -> None:
             "key", sa.String(128), nullable=False, comment="Its identity in the feed (designation + time, name, id)."
         ),
         sa.Column("title", sa.String(256), nullable=False, comment="Name or designation."),
-        sa.Column(
-            "event_time", UtcDateTime, nullable=True, comment="When it happened (close approach, alert, issue)."
-        ),
+        sa.Column("event_time", UtcDateTime, nullable=True, comment="When it happened (close approach, alert, issue)."),
         sa.Column("ra_deg", sa.Float, nullable=True, comment="Position RA (deg), if any."),
         sa.Column("dec_deg", sa.Float, nullable=True, comment="Position Dec (deg), if any."),
         sa.Column("data", sa.JSON, nullable=False, comment="Its fields as read from the feed."),
         sa.Column("seen_at", UtcDateTime, nullable=False, comment="When a courier first read it."),
+        sa.Column(
+            "followup_uuid", sa.String(36), nullable=True, comment="The queue recipe a follow-up rule made of it."
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_alerts"),
         sa.UniqueConstraint("feed", "key", name="uq_alerts_feed_key"),
         comment="What the alert feeds said, each once: a restarted courier never posts twice.",
@@ -63,6 +64,9 @@ def upgrade() -> None:
         sa.Column("last_modified", sa.String(64), nullable=True, comment="Last-Modified of the last response."),
         sa.Column("checked_at", UtcDateTime, nullable=False, comment="When it was last read."),
         sa.Column("status", sa.String(256), nullable=False, comment="ok, not modified, or what went wrong."),
+        sa.Column(
+            "cursor", sa.BigInteger, nullable=True, comment="For feed 'events': the last event turned into messages."
+        ),
         sa.PrimaryKeyConstraint("feed", name="pk_feed_state"),
         comment="Each feed's last read, for conditional GETs and the Alerts page.",
     )
