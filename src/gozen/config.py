@@ -361,6 +361,12 @@ class Couriers(Model):
         600.0, gt=0, description="Repeats of one event (kind and subject) within this are told as one count."
     )
     followups: list[FollowUp] = Field(default_factory=list, description="Rules turning alerts into queue recipes.")
+    snippet_at: str = Field(
+        "01:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="When the daily ZFS snippets are posted (HH:MM).",
+    )
+    timezone: str = Field("Asia/Tokyo", description="Time zone of snippet_at (IANA name).")
     retry_base_s: float = Field(5.0, gt=0, description="First retry of a failed post; doubles, up to an hour.")
 
 

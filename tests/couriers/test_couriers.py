@@ -298,3 +298,30 @@ def test_an_alert_north_of_the_limit_becomes_one_interrupt_recipe(tmp_path: Path
     again = parse_gaia((DATA / "gaia-alerts.csv").read_text()).alerts
     Courier(cfg, engine, "gozen", "gaia").follow_up(again)  # the same alerts once more: still one recipe each
     assert len(store.queued(engine)) == 2
+
+
+def test_the_daily_zfs_snippet_goes_out_once_at_one_in_the_morning(
+    tmp_path: Path, slack: Server, feeds: Server
+) -> None:
+    from datetime import UTC, datetime
+
+    from gozen.couriers.watch import Watcher
+    from gozen.monitors.board import Reading, publish
+
+    cfg, engine = setup(tmp_path, slack, feeds)
+    status = (Path(__file__).parents[1] / "data" / "zpool").glob("status-*.txt")
+    text = sorted(status)[0].read_text()
+    for host in ("tomoebuf-node0", "tomoebuf-node1"):
+        publish(
+            engine,
+            "storage:zfsmonitor",
+            [Reading(f"zfs.{host}.available", True, "", 600), Reading(f"zfs.{host}.data.status_text", text, "", 600)],
+        )
+    w = Watcher(cfg, engine, "gozen")
+    assert w.pass_once(now=datetime(2026, 11, 25, 15, 59, tzinfo=UTC)) == 0  # 00:59 in Japan
+    assert w.pass_once(now=datetime(2026, 11, 25, 16, 0, tzinfo=UTC)) == 2  # 01:00: one per node
+    assert w.pass_once(now=datetime(2026, 11, 25, 16, 30, tzinfo=UTC)) == 0  # once a day
+    Sender(cfg, engine, "gozen").send_due()
+    first = slack.received[0]["text"]  # type: ignore[attr-defined]
+    assert first.startswith("zfs pool status on tomoebuf-node0\n```\n2026-11-26 01:00 JST\n")
+    assert "pool: data" in first and first.endswith("```")

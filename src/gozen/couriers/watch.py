@@ -1,5 +1,9 @@
 """`courier:watch`: failures told at once, repeats grouped; the daily ZFS snippets.
 
+Every day at `couriers.snippet_at` (`couriers.timezone`; 01:00 in Japan by default) each
+storage node's `zpool status` text from the board goes out as "zfs pool status on <node>",
+posted as a preformatted message (the incoming webhook carries no files).
+
 Reads the events table from where it stopped (its cursor is kept with the messages it
 queues, in one transaction: nothing told twice, nothing skipped). An event of a configured
 kind with severity warning or error becomes a `failure` message; the same kind on the same
@@ -14,16 +18,18 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from gozen.config import Config
 from gozen.couriers.outbox import enqueue
-from gozen.db.tables import events, feed_state
+from gozen.db.tables import events, feed_state, status
 from gozen.db.types import utcnow
 
 log = logging.getLogger(__name__)
 CURSOR = "events"
+SNIPPETS = "snippets"
 ICON = {"error": ":rotating_light:", "warning": ":warning:"}
 
 
@@ -84,7 +90,32 @@ class Watcher:
             last = rows[-1].id if rows else start
             conn.execute(delete(feed_state).where(feed_state.c.feed == CURSOR))
             conn.execute(insert(feed_state).values(feed=CURSOR, checked_at=now, status="ok", cursor=last))
+            told += self.snippets(conn, now)
         return told
+
+    def snippets(self, conn: Connection, now: datetime) -> int:
+        """Once a day at snippet_at (local time): "zfs pool status on <node>" for each node with ZFS."""
+        local = now.astimezone(ZoneInfo(self.cfg.couriers.timezone))
+        hh, mm = (int(x) for x in self.cfg.couriers.snippet_at.split(":"))
+        if (local.hour, local.minute) < (hh, mm):
+            return 0
+        today = local.date().isoformat()
+        done = conn.execute(select(feed_state.c.status).where(feed_state.c.feed == SNIPPETS)).scalar()
+        if done == today:
+            return 0
+        board = {r.key: r for r in conn.execute(select(status).where(status.c.key.startswith("zfs.")))}
+        hosts = sorted(k.split(".")[1] for k, r in board.items() if k.endswith(".available") and r.value is True)
+        for host in hosts:
+            texts = [
+                r.value for k, r in sorted(board.items()) if k.startswith(f"zfs.{host}.") and k.endswith(".status_text")
+            ]
+            body = "\n\n".join(str(t).rstrip() for t in texts) or "(no pools)"
+            enqueue(
+                conn, self.cfg, "snippet", f"zfs pool status on {host}\n```\n{local:%Y-%m-%d %H:%M %Z}\n{body}\n```"
+            )
+        conn.execute(delete(feed_state).where(feed_state.c.feed == SNIPPETS))
+        conn.execute(insert(feed_state).values(feed=SNIPPETS, checked_at=now, status=today))
+        return len(hosts)
 
     def flush(self, conn: Connection, g: Group) -> int:
         if not g.repeats:

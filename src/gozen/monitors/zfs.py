@@ -1,7 +1,7 @@
 """`storage:zfsmonitor`: ZFS pools' health, capacity, device errors and scrub, from `zpool`.
 
 Health changes and new read/write/checksum errors are events; the full `zpool status`
-text is kept on the board (`zfs.<pool>.status_text`) for the daily storage report. A host
+text is kept on the board (`zfs.<host>.<pool>.status_text`) for the daily storage report. A host
 without ZFS says so once and then only checks again now and then: never a crash loop.
 """
 
@@ -131,7 +131,7 @@ class ZfsMonitor:
         parse_list(listing, pools)
         readings = [Reading(f"zfs.{self.host}.available", True, "", ttl)]
         for p in pools.values():
-            k = f"zfs.{p.name}"
+            k = f"zfs.{self.host}.{p.name}"  # pools of one name on several nodes stay apart
             readings += [
                 Reading(f"{k}.state", p.state, "", ttl),
                 Reading(f"{k}.capacity_pct", p.capacity_pct, "%", ttl),

@@ -102,7 +102,6 @@ def rsync_verified(src: Path, dest_dir: str, checksum: str, timeout_s: float) ->
         raise ReplicaMismatch(f"{dest_dir}/{src.name}: the copy's checksum differs from the DAQ copy's")
 
 
-
 class CopyAgent:
     def __init__(self, cfg: Config, engine: Engine, host: str, name: str) -> None:
         self.cfg, self.engine, self.host, self.name = cfg, engine, host, name

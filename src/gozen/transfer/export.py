@@ -149,9 +149,16 @@ class Exporter:
     # -- send ---------------------------------------------------------------
     def send_pending(self, result: ExportPass) -> None:
         with self.engine.connect() as conn:
-            packages = conn.execute(
-                select(exports.c.package).where(exports.c.state == "packaged").distinct().order_by(exports.c.package)
-            ).scalars().all()
+            packages = (
+                conn.execute(
+                    select(exports.c.package)
+                    .where(exports.c.state == "packaged")
+                    .distinct()
+                    .order_by(exports.c.package)
+                )
+                .scalars()
+                .all()
+            )
         for package in packages:
             try:
                 result.exported += self.send_package(package)

@@ -14,7 +14,7 @@ from gozen import __version__
 from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.durations import uptime_words
-from gozen.web import data, events, health, login, monitors, processes, queue
+from gozen.web import alerts, data, events, health, login, monitors, processes, queue
 from gozen.web.auth import Authenticator, session_secret
 
 HERE = Path(__file__).parent
@@ -39,6 +39,6 @@ def create_app(cfg: Config) -> FastAPI:
         max_age=7 * 86400,
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (health, login, processes, data, events, monitors, queue):
+    for module in (health, login, processes, data, events, monitors, queue, alerts):
         app.include_router(module.router)
     return app

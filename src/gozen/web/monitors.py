@@ -59,8 +59,13 @@ def _history(request: Request, key: str, since: str | None, until: str | None) -
     t0 = parse_time(since, now - timedelta(hours=24), "since")
     t1 = parse_time(until, now, "until")
     points = history(request.app.state.engine, key, t0, t1, HISTORY_LIMIT)
-    return {"key": key, "unit": known[key], "since": t0.isoformat(), "until": t1.isoformat(),
-            "points": [[t.isoformat(), v] for t, v in points]}
+    return {
+        "key": key,
+        "unit": known[key],
+        "since": t0.isoformat(),
+        "until": t1.isoformat(),
+        "points": [[t.isoformat(), v] for t, v in points],
+    }
 
 
 @router.get("/api/status")
