@@ -175,7 +175,7 @@ def component(name: str) -> Callable[[Config], None] | None:
         return _program(lambda cfg, host, engine: run_daq(cfg, host, engine, name.removeprefix("daq-")))
     if re.fullmatch(r"monitor-(telescope|weather|gpstime|temperature|power|safety)", name):
         return _program(lambda cfg, host, engine: run_monitor(cfg, host, engine, name.removeprefix("monitor-")))
-    if re.fullmatch(r"courier-(cneos|gaia|mpec|watch|sender)", name):
+    if re.fullmatch(r"courier-(cneos|gaia|mpec|maxi|watch|sender)", name):
         return _program(lambda cfg, host, engine: run_courier(cfg, host, engine, name.removeprefix("courier-")))
     if name == "queue-server":
         from gozen.queue.server import run_queue_server

@@ -324,7 +324,7 @@ class Feed(Model):
 
 
 class FollowUp(Model):
-    feed: Literal["gaia"] = Field(..., description="Which feed's alerts this rule looks at.")
+    feed: Literal["gaia", "maxi"] = Field(..., description="Which feed's alerts this rule looks at.")
     min_dec_deg: float = Field(-30.0, ge=-90, le=90, description="Only alerts north of this declination.")
     classes: list[str] | None = Field(None, description="Only these classes (default: any).")
     priority: Literal["low", "normal", "high", "interrupt"] = Field("interrupt", description="Recipe priority.")
@@ -337,6 +337,7 @@ class Couriers(Model):
     cneos: Feed = Field(default_factory=Feed, description="JPL SSD close-approach API (JSON).")
     gaia: Feed = Field(default_factory=Feed, description="Gaia Science Alerts CSV.")
     mpec: Feed = Field(default_factory=Feed, description="Minor Planet Center MPEC RSS/Atom feed.")
+    maxi: Feed = Field(default_factory=Feed, description="MAXI GCN notices (classic text) from a page or feed.")
     send_every_s: float = Field(2.0, gt=0, description="How often courier:sender looks at the outbox.")
     failure_kinds: list[str] = Field(
         default_factory=lambda: [

@@ -325,3 +325,28 @@ def test_the_daily_zfs_snippet_goes_out_once_at_one_in_the_morning(
     first = slack.received[0]["text"]  # type: ignore[attr-defined]
     assert first.startswith("zfs pool status on tomoebuf-node0\n```\n2026-11-26 01:00 JST\n")
     assert "pool: data" in first and first.endswith("```")
+
+
+def test_a_maxi_transient_north_of_minus_30_becomes_queue_observer_maxi(
+    tmp_path: Path, slack: Server, feeds: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gozen.queue import store
+
+    cfg, engine = setup(tmp_path, slack, feeds)
+    maxi = parse_config(
+        {"couriers": {"maxi": {"url": f"{feeds.url}/maxi-notices.txt"}, "followups": [{"feed": "maxi"}]}}
+    ).couriers
+    cfg = cfg.model_copy(
+        update={"couriers": cfg.couriers.model_copy(update={"maxi": maxi.maxi, "followups": maxi.followups})}
+    )
+    with caplog.at_level(logging.WARNING):
+        r = Courier(cfg, engine, "gozen", "maxi").poll_once()
+    assert [a.title for a in r.new] == ["11 45+01", "18 00-45"]
+    assert any("notice skipped" in m and "garbled" in m for m in caplog.messages)
+    [recipe] = store.queued(engine)
+    assert (recipe.name, recipe.priority) == ("Queue-Observer MAXI 11 45+01", "interrupt")
+    Sender(cfg, engine, "gozen").send_due()
+    first = slack.received[0]["text"]  # type: ignore[attr-defined]
+    assert first.startswith(
+        "MAXI MAXI Unknown Source 11 45+01 (trigger 9181634): 2026-11-24 13:45:12 UTC, RA 11:45:00.00"
+    )

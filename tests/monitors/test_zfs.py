@@ -55,7 +55,8 @@ def test_a_pool_going_degraded_and_back_is_two_events_and_on_the_board(
         publish(engine, "storage:zfsmonitor", mon.sample())
         if state == "degraded":
             board = snapshot(engine, "zfs.")
-            assert board.get("zfs.buf-node0.data.state").value == "DEGRADED" and board.number("zfs.buf-node0.data.write_errors") == 112
+            assert board.get("zfs.buf-node0.data.state").value == "DEGRADED"
+            assert board.number("zfs.buf-node0.data.write_errors") == 112
             assert "sdb     FAULTED" in board.get("zfs.buf-node0.data.status_text").value
     kinds = [(e.kind, e.severity) for e in reversed(recent_events(engine, 20))]
     assert kinds == [("pool_degraded", "error"), ("pool_errors", "error"), ("pool_healthy", "info")]

@@ -108,4 +108,44 @@ def parse_mpec(text: str) -> Parsed:
     return out
 
 
-PARSERS = {"cneos": parse_cneos, "gaia": parse_gaia, "mpec": parse_mpec}
+def maxi_name(ra_deg: float, dec_deg: float) -> str:
+    """`11 45+01`: RA hours and minutes, Dec degrees, as the Tomo-e queue named MAXI follow-ups."""
+    ra_min = int(round(ra_deg / 15 * 60)) % (24 * 60)
+    sign = "+" if dec_deg >= 0 else "-"
+    return f"{ra_min // 60:02d} {ra_min % 60:02d}{sign}{int(abs(dec_deg)):02d}"
+
+
+def parse_maxi(text: str) -> Parsed:
+    """GCN classic text notices from MAXI (`TITLE: GCN/MAXI NOTICE` blocks), as a page or feed serves them."""
+    out = Parsed()
+    blocks = [b for b in text.split("TITLE:") if b.strip()]
+    if not blocks:
+        out.rejected.append(f"no GCN notices in it: {text[:200]!r}")
+        return out
+    for b in blocks:
+        fields: dict[str, str] = {}
+        for line in b.splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip().isupper() and key.strip() not in fields:
+                fields[key.strip()] = value.strip()
+        try:
+            trigger = fields["TRIGGER_NUM"]
+            ra = float(fields["EVENT_RA"].split("d", 1)[0])
+            dec = float(fields["EVENT_DEC"].split("d", 1)[0])
+            day = fields["EVENT_DATE"].split(";")[-1].strip()  # yy/mm/dd
+            tod = fields["EVENT_TIME"].split("{", 1)[1].split("}", 1)[0]
+            when = datetime.strptime(f"{day} {tod[:8]}", "%y/%m/%d %H:%M:%S").replace(tzinfo=UTC)
+        except (KeyError, ValueError, IndexError) as err:
+            out.rejected.append(f"notice skipped ({type(err).__name__}: {err}): {('TITLE:' + b)[:300]!r}")
+            continue
+        data = {
+            "trigger": trigger,
+            "type": fields.get("NOTICE_TYPE", ""),
+            "flux": fields.get("EVENT_FLUX", ""),
+            "error": fields.get("EVENT_ERROR", ""),
+        }
+        out.alerts.append(Alert("maxi", trigger, maxi_name(ra, dec), when, data, ra, dec))
+    return out
+
+
+PARSERS = {"cneos": parse_cneos, "gaia": parse_gaia, "mpec": parse_mpec, "maxi": parse_maxi}

@@ -48,11 +48,24 @@ def mpec_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
     return text, [{"type": "section", "text": {"type": "mrkdwn", "text": f"*<{link}|{a.title}>* {when}"}}]
 
 
+def maxi_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
+    d = a.data
+    when = a.event_time.strftime("%Y-%m-%d %H:%M:%S UTC") if a.event_time else "?"
+    label = d.get("type") or "MAXI notice"
+    label = label if label.startswith("MAXI") else f"MAXI {label}"
+    text = (
+        f"{label} {a.title} (trigger {d['trigger']}): {when}, "
+        f"RA {format_ra(a.ra_deg or 0.0)} Dec {format_dec(a.dec_deg or 0.0)}, error {d.get('error')}, "
+        f"flux {d.get('flux')}"
+    )
+    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
 def messages_for(feed: str, alerts: list[Alert]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """One digest for close approaches; one message per Gaia alert or MPEC."""
+    """One digest for close approaches; one message per Gaia or MAXI alert or MPEC."""
     if not alerts:
         return []
     if feed == "cneos":
         return [cneos_message(alerts)]
-    make = gaia_message if feed == "gaia" else mpec_message
+    make = {"gaia": gaia_message, "maxi": maxi_message}.get(feed, mpec_message)
     return [make(a) for a in alerts]

@@ -71,7 +71,7 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
     if "queue" in host.roles:  # a shutdown recipe exits 0: it stays stopped
         programs.append(gozen_program("queue", "server", "queue-server", autorestart="unexpected"))
     if "couriers" in host.roles:
-        feeds = [f for f in ("cneos", "gaia", "mpec") if getattr(cfg.couriers, f).url]
+        feeds = [f for f in ("cneos", "gaia", "mpec", "maxi") if getattr(cfg.couriers, f).url]
         programs += [gozen_program("courier", f, f"courier-{f}") for f in feeds]
         programs.append(gozen_program("courier", "watch", "courier-watch"))
         programs.append(gozen_program("courier", "sender", "courier-sender"))

@@ -13,7 +13,7 @@ from gozen.db.tables import alerts, feed_state, outbox
 from gozen.web.security import current_identity
 
 router = APIRouter()
-FEEDS = ("cneos", "gaia", "mpec")
+FEEDS = ("cneos", "gaia", "maxi", "mpec")
 
 
 def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
