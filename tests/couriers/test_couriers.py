@@ -348,5 +348,5 @@ def test_a_maxi_transient_north_of_minus_30_becomes_queue_observer_maxi(
     Sender(cfg, engine, "gozen").send_due()
     first = slack.received[0]["text"]  # type: ignore[attr-defined]
     assert first.startswith(
-        "MAXI MAXI Unknown Source 11 45+01 (trigger 9181634): 2026-11-24 13:45:12 UTC, RA 11:45:00.00"
+        "MAXI Unknown Source 11 45+01 (trigger 9181634): 2026-11-24 13:45:12 UTC, RA 11:45:00.00"
     )
