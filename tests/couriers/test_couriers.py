@@ -347,6 +347,33 @@ def test_a_maxi_transient_north_of_minus_30_becomes_queue_observer_maxi(
     assert (recipe.name, recipe.priority) == ("Queue-Observer MAXI 11 45+01", "interrupt")
     Sender(cfg, engine, "gozen").send_due()
     first = slack.received[0]["text"]  # type: ignore[attr-defined]
-    assert first.startswith(
-        "MAXI Unknown Source 11 45+01 (trigger 9181634): 2026-11-24 13:45:12 UTC, RA 11:45:00.00"
+    assert first.startswith("MAXI Unknown Source 11 45+01 (trigger 9181634): 2026-11-24 13:45:12 UTC, RA 11:45:00.00")
+
+
+def test_other_services_get_messages_through_apprise(tmp_path: Path, slack: Server, feeds: Server) -> None:
+    cfg, engine = setup(tmp_path, slack, feeds)
+    port = slack.url.rsplit(":", 1)[1]
+    cfg = cfg.model_copy(
+        update={
+            "notifiers": parse_config(
+                {
+                    "notifiers": [
+                        {
+                            "name": "ops-json",
+                            "kind": "apprise",
+                            "url": f"json://127.0.0.1:{port}/hook",
+                            "kinds": ["mpec"],
+                        }
+                    ]
+                }
+            ).notifiers
+        }
     )
+    Courier(cfg, engine, "gozen", "mpec").poll_once()
+    Courier(cfg, engine, "gozen", "cneos").poll_once()  # not routed to ops-json: kept as unrouted
+    assert Sender(cfg, engine, "gozen").send_due() == 2
+    bodies = slack.received  # type: ignore[attr-defined]
+    assert [b["message"] for b in bodies][0].startswith("MPEC 2026-W112 : 2026 WB1") and bodies[0]["title"] == "gozen"
+    with engine.connect() as conn:
+        states = sorted(conn.execute(select(outbox.c.kind, outbox.c.state)).all())
+    assert states == [("cneos", "unrouted"), ("mpec", "sent"), ("mpec", "sent")]
