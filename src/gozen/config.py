@@ -376,6 +376,11 @@ class Notifier(Model):
     kind: Literal["slack", "apprise"] = Field("slack", description="Which sender posts the messages.")
     url: str = Field(..., description="Slack incoming-webhook URL or an apprise URL.")
     kinds: list[str] = Field(default_factory=lambda: ["*"], description="Message kinds routed here.")
+    bot_token: str | None = Field(
+        None, description="Slack bot token (xoxb-...): plain-text snippets are then uploaded as files to `channel`."
+    )
+    channel: str | None = Field(None, description="Slack channel id for file uploads, e.g. C0123456789.")
+    api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (a stand-in in tests).")
 
 
 class Config(Model):

@@ -377,3 +377,61 @@ def test_other_services_get_messages_through_apprise(tmp_path: Path, slack: Serv
     with engine.connect() as conn:
         states = sorted(conn.execute(select(outbox.c.kind, outbox.c.state)).all())
     assert states == [("cneos", "unrouted"), ("mpec", "sent"), ("mpec", "sent")]
+
+
+class SlackApiHandler(BaseHTTPRequestHandler):
+    """Slack's Web API as files_upload_v2 uses it: getUploadURLExternal, the upload, completeUploadExternal."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        from urllib.parse import parse_qs
+
+        st = self.server.state  # type: ignore[attr-defined]
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        st.calls.append((self.path, self.headers.get("Authorization"), raw))
+        if self.path.startswith("/upload/"):
+            answer = b"OK - 1"
+        elif self.path.endswith("files.getUploadURLExternal"):
+            args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+            answer = json.dumps(
+                {"ok": True, "upload_url": f"{st.url}/upload/F1", "file_id": "F1", "args": args}
+            ).encode()
+        elif self.path.endswith("files.completeUploadExternal"):
+            answer = json.dumps({"ok": True, "files": [{"id": "F1", "title": "t"}]}).encode()
+        else:
+            answer = json.dumps({"ok": False, "error": "unknown_method"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_snippets_are_uploaded_as_files_with_the_bot_token(tmp_path: Path, slack: Server, feeds: Server) -> None:
+    from gozen.couriers.outbox import enqueue
+
+    api = Server(SlackApiHandler)
+    api.calls = []  # type: ignore[attr-defined]
+    try:
+        cfg, engine = setup(tmp_path, slack, feeds)
+        bot = {
+            "name": "tomoe-log",
+            "kind": "slack",
+            "url": f"{slack.url}/hook",
+            "bot_token": "xoxb-test",
+            "channel": "C0LOG",
+            "api_url": f"{api.url}/api/",
+            "kinds": ["snippet"],
+        }
+        cfg = cfg.model_copy(update={"notifiers": parse_config({"notifiers": [bot]}).notifiers})
+        with engine.begin() as conn:
+            enqueue(conn, cfg, "snippet", "zfs pool status on tomoebuf-node0\n```\n  pool: data\n state: ONLINE\n```")
+        assert Sender(cfg, engine, "gozen").send_due() == 1
+        paths = [c[0] for c in api.calls]  # type: ignore[attr-defined]
+        assert paths == ["/api/files.getUploadURLExternal", "/upload/F1", "/api/files.completeUploadExternal"]
+        assert api.calls[0][1] == "Bearer xoxb-test"  # type: ignore[attr-defined]
+        assert b"pool: data" in api.calls[1][2] and b"```" not in api.calls[1][2]  # type: ignore[attr-defined]
+        assert b"C0LOG" in api.calls[2][2] and not slack.received  # type: ignore[attr-defined]
+    finally:
+        api.close()

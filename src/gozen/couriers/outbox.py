@@ -70,7 +70,31 @@ class PostResult:
     retry_after_s: float | None = None
 
 
-def post(n: Notifier, text: str, blocks: list[dict[str, Any]] | None, timeout_s: float = 15.0) -> PostResult:
+def upload_snippet(n: Notifier, text: str, timeout_s: float) -> PostResult:
+    """A plain-text snippet as a Slack file (files_upload_v2 with the bot token), as `tomoe log` posted them."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    title, _, body = text.partition("\n")
+    try:
+        WebClient(token=n.bot_token, base_url=n.api_url, timeout=int(timeout_s)).files_upload_v2(
+            content=body.strip("`\n"), filename=title.replace(" ", "-") + ".txt", title=title, channel=n.channel
+        )
+    except SlackApiError as err:
+        retry = err.response.headers.get("Retry-After") if err.response is not None else None
+        return PostResult(
+            False, f"Slack API: {err.response.get('error') if err.response else err}", float(retry) if retry else None
+        )
+    except Exception as err:
+        return PostResult(False, f"{type(err).__name__}: {err}")
+    return PostResult(True)
+
+
+def post(
+    n: Notifier, text: str, blocks: list[dict[str, Any]] | None, kind: str = "", timeout_s: float = 15.0
+) -> PostResult:
+    if n.kind == "slack" and kind == "snippet" and n.bot_token and n.channel:
+        return upload_snippet(n, text, timeout_s)
     if n.kind == "slack":
         from slack_sdk.webhook import WebhookClient
 
@@ -118,7 +142,7 @@ class Sender:
             if m.notifier in self.failing and m.notifier in tried:
                 continue  # a service that is down gets one probe a pass; the rest wait their turn
             tried.add(m.notifier)
-            result = post(n, m.text, m.blocks)
+            result = post(n, m.text, m.blocks, m.kind)
             self.settle(m, result)
             sent += result.ok
         return sent
