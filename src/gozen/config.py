@@ -333,11 +333,24 @@ class FollowUp(Model):
     window_hours: float = Field(12.0, gt=0, description="The recipe may start within this many hours.")
 
 
+class GcnKafka(Model):
+    client_id: str = Field(..., description="NASA GCN Kafka client id (from gcn.nasa.gov).")
+    client_secret: str = Field(..., description="Its client secret.")
+    domain: str = Field("gcn.nasa.gov", description="GCN domain (its brokers are kafka.<domain>).")
+    topics: list[str] = Field(
+        default_factory=lambda: ["gcn.classic.text.MAXI_UNKNOWN", "gcn.classic.text.MAXI_KNOWN"],
+        description="Topics carrying MAXI notices as classic text.",
+    )
+
+
 class Couriers(Model):
     cneos: Feed = Field(default_factory=Feed, description="JPL SSD close-approach API (JSON).")
     gaia: Feed = Field(default_factory=Feed, description="Gaia Science Alerts CSV.")
     mpec: Feed = Field(default_factory=Feed, description="Minor Planet Center MPEC RSS/Atom feed.")
     maxi: Feed = Field(default_factory=Feed, description="MAXI GCN notices (classic text) from a page or feed.")
+    gcn: GcnKafka | None = Field(
+        None, description="MAXI notices from NASA GCN Kafka instead of maxi.url (needs `pip install gozen[gcn]`)."
+    )
     send_every_s: float = Field(2.0, gt=0, description="How often courier:sender looks at the outbox.")
     failure_kinds: list[str] = Field(
         default_factory=lambda: [

@@ -194,7 +194,32 @@ class Courier:
                 message=why or "the feed answers again",
             )
 
+    def run_gcn(self) -> None:
+        """MAXI notices as NASA GCN Kafka delivers them (gcn-kafka), each parsed and kept like a feed's.
+
+        Not exercised by the tests: no Kafka broker runs on 127.0.0.1 here (see the README).
+        """
+        gcn = self.cfg.couriers.gcn
+        assert gcn is not None
+        try:
+            from gcn_kafka import Consumer  # type: ignore[import-not-found]
+        except ImportError:
+            raise SystemExit("couriers.gcn: the gcn-kafka client is not installed (pip install 'gozen[gcn]')") from None
+        consumer = Consumer(client_id=gcn.client_id, client_secret=gcn.client_secret, domain=gcn.domain)
+        consumer.subscribe(gcn.topics)
+        while True:
+            for message in consumer.consume(timeout=5):
+                if message.error():
+                    log.warning("gcn: %s", message.error())
+                    continue
+                parsed = PARSERS["maxi"](message.value().decode("utf-8", errors="replace"))
+                for why in parsed.rejected:
+                    log.warning("maxi: %s", why)
+                self.store(parsed.alerts)
+
     def run(self) -> None:
+        if self.feed == "maxi" and self.cfg.couriers.gcn is not None:
+            self.run_gcn()
         while True:
             try:
                 self.poll_once()

@@ -72,6 +72,8 @@ def programs_for(cfg: Config, host: Host) -> list[Program]:
         programs.append(gozen_program("queue", "server", "queue-server", autorestart="unexpected"))
     if "couriers" in host.roles:
         feeds = [f for f in ("cneos", "gaia", "mpec", "maxi") if getattr(cfg.couriers, f).url]
+        if cfg.couriers.gcn is not None and "maxi" not in feeds:
+            feeds.append("maxi")
         programs += [gozen_program("courier", f, f"courier-{f}") for f in feeds]
         programs.append(gozen_program("courier", "watch", "courier-watch"))
         programs.append(gozen_program("courier", "sender", "courier-sender"))
