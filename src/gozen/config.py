@@ -371,6 +371,7 @@ class Couriers(Model):
         ],
         description="Events (warnings and errors) told at once, as messages of kind `failure`.",
     )
+    drops_threshold: int = Field(1, ge=1, description="Frames dropped in one exposure (frames_lost) before it is told.")
     group_window_s: float = Field(
         600.0, gt=0, description="Repeats of one event (kind and subject) within this are told as one count."
     )

@@ -254,6 +254,17 @@ def test_failures_are_told_at_once_and_repeats_grouped(tmp_path: Path, slack: Se
     event("process_state", "daq:writer-02", severity="info")  # not a failure
     event("safety_changed", "safe_to_observe", severity="info")  # safe again: not a failure
     event("pool_degraded", "data", minutes=4)
+    record_event(
+        engine,
+        host="daq1",
+        source="daq:readout-01",
+        kind="frames_lost",
+        subject="exp 7",
+        severity="error",
+        message="exposure 7: 0 frames dropped",
+        data={"dropped": 0},
+        time=t0,
+    )  # under the threshold
     assert watcher.pass_once(now=t0 + timedelta(minutes=5)) == 2
     assert watcher.pass_once(now=t0 + timedelta(minutes=11)) == 1  # the crash loop's window closed: its count
     Sender(cfg, engine, "gozen").send_due()

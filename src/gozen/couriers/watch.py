@@ -61,6 +61,9 @@ class Watcher:
     def tells(self, e: Any) -> bool:
         if e.kind not in self.cfg.couriers.failure_kinds or e.severity not in ("warning", "error"):
             return False
+        if e.kind == "frames_lost":  # a whole exposure missed is always told; drops from the threshold on
+            d = e.data or {}
+            return bool(d.get("missed_whole")) or int(d.get("dropped", 0)) >= self.cfg.couriers.drops_threshold
         return not (e.source.startswith("courier:"))  # a failing courier does not tell on itself
 
     def pass_once(self, now: datetime | None = None) -> int:
@@ -73,7 +76,8 @@ class Watcher:
             for e in rows:
                 if not self.tells(e):
                     continue
-                key = (e.host, e.kind, e.subject)
+                # lost frames name their exposure; a storm of them is one story per readout
+                key = (e.host, e.kind, e.source if e.kind == "frames_lost" else e.subject)
                 g = self.groups.get(key)
                 if g is not None and e.time - g.opened < self.window:
                     g.repeats += 1

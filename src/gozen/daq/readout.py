@@ -130,7 +130,7 @@ class Readout:
                 subject=f"exp {exp.exp_id}",
                 severity="error",
                 message=f"exposure {exp.exp_id}: {why}",
-                data={"dropped": dropped},
+                data={"dropped": dropped, "missed_whole": too_late},
             )
 
     def run(self, stop_after: int | None = None) -> None:
