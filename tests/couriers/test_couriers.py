@@ -446,3 +446,13 @@ def test_snippets_are_uploaded_as_files_with_the_bot_token(tmp_path: Path, slack
         assert b"C0LOG" in api.calls[2][2] and not slack.received  # type: ignore[attr-defined]
     finally:
         api.close()
+
+
+def test_the_api_v15_shape_with_a_numeric_count_and_padded_fullname_is_read() -> None:
+    from gozen.couriers.feeds import parse_cneos
+    from gozen.couriers.messages import cneos_line
+
+    parsed = parse_cneos((DATA / "cneos-cad-v15-fullname.json").read_text())
+    assert parsed.rejected == [] and [a.title for a in parsed.alerts] == ["2026 WC3", "99942 Apophis (2004 MN4)"]
+    assert cneos_line(parsed.alerts[1]) == "2029-Apr-13 21:46±< 00:01, H=19.7, dist: 0.0003 au (0.1 LD)"
+    assert parsed.alerts[1].data["fullname"].strip() == "99942 Apophis (2004 MN4)"

@@ -53,7 +53,9 @@ def parse_cneos(text: str) -> Parsed:
             out.rejected.append(f"close approach row skipped ({err}): {row!r}")
             continue
         d["dist"], d["h"] = dist, h
-        out.alerts.append(Alert("cneos", f"{d['des']}|{d['cd']}", str(d["des"]), when, d))
+        full = str(d.get("fullname") or "").strip()  # "99942 Apophis (2004 MN4)"; "(2026 WC3)" says no more
+        title = full if full and not full.startswith("(") else str(d["des"])
+        out.alerts.append(Alert("cneos", f"{d['des']}|{d['cd']}", title, when, d))
     return out
 
 
