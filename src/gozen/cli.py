@@ -686,6 +686,7 @@ def queue_plan(
     """What would run when tonight: the queue played forward (safe weather assumed)."""
     from datetime import UTC, date, datetime
 
+    from gozen.queue.recipe import PRIORITY_OF_RANK as names
     from gozen.queue.view import night_plan
     from gozen.web.plots import timeline
 
@@ -697,7 +698,6 @@ def queue_plan(
     start, end, slots = night_plan(cfg, engine, n)
     out.print(f"night of {n}: dark (Sun below -12 deg) {start:%H:%M}-{end:%H:%M} UTC")
     table = Table("start", "end", "name", "priority", box=None, header_style="bold")
-    names = {0: "interrupt", 1: "high", 2: "normal", 3: "low"}
     for s in slots:
         table.add_row(f"{s.start:%H:%M}", f"{s.end:%H:%M}", s.candidate.name, names[s.candidate.rank])
     out.print(table if slots else "nothing would run")

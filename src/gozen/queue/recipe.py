@@ -32,6 +32,7 @@ from gozen.config import format_validation_error
 
 Priority = Literal["low", "normal", "high", "interrupt"]
 PRIORITY_RANK: dict[str, int] = {"interrupt": 0, "high": 1, "normal": 2, "low": 3}
+PRIORITY_OF_RANK: dict[int, str] = {rank: name for name, rank in PRIORITY_RANK.items()}
 
 
 class RecipeError(Exception):

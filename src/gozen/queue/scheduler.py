@@ -22,7 +22,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from gozen.config import Site
-from gozen.queue.recipe import PRIORITY_RANK, Recipe
+from gozen.queue.recipe import Recipe
 from gozen.sky import site_location  # also sets astropy's offline IERS configuration
 
 NEVER = datetime.max.replace(tzinfo=None)
@@ -220,6 +220,3 @@ def plan(cands: list[Candidate], site: Site, start: datetime, end: datetime, ste
         t += dur
     return slots
 
-
-def rank_of(priority: str) -> int:
-    return PRIORITY_RANK[priority]

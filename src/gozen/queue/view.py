@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from gozen.config import Config
 from gozen.db.types import utcnow
 from gozen.queue import store
-from gozen.queue.recipe import step_kind
+from gozen.queue.recipe import PRIORITY_OF_RANK, step_kind
 from gozen.queue.scheduler import Slot, plan, sky_at, verdicts
 from gozen.queue.server import safety
 
@@ -35,7 +35,6 @@ def queue_view(
     cands = (cache or store.CandidateCache()).queued(engine)
     safe, why = safety(engine)
     shown = list(islice(verdicts(cands, sky_at(cfg.site, now), cfg.site, safe, why), limit))
-    names = {0: "interrupt", 1: "high", 2: "normal", 3: "low"}
     alive = bool(server) and activity_at is not None and (now - activity_at).total_seconds() < SERVER_SILENT_S
     ex = None
     if executing:
@@ -64,7 +63,7 @@ def queue_view(
             {
                 "uuid": v.candidate.uuid,
                 "name": v.candidate.name,
-                "priority": names[v.candidate.rank],
+                "priority": PRIORITY_OF_RANK[v.candidate.rank],
                 "project": v.candidate.recipe.project,
                 "runnable": v.runnable,
                 "waits_for": v.reason or ("runs next" if i == first_runnable(shown) else "lower in the order"),

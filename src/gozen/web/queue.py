@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gozen.queue import store
-from gozen.queue.recipe import RecipeError, load_recipe_text, recipe_schema
+from gozen.queue.recipe import PRIORITY_OF_RANK, RecipeError, load_recipe_text, recipe_schema
 from gozen.queue.view import night_plan, queue_view
 from gozen.web.auth import Identity
 from gozen.web.plots import timeline
@@ -112,14 +112,11 @@ async def plan_svg(request: Request, night: Annotated[date | None, Query()] = No
 
         n = night or (utcnow().date())
         start, end, slots = night_plan(cfg, request.app.state.engine, n)
-        bars = [(s.candidate.name, store_priority(s.candidate.rank), s.start, s.end) for s in slots]
+        bars = [(s.candidate.name, PRIORITY_OF_RANK[s.candidate.rank], s.start, s.end) for s in slots]
         return timeline(bars, start, end, f"night of {n}: {start:%H:%M}-{end:%H:%M} UTC (Sun below -12 deg)")
 
     return Response(await run_in_threadpool(build), media_type="image/svg+xml")
 
-
-def store_priority(rank: int) -> str:
-    return {0: "interrupt", 1: "high", 2: "normal", 3: "low"}.get(rank, "normal")
 
 
 @router.get("/queue", response_class=HTMLResponse)
