@@ -63,6 +63,17 @@ def wait_until(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.1,
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
+def fake_command(tmp: Path, monkeypatch: pytest.MonkeyPatch, name: str, script: str) -> Path:
+    """A shell script `name` first on PATH, standing in for a system command (zpool, upsc)."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{script}")
+    path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return path
+
+
 def ticker(name: str, *args: object) -> str:
     return " ".join([sys.executable, str(TICKER), name, *map(str, args)])
 

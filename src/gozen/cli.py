@@ -555,7 +555,7 @@ def queue_submit(
         raise fail(f"{file}: {e.strerror}") from None
     try:
         row = store.submit(
-            engine, load_recipe_text(text, str(file)), by, {f.name: (f.ra_deg, f.dec_deg) for f in cfg.queue.fields}
+            engine, load_recipe_text(text, str(file)), by, cfg.queue.positions()
         )
     except RecipeError as e:
         raise fail(str(e)) from None

@@ -240,6 +240,10 @@ class Queue(Model):
     exposure_timeout_s: float = Field(120.0, gt=0, description="An exposure not accounted for by then has failed.")
     slew_timeout_s: float = Field(300.0, gt=0, description="A slew not finished by then has failed.")
 
+    def positions(self) -> dict[str, tuple[float, float]]:
+        """Named fields as name -> (RA, Dec) in degrees, as recipes' slew steps look them up."""
+        return {f.name: (f.ra_deg, f.dec_deg) for f in self.fields}
+
 
 class Volume(Model):
     name: str = Field(..., description="Volume name, e.g. daq1-vol1.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -26,7 +25,7 @@ from gozen.monitors.board import snapshot
 from gozen.monitors.gps import GpsMonitor
 from gozen.monitors.power import PowerMonitor
 from gozen.monitors.temperature import TemperatureMonitor
-from tests.conftest import free_port, wait_until
+from tests.conftest import fake_command, free_port, wait_until
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -205,19 +204,17 @@ def test_gpsd_fix_and_clock_offset_from_recorded_reports(engine: Engine, caplog:
 @pytest.fixture
 def fake_upsc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """`upsc` on PATH printing a saved answer chosen by $FAKE_UPS (or failing as NUT does)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "upsc"
-    script.write_text(f"""#!/bin/sh
-[ "$1" = "ups@localhost" ] || {{ echo "Error: Unknown UPS" >&2; exit 1; }}
+    return fake_command(
+        tmp_path,
+        monkeypatch,
+        "upsc",
+        f"""[ "$1" = "ups@localhost" ] || {{ echo "Error: Unknown UPS" >&2; exit 1; }}
 case "$FAKE_UPS" in
   stale) echo "Error: Data stale" >&2; exit 1 ;;
   *) cat "{DATA}/upsc/$FAKE_UPS.txt" ;;
 esac
-""")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return script
+""",
+    )
 
 
 def test_ups_from_upsc_on_line_on_battery_and_stale(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.monitors.board import publish, snapshot
 from gozen.monitors.zfs import ZfsMonitor, parse_list, parse_status
+from tests.conftest import fake_command
 
 DATA = Path(__file__).parents[1] / "data" / "zpool"
 
@@ -30,18 +30,16 @@ def test_parse_a_healthy_and_a_degraded_pool() -> None:
 @pytest.fixture
 def fake_zpool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `zpool` that answers from the saved outputs named in $FAKE_ZPOOL_STATE."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "zpool"
-    script.write_text(f"""#!/bin/sh
-case "$1" in
+    return fake_command(
+        tmp_path,
+        monkeypatch,
+        "zpool",
+        f"""case "$1" in
   status) cat "{DATA}/status-$FAKE_ZPOOL_STATE.txt" ;;
   list) cat "{DATA}/list-$FAKE_ZPOOL_STATE.txt" ;;
 esac
-""")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return script
+""",
+    )
 
 
 def test_a_pool_going_degraded_and_back_is_two_events_and_on_the_board(

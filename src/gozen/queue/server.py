@@ -96,7 +96,7 @@ class QueueServer:
     def __init__(self, cfg: Config, engine: Engine, host: str, telescope: Telescope | None = None) -> None:
         self.cfg, self.engine, self.host = cfg, engine, host
         self.telescope = telescope or Telescope(cfg)
-        self.fields = {f.name: (f.ra_deg, f.dec_deg) for f in cfg.queue.fields}
+        self.fields = cfg.queue.positions()
         self.running: store.RecipeRow | None = None
         self.demo_count = 0
         self.cache = store.CandidateCache()

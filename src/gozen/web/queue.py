@@ -25,7 +25,7 @@ Operator = Annotated[Identity, Depends(require_operator)]
 
 
 def _fields(request: Request) -> dict[str, tuple[float, float]]:
-    return {f.name: (f.ra_deg, f.dec_deg) for f in request.app.state.cfg.queue.fields}
+    return request.app.state.cfg.queue.positions()
 
 
 @router.get("/api/queue")
