@@ -13,7 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gozen.yamltext import YamlTextError, load_yaml_text
+
 CONFIG_ENV = "GOZEN_CONFIG"
+CONFIG_MAX_BYTES = 4_000_000
 DATA_DIR_ENV = "GOZEN_DATA_DIR"
 
 Role = Literal["web", "daq", "buffer", "storage", "archive", "queue", "monitors", "couriers"]
@@ -319,6 +322,21 @@ class Web(Model):
     )
     api_tokens: list[ApiToken] = Field(default_factory=list, description="Tokens for scripts (Authorization: Bearer).")
     session_secret: str | None = Field(None, description="Cookie signing key; default: a file in data_dir.")
+    cookie_secure: bool = Field(
+        False, description="Send the session cookie only over HTTPS (set when a TLS proxy fronts the app)."
+    )
+    session_max_age_s: float = Field(
+        12 * 3600.0, gt=0, description="A login lasts this long; logging out revokes it at once."
+    )
+    max_body_bytes: int = Field(
+        1_000_000, gt=0, description="Requests with a larger body are refused (413) before they are read."
+    )
+    max_recipe_steps: int = Field(1000, gt=0, description="Recipes with more steps are refused (422).")
+    public_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host:port) that may send state-changing requests besides the app's own "
+        "address, e.g. the URL of a TLS proxy in front of it.",
+    )
 
 
 class Feed(Model):
@@ -566,13 +584,13 @@ def load_config(path: str | Path | None = None) -> Config:
         return _resolved(Config(), Path.cwd())
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as err:
         raise ConfigError(f"{p}: cannot read: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+        data = load_yaml_text(raw, max_bytes=CONFIG_MAX_BYTES)
+    except YamlTextError as err:
+        raise ConfigError(f"{p}: {err}") from None
     return parse_config(data, base_dir=p.resolve().parent, source=str(p))
 
 

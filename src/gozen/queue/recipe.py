@@ -16,7 +16,6 @@ import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,6 +28,7 @@ from pydantic import (
 )
 
 from gozen.config import format_validation_error
+from gozen.yamltext import YamlTextError, load_yaml_text
 
 Priority = Literal["low", "normal", "high", "interrupt"]
 PRIORITY_RANK: dict[str, int] = {"interrupt": 0, "high": 1, "normal": 2, "low": 3}
@@ -214,9 +214,9 @@ def _explain(err: ValidationError) -> str:
 
 def load_recipe_text(text: str, source: str = "recipe") -> Recipe:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{source}: not valid YAML/JSON: {err}") from None
+        data = load_yaml_text(text)
+    except YamlTextError as err:
+        raise RecipeError(f"{source}: {err}") from None
     return parse_recipe(data, source)
 
 
