@@ -1,4 +1,3 @@
-# ruff: noqa: E402  (imports follow the import-path fix below)
 """Benchmark: choosing the next recipe among 10,000 queued ones, and the submit rate.
 
 Submits N recipes with random targets, windows and constraints (through the same store
@@ -7,17 +6,11 @@ call the CLI and the HTTP API use), then times the queue server's choice: the fi
 each pass asks which are queued, then orders and checks them). Target: a choice < 50 ms.
 Baseline in the same run: the same N rows inserted with one executemany of the bare driver.
 
-    .venv/bin/python bench/queue.py [--recipes 10000] [--choices 20]
+    .venv/bin/python bench/queue_bench.py [--recipes 10000] [--choices 20]
+    .venv/bin/python bench/queue_bench.py --smoke   # 200 recipes, a few seconds: does it still run?
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is bench/queue.py, the name the issue gives it; run as a script its folder would come
-# first on the import path and stand in for the standard library's `queue` (which astropy imports).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import random
@@ -26,6 +19,7 @@ import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
@@ -61,7 +55,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", type=int, default=10_000)
     ap.add_argument("--choices", type=int, default=20)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (200 recipes, 3 choices): a check that it runs")
     args = ap.parse_args()
+    if args.smoke:
+        args.recipes, args.choices = 200, 3
     rng = random.Random(1)
     now = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
     site = Site()

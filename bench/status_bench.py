@@ -7,7 +7,8 @@ round: half the work, so the ratio is a floor);
 then the latency of a consistent snapshot of the board (what the DAQ reads for each
 exposure's headers and the safety monitor every few seconds), with a day of history behind it.
 
-    .venv/bin/python bench/status.py [--rounds 600] [--reads 300] [--pg postgresql://postgres@127.0.0.1/test]
+    .venv/bin/python bench/status_bench.py [--rounds 600] [--reads 300] [--pg postgresql://postgres@127.0.0.1/test]
+    .venv/bin/python bench/status_bench.py --smoke   # tiny sizes, a few seconds: does it still run?
 """
 
 from __future__ import annotations
@@ -60,14 +61,13 @@ def raw_rounds(url: str, rounds: int) -> float:
         return rounds / (time.perf_counter() - t0)
 
 
-def measure(label: str, url: str, rounds: int, reads: int) -> list[str]:
+def measure(label: str, url: str, rounds: int, reads: int, history_rounds: int = 864) -> list[str]:
     engine = make_engine(url)
     upgrade(engine)
     start = datetime.now(UTC) - timedelta(days=1)
-    with console.status(f"{label}: a day of history (50 keys every 10 s)"):
-        for i in range(0, 8640, 1):
-            if i % 10 == 0:
-                publish(engine, "bench", readings(i), start + timedelta(seconds=10 * i))
+    with console.status(f"{label}: history behind the board (50 keys every 100 s, {history_rounds} rounds)"):
+        for i in range(history_rounds):
+            publish(engine, "bench", readings(10 * i), start + timedelta(seconds=100 * i))
     t0 = time.perf_counter()
     for i in range(rounds):
         publish(engine, "bench", readings(i))
@@ -100,7 +100,11 @@ def main() -> None:
     ap.add_argument(
         "--pg", default="postgresql://postgres@127.0.0.1:5432/test", help="server to make a scratch database on"
     )
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (20 rounds, 20 reads): a check that it runs")
     args = ap.parse_args()
+    history = 864
+    if args.smoke:
+        args.rounds, args.reads, history = 20, 20, 10
     table = Table(
         "database",
         "rounds/s",
@@ -113,13 +117,13 @@ def main() -> None:
         title=f"status board: {KEYS} keys; publish = replace latest + append history, one transaction a round",
     )
     with tempfile.TemporaryDirectory() as tmp:
-        table.add_row(*measure("SQLite (WAL)", f"sqlite:///{Path(tmp) / 'bench.db'}", args.rounds, args.reads))
+        table.add_row(*measure("SQLite (WAL)", f"sqlite:///{Path(tmp) / 'bench.db'}", args.rounds, args.reads, history))
     name = f"gozen_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         url = args.pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-        table.add_row(*measure("PostgreSQL", url, args.rounds, args.reads))
+        table.add_row(*measure("PostgreSQL", url, args.rounds, args.reads, history))
     finally:
         with psycopg.connect(args.pg, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -4,7 +4,8 @@ Starts HOSTS real supervisord instances on loopback, each with PROGRAMS programs
 gozen's event listener), then times `fetch_all` asking every host at once against the
 same hosts asked one by one, in this one run. Target: a full concurrent refresh < 1 s.
 
-    .venv/bin/python bench/process_monitor.py [--hosts 40] [--programs 25] [--rounds 5]
+    .venv/bin/python bench/process_monitor_bench.py [--hosts 40] [--programs 25] [--rounds 5]
+    .venv/bin/python bench/process_monitor_bench.py --smoke   # 2 hosts x 3 programs: does it still run?
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def start_hosts(tmp: Path, n_hosts: int, n_programs: int) -> tuple[list[subprocess.Popen[bytes]], object]:
+def start_hosts(
+    tmp: Path, n_hosts: int, n_programs: int, settle_s: float = 180
+) -> tuple[list[subprocess.Popen[bytes]], object]:
     hosts = [
         {
             "name": f"bench-{i:02d}",
@@ -81,7 +84,7 @@ def start_hosts(tmp: Path, n_hosts: int, n_programs: int) -> tuple[list[subproce
             time.sleep(1)
         else:
             raise SystemExit(f"only {running} of {expected} programs came up")
-    settle()
+    settle(settle_s)
     return procs, cfg
 
 
@@ -130,9 +133,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--dead", type=int, default=4, help="hung hosts added in the last scenario")
     ap.add_argument("--dead-timeout", type=float, default=1.0)
+    ap.add_argument("--smoke", action="store_true", help="2 hosts x 3 programs, 2 rounds, no settling: a check it runs")
     args = ap.parse_args()
+    settle_s = 180.0
+    if args.smoke:
+        args.hosts, args.programs, args.rounds, args.dead, settle_s = 2, 3, 2, 1, 0.0
     with tempfile.TemporaryDirectory(prefix="gozen-bench-") as tmp:
-        procs, cfg = start_hosts(Path(tmp), args.hosts, args.programs)
+        procs, cfg = start_hosts(Path(tmp), args.hosts, args.programs, settle_s)
         try:
             hosts = cfg.hosts  # type: ignore[attr-defined]
             n = sum(len(h.processes) for h in fetch_all(hosts))

@@ -6,8 +6,9 @@ checksums, rows in the database) with C chips at 2 fps for T seconds, then measu
 same volume, in the same run: `dd` sequential writes with fdatasync (the volume's limit)
 and astropy writing the same cubes the plain way (`PrimaryHDU(data).writeto`).
 
-    .venv/bin/python bench/daq.py --mode cpu          # volumes on tmpfs, files drained at once: 84 chips
-    .venv/bin/python bench/daq.py --mode disk         # volumes on the real disk: highest chip count with 0 drops
+    .venv/bin/python bench/daq_bench.py --mode cpu    # volumes on tmpfs, files drained at once: 84 chips
+    .venv/bin/python bench/daq_bench.py --mode disk   # volumes on the real disk: highest chip count with 0 drops
+    .venv/bin/python bench/daq_bench.py --smoke       # 2 chips, one exposure, small dd: does it still run?
 
 In cpu mode each finished file is deleted as soon as its row lands, standing in for the
 transfer draining the DAQ, so tmpfs never fills.
@@ -291,7 +292,11 @@ def main() -> None:
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--ring-seconds", type=float, default=4.0, help="ring depth (config daq.ring_seconds)")
     ap.add_argument("--volume", type=Path, help="where the DAQ volumes go (default: /dev/shm or the work dir)")
+    ap.add_argument("--smoke", action="store_true", help="2 chips, one exposure, small baselines: a check it runs")
     args = ap.parse_args()
+    dd_mb, baseline_files = 2048, 8
+    if args.smoke:
+        args.chips, args.seconds, dd_mb, baseline_files = [2], FRAMES / FPS, 64, 1
     chips = args.chips or ([84] if args.mode == "cpu" else [42, 32, 24, 16, 8])
     base = args.volume or (SHM_DIR if args.mode == "cpu" else Path.cwd() / "var")
     base.mkdir(parents=True, exist_ok=True)
@@ -310,9 +315,9 @@ def main() -> None:
                 ring.unlink()
             if args.mode == "disk" and r.frames_missing == 0 and r.frames_dropped == 0:
                 break
-        dd = dd_mb_s(vol, 2048)
-        astro = astropy_mb_s(vol, 8)
-        ours = gozen_writer_mb_s(vol, 8)
+        dd = dd_mb_s(vol, dd_mb)
+        astro = astropy_mb_s(vol, baseline_files)
+        ours = gozen_writer_mb_s(vol, baseline_files)
     report(args.mode, rows, dd, astro, ours)
 
 
