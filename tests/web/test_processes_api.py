@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -68,14 +70,22 @@ def test_operator_stops_and_starts_a_real_process(fleet: Fleet, web: httpx.Clien
     assert {e.data["user"] for e in actions[:2]} == {"ops", "ci"}
 
 
+def form_token(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "no form token on the page"
+    return match.group(1)
+
+
 def test_login_session_can_act(fleet: Fleet, web: httpx.Client) -> None:
-    bad = web.post("/login", data={"username": OPERATOR[0], "password": "nope"})
+    web.headers["Origin"] = fleet.web_url  # as a browser sends it from the app's own pages
+    token = form_token(web.get("/login").text)
+    bad = web.post("/login", data={"username": OPERATOR[0], "password": "nope", "csrf": token})
     assert bad.status_code == 401 and "Wrong user name or password" in bad.text
-    ok = web.post("/login", data={"username": OPERATOR[0], "password": OPERATOR[1], "next": "/"})
+    ok = web.post("/login", data={"username": OPERATOR[0], "password": OPERATOR[1], "next": "/", "csrf": token})
     assert ok.status_code == 303 and "gozen_session" in web.cookies
     assert web.post("/api/processes/buf-node1/work:other/restart").status_code == 200
     assert fleet.state("buf-node1", "work:other") == "RUNNING"
-    web.post("/logout")
+    assert web.post("/logout", data={"csrf": form_token(web.get("/").text)}).status_code == 303
     assert web.post("/api/processes/buf-node1/work:other/restart").status_code == 401
 
 

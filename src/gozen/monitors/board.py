@@ -43,7 +43,7 @@ def snapshot(engine: Engine, prefix: str | None = None) -> StatusSnapshot:
     now = utcnow()
     q = select(status)
     if prefix:
-        q = q.where(status.c.key.startswith(prefix))
+        q = q.where(status.c.key.startswith(prefix, autoescape=True))  # `%` and `_` are not wildcards
     with engine.connect() as conn:
         rows = conn.execute(q).all()
     values: dict[str, StatusValue] = {}

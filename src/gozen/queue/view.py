@@ -2,21 +2,75 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from gozen.config import Config
+from gozen.db.tables import recipes
 from gozen.db.types import utcnow
 from gozen.queue import store
-from gozen.queue.recipe import PRIORITY_OF_RANK, step_kind
+from gozen.queue.recipe import PRIORITY_OF_RANK, Recipe, step_kind
 from gozen.queue.scheduler import Slot, plan, sky_at, verdicts
 from gozen.queue.server import safety
 
 SERVER_SILENT_S = 60.0
+EXECUTED_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class RecipeSummary:
+    """What the page shows of an executing recipe's body: read once per recipe, not per view."""
+
+    description: str | None
+    step_kinds: tuple[str, ...]
+
+
+class SummaryCache:
+    """Recipe summaries by (database, uuid): a stored recipe's body never changes after submission."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._entries: OrderedDict[tuple[str, str], RecipeSummary] = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, engine: Engine, uuid: str) -> RecipeSummary | None:
+        key = (str(engine.url), uuid)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        with engine.connect() as conn:
+            body = conn.execute(select(recipes.c.body).where(recipes.c.uuid == uuid)).scalar()
+        if body is None:
+            return None
+        recipe = Recipe.model_validate(body)
+        summary = RecipeSummary(recipe.description, tuple(step_kind(s) for s in recipe.steps))
+        with self._lock:
+            self._entries[key] = summary
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return summary
+
+
+SUMMARIES = SummaryCache()
+# The page's two lists read only these columns: never the recipe bodies, which may be large.
+_LIST_COLUMNS = (
+    recipes.c.uuid,
+    recipes.c.name,
+    recipes.c.priority,
+    recipes.c.state,
+    recipes.c.progress,
+    recipes.c.message,
+    recipes.c.started_at,
+    recipes.c.finished_at,
+)
 
 
 def queue_view(
@@ -31,26 +85,11 @@ def queue_view(
     activity: dict[str, Any] = st.get("activity", ({}, None))[0] or {}
     activity_at = st.get("activity", ({}, None))[1]
     server = st.get("server", (None, None))[0]
-    executing = store.in_state(engine, ("executing",), limit=1)
     cands = (cache or store.CandidateCache()).queued(engine)
     safe, why = safety(engine)
     shown = list(islice(verdicts(cands, sky_at(cfg.site, now), cfg.site, safe, why), limit))
     alive = bool(server) and activity_at is not None and (now - activity_at).total_seconds() < SERVER_SILENT_S
-    ex = None
-    if executing:
-        e = executing[0]
-        steps = e.recipe.steps
-        ex = {
-            "uuid": e.uuid,
-            "name": e.name,
-            "description": e.recipe.description,
-            "priority": e.priority,
-            "step": min(e.step + 1, len(steps)),
-            "steps": len(steps),
-            "step_kind": step_kind(steps[min(e.step, len(steps) - 1)]),
-            "exposures_done": int(e.progress.get("done", 0)),
-            "started_at": e.started_at.isoformat() if e.started_at else None,
-        }
+    ex = _executing(engine)
     return {
         "time": now.isoformat(),
         "server": server if alive else None,
@@ -82,8 +121,41 @@ def queue_view(
                 "started_at": r.started_at.isoformat() if r.started_at else None,
                 "finished_at": r.finished_at.isoformat() if r.finished_at else None,
             }
-            for r in store.in_state(engine, store.FINAL, limit=50)
+            for r in _listed(engine, store.FINAL, EXECUTED_SHOWN)
         ],
+    }
+
+
+def _listed(engine: Engine, states: tuple[str, ...], limit: int) -> list[Any]:
+    """Recipes in these states, newest finished first, without their bodies (as store.in_state orders them)."""
+    q = (
+        select(*_LIST_COLUMNS)
+        .where(recipes.c.state.in_(states))
+        .order_by(recipes.c.finished_at.desc(), recipes.c.submitted_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(q))
+
+
+def _executing(engine: Engine) -> dict[str, Any] | None:
+    rows = _listed(engine, ("executing",), 1)
+    summary = SUMMARIES.get(engine, rows[0].uuid) if rows else None
+    if not rows or summary is None or not summary.step_kinds:
+        return None
+    e, kinds = rows[0], summary.step_kinds
+    progress = dict(e.progress or {})
+    step = int(progress.get("step", 0))
+    return {
+        "uuid": e.uuid,
+        "name": e.name,
+        "description": summary.description,
+        "priority": e.priority,
+        "step": min(step + 1, len(kinds)),
+        "steps": len(kinds),
+        "step_kind": kinds[min(step, len(kinds) - 1)],
+        "exposures_done": int(progress.get("done", 0)),
+        "started_at": e.started_at.isoformat() if e.started_at else None,
     }
 
 
@@ -109,7 +181,9 @@ def night_bounds(cfg: Config, night: date, sun_limit_deg: float = -12.0) -> tupl
     return times[dark[0]], times[dark[-1]]
 
 
-def night_plan(cfg: Config, engine: Engine, night: date) -> tuple[datetime, datetime, list[Slot]]:
+def night_plan(
+    cfg: Config, engine: Engine, night: date, cache: store.CandidateCache | None = None
+) -> tuple[datetime, datetime, list[Slot]]:
     start, end = night_bounds(cfg, night)
     start = min(max(start, utcnow()), end)  # tonight: from now on
-    return start, end, plan(store.CandidateCache().queued(engine), cfg.site, start, end)
+    return start, end, plan((cache or store.CandidateCache()).queued(engine), cfg.site, start, end)

@@ -81,10 +81,15 @@ class Authenticator:
             users = [User(name=DEFAULT_ADMIN, password_hash=hash_password(pw), role="operator")]
         self._users = {u.name: u for u in users}
         self._tokens = {t.token_sha256: t for t in cfg.web.api_tokens}
+        # Checked for unknown names, so that they cost what a wrong password costs (no user-name oracle).
+        self._dummy_hash = hash_password(secrets.token_urlsafe(16))
 
     def login(self, name: str, password: str) -> Identity | None:
         user = self._users.get(name)
-        if user is None or not verify_password(password, user.password_hash):
+        if user is None:
+            verify_password(password, self._dummy_hash)
+            return None
+        if not verify_password(password, user.password_hash):
             return None
         return Identity(user.name, user.role, "session")
 
@@ -101,13 +106,19 @@ class Authenticator:
             tok = self._tokens.get(token_sha256(value.strip()))
             return Identity(tok.name, tok.role, "token") if tok else None
         if scheme.lower() == "basic":
-            try:
-                name, _, password = base64.b64decode(value.strip()).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return None
-            ident = self.login(name, password)
+            creds = basic_credentials(value)
+            ident = self.login(*creds) if creds else None
             return Identity(ident.name, ident.role, "basic") if ident else None
         return None
+
+
+def basic_credentials(value: str) -> tuple[str, str] | None:
+    """(name, password) from the base64 part of `Authorization: Basic ...`; None when garbled."""
+    try:
+        name, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return name, password
 
 
 def session_secret(cfg: Config) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -21,6 +22,13 @@ router = APIRouter()
 
 GROUPS = ("safety", "telescope", "weather", "gps", "temperature", "power", "df", "zfs")
 HISTORY_LIMIT = 100_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NOT_FILENAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def csv_filename(key: str) -> str:
+    """A download name from the asked keys: only characters safe in a header's quoted string."""
+    return _NOT_FILENAME.sub("_", key.replace(",", "+"))[:60] + ".csv"
 
 
 def group_of(key: str) -> str:
@@ -90,6 +98,9 @@ async def history_csv(
     since: Annotated[str | None, Query(max_length=40)] = None,
     until: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
+    if _CONTROL.search(key):
+        raise HTTPException(422, "key: control characters (line breaks, tabs, ...) are not allowed in a key")
+
     def build() -> str:
         known = keys(request.app.state.engine)
         wanted = [k for k in key.split(",") if k]
@@ -97,7 +108,7 @@ async def history_csv(
         if not chosen:
             raise HTTPException(404, f"key: nothing on the board matches {key!r}")
         buf = io.StringIO()
-        w = csv.writer(buf)
+        w = csv.writer(buf, quoting=csv.QUOTE_MINIMAL)  # quotes a value holding a comma, quote or line break
         w.writerow(["time_utc", "key", "value", "unit"])
         for k in chosen:
             for t, v in _history(request, k, since, until)["points"]:
@@ -105,8 +116,9 @@ async def history_csv(
         return buf.getvalue()
 
     text = await run_in_threadpool(build)
-    name = key.replace(",", "+")[:60]
-    return Response(text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return Response(
+        text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{csv_filename(key)}"'}
+    )
 
 
 @router.get("/monitors/plots/{group}.svg")

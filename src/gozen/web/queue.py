@@ -14,14 +14,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gozen.queue import store
-from gozen.queue.recipe import PRIORITY_OF_RANK, RecipeError, load_recipe_text, recipe_schema
+from gozen.queue.recipe import PRIORITY_OF_RANK, Recipe, RecipeError, parse_recipe, recipe_schema
 from gozen.queue.view import night_plan, queue_view
 from gozen.web.auth import Identity
 from gozen.web.plots import timeline
 from gozen.web.security import current_identity, require_operator
+from gozen.yamltext import YamlTextError, load_yaml_text
 
 router = APIRouter()
 Operator = Annotated[Identity, Depends(require_operator)]
+PLAN_MAX_DAYS = 3660
 
 
 def _fields(request: Request) -> dict[str, tuple[float, float]]:
@@ -33,11 +35,16 @@ async def queue_json(request: Request) -> dict[str, Any]:
     return await run_in_threadpool(_view, request)
 
 
-def _view(request: Request) -> dict[str, Any]:
+def _cache(request: Request) -> store.CandidateCache:
     state = request.app.state
     if not hasattr(state, "queue_cache"):
         state.queue_cache = store.CandidateCache()
-    return queue_view(state.cfg, state.engine, cache=state.queue_cache)
+    return state.queue_cache  # type: ignore[no-any-return]
+
+
+def _view(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    return queue_view(state.cfg, state.engine, cache=_cache(request))
 
 
 @router.get("/api/recipes/schema")
@@ -45,12 +52,30 @@ async def schema() -> dict[str, Any]:
     return recipe_schema()
 
 
+def parse_submitted(body: bytes, max_steps: int) -> Recipe:
+    """A recipe from a request body, refused (RecipeError) past web.max_recipe_steps before validation."""
+    try:
+        data = load_yaml_text(body.decode("utf-8", errors="replace"))
+    except YamlTextError as err:
+        raise RecipeError(f"recipe: {err}") from None
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if isinstance(steps, list) and len(steps) > max_steps:
+        raise RecipeError(f"steps: {len(steps)} steps, more than web.max_recipe_steps ({max_steps})")
+    return parse_recipe(data, "recipe")
+
+
 @router.post("/api/recipes", status_code=201)
 async def submit(request: Request, ident: Operator) -> Response:
-    text = (await request.body()).decode("utf-8", errors="replace")
+    body = await request.body()  # at most web.max_body_bytes (BodyLimit)
+    state = request.app.state
+
+    def parse_and_store() -> store.RecipeRow:
+        # In a worker thread: parsing a large recipe must not stop the event loop (and /api/health).
+        recipe = parse_submitted(body, state.cfg.web.max_recipe_steps)
+        return store.submit(state.engine, recipe, ident.name, _fields(request))
+
     try:
-        recipe = load_recipe_text(text, "recipe")
-        row = await run_in_threadpool(store.submit, request.app.state.engine, recipe, ident.name, _fields(request))
+        row = await run_in_threadpool(parse_and_store)
     except RecipeError as err:
         lines = str(err).splitlines()
         return JSONResponse(
@@ -103,20 +128,30 @@ async def act(request: Request, action: Literal["pause", "resume", "abort"], ide
     return {"action": action, "by": ident.name}
 
 
+def plan_night(night: date | None, today: date) -> date:
+    """The night to plan: tonight by default; 422 beyond what the ephemeris and calendar can handle."""
+    if night is None:
+        return today
+    if abs((night - today).days) > PLAN_MAX_DAYS:
+        raise HTTPException(
+            422, f"night: {night} is more than {PLAN_MAX_DAYS} days from today ({today}); plans look at most that far"
+        )
+    return night
+
+
 @router.get("/queue/plan.svg")
 async def plan_svg(request: Request, night: Annotated[date | None, Query()] = None) -> Response:
-    cfg = request.app.state.cfg
+    from gozen.db.types import utcnow
+
+    state = request.app.state
+    n = plan_night(night, utcnow().date())
 
     def build() -> str:
-        from gozen.db.types import utcnow
-
-        n = night or (utcnow().date())
-        start, end, slots = night_plan(cfg, request.app.state.engine, n)
+        start, end, slots = night_plan(state.cfg, state.engine, n, cache=_cache(request))
         bars = [(s.candidate.name, PRIORITY_OF_RANK[s.candidate.rank], s.start, s.end) for s in slots]
         return timeline(bars, start, end, f"night of {n}: {start:%H:%M}-{end:%H:%M} UTC (Sun below -12 deg)")
 
     return Response(await run_in_threadpool(build), media_type="image/svg+xml")
-
 
 
 @router.get("/queue", response_class=HTMLResponse)
