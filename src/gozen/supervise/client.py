@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import re
 import socket
 import xmlrpc.client
 from collections.abc import Iterable
@@ -15,8 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from xml.parsers.expat import ExpatError
 
 from gozen.config import Config, ConfigError, Host
+from gozen.supervise.access import SupervisorPasswordMissing, rpc_url
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,13 @@ class HostStatus:
     elapsed_s: float = 0.0
 
 
+# Bytes XML 1.0 forbids (C0 controls but tab, LF, CR). supervisord copies a program's log into its
+# answers verbatim, so one BEL in a log would make the whole answer unparsable.
+_XML_INVALID = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# What a log tail may carry on to HTML and JSON: text, tabs and line breaks, no terminal controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 class _TimeoutTransport(xmlrpc.client.Transport):
     def __init__(self, timeout_s: float) -> None:
         super().__init__()
@@ -85,6 +95,20 @@ class _TimeoutTransport(xmlrpc.client.Transport):
         conn = super().make_connection(host)
         conn.timeout = self.timeout_s
         return conn
+
+    def parse_response(self, response: Any) -> Any:
+        # As xmlrpc.client.Transport.parse_response, with XML-invalid bytes dropped before parsing
+        # (per chunk: such bytes are ASCII and never part of a multi-byte UTF-8 character).
+        stream = response
+        if hasattr(response, "getheader") and response.getheader("Content-Encoding", "") == "gzip":
+            stream = xmlrpc.client.GzipDecodedResponse(response)
+        parser, unmarshaller = self.getparser()
+        while chunk := stream.read(65536):
+            parser.feed(_XML_INVALID.sub(b"", chunk))
+        if stream is not response:
+            stream.close()
+        parser.close()
+        return unmarshaller.close()
 
 
 def _ts(value: int) -> datetime | None:
@@ -116,13 +140,16 @@ class SupervisorClient:
 
     def __init__(self, host: Host, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.host = host
-        sup = host.supervisor
-        self._url = f"http://{sup.username}:{sup.password}@{host.address}:{sup.port}/RPC2"
         self._timeout_s = timeout_s
 
     def _proxy(self) -> Any:
-        # A fresh proxy per call: ServerProxy is not safe to share between threads.
-        return xmlrpc.client.ServerProxy(self._url, transport=_TimeoutTransport(self._timeout_s), allow_none=True)
+        # A fresh proxy per call: ServerProxy is not safe to share between threads. The address and
+        # password come from where `gozen up` wrote them into supervisord.conf (supervise.access).
+        try:
+            url = rpc_url(self.host)
+        except SupervisorPasswordMissing as err:
+            raise HostUnreachable(str(err)) from None
+        return xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(self._timeout_s), allow_none=True)
 
     def _call(self, method: str, *args: Any) -> Any:
         proxy = self._proxy()
@@ -135,6 +162,8 @@ class SupervisorClient:
             raise HostUnreachable(f"{self.host.name}: supervisord {why}") from None
         except (OSError, http.client.HTTPException) as err:
             raise HostUnreachable(f"{self.host.name}: {_describe_socket_error(err)}") from None
+        except (ExpatError, xmlrpc.client.ResponseError) as err:
+            raise HostUnreachable(f"{self.host.name}: supervisord's answer could not be read ({err})") from None
 
     def status(self, tail_bytes: int = 0) -> HostStatus:
         """Every program of this host, with the last `tail_bytes` of its logs if asked."""
@@ -218,8 +247,13 @@ class SupervisorClient:
 def _tail_text(result: Any) -> str:
     # supervisor's multicall answers a tail as [text, offset, overflow]; a fault as a dict.
     if isinstance(result, list) and result and isinstance(result[0], str):
-        return result[0]
+        return printable_log(result[0])
     return ""
+
+
+def printable_log(text: str) -> str:
+    """Log text without terminal control characters (bells, escapes, CRs): safe for HTML and JSON."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
 
 
 def _describe_socket_error(err: BaseException) -> str:
