@@ -6,15 +6,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gozen.daq.cardtext import card_text_problem
 from gozen.daq.headers import ExposureInfo
 from gozen.daq.snapshot import StatusSnapshot
 from gozen.db.tables import daq_files, exposures, readout_reports
 from gozen.db.types import utcnow
 
 DATA_TYPES = ("OBJECT", "FLAT", "DARK")
+# Fields that become FITS header strings: (field, the name a person knows it by).
+HEADER_TEXT = (
+    ("object", "object"),
+    ("obs_mode", "obs_mode"),
+    ("filter", "filter"),
+    ("project", "project"),
+    ("observer", "observer"),
+    ("recipe_name", "recipe name"),
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,11 @@ class ExposureRequest:
             raise ValueError(f"frames: must be >= 1, got {self.n_frames}")
         if self.fps <= 0:
             raise ValueError(f"fps: must be > 0, got {self.fps}")
+        for attr, label in HEADER_TEXT:
+            value = getattr(self, attr)
+            problem = card_text_problem(value) if value is not None else None
+            if problem is not None:
+                raise ValueError(f"{label}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -53,13 +68,49 @@ class ArmedExposure:
 
 
 def request_exposures(engine: Engine, req: ExposureRequest, count: int) -> list[int]:
+    with engine.begin() as conn:
+        return insert_exposures(conn, req, count)
+
+
+def insert_exposures(conn: Connection, req: ExposureRequest, count: int) -> list[int]:
+    """Queue exposures inside the caller's transaction (so it can note their ids in the same one)."""
     now = utcnow()
     row = {k: getattr(req, k) for k in ExposureRequest.__dataclass_fields__}
-    with engine.begin() as conn:
-        return [
-            int(conn.execute(insert(exposures).values(state="queued", requested_at=now, **row)).inserted_primary_key[0])  # type: ignore[index]
-            for _ in range(count)
-        ]
+    return [
+        int(conn.execute(insert(exposures).values(state="queued", requested_at=now, **row)).inserted_primary_key[0])  # type: ignore[index]
+        for _ in range(count)
+    ]
+
+
+@dataclass(frozen=True)
+class ExposureOutcome:
+    """Where an exposure stands, as the queue server waits on it."""
+
+    state: str | None  # None: no such exposure
+    start_at: datetime | None  # set when daq:control armed it
+    files_written: int
+    files_lost: int
+    daq_busy: bool  # another exposure is armed: this one may be waiting its turn
+
+    def why_no_file(self) -> str:
+        return f"no file written ({self.files_lost} recorded lost; see the events of daq:writer-*)"
+
+
+def exposure_outcome(engine: Engine, exp_id: int) -> ExposureOutcome:
+    with engine.connect() as conn:
+        row = conn.execute(select(exposures.c.state, exposures.c.start_at).where(exposures.c.exp_id == exp_id)).first()
+        counts: dict[str, int] = dict(
+            conn.execute(
+                select(daq_files.c.state, func.count()).where(daq_files.c.exp_id == exp_id).group_by(daq_files.c.state)
+            ).tuples()
+        )
+        busy = conn.execute(
+            select(func.count()).where(exposures.c.state == "armed", exposures.c.exp_id != exp_id)
+        ).scalar_one()
+    lost = int(counts.pop("lost", 0))
+    return ExposureOutcome(
+        row.state if row else None, row.start_at if row else None, sum(counts.values()), lost, bool(busy)
+    )
 
 
 def next_queued(engine: Engine) -> dict[str, Any] | None:

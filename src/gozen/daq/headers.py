@@ -8,7 +8,8 @@ own stamp and flags go in the FRAMES table written after the cube.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,9 +18,11 @@ from astropy.time import Time
 
 from gozen import __version__
 from gozen.config import Config
+from gozen.daq.cardtext import as_card_text, card_text_problem
 from gozen.daq.focalplane import chip_wcs
 from gozen.daq.ring import FLAG_DAMAGED, FLAG_DROPPED, FLAG_MISSING
-from gozen.daq.snapshot import StatusSnapshot
+from gozen.daq.snapshot import StatusSnapshot, StatusValue
+from gozen.fitstext import to_fits_text
 from gozen.sky import format_dec, format_ra
 
 BLOCK = 2880
@@ -43,6 +46,40 @@ class ExposureInfo:
     recipe_uuid: str | None
     recipe_name: str | None
     snapshot: StatusSnapshot
+
+
+# ExposureInfo fields written as header strings.
+TEXT_FIELDS = ("object", "data_type", "obs_mode", "filter", "project", "observer", "recipe_uuid", "recipe_name")
+
+
+def header_text_problems(exp: ExposureInfo) -> list[str]:
+    """`field: why` for each of the exposure's strings that cannot be a header card's value."""
+    out = []
+    for name in TEXT_FIELDS:
+        value = getattr(exp, name)
+        problem = card_text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            out.append(f"{name}: {problem}")
+    return out
+
+
+def fitting(exp: ExposureInfo) -> ExposureInfo:
+    """The exposure with every string made to fit a card and the readings astropy refuses dropped."""
+    texts = {n: as_card_text(v) for n in TEXT_FIELDS if isinstance(v := getattr(exp, n), str)}
+    values: dict[str, StatusValue] = {}
+    for key, sv in exp.snapshot.values.items():
+        value = sv.value
+        if isinstance(value, str):
+            value = as_card_text(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            continue  # FITS has no NaN or infinity in a header
+        values[key] = replace(sv, value=value, unit=to_fits_text(str(sv.unit)), time=to_fits_text(str(sv.time)))
+    return replace(exp, snapshot=StatusSnapshot(exp.snapshot.time, values), **texts)  # type: ignore[arg-type]
+
+
+def bare(exp: ExposureInfo) -> ExposureInfo:
+    """The last resort: the exposure's own numbers, its strings made to fit, and no status readings."""
+    return replace(fitting(exp), snapshot=StatusSnapshot(exp.snapshot.time, {}))
 
 
 def padded(nbytes: int) -> int:
@@ -236,7 +273,8 @@ class HeaderTemplate:
         first = cfg.camera.chips[0]
         header = primary_header(cfg, exp, first, exp.start_at, host, "-", "-")
         self.image = bytearray(header.tostring().encode("ascii"))
-        keys = [c.keyword for c in header.cards]
+        # Card positions in the image itself: a long value spans several 80-character cards.
+        keys = [self.image[i : i + 8].decode("ascii").rstrip() for i in range(0, len(self.image), 80)]
         self.index = {k: keys.index(k) for k in PER_CHIP_KEYS if k in keys}
         self.comments = {k: header.comments[k] for k in self.index}
         self.ra, self.dec = exp.snapshot.number("telescope.ra_deg"), exp.snapshot.number("telescope.dec_deg")

@@ -16,7 +16,8 @@ from gozen.daq import catalog
 from gozen.daq.catalog import ArmedExposure
 from gozen.daq.cpus import cpu_sets, pin
 from gozen.daq.layout import frame_bytes, readout_chips, ring_path, ring_slots, writer_of
-from gozen.daq.ring import END, FLAG_DAMAGED, FLAG_MISSING, FRAME, Ring
+from gozen.daq.ring import END, FLAG_DAMAGED, FLAG_MISSING, FRAME, Ring, release_rings
+from gozen.daq.stop import CLEAN_STOP, exit_on_sigterm
 from gozen.db.events import record_event
 from gozen.db.types import utcnow
 from gozen.devices.camera import Camera, ExposureSpec
@@ -159,4 +160,10 @@ def _last_finished_exposure(engine: Engine) -> int:
 
 def run_readout(cfg: Config, engine: Engine, index: int, host: str) -> None:
     pin("readout", cpu_sets(cfg)[0])
-    Readout(cfg, engine, index, host).run()
+    exit_on_sigterm()
+    readout = Readout(cfg, engine, index, host)
+    try:
+        readout.run()
+    except CLEAN_STOP:
+        release_rings(list(readout.rings.values()), readout.name)
+        raise

@@ -3,12 +3,17 @@
 One ring joins one readout process to one writer process. The producer never blocks: when
 the ring is full it is told so and counts the frame as dropped. Indices only grow; a slot
 is `index % n_slots`. The file lives in /dev/shm, so either side may restart and find it.
+Each side holds a shared lock on the file while it has it open; a side that stops cleanly
+removes the file only if it can take the lock alone and no frame is left in it (a crash
+leaves the file for the next start).
 Ordering relies on the x86-64 (TSO) store order: the data and meta of a slot are stored
 before the head that publishes it, and each side stores only its own index.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import mmap
 import os
 import time
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 MAGIC = 0x676F7A656E_52_01  # "gozen" R 1
 PAGE = 4096
 META_FIELDS = ("seq", "kind", "exp_id", "det_id", "index", "n_frames", "counter", "gps_ns", "flags")
@@ -62,7 +68,7 @@ class Ring:
         self.frame_bytes = frame_bytes
         self.slot_bytes = _round_up(META_BYTES + frame_bytes, PAGE)
         self.total_bytes = PAGE + n_slots * self.slot_bytes
-        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+        fd = _open_shared(path, create)
         try:
             fresh = os.fstat(fd).st_size == 0
             if fresh:
@@ -72,7 +78,6 @@ class Ring:
                     # Reserve the memory now: a full /dev/shm is an error here, not a SIGBUS mid-night.
                     os.posix_fallocate(fd, 0, self.total_bytes)
                 except OSError as err:
-                    os.close(fd)
                     path.unlink(missing_ok=True)
                     raise RingNoRoom(
                         f"ring {path}: cannot reserve {self.total_bytes / 2**20:.0f} MiB ({err.strerror}); "
@@ -85,10 +90,14 @@ class Ring:
                     "stop its readout and writer, remove it, start again"
                 )
             self._mm = mmap.mmap(fd, self.total_bytes)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self._fd = fd  # kept open: it holds our shared lock
         self._hdr = np.frombuffer(self._mm, np.uint64, count=PAGE // 8)
-        # header words: 0 magic, 1 n_slots, 2 frame_bytes; head at word 16, tail at word 32 (own cache lines)
+        self._begun: int | None = None
+        # header words: 0 magic, 1 n_slots, 2 frame_bytes; head at word 16, tail at word 32 (own cache lines);
+        # the consumer's slot in hand + 1 at word 40 and how many consumer processes began it at word 41
         if fresh:
             self._hdr[1], self._hdr[2] = n_slots, frame_bytes
             self._hdr[16] = self._hdr[32] = 0
@@ -162,12 +171,68 @@ class Ring:
             return None
         return SlotMeta(*self._meta[tail % self.n_slots].tolist())
 
+    def begin(self, seq: int) -> int:
+        """Note that this process starts on slot `seq`; how many consumer processes have started on it.
+
+        The count lives in the ring, so it outlives a consumer that dies on the slot: more than one
+        means an earlier consumer died while handling it (a poison slot, not to be tried forever).
+        """
+        if self._begun == seq:
+            return int(self._hdr[41])
+        if int(self._hdr[40]) == seq + 1:
+            self._hdr[41] += 1
+        else:
+            self._hdr[41] = 1
+            self._hdr[40] = seq + 1
+        self._begun = seq
+        return int(self._hdr[41])
+
     def release(self) -> None:
         self._hdr[32] = self.tail + 1
 
-    def close(self) -> None:
+    def close(self, remove_if_unused: bool = False) -> bool:
+        """Let go of the ring; with remove_if_unused, also remove its file when no other process
+        has it open and no frame is left in it. True if the file was removed."""
+        removed = False
+        if remove_if_unused and self._fd >= 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if self.head == self.tail:
+                    self.path.unlink(missing_ok=True)
+                    removed = True
+            except BlockingIOError:
+                pass  # the other side still has it
         self._hdr = self._meta = self._data = None  # type: ignore[assignment]
         try:
             self._mm.close()
         except BufferError:
             pass  # a view is still held somewhere; the mapping goes with the process
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        return removed
+
+
+def release_rings(rings: list[Ring], who: str) -> None:
+    """A clean stop: close every ring, removing the files no other process uses."""
+    for ring in rings:
+        if ring.close(remove_if_unused=True):
+            log.info("%s: removed ring %s (no one else uses it)", who, ring.path)
+        else:
+            log.info("%s: left ring %s (the other side has it open, or frames are left in it)", who, ring.path)
+
+
+def _open_shared(path: Path, create: bool) -> int:
+    """The ring file open and share-locked; never a file that a stopping side removed meanwhile."""
+    while True:
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # removed between our open and our lock
+        if not create:
+            raise FileNotFoundError(f"ring {path} was removed")

@@ -10,20 +10,41 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gozen.config import Config
 from gozen.daq import catalog
 from gozen.daq.cube import CubeFile, CubeResult
 from gozen.daq.flusher import Flusher
-from gozen.daq.headers import BLOCK, ExposureInfo, HeaderTemplate, padded, tomoe_filename
+from gozen.daq.headers import (
+    BLOCK,
+    ExposureInfo,
+    HeaderTemplate,
+    bare,
+    fitting,
+    header_text_problems,
+    padded,
+    tomoe_filename,
+)
 from gozen.daq.layout import frame_bytes, ring_path, ring_slots, rings_of_writer
 from gozen.daq.recovery import find_stale_parts, salvage
-from gozen.daq.ring import END, FLAG_MISSING, FRAME, Ring, SlotMeta
+from gozen.daq.ring import END, FLAG_MISSING, FRAME, Ring, SlotMeta, release_rings
+from gozen.daq.stop import CLEAN_STOP, exit_on_sigterm
 from gozen.daq.volumes import NoVolume, VolumeChooser, VolumeState
 from gozen.db.events import Severity, record_event
 
 log = logging.getLogger(__name__)
+# A ring slot that this many writer processes died on is skipped by the next one.
+POISON_AFTER_CRASHES = 2
+DB_AWAY_SLEEP_S = 0.5
+
+
+class HeaderFailed(Exception):
+    """No header could be made for an exposure, not even one without its doubtful values."""
+
+
+class PoisonSlot(Exception):
+    """A ring slot that writers died on while handling it."""
 
 
 @dataclass
@@ -50,6 +71,8 @@ class Writer:
     unrecorded: list[dict[str, Any]] = field(default_factory=list)
     templates: dict[int, HeaderTemplate] = field(default_factory=dict)
     flusher: Flusher = field(default_factory=Flusher)
+    quarantined: int = 0
+    db_away: bool = False
 
     def __post_init__(self) -> None:
         self.name = f"daq:writer-{self.index + 1:02d}"
@@ -137,10 +160,34 @@ class Writer:
 
     def template(self, exp: ExposureInfo) -> HeaderTemplate:
         if exp.exp_id not in self.templates:
-            self.templates[exp.exp_id] = HeaderTemplate(self.cfg, exp, self.host)
+            self.templates[exp.exp_id] = self.make_template(exp)
             if len(self.templates) > 8:
                 self.templates.pop(next(iter(self.templates)))
         return self.templates[exp.exp_id]
+
+    def make_template(self, exp: ExposureInfo) -> HeaderTemplate:
+        """The exposure's header; if a value cannot go in one, the header with it made to fit, or without it."""
+        why = "; ".join(header_text_problems(exp))
+        if not why:
+            try:
+                return HeaderTemplate(self.cfg, exp, self.host)
+            except Exception as err:  # astropy refuses a value: a header must never stop the DAQ
+                why = f"{type(err).__name__}: {err}"
+        for fallback, what in ((fitting(exp), "transliterated or cut"), (bare(exp), "dropped")):
+            try:
+                template = HeaderTemplate(self.cfg, fallback, self.host)
+            except Exception as err:
+                why += f"; with values {what}: {type(err).__name__}: {err}"
+                continue
+            self.event(
+                "header_values_replaced",
+                f"exp {exp.exp_id}",
+                f"header values {what} ({why})"[:1000],
+                severity="warning",
+                exp_id=exp.exp_id,
+            )
+            return template
+        raise HeaderFailed(f"no header could be made: {why}"[:1000])
 
     def open_cube(self, exp: ExposureInfo, det_id: int, volume: VolumeState | None = None) -> OpenCube:
         filename = tomoe_filename(det_id, exp.exp_id, exp.start_at, self.cfg.site.lon_deg)
@@ -176,6 +223,10 @@ class Writer:
                     oc.cube.abandon()
                     self.record_lost(oc.exp, oc.det_id, f"its volume failed ({err.strerror}) and {no_room}")
                     return
+            except Exception as err:  # not the disk: the file cannot be finished, the writer goes on
+                oc.cube.abandon()
+                self.record_lost(oc.exp, oc.det_id, f"it could not be finished: {type(err).__name__}: {err}")
+                return
 
     def collect_committed(self) -> None:
         for (oc, res), err in self.flusher.collect():
@@ -316,16 +367,59 @@ class Writer:
         if len(self.closed) > 10000:
             self.closed = set(sorted(self.closed)[-5000:])
 
+    def take(self, meta: SlotMeta, ring: Ring) -> bool:
+        """Handle one slot and release it, whatever happens; False (slot kept) only while the database is away."""
+        crashes = ring.begin(meta.seq) - 1
+        if crashes >= POISON_AFTER_CRASHES:
+            self.quarantine(meta, PoisonSlot(f"{crashes} writer processes stopped while handling it"))
+        else:
+            try:
+                self.handle(meta, ring)
+            except OperationalError as err:
+                if not self.db_away:
+                    log.error("database away, ring slot %d waits for it: %s", meta.seq, err)
+                self.db_away = True
+                return False
+            except Exception as err:  # one bad slot must not stop the writer (nor crash-loop it)
+                log.exception("ring slot %d (exp %d det %d) failed", meta.seq, meta.exp_id, meta.det_id)
+                self.quarantine(meta, err)
+        self.db_away = False
+        ring.release()
+        return True
+
+    def quarantine(self, meta: SlotMeta, err: Exception) -> None:
+        """Skip a slot that cannot be handled: its frame (or, if its file never opened, the file) is lost."""
+        key = (meta.exp_id, meta.det_id)
+        why = f"{type(err).__name__}: {err}"[:1000]
+        self.quarantined += 1
+        what = "frame" if meta.kind == FRAME else "end-of-exposure mark" if meta.kind == END else "slot"
+        lost = "its frame is counted missing" if key in self.open else "its file is lost"
+        self.event(
+            "ring_slot_quarantined",
+            f"exp {meta.exp_id} det {meta.det_id}",
+            f"ring slot {meta.seq} ({what} {meta.index}) skipped, {lost}: {why}",
+            exp_id=meta.exp_id,
+            det_id=meta.det_id,
+            frame=meta.index,
+            reason=why,
+        )
+        if key in self.open or key in self.closed:
+            return  # an open file flags the frame missing when it closes
+        try:
+            exp = self.exposure(meta.exp_id)
+            self.record_lost(exp, meta.det_id, f"a ring slot of it could not be handled: {why}")
+        except Exception as no_record:  # nothing known to record it by: the event is its record
+            log.error("exp %d det %d: no file row recorded for it: %s", meta.exp_id, meta.det_id, no_record)
+            self.closed.add(key)
+
     def poll(self) -> int:
         """Handle what the rings hold; returns how many slots it took."""
         n = 0
         for ring in self.rings:
             for _ in range(ring.n_slots):
                 meta = ring.peek()
-                if meta is None:
+                if meta is None or not self.take(meta, ring):
                     break
-                self.handle(meta, ring)
-                ring.release()
                 n += 1
         self.expire()
         self.collect_committed()
@@ -334,9 +428,24 @@ class Writer:
 
     def run(self) -> None:
         self.attach()
-        while True:
-            if self.poll() == 0:
-                time.sleep(0.002)
+        try:
+            while True:
+                if self.poll() == 0:
+                    time.sleep(DB_AWAY_SLEEP_S if self.db_away else 0.002)
+        except CLEAN_STOP:
+            self.stop_cleanly()
+            raise
+
+    def stop_cleanly(self) -> None:
+        """Record the files already finished, then let go of the rings (removing those nobody else uses)."""
+        try:
+            self.flusher.wait()
+            self.collect_committed()
+            self.flush_records()
+        except Exception:
+            log.exception("%s: could not record every finished file before stopping", self.name)
+        release_rings(self.rings, self.name)
+        self.rings = []
 
 
 def huge_page_buffer(nbytes: int) -> np.ndarray:
@@ -356,4 +465,5 @@ def run_writer(cfg: Config, engine: Engine, index: int, host: str) -> None:
     from gozen.daq.cpus import cpu_sets, pin
 
     pin("writer", cpu_sets(cfg)[1])
+    exit_on_sigterm()
     Writer(cfg, engine, index, host).run()
