@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gozen.config import CONFIG_ENV, Config, ConfigError, dump_config, load_config
@@ -53,8 +54,13 @@ STATE_STYLE = {
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    # Messages quote config values and YAML text: `[...]` in them is text, never rich markup.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, markup=True)
 
 
 def _config(ctx: typer.Context) -> Config:
@@ -92,13 +98,19 @@ def config_show(ctx: typer.Context) -> None:
 @config_app.command("check")
 def config_check(file: Path) -> None:
     """Exit 0 if FILE is a valid gozen.yaml, else 2 with each wrong key path and why."""
+    from gozen.config_warnings import config_warnings
+
     try:
         cfg = load_config(file)
     except ConfigError as e:
         raise fail(str(e)) from None
+    for line in config_warnings(cfg):
+        warn(line)
     out.print(
         f"{file}: OK ({len(cfg.hosts)} hosts, {len(cfg.camera.chips)} chips, "
-        f"{len(cfg.daq_volumes)} DAQ volumes, {len(cfg.storage_nodes)} storage nodes)"
+        f"{len(cfg.daq_volumes)} DAQ volumes, {len(cfg.storage_nodes)} storage nodes)",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -133,6 +145,7 @@ def up(
     ctx: typer.Context, host: Annotated[str | None, typer.Option(help="Which configured host this is")] = None
 ) -> None:
     """Migrate the database and run this host's supervisord (and so every gozen program) in the foreground."""
+    from gozen.config_warnings import config_warnings
     from gozen.db.engine import make_engine
     from gozen.db.migrate import upgrade
     from gozen.supervise.up import exec_supervisord, prepare, this_host
@@ -143,9 +156,14 @@ def up(
         me = this_host(cfg, host)
     except ConfigError as e:
         raise fail(str(e)) from None
+    for line in config_warnings(cfg):
+        warn(line)
     upgrade(make_engine(cfg.database_url))
     config_file = ctx.obj.get("config") or os.environ.get(CONFIG_ENV)
-    conf = prepare(cfg, me, Path(config_file) if config_file else None)
+    try:
+        conf = prepare(cfg, me, Path(config_file) if config_file else None)
+    except ConfigError as e:
+        raise fail(str(e)) from None
     out.print(f"gozen up: host [bold]{me.name}[/bold], data in {cfg.data_dir}, supervisord config {conf}")
     if "web" in me.roles:
         out.print(f"web: http://{cfg.web.bind}:{cfg.web.port}/")
@@ -173,7 +191,7 @@ def ps(
         table = Table("host", "group:program", "state", "uptime", "pid", box=None, header_style="bold")
         for h in hosts:
             if not h.reachable:
-                table.add_row(h.host, "", "[bold red]UNREACHABLE[/]", "", f"[red]{h.error}[/]")
+                table.add_row(h.host, "", "[bold red]UNREACHABLE[/]", "", f"[red]{escape(h.error or '')}[/]")
             for p in h.processes:
                 style = STATE_STYLE.get(p.state, "")
                 table.add_row(h.host, p.full_name, f"[{style}]{p.state}[/]", uptime_words(p.uptime_s), str(p.pid or ""))
@@ -421,7 +439,7 @@ def transfer_export(
         f"acknowledged {r.acknowledged}, refused {r.rejected}"
     )
     for why in r.errors:
-        err.print(f"[red]{why}[/]")
+        err.print(f"[red]{escape(why)}[/]")
     raise typer.Exit(1 if r.errors else 0)
 
 

@@ -7,12 +7,16 @@ Every field carries a description; `gozen config show` prints the effective tree
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gozen.addresses import host_port_problem, host_problem, is_loopback
 from gozen.yamltext import YamlTextError, load_yaml_text
 
 CONFIG_ENV = "GOZEN_CONFIG"
@@ -43,9 +47,63 @@ class Site(Model):
 
 
 class SupervisorEndpoint(Model):
+    address: str | None = Field(
+        None,
+        description="Address supervisord listens on and is reached at. Default: the host's address if it is a "
+        "loopback one, else 127.0.0.1 (reachable from this host only). Set it for other hosts to reach this one, "
+        "and firewall the port.",
+    )
     port: int = Field(9001, gt=0, lt=65536, description="supervisord inet_http_server port.")
-    username: str = Field("gozen", min_length=1, description="supervisord XML-RPC user.")
-    password: str = Field("gozen", min_length=1, description="supervisord XML-RPC password.")
+    username: str = Field(
+        "gozen", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="supervisord XML-RPC user."
+    )
+    password: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="supervisord XML-RPC password (printable ASCII). Default: the install's generated password "
+        "in password_file.",
+    )
+    password_file: Path | None = Field(
+        None,
+        description="File holding the password when `password` is not given (relative: under data_dir). "
+        "Default: run/supervisor-password, made (0600) by the first `gozen up`; copy it to every host.",
+    )
+    user: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
+        description="Unix user supervisord switches to when started as root (default: it stays who started it).",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address_is_a_host(cls, v: str | None) -> str | None:
+        why = None if v is None else host_problem(v, ipv6=False)
+        if why:
+            raise ValueError(why)
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _password_fits_supervisord_conf(cls, v: str | None) -> str | None:
+        if v is not None:
+            why = supervisor_password_problem(v)
+            if why:
+                raise ValueError(why)
+        return v
+
+
+def supervisor_password_problem(text: str) -> str | None:
+    """Why `text` cannot be a supervisord password written into supervisord.conf (None: it can)."""
+    if any(not (" " <= c <= "~") for c in text):
+        return "only printable ASCII characters (no line breaks, tabs or control characters)"
+    if text != text.strip():
+        return "no spaces at the start or end (supervisord.conf drops them)"
+    if re.search(r"\s[;#]", text):
+        return "no space before ';' or '#' (supervisord.conf reads the rest as a comment)"
+    if text.startswith("{SHA}"):
+        return "must not start with {SHA} (supervisord would take it for a hash)"
+    return None
 
 
 class ExtraProgram(Model):
@@ -58,15 +116,41 @@ class ExtraProgram(Model):
     autorestart: bool = Field(True, description="Restart when it exits.")
     startsecs: int = Field(1, ge=0, description="Seconds it must stay up to count as started.")
 
+    @field_validator("command")
+    @classmethod
+    def _command_is_one_line_of_words(cls, v: str) -> str:
+        if any(c < " " or c == "\x7f" for c in v):
+            raise ValueError("one line without control characters (supervisord.conf holds it)")
+        try:
+            shlex.split(v)
+        except ValueError as err:
+            raise ValueError(f"not a command line: {err}") from None
+        return v
+
 
 class Host(Model):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Host name as shown on the pages.")
-    address: str = Field("127.0.0.1", description="Address where this host's supervisord answers.")
+    address: str = Field("127.0.0.1", description="The host's network address (IPv4 or name); see supervisor.address.")
     roles: list[Role] = Field(default_factory=lambda: list(ALL_ROLES), description="What runs here.")
     supervisor: SupervisorEndpoint = Field(
         default_factory=SupervisorEndpoint, description="Its supervisord's XML-RPC endpoint."
     )
     programs: list[ExtraProgram] = Field(default_factory=list, description="Other programs supervised here.")
+
+    @field_validator("address")
+    @classmethod
+    def _address_is_a_host(cls, v: str) -> str:
+        why = host_problem(v, ipv6=False)
+        if why:
+            raise ValueError(why)
+        return v
+
+    @property
+    def supervisor_bind(self) -> str:
+        """Where this host's supervisord listens: explicit, else loopback only."""
+        if self.supervisor.address:
+            return self.supervisor.address
+        return self.address if is_loopback(self.address) else "127.0.0.1"
 
 
 def tomoe_chip_ids(quadrants: tuple[int, ...] = (1, 2, 3, 4)) -> list[int]:
@@ -131,6 +215,14 @@ class Daq(Model):
     frame_timeout_s: float = Field(5.0, gt=0, description="Wait past an exposure's end before closing it incomplete.")
     gps_jitter_s: float = Field(0.0002, ge=0, description="Simulated GPS time-stamp scatter (about 0.2 ms).")
 
+    @field_validator("readout_cpus", "writer_cpus")
+    @classmethod
+    def _cpus_are_not_negative(cls, cpus: list[int] | None) -> list[int] | None:
+        bad = [c for c in cpus or [] if c < 0]
+        if bad:
+            raise ValueError(f"CPU numbers count from 0, got {bad}")
+        return cpus
+
 
 class Transfer(Model):
     replication: int = Field(1, ge=1, le=5, description="Verified storage copies each file needs besides the DAQ's.")
@@ -154,6 +246,15 @@ class Transfer(Model):
     retention_every_s: float = Field(60.0, gt=0, description="How often transfer:retention applies node limits.")
     rsync_timeout_s: float = Field(120.0, gt=0, description="rsync gives up on a silent peer after this long.")
 
+    @model_validator(mode="after")
+    def _low_water_is_below_high_water(self) -> Transfer:
+        if self.daq_low_water_pct > self.daq_high_water_pct:
+            raise ValueError(
+                f"daq_low_water_pct: must not be above daq_high_water_pct ({self.daq_high_water_pct:g}), "
+                f"got {self.daq_low_water_pct:g}"
+            )
+        return self
+
 
 class AlpacaDevice(Model):
     address: str = Field(
@@ -161,10 +262,26 @@ class AlpacaDevice(Model):
     )
     device_number: int = Field(0, ge=0, description="Alpaca device number.")
 
+    @field_validator("address")
+    @classmethod
+    def _address_is_host_port(cls, v: str) -> str:
+        why = host_port_problem(v)
+        if why:
+            raise ValueError(why)
+        return v
+
 
 class Gpsd(Model):
     host: str = Field("127.0.0.1", description="Where gpsd answers.")
     port: int = Field(12947, gt=0, lt=65536, description="gpsd's TCP port (gpsd's own default is 2947).")
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_host(cls, v: str) -> str:
+        why = host_problem(v)
+        if why:
+            raise ValueError(why)
+        return v
 
 
 class SafetyLimits(Model):
@@ -223,6 +340,14 @@ class Monitors(Model):
         30.0, gt=0, description="Status history older than this is dropped (by monitor:safety, hourly)."
     )
     simulator: DeviceSimulator = Field(default_factory=DeviceSimulator, description="The simulated devices.")
+
+    @model_validator(mode="after")
+    def _warning_comes_before_alarm(self) -> Monitors:
+        if self.df_warn_pct > self.df_alarm_pct:
+            raise ValueError(
+                f"df_warn_pct: must not be above df_alarm_pct ({self.df_alarm_pct:g}), got {self.df_warn_pct:g}"
+            )
+        return self
 
 
 class NamedField(Model):
@@ -298,11 +423,40 @@ class Archive(Model):
 class Database(Model):
     url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file data_dir/gozen.db.")
 
+    @field_validator("url")
+    @classmethod
+    def _url_is_sqlite_or_postgresql(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(v).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL: expected e.g. postgresql://user@host/gozen or sqlite:////path/gozen.db"
+            ) from None
+        if backend not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"gozen stores its data in SQLite or PostgreSQL, not {backend!r}")
+        return v
+
+
+_SCRYPT_HASH = re.compile(r"^scrypt\$[0-9]+\$[0-9]+\$[0-9]+\$[0-9a-f]{2,}\$[0-9a-f]{2,}$")
+
 
 class User(Model):
     name: str = Field(..., min_length=1, description="Login name.")
     password_hash: str = Field(..., description="From `gozen web hash-password`.")
     role: Literal["viewer", "operator"] = Field("operator", description="Operators may act.")
+
+    @field_validator("password_hash")
+    @classmethod
+    def _is_a_scrypt_hash(cls, v: str) -> str:
+        # Never quote the value: a password typed here by mistake must not reach logs or terminals.
+        if not _SCRYPT_HASH.match(v):
+            raise ValueError("not a scrypt hash (scrypt$N$r$p$salt$digest): make one with `gozen web hash-password`")
+        return v
 
 
 class ApiToken(Model):
@@ -337,6 +491,14 @@ class Web(Model):
         description="Origins (scheme://host:port) that may send state-changing requests besides the app's own "
         "address, e.g. the URL of a TLS proxy in front of it.",
     )
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_is_an_address(cls, v: str) -> str:
+        why = host_problem(v)
+        if why:
+            raise ValueError(why)
+        return v
 
 
 class Feed(Model):
@@ -406,6 +568,15 @@ class Couriers(Model):
     timezone: str = Field("Asia/Tokyo", description="Time zone of snippet_at (IANA name).")
     retry_base_s: float = Field(5.0, gt=0, description="First retry of a failed post; doubles, up to an hour.")
 
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_is_known(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone name (e.g. Asia/Tokyo, UTC), got {v!r}") from None
+        return v
+
 
 class Notifier(Model):
     name: str = Field(..., description="Name used in routing and the event log.")
@@ -474,6 +645,11 @@ class Config(Model):
         endpoints = [(h.address, h.supervisor.port) for h in self.hosts]
         if len(set(endpoints)) != len(endpoints):
             raise ValueError("hosts: two hosts share one supervisord address:port")
+        if self.transfer.replication > len(self.storage_nodes):
+            raise ValueError(
+                f"transfer.replication: {self.transfer.replication} verified copies of each file need as many "
+                f"storage_nodes, {len(self.storage_nodes)} configured (the janitor could never free the DAQ volumes)"
+            )
         return self
 
     # -- derived values -------------------------------------------------
@@ -528,6 +704,9 @@ class Config(Model):
         return self.data_dir / "log"
 
 
+_KEY_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[[0-9]+\]|\.[A-Za-z_][A-Za-z0-9_]*)*): ")
+
+
 def format_validation_error(err: ValidationError) -> str:
     """One line per problem: `camera.fps: must be > 0, got -1`."""
     lines = []
@@ -550,6 +729,11 @@ def format_validation_error(err: ValidationError) -> str:
             why = "required key is missing"
         elif kind == "value_error":
             why = str(ctx.get("error", e["msg"]))
+            # A model's own check names the key it is about: `daq_low_water_pct: must not be ...`.
+            sub = _KEY_PREFIX.match(why)
+            if sub:
+                loc = f"{loc}.{sub.group(1)}" if loc else sub.group(1)
+                why = why[sub.end() :]
         else:
             why = f"{e['msg'][0].lower()}{e['msg'][1:]}, got {got!r}"
         lines.append(f"{loc or '(top level)'}: {why}")
@@ -566,7 +750,11 @@ def parse_config(data: Any, base_dir: Path | None = None, source: str = "config"
         cfg = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"{source}:\n{format_validation_error(err)}") from None
-    return _resolved(cfg, base_dir or Path.cwd())
+    cfg = _resolved(cfg, base_dir or Path.cwd())
+    overlaps = overlapping_paths(cfg)
+    if overlaps:
+        raise ConfigError(f"{source}:\n" + "\n".join(overlaps))
+    return cfg
 
 
 def _resolved(cfg: Config, base_dir: Path) -> Config:
@@ -574,7 +762,48 @@ def _resolved(cfg: Config, base_dir: Path) -> Config:
     data_dir = Path(data_dir)
     if not data_dir.is_absolute():
         data_dir = (base_dir / data_dir).resolve()
-    return cfg.model_copy(update={"data_dir": data_dir})
+    hosts = [_with_password_file(h, data_dir) for h in cfg.hosts]
+    return cfg.model_copy(update={"data_dir": data_dir, "hosts": hosts})
+
+
+SUPERVISOR_PASSWORD_FILE = Path("run/supervisor-password")
+
+
+def _with_password_file(host: Host, data_dir: Path) -> Host:
+    """Where a host's supervisord password is kept, made absolute (none when it is given in the config)."""
+    sup = host.supervisor
+    if sup.password is not None:
+        return host
+    path = sup.password_file or SUPERVISOR_PASSWORD_FILE
+    path = path if path.is_absolute() else data_dir / path
+    return host.model_copy(update={"supervisor": sup.model_copy(update={"password_file": path})})
+
+
+def overlapping_paths(cfg: Config) -> list[str]:
+    """DAQ volumes, storage nodes and the archive directory that share a directory on one host.
+
+    A storage node inside a DAQ volume would let the janitor delete the only copy of a file.
+    """
+    places: list[tuple[str, str | None, Path]] = [
+        (f"daq_volumes[{i}].path", v.host, cfg.under_data_dir(v.path)) for i, v in enumerate(cfg.daq_volumes)
+    ]
+    places += [
+        (f"storage_nodes[{i}].path", n.host, cfg.under_data_dir(n.path)) for i, n in enumerate(cfg.storage_nodes)
+    ]
+    archive = cfg.archive_local_dir()
+    if archive is not None:
+        places.append(("archive.dest", None, archive))
+    resolved = [(key, host, path.resolve()) for key, host, path in places]
+    problems = []
+    for i, (key_a, host_a, a) in enumerate(resolved):
+        for key_b, host_b, b in resolved[i + 1 :]:
+            if host_a is not None and host_b is not None and host_a != host_b:
+                continue  # different machines
+            how = "is the same directory as" if a == b else "is inside" if b in a.parents else None
+            how = how or ("contains" if a in b.parents else None)
+            if how:
+                problems.append(f"{key_a}: {a} {how} {key_b} ({b}): each must have a directory of its own")
+    return problems
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -31,7 +31,7 @@ def this_host(cfg: Config, name: str | None) -> Host:
 
 
 def prepare(cfg: Config, host: Host, config_file: Path | None) -> Path:
-    """Create the data dirs and write supervisord.conf; returns its path."""
+    """Create the data dirs and write supervisord.conf (0600; it holds the password); returns its path."""
     for d in (cfg.data_dir, cfg.log_dir, cfg.run_dir):
         d.mkdir(parents=True, exist_ok=True)
     # Volumes and nodes given relative to data_dir are the simulator's directories: make them.
@@ -40,8 +40,22 @@ def prepare(cfg: Config, host: Host, config_file: Path | None) -> Path:
         if not v.path.is_absolute() and v.host in (None, host.name):
             cfg.under_data_dir(v.path).mkdir(parents=True, exist_ok=True)
     conf = cfg.run_dir / f"supervisord-{host.name}.conf"
-    conf.write_text(render_supervisord_conf(cfg, host, config_file, Path.cwd()))
+    write_private(conf, render_supervisord_conf(cfg, host, config_file, Path.cwd()))
     return conf
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by this user only (0600) from the first byte on."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an old temporary file keeps its mode through O_CREAT
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def exec_supervisord(conf: Path) -> None:

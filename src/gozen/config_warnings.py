@@ -1,0 +1,55 @@
+"""What is allowed in gozen.yaml but probably not meant: told by `gozen config check` and `gozen up`."""
+
+from __future__ import annotations
+
+import os
+
+from gozen.addresses import is_loopback
+from gozen.config import Config
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """One line per doubtful setting, each naming its key path; empty when all looks meant."""
+    return [*_roles(cfg), *_cpus(cfg), *_supervisors(cfg)]
+
+
+def _roles(cfg: Config) -> list[str]:
+    if any("daq" in h.roles for h in cfg.hosts):
+        return []
+    return ["hosts: no host has the role daq: nothing takes exposures (fine for a web-only or test setup)"]
+
+
+def _cpus(cfg: Config) -> list[str]:
+    count = os.cpu_count() or 1
+    out = []
+    for key in ("readout_cpus", "writer_cpus"):
+        beyond = [c for c in getattr(cfg.daq, key) or [] if c >= count]
+        if beyond:
+            out.append(
+                f"daq.{key}: CPU {', '.join(map(str, beyond))} is beyond this machine's {count} CPUs "
+                f"(0-{count - 1}); a DAQ host without it runs on the CPUs it has"
+            )
+    return out
+
+
+def _supervisors(cfg: Config) -> list[str]:
+    out = []
+    for i, h in enumerate(cfg.hosts):
+        sup = h.supervisor
+        if not is_loopback(h.supervisor_bind) and sup.password is None:
+            out.append(
+                f"hosts[{i}].supervisor: supervisord listens on {h.supervisor_bind}:{sup.port}, which other machines "
+                f"can reach, with the generated password in {sup.password_file}: copy that file to every host "
+                "(or set supervisor.password_file to a shared one) and let only gozen's hosts reach the port"
+            )
+        elif not is_loopback(h.supervisor_bind) and sup.password is not None and len(sup.password) < 12:
+            out.append(
+                f"hosts[{i}].supervisor.password: shorter than 12 characters, and supervisord listens on "
+                f"{h.supervisor_bind}:{sup.port}, which other machines can reach"
+            )
+        if len(cfg.hosts) > 1 and sup.address is None and not is_loopback(h.address):
+            out.append(
+                f"hosts[{i}].supervisor.address: not set, so supervisord on {h.name} listens on 127.0.0.1 only and "
+                f"the web app and `gozen ps` on other hosts cannot reach it (set it to {h.address} to allow them)"
+            )
+    return out
