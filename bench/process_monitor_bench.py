@@ -109,7 +109,8 @@ def blackholes(n: int) -> Iterator[list[Host]]:
         socks.append(s)
     try:
         yield [
-            Host(name=f"hung-{i}", address="127.0.0.1", supervisor={"port": s.getsockname()[1]})
+            # A password, so the client connects (and hangs) rather than stopping at a missing password file.
+            Host(name=f"hung-{i}", address="127.0.0.1", supervisor={"port": s.getsockname()[1], "password": "unused"})
             for i, s in enumerate(socks)
         ]
     finally:

@@ -200,6 +200,15 @@ def test_config_gap_is_a_warning_and_exit_0(tmp_path: Path, text: str, expected:
     assert "warning:" in stderr and expected in " ".join(stderr.split())
 
 
+def test_a_password_file_others_can_read_is_a_warning(tmp_path: Path) -> None:
+    pw_file = tmp_path / "var" / "run" / "supervisor-password"
+    pw_file.parent.mkdir(parents=True)
+    pw_file.write_text("copied-without-care-1234\n")
+    pw_file.chmod(0o644)
+    code, stderr = check(tmp_path, f"data_dir: {tmp_path / 'var'}\n")
+    assert code == 0 and f"hosts[0].supervisor.password_file: {pw_file} can be read by other users" in stderr
+
+
 def test_the_default_config_has_no_warning(tmp_path: Path) -> None:
     code, stderr = check(tmp_path, "site: {name: Kiso}\n")
     assert code == 0 and stderr == ""

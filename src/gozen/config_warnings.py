@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from gozen.addresses import is_loopback
 from gozen.config import Config
@@ -47,9 +48,20 @@ def _supervisors(cfg: Config) -> list[str]:
                 f"hosts[{i}].supervisor.password: shorter than 12 characters, and supervisord listens on "
                 f"{h.supervisor_bind}:{sup.port}, which other machines can reach"
             )
+        if sup.password_file is not None and _readable_by_others(sup.password_file):
+            out.append(
+                f"hosts[{i}].supervisor.password_file: {sup.password_file} can be read by other users (chmod 600 it)"
+            )
         if len(cfg.hosts) > 1 and sup.address is None and not is_loopback(h.address):
             out.append(
                 f"hosts[{i}].supervisor.address: not set, so supervisord on {h.name} listens on 127.0.0.1 only and "
                 f"the web app and `gozen ps` on other hosts cannot reach it (set it to {h.address} to allow them)"
             )
     return out
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False  # not made yet: `gozen up` makes it 0600
