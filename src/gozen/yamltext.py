@@ -34,7 +34,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._weight: dict[int, int] = {}  # id(node) -> number of nodes it stands for, expanded
         self._total = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
             event = self.peek_event()
             anchor = event.anchor
@@ -49,9 +49,10 @@ class _BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        weight = 1 + sum(self._weight.get(id(child), 1) for child in _children(node))
-        self._weight[id(node)] = weight
-        self._count(1, node.start_mark, "")
+        if node is not None:
+            weight = 1 + sum(int(self._weight.get(id(child), 1)) for child in _children(node))
+            self._weight[id(node)] = weight
+            self._count(1, node.start_mark, "")
         return node
 
     def _count(self, n: int, mark: Any, what: str) -> None:
