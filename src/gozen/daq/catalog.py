@@ -99,11 +99,8 @@ class ExposureOutcome:
 def exposure_outcome(engine: Engine, exp_id: int) -> ExposureOutcome:
     with engine.connect() as conn:
         row = conn.execute(select(exposures.c.state, exposures.c.start_at).where(exposures.c.exp_id == exp_id)).first()
-        counts: dict[str, int] = dict(
-            conn.execute(
-                select(daq_files.c.state, func.count()).where(daq_files.c.exp_id == exp_id).group_by(daq_files.c.state)
-            ).tuples()
-        )
+        q = select(daq_files.c.state, func.count()).where(daq_files.c.exp_id == exp_id).group_by(daq_files.c.state)
+        counts = {str(state): int(n) for state, n in conn.execute(q)}
         busy = conn.execute(
             select(func.count()).where(exposures.c.state == "armed", exposures.c.exp_id != exp_id)
         ).scalar_one()

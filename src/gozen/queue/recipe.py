@@ -23,11 +23,13 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from gozen.config import format_validation_error
+from gozen.daq.cardtext import card_text_problem
 from gozen.yamltext import YamlTextError, load_yaml_text
 
 Priority = Literal["low", "normal", "high", "interrupt"]
@@ -41,6 +43,20 @@ class RecipeError(Exception):
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Validation context of a recipe entering the queue (parse_recipe). Recipes already stored are
+# read without it, so one stored before a check existed still loads (and fails at its step).
+ENTRY: dict[str, bool] = {"entry": True}
+
+
+def _header_text(v: str, info: ValidationInfo) -> str:
+    """A value bound for a FITS header card: refused at entry if astropy could not write it."""
+    if info.context and info.context.get("entry"):
+        problem = card_text_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
+    return v
 
 
 class Window(Model):
@@ -84,12 +100,17 @@ class SlewArgs(Model):
 
 
 class ExposeArgs(Model):
-    object: str = Field(..., min_length=1, max_length=68, description="OBJECT: target or field name.")
+    object: str = Field(..., min_length=1, max_length=68, description="OBJECT: target or field name (printable ASCII).")
     frames: int = Field(12, ge=1, le=10000, description="Frames per exposure (NAXIS3).")
     fps: float = Field(2.0, gt=0, le=100, description="Frames per second.")
     count: int = Field(1, ge=1, le=10000, description="Exposures.")
     data_type: Literal["OBJECT", "FLAT", "DARK"] = Field("OBJECT", description="DATA-TYP.")
     dither_arcsec: float = Field(0.0, ge=0, le=3600, description="Offset between exposures (a square pattern).")
+
+    @field_validator("object")
+    @classmethod
+    def _header(cls, v: str, info: ValidationInfo) -> str:
+        return _header_text(v, info)
 
 
 class WaitArgs(Model):
@@ -146,15 +167,25 @@ Step = Annotated[
 
 
 class Recipe(Model):
-    name: str = Field(..., min_length=1, max_length=128, description="Shown on the queue page and in headers.")
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=128,
+        description="Shown on the queue page and in headers (RECIPE: printable ASCII, at most 68 characters).",
+    )
     uuid: str = Field(default_factory=lambda: str(uuidlib.uuid4()), description="Assigned when absent.")
     description: str = Field("", max_length=2000, description="For people.")
-    project: str = Field("survey", max_length=64, description="PROJECT.")
-    observer: str = Field("queue", max_length=64, description="OBSERVER.")
+    project: str = Field("survey", max_length=64, description="PROJECT (printable ASCII).")
+    observer: str = Field("queue", max_length=64, description="OBSERVER (printable ASCII).")
     priority: Priority = Field("normal", description="interrupt preempts the running recipe at its next step.")
     window: Window = Field(default_factory=Window, description="When it may start.")
     constraints: Constraints = Field(default_factory=Constraints, description="Sky and weather conditions.")
     steps: list[Step] = Field(..., min_length=1, description="Done in order.")
+
+    @field_validator("name", "project", "observer")
+    @classmethod
+    def _header(cls, v: str, info: ValidationInfo) -> str:
+        return _header_text(v, info)
 
     @field_validator("uuid")
     @classmethod
@@ -196,7 +227,7 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: the top level must be a mapping of fields, got {type(data).__name__}")
     try:
-        return Recipe.model_validate(data)
+        return Recipe.model_validate(data, context=ENTRY)
     except ValidationError as err:
         raise RecipeError(f"{source}:\n{_explain(err)}") from None
 

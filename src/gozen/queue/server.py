@@ -98,7 +98,7 @@ class QueueServer:
         self.telescope = telescope or Telescope(cfg)
         self.fields = cfg.queue.positions()
         self.running: store.RecipeRow | None = None
-        self.demo_count = 0
+        self.demo_count: int | None = None  # read from the database at the first demo recipe
         self.cache = store.CandidateCache()
 
     # -- state shown on the page ---------------------------------------------
@@ -293,17 +293,36 @@ class QueueServer:
             time.sleep(self.cfg.queue.poll_s)
 
     def expose(self, row: store.RecipeRow, i: int, step: ExposeStep, progress: dict[str, int], target: Any) -> None:
-        from gozen.daq.catalog import ExposureRequest, exposure_progress, request_exposures
+        e = step.expose
+        resuming = progress.get("step") == i
+        # An exposure asked for before the server stopped is waited for, never asked for again.
+        pending = progress.get("exp_id") if resuming else None
+        for k in range(int(progress.get("done", 0)) if resuming else 0, e.count):
+            if pending is not None:
+                exp_id, pending = int(pending), None
+            else:
+                exp_id = self.ask_exposure(row, i, k, e, target)
+            state = self.wait_exposure(exp_id, e.frames / e.fps)
+            store.record(
+                self.engine,
+                row.uuid,
+                "exposure",
+                f"exposure {exp_id} ({state}): {k + 1}/{e.count}",
+                {"step": i, "done": k + 1},
+            )
 
-        e, r = step.expose, row.recipe
-        for k in range(int(progress.get("done", 0)) if progress.get("step") == i else 0, e.count):
-            if r.constraints.safe_weather:
-                self.wait_for_safe(row)
-            self.interrupted()
-            ra, dec = target if target else (None, None)
-            if ra is not None and dec is not None and e.dither_arcsec:
-                dra, ddec = DITHER[k % len(DITHER)]
-                ra, dec = (ra + dra * e.dither_arcsec / 3600) % 360, dec + ddec * e.dither_arcsec / 3600
+    def ask_exposure(self, row: store.RecipeRow, i: int, k: int, e: Any, target: Any) -> int:
+        from gozen.daq.catalog import ExposureRequest
+
+        r = row.recipe
+        if r.constraints.safe_weather:
+            self.wait_for_safe(row)
+        self.interrupted()
+        ra, dec = target if target else (None, None)
+        if ra is not None and dec is not None and e.dither_arcsec:
+            dra, ddec = DITHER[k % len(DITHER)]
+            ra, dec = (ra + dra * e.dither_arcsec / 3600) % 360, dec + ddec * e.dither_arcsec / 3600
+        try:
             req = ExposureRequest(
                 e.object,
                 e.frames,
@@ -316,40 +335,55 @@ class QueueServer:
                 recipe_uuid=row.uuid,
                 recipe_name=row.name,
             )
-            [exp_id] = request_exposures(self.engine, req, 1)
-            deadline = time.monotonic() + e.frames / e.fps + self.cfg.queue.exposure_timeout_s
-            while True:
-                _, _, states = exposure_progress(self.engine, [exp_id])
-                state = states.get(exp_id)
-                if state in ("done", "incomplete"):
-                    break
-                if state == "failed" or time.monotonic() > deadline:
-                    raise StepFailed(f"exposure {exp_id} {'failed' if state == 'failed' else 'timed out'} in the DAQ")
-                time.sleep(0.2)
-            store.record(
-                self.engine,
-                row.uuid,
-                "exposure",
-                f"exposure {exp_id} ({state}): {k + 1}/{e.count}",
-                {"step": i, "done": k + 1},
-            )
+        except ValueError as err:  # a recipe stored before its values were checked at submission
+            raise StepFailed(f"steps[{i}].expose: the DAQ cannot take it: {err}") from None
+        return store.request_exposure(self.engine, row.uuid, req, i, k)
+
+    def wait_exposure(self, exp_id: int, duration_s: float) -> str:
+        """Wait until the DAQ accounts for the exposure; its state. StepFailed if it failed, timed out,
+        or left no file. The timeout runs from the exposure's start in the DAQ: time spent queued
+        behind other exposures does not count."""
+        from gozen.daq.catalog import exposure_outcome
+
+        allowed_s = duration_s + self.cfg.queue.exposure_timeout_s
+        deadline = time.monotonic() + allowed_s
+        while True:
+            out = exposure_outcome(self.engine, exp_id)
+            if out.state in ("done", "incomplete"):
+                if out.files_written == 0:
+                    raise StepFailed(f"exposure {exp_id} ended with {out.why_no_file()}")
+                return str(out.state)
+            if out.state in ("failed", None):
+                raise StepFailed(f"exposure {exp_id} {'failed' if out.state else 'is unknown'} in the DAQ")
+            now = time.monotonic()
+            if out.start_at is not None:
+                deadline = now + (out.start_at - utcnow()).total_seconds() + allowed_s
+            elif out.daq_busy:
+                deadline = max(deadline, now + allowed_s)  # queued behind other DAQ work
+            if now > deadline:
+                where = "armed" if out.start_at else "still queued in the DAQ (is daq:control running?)"
+                raise StepFailed(f"exposure {exp_id} timed out: {where}")
+            time.sleep(0.2)
 
     # -- the demo survey ---------------------------------------------------------
     def demo_recipe(self, now: datetime) -> store.RecipeRow:
         """The simulated observatory's looping survey: the next field near the meridian, 12 frames at 2 fps."""
         sky = sky_at(self.cfg.site, now)
+        first = self.demo_count is None
+        if self.demo_count is None:
+            self.demo_count = store.last_demo_number(self.engine)
         self.demo_count += 1
         n = self.demo_count
         ra = (sky.lst_deg + 6.0 * ((n % 5) - 2)) % 360
         dec = max(-89.0, min(89.0, self.cfg.site.lat_deg - 10.0 + 5.0 * (n % 4)))
         recipe = Recipe.model_validate(
             {
-                "name": f"Queue-Observer DEMO {n:03d}",
+                "name": store.DEMO_NAME.format(n=n),
                 "description": "demo survey field (queue.demo_survey)",
                 "project": "demo",
                 "priority": "low",
                 "window": {  # a field about every minute, leaving the telescope free in between
-                    "not_before": (now + timedelta(seconds=50 if n > 1 else 0)).astimezone(UTC).isoformat(),
+                    "not_before": (now + timedelta(seconds=0 if first else 50)).astimezone(UTC).isoformat(),
                     "not_after": (now + timedelta(minutes=30)).astimezone(UTC).isoformat(),
                 },
                 "steps": [
@@ -358,7 +392,7 @@ class QueueServer:
                 ],
             }
         )
-        return store.submit(self.engine, recipe, "demo survey", self.fields)
+        return store.submit(self.engine, recipe, store.DEMO_SUBMITTER, self.fields)
 
 
 # A square dither pattern, in units of dither_arcsec: (dRA, dDec).

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import gc
+import os
+import re
+import socket
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gozen.db.events import record_event
 from gozen.db.tables import queue_state, recipe_events, recipes
 from gozen.db.types import utcnow
 from gozen.queue.recipe import PRIORITY_RANK, Recipe, RecipeError
 
+if TYPE_CHECKING:
+    from gozen.daq.catalog import ExposureRequest
+
 FINAL = ("done", "failed", "aborted", "expired", "cancelled", "interrupted")
+DEMO_SUBMITTER = "demo survey"
+DEMO_NAME = "Queue-Observer DEMO {n:03d}"
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,41 @@ def record(engine: Engine, uuid: str, kind: str, message: str, progress: dict[st
         conn.execute(insert(recipe_events).values(recipe_uuid=uuid, time=now, kind=kind, message=message))
 
 
+def request_exposure(engine: Engine, uuid: str, req: ExposureRequest, step: int, done: int) -> int:
+    """Ask the DAQ for one exposure and note its id in the recipe's progress, in one transaction.
+
+    A server killed while the exposure runs finds the id when it resumes and waits for that
+    exposure instead of asking for it again.
+    """
+    from gozen.daq.catalog import insert_exposures
+
+    now = utcnow()
+    with engine.begin() as conn:
+        [exp_id] = insert_exposures(conn, req, 1)
+        progress = {"step": step, "done": done, "exp_id": exp_id}
+        conn.execute(update(recipes).where(recipes.c.uuid == uuid).values(progress=progress))
+        conn.execute(
+            insert(recipe_events).values(
+                recipe_uuid=uuid, time=now, kind="exposure_asked", message=f"exposure {exp_id} asked of the DAQ"
+            )
+        )
+    return exp_id
+
+
+def last_demo_number(engine: Engine) -> int:
+    """The number of the newest demo survey recipe (0 if none), so numbering goes on after a restart."""
+    q = (
+        select(recipes.c.name)
+        .where(recipes.c.submitted_by == DEMO_SUBMITTER)
+        .order_by(recipes.c.submitted_at.desc())
+        .limit(20)
+    )
+    with engine.connect() as conn:
+        names = conn.execute(q).scalars().all()
+    numbers = [int(m.group(1)) for n in names if (m := re.search(r"DEMO (\d+)$", n))]
+    return max(numbers, default=0)
+
+
 def history(engine: Engine, uuid: str) -> list[dict[str, Any]]:
     q = select(recipe_events).where(recipe_events.c.recipe_uuid == uuid).order_by(recipe_events.c.id)
     with engine.connect() as conn:
@@ -181,10 +225,50 @@ def cancel(engine: Engine, uuid: str, by: str) -> str:
 
 
 # -- the server's state -------------------------------------------------------
-def put_state(engine: Engine, key: str, value: Any) -> None:
+# Keys an operator sets: each change is an event (kind, and what it says).
+OPERATOR_KEYS = ("mode", "paused", "abort")
+
+
+def put_state(engine: Engine, key: str, value: Any, by: str | None = None) -> None:
+    """Set a key of the server's state; mode, pause/resume and abort are also recorded as events."""
     with engine.begin() as conn:
         conn.execute(delete(queue_state).where(queue_state.c.key == key))
         conn.execute(insert(queue_state).values(key=key, value=value, updated_at=utcnow()))
+    if key in OPERATOR_KEYS:
+        _record_operator_change(engine, key, value, by)
+
+
+def set_mode(engine: Engine, mode: str, by: str | None = None) -> None:
+    put_state(engine, "mode", mode, by)
+
+
+def set_paused(engine: Engine, paused: bool, by: str | None = None) -> None:
+    put_state(engine, "paused", paused, by)
+
+
+def request_abort(engine: Engine, by: str | None = None, uuid: str = "*") -> None:
+    put_state(engine, "abort", {"uuid": uuid, "by": by or "an operator"}, by)
+
+
+def _record_operator_change(engine: Engine, key: str, value: Any, by: str | None) -> None:
+    if key == "abort":
+        by = by or (value.get("by") if isinstance(value, dict) else None)
+        target = value.get("uuid", "*") if isinstance(value, dict) else "*"
+        kind, what = "queue_abort", "abort of " + ("the running recipe" if target == "*" else f"recipe {target}")
+    elif key == "paused":
+        kind, what = ("queue_paused", "queue paused") if value else ("queue_resumed", "queue resumed")
+    else:
+        kind, what = "queue_mode", f"queue mode set to {value}"
+    record_event(
+        engine,
+        host=os.environ.get("GOZEN_HOST") or socket.gethostname(),  # supervise.render.HOST_ENV
+        source="queue",
+        kind=kind,
+        subject="queue",
+        severity="warning" if kind in ("queue_abort", "queue_paused") or value == "maintenance" else "info",
+        message=f"{what} by {by or 'someone unnamed'}",
+        data={"key": key, "value": value, "by": by},
+    )
 
 
 def get_state(engine: Engine) -> dict[str, tuple[Any, datetime]]:
