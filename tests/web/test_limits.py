@@ -93,6 +93,15 @@ def test_alias_bomb_and_deep_nesting_are_422_without_echoing_the_input(fleet: Fl
         assert len(r.content) < 2000 and "lolz" not in r.text and "[[[[" not in r.text
 
 
+def test_recipe_errors_do_not_echo_a_large_input(fleet: Fleet) -> None:
+    name = "N" * 500_000
+    bad_steps = [{"expose": {"frames": 0, "object": "O" * 2000}}] * 100
+    for body in ({"name": name, "steps": [{"park": {}}]}, {"name": "many problems", "steps": bad_steps}):
+        r = httpx.post(f"{fleet.web_url}/api/recipes", json=body, headers=BEARER, timeout=60)
+        assert r.status_code == 422 and len(r.content) < 10_000, len(r.content)
+        assert r.json()["errors"] and "N" * 400 not in r.text and "O" * 400 not in r.text
+
+
 def test_health_answers_while_a_big_recipe_is_parsed(fleet: Fleet) -> None:
     body = "name: big\nsteps:\n" + "- park: {}\n" * 70_000  # 0.77 MB: seconds of YAML parsing
     done: dict[str, Any] = {}

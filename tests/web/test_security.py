@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from gozen.config import Config
 from gozen.db.engine import make_engine
+from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.db.tables import recipes
 from gozen.queue import store
@@ -280,3 +281,19 @@ def test_pages_run_under_the_csp_without_violations_and_reload_themselves(
         assert problems == []
     finally:
         ctx.close()
+
+
+# -- an audit trail for queue actions ----------------------------------------------------------------
+def test_queue_mode_pause_and_abort_from_the_web_leave_events_naming_the_user(fleet: Fleet) -> None:
+    engine = make_engine(fleet.cfg.database_url)
+    with httpx.Client(base_url=fleet.web_url, timeout=60) as c:
+        assert login(c, OPERATOR, fleet.web_url).status_code == 303
+        for path in ("/api/queue/mode/maintenance", "/api/queue/mode/normal", "/api/queue/pause"):
+            assert c.post(path).status_code == 200, path
+        assert c.post("/api/queue/resume").status_code == 200
+        assert c.post("/api/queue/abort").status_code == 200
+    kinds = {"queue_mode", "queue_paused", "queue_resumed", "queue_abort"}
+    mine = [e for e in recent_events(engine, 200) if e.kind in kinds and e.data.get("by") == OPERATOR[0]]
+    assert [e.kind for e in mine[:5]] == ["queue_abort", "queue_resumed", "queue_paused", "queue_mode", "queue_mode"]
+    assert "queue mode set to maintenance by ops" in [e.message for e in mine]
+    store.clear_state(engine, "abort")  # nothing runs in this fleet to take the request

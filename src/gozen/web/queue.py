@@ -24,6 +24,8 @@ from gozen.yamltext import YamlTextError, load_yaml_text
 router = APIRouter()
 Operator = Annotated[Identity, Depends(require_operator)]
 PLAN_MAX_DAYS = 3660
+MAX_ERRORS_SHOWN = 20
+MAX_ERROR_CHARS = 300
 
 
 def _fields(request: Request) -> dict[str, tuple[float, float]]:
@@ -77,12 +79,19 @@ async def submit(request: Request, ident: Operator) -> Response:
     try:
         row = await run_in_threadpool(parse_and_store)
     except RecipeError as err:
-        lines = str(err).splitlines()
+        lines = [_clipped(line) for line in str(err).splitlines()]
+        errors = lines[1:] or lines
+        if len(errors) > MAX_ERRORS_SHOWN:
+            errors = [*errors[:MAX_ERRORS_SHOWN], f"... and {len(errors) - MAX_ERRORS_SHOWN} more problems"]
         return JSONResponse(
-            {"detail": lines[-1] if len(lines) == 1 else "invalid recipe", "errors": lines[1:] or lines},
-            status_code=422,
+            {"detail": lines[-1] if len(lines) == 1 else "invalid recipe", "errors": errors}, status_code=422
         )
     return JSONResponse({"uuid": row.uuid, "name": row.name, "state": row.state}, status_code=201)
+
+
+def _clipped(line: str) -> str:
+    # Validation messages quote the value they refuse ("got '...'"): never send a huge input back.
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 20] + f" ... ({len(line)} characters)"
 
 
 @router.get("/api/recipes/{uuid}")
@@ -114,7 +123,7 @@ async def cancel(request: Request, uuid: str, ident: Operator) -> dict[str, str]
 
 @router.post("/api/queue/mode/{mode}")
 async def set_mode(request: Request, mode: Literal["normal", "maintenance"], ident: Operator) -> dict[str, str]:
-    await run_in_threadpool(store.put_state, request.app.state.engine, "mode", mode)
+    await run_in_threadpool(store.set_mode, request.app.state.engine, mode, by=ident.name)
     return {"mode": mode, "by": ident.name}
 
 
@@ -122,9 +131,9 @@ async def set_mode(request: Request, mode: Literal["normal", "maintenance"], ide
 async def act(request: Request, action: Literal["pause", "resume", "abort"], ident: Operator) -> dict[str, str]:
     engine = request.app.state.engine
     if action == "abort":
-        await run_in_threadpool(store.put_state, engine, "abort", {"uuid": "*", "by": ident.name})
+        await run_in_threadpool(store.request_abort, engine, by=ident.name)
     else:
-        await run_in_threadpool(store.put_state, engine, "paused", action == "pause")
+        await run_in_threadpool(store.set_paused, engine, action == "pause", by=ident.name)
     return {"action": action, "by": ident.name}
 
 
