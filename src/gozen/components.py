@@ -90,7 +90,7 @@ def run_monitor(cfg: Config, host: str, engine: Engine, which: str) -> None:
     from gozen.monitors.base import Monitor
 
     m = cfg.monitors
-    common: dict[str, Any] = {"engine": engine, "host": host, "every_s": m.every_s}
+    common: dict[str, Any] = {"engine": engine, "host": host, "every_s": m.every_s, "start_grace_s": m.start_grace_s}
     monitor: Monitor
     if which == "telescope":
         from gozen.monitors.alpaca import TelescopeMonitor

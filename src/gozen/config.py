@@ -316,7 +316,16 @@ class Monitors(Model):
     df_every_s: float = Field(30.0, gt=0, description="How often storage:dfmonitor measures each volume and node.")
     df_warn_pct: float = Field(80.0, gt=0, le=100, description="Use above this: a warning event.")
     df_alarm_pct: float = Field(90.0, gt=0, le=100, description="Use above this: an error event.")
+    df_hysteresis_pct: float = Field(
+        2.0, ge=0, le=50, description="A disk over a line is back below it only once use is this much lower."
+    )
     every_s: float = Field(5.0, gt=0, description="How often monitor:* programs read their devices.")
+    start_grace_s: float = Field(
+        60.0,
+        ge=0,
+        description="After a monitor starts, a device that has not answered yet is waited for this long "
+        "before it is device_unreachable (and stale weather before it is unsafe).",
+    )
     telescope: AlpacaDevice = Field(default_factory=AlpacaDevice, description="Alpaca Telescope.")
     weather: AlpacaDevice = Field(default_factory=AlpacaDevice, description="Alpaca ObservingConditions.")
     safety_monitor: AlpacaDevice | None = Field(

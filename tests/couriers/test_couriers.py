@@ -127,7 +127,7 @@ def test_cneos_daily_update_is_posted_exactly_as_the_tomoe_courier_wrote_it(
         "2018 NM\n"
         "2018-Jul-17 05:38±00:33, H=26.4, dist: 0.0036 au (1.4 LD)\n"
         "2018 NW\n"
-        "2018-Jul-18 09:40±< 00:01, H=25.7, dist: 0.0300 au (11.7 LD)\n"
+        "2018-Jul-18 09:40±&lt; 00:01, H=25.7, dist: 0.0300 au (11.7 LD)\n"  # "<" escaped for Slack mrkdwn
         "2026 WB1\n"
         "2026-Nov-27 07:29±1_02:14, H=27.9, dist: 0.0128 au (5.0 LD)"
     )

@@ -13,21 +13,24 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gozen.config import Config, Feed
+from gozen.config import Config, Feed, FollowUp
 from gozen.couriers.feeds import PARSERS, Alert
 from gozen.couriers.messages import messages_for
 from gozen.couriers.outbox import enqueue
 from gozen.db.events import record_event
 from gozen.db.tables import alerts, feed_state
 from gozen.db.types import utcnow
+from gozen.fitstext import to_fits_text
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
+NAME_MAX, OBJECT_MAX = 128, 68  # a recipe's name; OBJECT's value in a FITS card
 
 
 @dataclass
@@ -35,6 +38,25 @@ class PollResult:
     status: str
     new: list[Alert]
     rejected: list[str]
+
+
+def followup_body(a: Alert, rule: FollowUp) -> dict[str, Any]:
+    """The recipe a rule makes of an alert. Its name and object go into FITS headers: a title from a
+    feed is transliterated to printable ASCII ("Île" -> "Ile") and cut to the header's length."""
+    title = " ".join(to_fits_text(a.title).split()) or to_fits_text(a.key) or a.feed
+    now = utcnow()
+    return {
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"gozen:followup:{a.feed}:{a.key}")),
+        "name": f"Queue-Observer {a.feed.upper()} {title}"[:NAME_MAX],
+        "description": f"follow-up of {a.feed} alert {a.title}",
+        "project": f"followup-{a.feed}",
+        "priority": rule.priority,
+        "window": {"not_after": (now + timedelta(hours=rule.window_hours)).isoformat()},
+        "steps": [
+            {"slew": {"ra_deg": a.ra_deg % 360 if a.ra_deg is not None else None, "dec_deg": a.dec_deg}},
+            {"expose": {"object": title[:OBJECT_MAX], "frames": rule.frames, "fps": 2.0, "count": rule.count}},
+        ],
+    }
 
 
 class Courier:
@@ -100,6 +122,7 @@ class Courier:
         new = [a for a in found if a.key not in known]
         if not new:
             return []
+        messages = self.compose(new)
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -119,12 +142,26 @@ class Courier:
                         for a in new
                     ],
                 )
-                for text, blocks in messages_for(self.feed, new):
+                for text, blocks in messages:
                     enqueue(conn, self.cfg, self.feed, text, blocks)
         except IntegrityError:
             return []  # another courier of the same feed stored them first
         self.follow_up(new)
         return new
+
+    def compose(self, new: list[Alert]) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The messages about new alerts; an alert no message can be made of is logged and kept unsaid."""
+        try:
+            return messages_for(self.feed, new)
+        except (ValueError, KeyError, TypeError):
+            pass
+        out = []
+        for a in new:
+            try:
+                out += messages_for(self.feed, [a])
+            except (ValueError, KeyError, TypeError) as err:
+                log.warning("%s: alert %r not told (%s: %s): %r", self.feed, a.key, type(err).__name__, err, a.data)
+        return out
 
     def follow_up(self, new: list[Alert]) -> None:
         """Turn alerts that match a rule into queue recipes: one each, whatever happens (its uuid comes
@@ -140,19 +177,7 @@ class Courier:
                     continue
                 if rule.classes is not None and a.data.get("Class") not in rule.classes:
                     continue
-                now = utcnow()
-                body = {
-                    "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"gozen:followup:{a.feed}:{a.key}")),
-                    "name": f"Queue-Observer {a.feed.upper()} {a.title}",
-                    "description": f"follow-up of {a.feed} alert {a.title}",
-                    "project": f"followup-{a.feed}",
-                    "priority": rule.priority,
-                    "window": {"not_after": (now + timedelta(hours=rule.window_hours)).isoformat()},
-                    "steps": [
-                        {"slew": {"ra_deg": a.ra_deg % 360, "dec_deg": a.dec_deg}},
-                        {"expose": {"object": a.title, "frames": rule.frames, "fps": 2.0, "count": rule.count}},
-                    ],
-                }
+                body = followup_body(a, rule)
                 try:
                     row = store.submit(self.engine, parse_recipe(body), f"courier:{self.feed}", {})
                 except RecipeError as err:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,15 @@ class Alert:
     data: dict[str, Any]
     ra_deg: float | None = None
     dec_deg: float | None = None
+
+
+def position(ra_deg: float, dec_deg: float) -> tuple[float, float]:
+    """RA/Dec as read, or ValueError saying why they cannot be a position on the sky."""
+    if not (math.isfinite(ra_deg) and math.isfinite(dec_deg)):
+        raise ValueError(f"position RA {ra_deg} Dec {dec_deg} is not a number")
+    if not (0.0 <= ra_deg <= 360.0 and -90.0 <= dec_deg <= 90.0):
+        raise ValueError(f"position RA {ra_deg} Dec {dec_deg} is off the sky")
+    return ra_deg % 360.0, dec_deg
 
 
 @dataclass
@@ -78,8 +88,10 @@ def parse_gaia(text: str) -> Parsed:
             if len(row) < len(GAIA_COLUMNS):
                 raise ValueError(f"{len(row)} fields, {len(GAIA_COLUMNS)} wanted")
             d: dict[str, Any] = {h: v.strip() for h, v in zip(header, row, strict=False)}
+            if not d["Name"]:
+                raise ValueError("no Name")
             when = datetime.strptime(d["Date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-            ra, dec = float(d["RaDeg"]), float(d["DecDeg"])
+            ra, dec = position(float(d["RaDeg"]), float(d["DecDeg"]))
             d["AlertMag"] = float(d["AlertMag"]) if d["AlertMag"] else None
         except (ValueError, KeyError) as err:
             out.rejected.append(f"line {n} skipped ({err}): {line!r}")
@@ -132,8 +144,7 @@ def parse_maxi(text: str) -> Parsed:
                 fields[key.strip()] = value.strip()
         try:
             trigger = fields["TRIGGER_NUM"]
-            ra = float(fields["EVENT_RA"].split("d", 1)[0])
-            dec = float(fields["EVENT_DEC"].split("d", 1)[0])
+            ra, dec = position(float(fields["EVENT_RA"].split("d", 1)[0]), float(fields["EVENT_DEC"].split("d", 1)[0]))
             day = fields["EVENT_DATE"].split(";")[-1].strip()  # yy/mm/dd
             tod = fields["EVENT_TIME"].split("{", 1)[1].split("}", 1)[0]
             when = datetime.strptime(f"{day} {tod[:8]}", "%y/%m/%d %H:%M:%S").replace(tzinfo=UTC)

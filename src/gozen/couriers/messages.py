@@ -1,13 +1,30 @@
-"""What the couriers say: plain text (the Slack fallback and every other service) and Block Kit."""
+"""What the couriers say: plain text (the Slack fallback and every other service) and Block Kit.
+
+Text that comes from a feed is escaped where it enters Slack mrkdwn (`&`, `<`, `>` are its
+control characters: `<!channel>` in an alert would ping everyone, `<url|x>` would make a link);
+the links we make ourselves are not. The plain `text` is escaped when it is posted to Slack.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from gozen.couriers.feeds import AU_IN_LD, Alert
+from gozen.couriers.outbox import slack_escape
 from gozen.sky import format_dec, format_ra
 
 CNEOS_TITLE = "CNEOS Close Approaches daily updates"
+
+
+def slack_link(url: str, label: str) -> str:
+    """`<url|label>` with both parts from a feed: the URL cannot end the link early, the label is escaped."""
+    safe_url = quote(url, safe=":/?#[]@!$&'()*+,;=%~-._")  # percent-encodes < > | " and spaces
+    return f"<{slack_escape(safe_url)}|{slack_escape(label)}>" if url else slack_escape(label)
+
+
+def section(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
 
 
 def cneos_line(a: Alert) -> str:
@@ -22,9 +39,7 @@ def cneos_message(alerts: list[Alert]) -> tuple[str, list[dict[str, Any]]]:
     for a in alerts:
         lines += [a.title, cneos_line(a)]
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": CNEOS_TITLE}}]
-    blocks += [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{a.title}*\n{cneos_line(a)}"}} for a in alerts[:48]
-    ]
+    blocks += [section(f"*{slack_escape(a.title)}*\n{slack_escape(cneos_line(a))}") for a in alerts[:48]]
     return "\n".join(lines), blocks
 
 
@@ -38,14 +53,15 @@ def gaia_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
         f"Gaia alert {a.title} ({d.get('Class') or 'unclassified'}): {when}, {pos}, G={d.get('AlertMag')}{hist}. "
         f"{d.get('Comment', '')} {link}"
     ).replace("  ", " ")
-    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": f"*<{link}|{a.title}>* {text}"}}]
+    mrkdwn = f"*{slack_link(link, a.title)}* {slack_escape(text)}"
+    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}]
 
 
 def mpec_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
     when = a.event_time.strftime("%Y-%m-%d %H:%M UTC") if a.event_time else ""
     link = a.data.get("link") or ""
     text = f"{a.title} ({when}) {link}".strip()
-    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": f"*<{link}|{a.title}>* {when}"}}]
+    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{slack_link(link, a.title)}* {when}"}}]
 
 
 def maxi_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
@@ -58,7 +74,7 @@ def maxi_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
         f"RA {format_ra(a.ra_deg or 0.0)} Dec {format_dec(a.dec_deg or 0.0)}, error {d.get('error')}, "
         f"flux {d.get('flux')}"
     )
-    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(text)}}]
 
 
 def messages_for(feed: str, alerts: list[Alert]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 3600.0
 
 
+def slack_escape(text: str) -> str:
+    """Text shown as itself in Slack mrkdwn: Slack's three escapes (`&` first)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def routes(cfg: Config, kind: str) -> list[Notifier]:
     return [n for n in cfg.notifiers if "*" in n.kinds or kind in n.kinds]
 
@@ -99,7 +104,7 @@ def post(
         from slack_sdk.webhook import WebhookClient
 
         try:
-            r = WebhookClient(n.url, timeout=int(timeout_s)).send(text=text, blocks=blocks)
+            r = WebhookClient(n.url, timeout=int(timeout_s)).send(text=slack_escape(text), blocks=blocks)
         except Exception as err:  # connection refused, timeout, TLS: the service was not reached
             return PostResult(False, f"{type(err).__name__}: {err}")
         if 200 <= r.status_code < 300:

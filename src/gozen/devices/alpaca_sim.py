@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
@@ -31,6 +32,8 @@ from gozen.sky import horizontal, zenith_radec
 NOT_IMPLEMENTED, INVALID_VALUE, PARKED, DRIVER_ERROR = 0x400, 0x401, 0x408, 0x500
 SLEW_RATE_DEG_S = 3.0
 SIDEREAL_DEG_PER_S = 360.0 / 86164.0905
+KEEP_ALIVE_S = 600  # idle connections are kept this long (see server_config)
+LISTEN_BACKLOG = 2048  # connections the kernel queues while the event loop is busy
 
 
 class AlpacaError(Exception):
@@ -356,8 +359,25 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
     return app
 
 
-def run_alpaca_sim(cfg: Config) -> None:
-    import uvicorn
+def server_config(cfg: Config) -> uvicorn.Config:
+    """How sim:alpaca serves: on the telescope's address, idle connections kept well past any poll period.
 
+    Alpaca clients (alpyca) keep one connection per device and poll it every few seconds. With
+    uvicorn's default 5 s keep-alive, a client polling every 5 s (monitors.every_s) sent its next
+    request just as the server closed the idle connection: "Connection reset by peer" a few times
+    an hour. A keep-alive far longer than any poll period never races a client's request.
+    """
     host, _, port = cfg.monitors.telescope.address.rpartition(":")
-    uvicorn.run(create_app(cfg), host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)
+    return uvicorn.Config(
+        create_app(cfg),
+        host=host or "127.0.0.1",
+        port=int(port),
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        backlog=LISTEN_BACKLOG,
+    )
+
+
+def run_alpaca_sim(cfg: Config) -> None:
+    uvicorn.Server(server_config(cfg)).run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,28 +11,61 @@ from alpaca import exceptions as ascom
 from alpaca.observingconditions import ObservingConditions
 from alpaca.safetymonitor import SafetyMonitor
 from alpaca.telescope import Telescope
+from urllib3.exceptions import ProtocolError
 
 from gozen.config import AlpacaDevice
 from gozen.monitors.base import DeviceError, Monitor
 from gozen.monitors.board import Reading
 
+log = logging.getLogger(__name__)
 ASCOM_ERRORS = tuple(
     getattr(ascom, n) for n in dir(ascom) if n.endswith("Exception") and isinstance(getattr(ascom, n), type)
 )
 
 
+def dropped_kept_alive(err: requests.ConnectionError) -> bool:
+    """The server closed a kept-alive connection as the request went out: nothing was read, asking again is safe."""
+    return bool(err.args) and isinstance(err.args[0], ProtocolError)
+
+
 def ask(device: Any, member: str) -> Any:
-    """One Alpaca property; DeviceError naming it when the device fails to answer."""
-    try:
-        return getattr(device, member)
-    except requests.Timeout:
-        raise DeviceError(f"{member}: no answer from {device.address} (timed out)") from None
-    except requests.ConnectionError:
-        raise DeviceError(f"{member}: cannot connect to {device.address}") from None
-    except (requests.RequestException, ValueError, KeyError) as err:  # ValueError: malformed JSON
-        raise DeviceError(f"{member}: bad reply from {device.address}: {err}") from None
-    except ASCOM_ERRORS as err:
-        raise DeviceError(f"{member}: the device says {type(err).__name__}: {err}") from None
+    """One Alpaca property; DeviceError naming it when the device fails to answer.
+
+    A reading is a GET: one dropped kept-alive connection is asked again on a new one
+    (a server may close an idle connection just as our next poll goes out).
+    """
+    for attempt in (1, 2):
+        try:
+            return getattr(device, member)
+        except requests.Timeout:
+            raise DeviceError(f"{member}: no answer from {device.address} (timed out)") from None
+        except requests.ConnectionError as err:
+            if attempt == 1 and dropped_kept_alive(err):
+                log.info("%s at %s dropped a kept-alive connection: asking again", member, device.address)
+                continue
+            raise DeviceError(f"{member}: cannot connect to {device.address} ({reason(err)})") from None
+        except (requests.RequestException, ValueError, KeyError) as err:  # ValueError: malformed JSON
+            raise DeviceError(f"{member}: bad reply from {device.address}: {err}") from None
+        except ASCOM_ERRORS as err:
+            raise DeviceError(f"{member}: the device says {type(err).__name__}: {err}") from None
+    raise AssertionError("unreachable")
+
+
+def reason(err: requests.ConnectionError) -> str:
+    """The innermost cause in a few words: "Connection refused", "Connection reset by peer"."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        inner = getattr(cause, "reason", None)  # urllib3's MaxRetryError
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in reversed(cause.args) if isinstance(a, BaseException)), None)
+        if inner is None:
+            text = str(cause)
+            errno_text = text.rsplit("] ", 1)[-1] if "[Errno" in text else text.rsplit(": ", 1)[-1]
+            return errno_text.strip("\"')(")[:120] or type(cause).__name__
+        cause = inner
+    return type(err).__name__
 
 
 def optional(device: Any, member: str) -> Any:

@@ -2,7 +2,9 @@
 
 A device that does not answer (refused, timed out, malformed reply) publishes nothing, so its
 values go stale on the board after their max age; the first failure and the recovery are
-events, once each. A value that is NaN, infinite or outside its plausible range is rejected
+events, once each. Right after the program starts, a device that has not answered yet is
+waited for (`start_grace_s`: its simulator or server may still be starting) before it counts
+as unreachable. A value that is NaN, infinite or outside its plausible range is rejected
 with a logged reason and not published; the rest of the reading still is.
 """
 
@@ -73,8 +75,11 @@ class Monitor:
     every_s: float
     name: str = "monitor"
     device: str = "device"
+    start_grace_s: float = 0.0  # the programs get monitors.start_grace_s
     down_since: float | None = None
     rejected: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+    answered: bool = False  # the device has answered since the program started
 
     @property
     def max_age_s(self) -> float:
@@ -83,13 +88,21 @@ class Monitor:
     def read(self) -> list[Reading]:
         raise NotImplementedError
 
+    def in_start_grace(self) -> bool:
+        """True while the program is young and its device has never answered: silence is not news yet."""
+        return not self.answered and time.monotonic() - self.started_at < self.start_grace_s
+
     def step(self) -> list[Reading]:
         """One reading: the values published (an empty list when the device failed)."""
         try:
             readings = self.read()
         except DeviceError as err:
-            self.went_down(str(err))
+            if self.in_start_grace():
+                log.info("%s: waiting for the first reading from %s: %s", self.name, self.device, err)
+            else:
+                self.went_down(str(err))
             return []
+        self.answered = True
         self.came_back()
         good = []
         self.rejected = []

@@ -4,6 +4,8 @@ Unsafe when the humidity, wind or rain is over its limit, the Sun is too high, t
 battery, the SafetyMonitor says so, or the weather readings are missing or stale (no news
 is not good news). The decision is published as `safety.safe` / `safety.reasons`; the first
 decision and every change are events. The queue refuses to start exposures while unsafe.
+Right after a start, weather not read yet is "waiting for the first weather reading" (not
+observing, but no alarm) until the monitors' start grace has passed.
 """
 
 from __future__ import annotations
@@ -28,16 +30,31 @@ WEATHER_NEEDED = ("weather.humidity_pct", "weather.wind_ms", "weather.rain_mmh")
 class Decision:
     safe: bool
     reasons: tuple[str, ...]
+    waiting: bool = False  # not safe only because the first weather reading has not come yet
 
     def words(self) -> str:
-        return "safe to observe" if self.safe else "unsafe: " + "; ".join(self.reasons)
+        if self.safe:
+            return "safe to observe"
+        return ("not observing yet: " if self.waiting else "unsafe: ") + "; ".join(self.reasons)
 
 
-def decide(snap: StatusSnapshot, limits: SafetyLimits, sun_alt_deg: float) -> Decision:
+def stale_weather(snap: StatusSnapshot) -> list[str]:
+    """The weather keys the decision needs that are missing or stale."""
+    return [k for k in WEATHER_NEEDED if (v := snap.get(k)) is None or v.stale]
+
+
+def decide(
+    snap: StatusSnapshot, limits: SafetyLimits, sun_alt_deg: float, waiting_for_weather: bool = False
+) -> Decision:
+    """Safe or not, with the reasons; `waiting_for_weather`: a start in progress, stale weather is not news."""
     reasons = []
-    stale = [k for k in WEATHER_NEEDED if (v := snap.get(k)) is None or v.stale]
+    stale = stale_weather(snap)
     if stale:
-        reasons.append(f"weather data missing or stale ({', '.join(k.split('.')[1] for k in stale)})")
+        which = ", ".join(k.split(".")[1] for k in stale)
+        if waiting_for_weather:
+            reasons.append(f"waiting for the first weather reading ({which})")
+        else:
+            reasons.append(f"weather data missing or stale ({which})")
 
     def over(key: str, limit: float, what: str, unit: str) -> None:
         v = snap.get(key)
@@ -55,7 +72,7 @@ def decide(snap: StatusSnapshot, limits: SafetyLimits, sun_alt_deg: float) -> De
     monitor = snap.get("weather.safe")
     if limits.honour_safety_monitor and monitor is not None and not monitor.stale and monitor.value is False:
         reasons.append("the SafetyMonitor says unsafe")
-    return Decision(not reasons, tuple(reasons))
+    return Decision(not reasons, tuple(reasons), waiting=bool(stale) and waiting_for_weather and len(reasons) == 1)
 
 
 @dataclass
@@ -68,6 +85,7 @@ class SafetyMonitor(Monitor):
     clock: Callable[[], datetime] = utcnow  # tests set the night
     last: Decision | None = None
     pruned_at: float = 0.0
+    weather_seen: bool = False  # fresh weather has been on the board since this program started
 
     def housekeeping(self) -> None:
         """The board's history is trimmed here: one safety monitor runs per observatory, hourly is enough."""
@@ -78,7 +96,10 @@ class SafetyMonitor(Monitor):
     def read(self) -> list[Reading]:
         self.housekeeping()
         sun = sun_altitude(self.site, self.clock())
-        d = decide(snapshot(self.engine), self.limits, sun)
+        snap = snapshot(self.engine)
+        self.weather_seen = self.weather_seen or not stale_weather(snap)
+        waiting = not self.weather_seen and time.monotonic() - self.started_at < self.start_grace_s
+        d = decide(snap, self.limits, sun, waiting_for_weather=waiting)
         if d != self.last:
             record_event(
                 self.engine,
@@ -86,7 +107,7 @@ class SafetyMonitor(Monitor):
                 source=self.name,
                 kind="safety_changed",
                 subject="safe_to_observe",
-                severity="info" if d.safe else "warning",
+                severity="info" if d.safe or d.waiting else "warning",
                 message=d.words(),
                 data={"safe": d.safe, "reasons": list(d.reasons)},
             )
