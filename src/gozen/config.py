@@ -625,7 +625,11 @@ class Config(Model):
     )
     daq: Daq = Field(default_factory=Daq, description="Readout and FITS-writer processes.")
     transfer: Transfer = Field(default_factory=Transfer, description="Copies to storage nodes and the DAQ janitor.")
-    monitors: Monitors = Field(default_factory=Monitors, description="Disk and sensor monitors.")
+    monitors: Monitors = Field(
+        # The simulated observatory keeps two days of status history (~85 MB a day), not 30: within its disk budget.
+        default_factory=lambda: Monitors(history_days=2.0),
+        description="Disk and sensor monitors (without this block: the simulated observatory's, 2 days of history).",
+    )
     database: Database = Field(default_factory=Database, description="The one SQL database.")
     queue: Queue = Field(default_factory=Queue, description="The queue server (queue:server).")
     web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
@@ -725,7 +729,7 @@ def format_validation_error(err: ValidationError) -> str:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         ctx = e.get("ctx") or {}
         kind = e["type"]
-        got = e.get("input")
+        got = _clipped(e.get("input"))
         if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
             op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
             bound = next(iter(ctx.values()))
@@ -747,6 +751,20 @@ def format_validation_error(err: ValidationError) -> str:
             why = f"{e['msg'][0].lower()}{e['msg'][1:]}, got {got!r}"
         lines.append(f"{loc or '(top level)'}: {why}")
     return "\n".join(lines)
+
+
+class _Clipped(str):
+    """A long input shown in an error by its start and size: the message must not echo megabytes back."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _clipped(value: Any, limit: int = 80) -> Any:
+    text = repr(value)
+    if len(text) <= limit:
+        return value
+    return _Clipped(f"{text[:limit]}… ({len(text):,} characters)")
 
 
 def parse_config(data: Any, base_dir: Path | None = None, source: str = "config") -> Config:

@@ -59,7 +59,8 @@ class _BoundedLoader(yaml.SafeLoader):
         self._total += n
         if self._total > self.max_nodes:
             where = f" at line {mark.line + 1}" + (f" ({what})" if what else "")
-            raise YamlTextError(f"expands to more than {self.max_nodes:,} values{where}; aliases repeat too much")
+            why = "aliases repeat too much" if what else "the document is too large"
+            raise YamlTextError(f"expands to more than {self.max_nodes:,} values{where}; {why}")
 
 
 def _children(node: Node) -> list[Node]:
