@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import sqlalchemy.exc
 import yaml
+from playwright.sync_api import expect
 
 from gozen.config import Config, load_config
+from gozen.db.engine import make_engine
+from gozen.db.events import recent_events
 from gozen.supervise.client import SupervisorClient
 from gozen.web.auth import hash_password, token_sha256
 
@@ -35,9 +39,29 @@ DATA = Path(__file__).parent / "data"
 TICKER = DATA / "ticker.py"
 PG_ADMIN_URL = os.environ.get("GOZEN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
+# Deadlines for waiting on a condition. A wait ends as soon as the condition holds, so a long
+# deadline costs nothing on an idle machine and keeps the tests passing on a busy one
+# (`.ci/run` runs the live tests with both cores taken by a CPU hog).
+WAIT_S = 120.0
+START_S = 300.0  # a supervisord host, its programs, the web app coming up
+SUPERVISOR_RPC_S = 30.0  # one XML-RPC call from a test (the product's own default is 3 s)
+expect.set_options(timeout=int(WAIT_S * 1000))  # Playwright's assertions (default 5 s)
+
 OPERATOR = ("ops", "correct horse battery")
 VIEWER = ("guest", "just looking")
 API_TOKEN = "test-token-9f8e7d6c5b4a"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "live: starts real supervisord hosts (run under a CPU hog by .ci/run)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `live` every test that starts supervisord: through the `fleet` fixture or `start_fleet`."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if "fleet" in getattr(item, "fixturenames", ()) or getattr(module, "start_fleet", None) is start_fleet:
+            item.add_marker(pytest.mark.live)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -52,15 +76,55 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.1, what: str = "condition") -> Any:
+# What a busy machine makes a single look fail with, though the condition may hold a moment later.
+TRANSIENT = (httpx.TransportError, sqlalchemy.exc.OperationalError, ConnectionError, TimeoutError)
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout_s: float = WAIT_S,
+    interval_s: float = 0.2,
+    what: str = "condition",
+    dump: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `predicate` until it returns something true, and return that.
+
+    A look that fails the way a loaded machine makes it fail (an HTTP timeout, a locked SQLite)
+    counts as "not yet". On timeout the error carries the last value, the last such error and,
+    if given, `dump()`: the states and logs that say why (see `Fleet.dump`)."""
     deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
+    last: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            last, error = predicate(), None
+        except TRANSIENT as err:
+            last, error = None, err
         if last:
             return last
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+    message = f"timed out after {timeout_s:g} s waiting for {what} (last: {last!r}"
+    message += f"; last error: {error!r})" if error else ")"
+    raise AssertionError(message + _dump_text(dump))
+
+
+def _dump_text(dump: Callable[[], str] | None) -> str:
+    if dump is None:
+        return ""
+    try:
+        return "\n" + dump()
+    except Exception as err:  # noqa: BLE001 - the dump must never hide the timeout itself
+        return f"\n(diagnostics failed: {err!r})"
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as err:
+        return f"({err.strerror})"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def fake_command(tmp: Path, monkeypatch: pytest.MonkeyPatch, name: str, script: str) -> Path:
@@ -135,23 +199,61 @@ class Fleet:
         return f"http://127.0.0.1:{self.cfg.web.port}"
 
     def client(self, host: str) -> SupervisorClient:
-        return SupervisorClient(self.cfg.host(host))
+        return SupervisorClient(self.cfg.host(host), timeout_s=SUPERVISOR_RPC_S)
+
+    def check_alive(self) -> None:
+        """Fail at once, not at the deadline, if a host's `gozen up` has exited."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                up_log = self.config_file.parent / f"up-{name}.log"
+                raise AssertionError(f"`gozen up --host {name}` exited {proc.returncode}:\n{tail(up_log, 40)}")
 
     def state(self, host: str, program: str) -> str:
-        for p in self.client(host).status().processes:
+        self.check_alive()
+        status = self.client(host).status()
+        if not status.reachable:
+            return f"UNREACHABLE ({status.error})"
+        for p in status.processes:
             if p.full_name == program:
                 return p.state
         raise AssertionError(f"{host} has no program {program}")
 
-    def wait_state(self, host: str, program: str, state: str, timeout_s: float = 20) -> None:
-        wait_until(lambda: self.state(host, program) == state, timeout_s, what=f"{host}:{program} {state}")
+    def wait_state(self, host: str, program: str, state: str, timeout_s: float = WAIT_S) -> None:
+        wait_until(
+            lambda: self.state(host, program) == state, timeout_s, what=f"{host}:{program} {state}", dump=self.dump
+        )
+
+    def dump(self) -> str:
+        """What went on: every host's programs, the tails of their logs, the latest events."""
+        out = []
+        for name in self.procs:
+            status = self.client(name).status()
+            out.append(f"--- {name}: supervisord {'answers' if status.reachable else status.error}")
+            out += [
+                f"  {p.full_name:28} {p.state:9} pid={p.pid} exit={p.exitstatus} {p.spawnerr or p.description}"
+                for p in status.processes
+            ]
+            out.append(f"--- {name}: gozen up output (tail)\n{tail(self.config_file.parent / f'up-{name}.log')}")
+        for log in sorted(self.cfg.log_dir.glob("*.log")):
+            if log.stat().st_size:
+                out.append(f"--- {log.name} (tail)\n{tail(log)}")
+        try:
+            events = recent_events(make_engine(self.cfg.database_url), 20)
+            out.append("--- latest events\n" + "\n".join(f"  {e.time} {e.host} {e.kind} {e.message}" for e in events))
+        except sqlalchemy.exc.SQLAlchemyError as err:
+            out.append(f"--- events: {err}")
+        return "\n".join(out)
 
     def stop(self) -> None:
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         for p in self.procs.values():
-            p.wait(timeout=30)
+            try:
+                p.wait(timeout=START_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)  # its own session: supervisord and what it runs
+                p.wait(timeout=30)
 
 
 def start_fleet(
@@ -177,12 +279,22 @@ def start_fleet(
     fleet = Fleet(config_file, cfg, procs, down)
     try:
         for name in procs:
-            wait_until(lambda n=name: fleet.client(n).status().reachable, 30, what=f"supervisord on {name}")
+            wait_until(
+                lambda n=name: fleet.check_alive() or fleet.client(n).status().reachable,
+                START_S,
+                what=f"supervisord on {name}",
+                dump=fleet.dump,
+            )
             for p in cfg.host(name).programs:
                 if p.autostart:
-                    fleet.wait_state(name, f"{p.group}:{p.name}", "RUNNING")
+                    fleet.wait_state(name, f"{p.group}:{p.name}", "RUNNING", START_S)
         if web_port:
-            wait_until(lambda: _answers(f"{fleet.web_url}/api/health"), 30, what="the dashboard")
+            wait_until(
+                lambda: fleet.check_alive() or _answers(f"{fleet.web_url}/api/health"),
+                START_S,
+                what="the dashboard",
+                dump=fleet.dump,
+            )
     except BaseException:
         fleet.stop()
         raise
@@ -191,7 +303,7 @@ def start_fleet(
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=1).status_code == 200
+        return httpx.get(url, timeout=10).status_code == 200
     except httpx.HTTPError:
         return False
 

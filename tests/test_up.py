@@ -5,22 +5,25 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.db.migrate import current_revision, head_revision
-from tests.conftest import free_port, gozen_cmd, wait_until, write_config
+from gozen.supervise.client import SupervisorClient
+from tests.conftest import START_S, SUPERVISOR_RPC_S, WAIT_S, free_port, gozen_cmd, wait_until, write_config
+
+pytestmark = pytest.mark.live  # supervisord, started by `gozen up` itself
 
 
 def _health(url: str) -> dict | None:  # type: ignore[type-arg]
     try:
-        r = httpx.get(url, timeout=1)
+        r = httpx.get(url, timeout=10)
         return r.json() if r.status_code == 200 else None
     except httpx.HTTPError:
         return None
@@ -46,24 +49,44 @@ def start_up(tmp_path: Path, roles: list[str], extra: dict[str, Any]) -> tuple[C
     return cfg, proc
 
 
+def still_up(proc: subprocess.Popen[str]) -> None:
+    """Fail at once, not at the deadline, if `gozen up` has exited."""
+    if proc.poll() is not None:
+        raise AssertionError(f"gozen up exited {proc.returncode}:\n{proc.communicate()[0]}")
+
+
+def every_program_running(cfg: Config, proc: subprocess.Popen[str]) -> list[psutil.Process]:
+    """Wait until supervisord says every program of the host is RUNNING (past startsecs); their processes."""
+    client = SupervisorClient(cfg.hosts[0], timeout_s=SUPERVISOR_RPC_S)
+
+    def running() -> bool:
+        still_up(proc)
+        status = client.status()
+        return status.reachable and bool(status.processes) and all(p.state == "RUNNING" for p in status.processes)
+
+    wait_until(running, START_S, what="every program RUNNING", dump=lambda: repr(client.status()))
+    return psutil.Process(proc.pid).children(recursive=True)
+
+
 def test_up_serves_health_and_exits_cleanly_on_sigterm_leaving_no_child(tmp_path: Path) -> None:
     web_port = free_port()
     cfg, proc = start_up(tmp_path, ["web"], {"web": {"port": web_port}})
     try:
-        health = wait_until(lambda: _health(f"http://127.0.0.1:{web_port}/api/health"), 40, what="/api/health")
+        url = f"http://127.0.0.1:{web_port}/api/health"
+        health = wait_until(lambda: still_up(proc) or _health(url), START_S, what="/api/health")
         assert health["status"] == "ok" and health["database"] == "ok"
         # The database was migrated by `up`, and with no users configured an admin password file exists.
         assert current_revision(make_engine(cfg.database_url)) == head_revision()
         assert (cfg.run_dir / "web-admin-password").stat().st_mode & 0o077 == 0
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 2  # the event listener and the dashboard
+        children = every_program_running(cfg, proc)  # the event listener and the dashboard
+        assert len(children) >= 2
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        output, _ = proc.communicate(timeout=START_S)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    gone, alive = psutil.wait_procs(children, timeout=WAIT_S)
     assert alive == [], f"left behind: {alive}"
     assert "log in as admin" in output and "supervisord started" in output
 
@@ -83,15 +106,14 @@ def test_up_with_several_hosts_needs_to_know_which_one_it_is(tmp_path: Path) -> 
 
 
 def test_ctrl_c_stops_every_program_cleanly(tmp_path: Path) -> None:
-    _, proc = start_up(tmp_path, [], {})
+    cfg, proc = start_up(tmp_path, [], {})
     try:
-        children = wait_until(lambda: psutil.Process(proc.pid).children(recursive=True), 30, what="programs")
-        time.sleep(2)  # past startsecs, as a person pressing Ctrl-C later would be
+        children = every_program_running(cfg, proc)  # as a person pressing Ctrl-C later would find them
         os.killpg(proc.pid, signal.SIGINT)  # the terminal signals the whole foreground group
-        output, _ = proc.communicate(timeout=60)
+        output, _ = proc.communicate(timeout=START_S)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output
-    assert psutil.wait_procs(children, timeout=5)[1] == []
+    assert psutil.wait_procs(children, timeout=WAIT_S)[1] == []
     assert "Traceback" not in (tmp_path / "var" / "log" / "solo-supervise-events.err.log").read_text()

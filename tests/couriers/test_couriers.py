@@ -21,6 +21,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.db.tables import alerts, outbox
+from tests.conftest import WAIT_S, wait_until
 
 DATA = Path(__file__).parents[1] / "data" / "feeds"
 
@@ -184,11 +185,13 @@ def test_429_and_500_are_retried_and_nothing_is_lost(tmp_path: Path, slack: Serv
     Courier(cfg, engine, "gozen", "mpec").poll_once()
     slack.script += [429, 500, 500]  # type: ignore[attr-defined]
     sender = Sender(cfg, engine, "gozen")
-    import time
 
-    for _ in range(40):
+    def both_sent() -> bool:
         sender.send_due()
-        time.sleep(0.05)
+        with engine.connect() as conn:
+            return conn.execute(select(outbox.c.state)).scalars().all() == ["sent", "sent"]
+
+    wait_until(both_sent, WAIT_S, 0.05, "both posts delivered through the refusals")
     with engine.connect() as conn:
         rows = conn.execute(select(outbox.c.state, outbox.c.attempts, outbox.c.last_error).order_by(outbox.c.id)).all()
     assert [r.state for r in rows] == ["sent", "sent"]

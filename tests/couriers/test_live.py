@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Fleet, free_port, run_gozen, start_fleet, ticker, wait_until
+from tests.conftest import WAIT_S, Fleet, free_port, run_gozen, start_fleet, ticker, wait_until
 from tests.couriers.test_couriers import FeedHandler, Server, SlackHandler
 
 
@@ -50,9 +50,14 @@ def test_the_cneos_update_reaches_slack_and_a_crash_is_told(obs: Fleet, services
     def texts() -> list[str]:
         return [p.get("text", "") for p in slack.received]  # type: ignore[attr-defined]
 
-    wait_until(lambda: any(t.startswith("CNEOS Close Approaches daily updates") for t in texts()), 30, 0.2, "cneos")
+    def dump() -> str:
+        return f"--- posted to Slack: {texts()}\n{obs.dump()}"
+
+    wait_until(
+        lambda: any(t.startswith("CNEOS Close Approaches daily updates") for t in texts()), WAIT_S, 0.2, "cneos", dump
+    )
     assert run_gozen(obs, "start", "gozen:work:crasher").returncode in (0, 1)  # it exits with code 3 at once
-    wait_until(lambda: any("process_exited · work:crasher" in t for t in texts()), 30, 0.2, "the crash told")
+    wait_until(lambda: any("process_exited · work:crasher" in t for t in texts()), WAIT_S, 0.2, "the crash told", dump)
     assert run_gozen(obs, "restart", "gozen:courier:cneos").returncode == 0
-    wait_until(lambda: len(services[1].requests) >= 3, 30, 0.2, "the restarted courier reading again")  # type: ignore[attr-defined]
+    wait_until(lambda: len(services[1].requests) >= 3, WAIT_S, 0.2, "the restarted courier reading again", dump)  # type: ignore[attr-defined]
     assert sum(t.startswith("CNEOS") for t in texts()) == 1  # read again, posted once

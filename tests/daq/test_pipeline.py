@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from gozen.db.events import recent_events
 from gozen.db.tables import daq_files, exposures, readout_reports
 from gozen.devices.camera import ExposureSpec
 from gozen.devices.simcamera import SimulatedCamera
-from tests.conftest import Fleet, free_port, gozen_cmd, start_fleet, wait_until
+from tests.conftest import START_S, WAIT_S, Fleet, free_port, gozen_cmd, start_fleet, wait_until
 
 CHIPS = [111, 112, 113, 114]
 FAULTS = {"missed": [{"det_id": 112, "frame": 3}], "corrupted": [{"det_id": 113, "frame": 4}], "unrecognised": [114]}
@@ -33,7 +32,10 @@ FAULTS = {"missed": [{"det_id": 112, "frame": 3}], "corrupted": [{"det_id": 113,
 def daq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("daq")
     host = {"name": "daq1", "address": "127.0.0.1", "roles": ["daq"], "supervisor": {"port": free_port()}}
-    extra = {"camera": {"chips": CHIPS, "faults": FAULTS}, "daq": {"writers": 2, "frame_timeout_s": 3}}
+    # The frame timeout is how long a writer waits past an exposure's end for its frames, and the lead
+    # time how soon the readout must see an exposure: 3 s and 0.5 s failed with both cores busy.
+    daq = {"writers": 2, "frame_timeout_s": 20, "start_delay_s": 5.0}
+    extra = {"camera": {"chips": CHIPS, "faults": FAULTS}, "daq": daq}
     fleet = start_fleet(tmp, [host], down=[], extra=extra)
     for p in ("daq:control", "daq:readout-01", "daq:writer-01", "daq:writer-02"):
         fleet.wait_state("daq1", p, "RUNNING")
@@ -70,7 +72,7 @@ def test_exposures_become_verified_fits_files_with_every_fault_counted(daq: Flee
         ),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=2 * START_S,  # each exposure waits frame_timeout_s * 2 + 5 for chip 114, which never answers
         env={**os.environ, "COLUMNS": "200"},
     )
     assert r.returncode == 0, r.stdout + r.stderr
@@ -131,7 +133,7 @@ def test_stats_command_reports_rates_and_errors(daq: Fleet) -> None:
         gozen_cmd(daq.config_file, "daq", "stats"),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=START_S,
         env={**os.environ, "COLUMNS": "200"},
     )
     assert r.returncode == 0
@@ -144,17 +146,16 @@ def test_stats_command_reports_rates_and_errors(daq: Fleet) -> None:
 
 def test_kill_9_of_a_writer_leaves_no_half_file_and_says_which_frames_were_lost(daq: Fleet) -> None:
     engine = make_engine(daq.cfg.database_url)
-    [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("KILL", 12, 2.0), 1)
-    start = wait_until(
-        lambda: next((e.start_at for e in catalog.armed_after(engine, exp_id - 1)), None),
-        20,
-        what="the exposure to be armed",
-    )
-    time.sleep(max(0.0, start.timestamp() + 2.2 - time.time()))  # a few frames into it
+    # 20 s of frames: time for the writer to be seen mid-file, and killed there, on a busy machine.
+    [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("KILL", 40, 2.0), 1)
+    wait_until(lambda: _partial_files(daq, exp_id) >= {111, 113}, WAIT_S, 0.05, "writer-01's files begun", daq.dump)
     victim = next(p for p in daq.client("daq1").status().processes if p.full_name == "daq:writer-01")
     os.kill(victim.pid, signal.SIGKILL)  # type: ignore[arg-type]
     wait_until(
-        lambda: {e.exp_id: e for e in _exposures(engine)}[exp_id].state != "armed", 60, what="the exposure to finish"
+        lambda: {e.exp_id: e for e in _exposures(engine)}[exp_id].state != "armed",
+        2 * WAIT_S,
+        what="the exposure to finish",
+        dump=daq.dump,
     )
     files = files_of(engine, exp_id)
     # writer-01 writes chips 111 and 113 (every other chip); it died holding their partial files.
@@ -174,6 +175,12 @@ def test_kill_9_of_a_writer_leaves_no_half_file_and_says_which_frames_were_lost(
     removed = [e for e in recent_events(engine, 100, kind="partial_file_removed") if e.data["exp_id"] == exp_id]
     assert {e.data["det_id"] for e in removed} == {111, 113}
     daq.wait_state("daq1", "daq:writer-01", "RUNNING")
+
+
+def _partial_files(fleet: Fleet, exp_id: int) -> set[int]:
+    """Chips whose file of this exposure a writer has open: `.TMQ1<night><exp_id:08d><det % 100:02d>.fits.part`."""
+    names = [p.name.removesuffix(".fits.part") for p in Path(fleet.cfg.data_dir).rglob(".TMQ*.fits.part")]
+    return {100 + int(n[-2:]) for n in names if n[-10:-2] == f"{exp_id:08d}"}
 
 
 def _exposures(engine: Engine) -> list[Any]:

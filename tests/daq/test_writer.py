@@ -22,6 +22,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.db.tables import daq_files, readout_reports
+from tests.conftest import WAIT_S
 
 W, H, FRAMES = 200, 100, 10  # 40 kB frames: 400 kB files
 
@@ -58,7 +59,7 @@ def run_exposure(cfg: Config) -> tuple[Writer, list[dict[str, Any]]]:
     assert arm_next(cfg, engine, "daq1") == exp_id
     readout = Readout(cfg, engine, 0, "daq1")
     writer = Writer(cfg, engine, 0, "daq1")
-    writer.attach(timeout_s=5)
+    writer.attach(timeout_s=WAIT_S)
     exp = catalog.armed_after(engine, exp_id - 1)[0]
     readout.report(exp, readout.read_exposure(exp))
     while writer.poll():
@@ -139,7 +140,7 @@ def test_a_full_ring_drops_frames_counted_per_chip_and_flagged_in_the_files(tmp_
     arm_next(cfg, engine, "daq1")
     readout = Readout(cfg, engine, 0, "daq1")
     writer = Writer(cfg, engine, 0, "daq1")
-    writer.attach(timeout_s=5)
+    writer.attach(timeout_s=WAIT_S)
     [exp] = catalog.armed_after(engine, 0)
     counts = readout.read_exposure(exp)  # nobody drains the ring meanwhile
     readout.report(exp, counts)

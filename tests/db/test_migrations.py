@@ -17,6 +17,7 @@ from gozen.db.engine import make_engine
 from gozen.db.migrate import all_revisions, current_revision, downgrade, head_revision, upgrade
 from gozen.db.tables import metadata
 from gozen.db.types import UtcDateTime
+from tests.conftest import START_S
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -136,7 +137,7 @@ def test_hosts_migrating_at_once_take_turns(tmp_path: Path) -> None:
         )
         for _ in range(4)
     ]
-    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    outputs = [p.communicate(timeout=START_S)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outputs
     assert current_revision(make_engine(f"sqlite:///{tmp_path / 'var' / 'gozen.db'}")) == head_revision()
 

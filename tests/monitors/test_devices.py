@@ -25,7 +25,7 @@ from gozen.monitors.board import snapshot
 from gozen.monitors.gps import GpsMonitor
 from gozen.monitors.power import PowerMonitor
 from gozen.monitors.temperature import TemperatureMonitor
-from tests.conftest import fake_command, free_port, wait_until
+from tests.conftest import WAIT_S, fake_command, free_port, wait_until
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -42,16 +42,16 @@ class AlpacaServer:
         config = uvicorn.Config(create_app(self.cfg), host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         threading.Thread(target=self.server.run, daemon=True).start()
-        wait_until(lambda: self.server is not None and self.server.started, 10, 0.02)
+        wait_until(lambda: self.server is not None and self.server.started, WAIT_S, 0.02, "the Alpaca server")
 
     def stop(self) -> None:
         if self.server:
             self.server.should_exit = True
-            wait_until(lambda: not _answers(self.port), 10, 0.02, "the Alpaca server to stop")
+            wait_until(lambda: not _answers(self.port), WAIT_S, 0.02, "the Alpaca server to stop")
             self.server = None
 
     def put(self, path: str, body: dict[str, object]) -> None:
-        httpx.put(f"http://{self.address}{path}", json=body, timeout=5).raise_for_status()
+        httpx.put(f"http://{self.address}{path}", json=body, timeout=30).raise_for_status()
 
 
 def _answers(port: int) -> bool:
@@ -106,7 +106,7 @@ def test_telescope_monitor_follows_a_slew_made_through_alpyca(engine: Engine, al
     mon = TelescopeMonitor(engine, "obs1", 1.0, where=AlpacaDevice(address=alpaca.address))
     first = {r.key: r.value for r in mon.step()}
     assert first["telescope.slewing"] is True and first["telescope.parked"] is False
-    wait_until(lambda: not scope.Slewing, 30, 0.2, "the slew to end")
+    wait_until(lambda: not scope.Slewing, WAIT_S, 0.2, "the slew to end")
     now = {r.key: r.value for r in mon.step()}
     assert now["telescope.ra_deg"] == pytest.approx(ra, abs=1e-4)
     assert now["telescope.dec_deg"] == pytest.approx(dec, abs=1e-4)

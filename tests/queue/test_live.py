@@ -26,7 +26,7 @@ from gozen.db.events import recent_events
 from gozen.db.tables import daq_files, exposures
 from gozen.monitors.board import snapshot
 from gozen.sky import zenith_radec
-from tests.conftest import OPERATOR, Fleet, free_port, gozen_cmd, start_fleet, wait_until
+from tests.conftest import OPERATOR, START_S, WAIT_S, Fleet, free_port, gozen_cmd, start_fleet, wait_until
 from tests.web.test_processes_browser import SHOTS, browser  # noqa: F401 - the fixture
 
 AUTH = httpx.BasicAuth(*OPERATOR)
@@ -39,9 +39,11 @@ def obs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     host = {"name": "obs1", "roles": ["daq", "monitors", "queue", "web"], "supervisor": {"port": free_port()}}
     extra = {
         "camera": {"chips": [111], "width_px": 100, "height_px": 50},
-        "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 1.0, "frame_timeout_s": 2},
+        # Lead time and frame timeout long enough for a machine with both cores busy: an exposure
+        # armed to start sooner than the readout gets to look is lost whole (see tests/monitors/test_live.py).
+        "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 5.0, "frame_timeout_s": 20},
         "monitors": {
-            "every_s": 1,
+            "every_s": 3,  # values go stale after three periods: at 1 s, a busy machine made them flap
             "telescope": {"address": alpaca},
             "weather": {"address": alpaca},
             "safety_monitor": {"address": alpaca},
@@ -52,7 +54,13 @@ def obs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     fleet = start_fleet(tmp, [host], down=[], web_port=free_port(), extra=extra)
     fleet.wait_state("obs1", "queue:server", "RUNNING")
     engine = make_engine(fleet.cfg.database_url)
-    wait_until(lambda: (v := snapshot(engine).get("safety.safe")) is not None and v.value is True, 60, 0.5, "safe")
+    wait_until(
+        lambda: (v := snapshot(engine).get("safety.safe")) is not None and v.value is True,
+        START_S,
+        0.5,
+        "safe",
+        dump=fleet.dump,
+    )
     yield fleet
     fleet.stop()
 
@@ -86,8 +94,32 @@ def show(fleet: Fleet, uuid: str) -> dict[str, Any]:
     return httpx.get(f"{fleet.web_url}/api/recipes/{uuid}", timeout=30).json()  # type: ignore[no-any-return]
 
 
-def wait_state(fleet: Fleet, uuid: str, state: str, timeout_s: float = 90) -> dict[str, Any]:
-    return wait_until(lambda: (d := show(fleet, uuid))["state"] == state and d, timeout_s, 0.3, f"{uuid} {state}")
+def queue_now(fleet: Fleet) -> dict[str, Any]:
+    return httpx.get(f"{fleet.web_url}/api/queue", timeout=30).json()  # type: ignore[no-any-return]
+
+
+def dump_for(fleet: Fleet, *uuids: str) -> Any:
+    """Diagnostics on timeout: the recipes, the queue, then the fleet's programs, logs and events."""
+
+    def dump() -> str:
+        recipes = "\n".join(f"--- recipe {u}: {show(fleet, u)}" for u in uuids)
+        return f"{recipes}\n--- /api/queue: {queue_now(fleet)}\n{fleet.dump()}"
+
+    return dump
+
+
+def wait_state(fleet: Fleet, uuid: str, state: str, timeout_s: float = 2 * WAIT_S) -> dict[str, Any]:
+    return wait_until(
+        lambda: (d := show(fleet, uuid))["state"] == state and d,
+        timeout_s,
+        0.3,
+        f"{uuid} {state}",
+        dump_for(fleet, uuid),
+    )
+
+
+def wait_step(fleet: Fleet, uuid: str, ok: Any, what: str) -> None:
+    wait_until(lambda: ok(show(fleet, uuid)["progress"].get("step", 0)), WAIT_S, 0.2, what, dump_for(fleet, uuid))
 
 
 def exposures_of(fleet: Fleet, uuid: str) -> list[Any]:
@@ -129,7 +161,9 @@ def test_a_recipe_runs_and_its_exposures_carry_its_uuid(obs: Fleet) -> None:
 def test_maintenance_mode_starts_nothing_until_normal(obs: Fleet) -> None:
     assert httpx.post(f"{obs.web_url}/api/queue/mode/maintenance", auth=AUTH, timeout=30).status_code == 200
     uuid = submit(obs, recipe("Queue-Observer MAINT", EXPOSE))
-    wait_until(lambda: httpx.get(f"{obs.web_url}/api/queue").json()["activity"].startswith("maintenance"), 20, 0.3)
+    wait_until(
+        lambda: queue_now(obs)["activity"].startswith("maintenance"), WAIT_S, 0.3, "maintenance", dump_for(obs, uuid)
+    )
     assert show(obs, uuid)["state"] == "queued" and not exposures_of(obs, uuid)
     p = subprocess.run(gozen_cmd(obs.config_file, "queue", "mode", "normal"), capture_output=True, text=True)
     assert p.returncode == 0
@@ -137,9 +171,9 @@ def test_maintenance_mode_starts_nothing_until_normal(obs: Fleet) -> None:
 
 
 def test_an_interrupt_recipe_preempts_at_the_next_step_and_the_other_resumes(obs: Fleet) -> None:
-    wait = {"wait": {"seconds": 3}}
+    wait = {"wait": {"seconds": 6}}  # time to submit the interrupt before the long one ends, on a busy machine
     long_uuid = submit(obs, recipe("Queue-Observer INB 11 45+01", EXPOSE, wait, EXPOSE, wait, EXPOSE))
-    wait_until(lambda: show(obs, long_uuid)["progress"].get("step", 0) >= 2, 60, 0.2, "the long recipe under way")
+    wait_step(obs, long_uuid, lambda step: step >= 2, "the long recipe under way")
     too = submit(obs, recipe("Queue-Observer MAXI 11 45+01", EXPOSE, priority="interrupt"))
     wait_state(obs, too, "done")
     done = wait_state(obs, long_uuid, "done")
@@ -155,30 +189,31 @@ def test_an_interrupt_recipe_preempts_at_the_next_step_and_the_other_resumes(obs
 def test_unsafe_weather_holds_new_exposures_until_it_clears(obs: Fleet) -> None:
     sim = f"http://{obs.cfg.monitors.telescope.address}"
     engine = make_engine(obs.cfg.database_url)
-    httpx.put(f"{sim}/sim/weather", json={"humidity": 97}, timeout=10).raise_for_status()
+    httpx.put(f"{sim}/sim/weather", json={"humidity": 97}, timeout=30).raise_for_status()
     try:
-        wait_until(lambda: snapshot(engine).get("safety.safe").value is False, 30, 0.3, "unsafe")
+        wait_until(lambda: snapshot(engine).get("safety.safe").value is False, WAIT_S, 0.3, "unsafe", dump=obs.dump)
         uuid = submit(obs, recipe("Queue-Observer WET", EXPOSE))
 
         def waiting() -> bool:
-            q = httpx.get(f"{obs.web_url}/api/queue").json()
+            q = queue_now(obs)
             return any(x["uuid"] == uuid and x["waits_for"].startswith("unsafe weather: humidity") for x in q["queued"])
 
-        wait_until(waiting, 20, 0.3, "the recipe waiting for the weather")
+        wait_until(waiting, WAIT_S, 0.3, "the recipe waiting for the weather", dump_for(obs, uuid))
         assert not exposures_of(obs, uuid)
     finally:
-        httpx.put(f"{sim}/sim/weather", json={}, timeout=10).raise_for_status()
+        httpx.put(f"{sim}/sim/weather", json={}, timeout=30).raise_for_status()
     wait_state(obs, uuid, "done")
     assert len(exposures_of(obs, uuid)) == 1
 
 
 def test_kill_9_of_the_server_mid_recipe_interrupts_requeues_and_runs_nothing_twice(obs: Fleet) -> None:
-    uuid = submit(obs, recipe("Queue-Observer KILL", EXPOSE, {"wait": {"seconds": 6}}, EXPOSE))
-    wait_until(lambda: show(obs, uuid)["progress"].get("step", 0) == 2, 60, 0.2, "the recipe in its wait step")
+    # The wait step is long enough to be seen (and the kill to land in it) on a busy machine.
+    uuid = submit(obs, recipe("Queue-Observer KILL", EXPOSE, {"wait": {"seconds": 20}}, EXPOSE))
+    wait_step(obs, uuid, lambda step: step == 2, "the recipe in its wait step")
     pid = next(p.pid for p in obs.client("obs1").status().processes if p.full_name == "queue:server")
     assert pid
     os.kill(pid, signal.SIGKILL)
-    done = wait_state(obs, uuid, "done", 120)
+    done = wait_state(obs, uuid, "done")
     kinds = [h["kind"] for h in done["history"]]
     assert "interrupted" in kinds and "requeued" in kinds and kinds[-1] == "done"
     assert len(exposures_of(obs, uuid)) == 2
@@ -190,6 +225,7 @@ def test_the_queue_page_shows_the_line_the_queue_and_what_ran(obs: Fleet, browse
     body = recipe("Queue-Observer LATER", EXPOSE) | {"window": {"not_before": later}}
     uuid = submit(obs, body)
     page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.set_default_timeout(WAIT_S * 1000)
     page.goto(f"{obs.web_url}/queue")
     expect(page.locator("#queue-line")).to_contain_text("pid")
     expect(page.locator(f'#queued tr[data-uuid="{uuid}"]')).to_contain_text("window opens")
@@ -206,17 +242,18 @@ def test_the_queue_page_shows_the_line_the_queue_and_what_ran(obs: Fleet, browse
 
 
 def test_abort_stops_the_running_recipe_at_once(obs: Fleet) -> None:
-    uuid = submit(obs, recipe("Queue-Observer ABORT", {"wait": {"seconds": 60}}, EXPOSE))
-    wait_until(lambda: show(obs, uuid)["state"] == "executing", 60, 0.2, "the recipe running")
+    # Far longer than the wait for "aborted" below: only the abort can end it in time.
+    uuid = submit(obs, recipe("Queue-Observer ABORT", {"wait": {"seconds": 600}}, EXPOSE))
+    wait_state(obs, uuid, "executing")
     assert httpx.post(f"{obs.web_url}/api/queue/abort", timeout=30).status_code == 401  # operators only
     assert httpx.post(f"{obs.web_url}/api/queue/abort", auth=AUTH, timeout=30).status_code == 200
-    done = wait_state(obs, uuid, "aborted", 20)
+    done = wait_state(obs, uuid, "aborted", WAIT_S)
     assert done["history"][-1]["message"] == f"aborted by {OPERATOR[0]}" and not exposures_of(obs, uuid)
 
 
 def test_a_shutdown_recipe_stops_the_server_cleanly(obs: Fleet) -> None:
     uuid = submit(obs, {"name": "Shutdown the Queue-Observer system", "steps": [{"shutdown": {}}]})
     wait_state(obs, uuid, "done")
-    obs.wait_state("obs1", "queue:server", "EXITED", 30)  # exit 0: supervisord leaves it stopped
+    obs.wait_state("obs1", "queue:server", "EXITED")  # exit 0: supervisord leaves it stopped
     info = next(p for p in obs.client("obs1").status().processes if p.full_name == "queue:server")
     assert info.exitstatus == 0

@@ -9,11 +9,11 @@ import pytest
 
 from gozen.config import ConfigError
 from gozen.supervise.client import ProcessActionError, fetch_all, parse_target
-from tests.conftest import Fleet, gozen_cmd
+from tests.conftest import START_S, SUPERVISOR_RPC_S, Fleet, gozen_cmd
 
 
 def test_every_host_is_listed_and_the_dead_one_is_unreachable(fleet: Fleet) -> None:
-    hosts = {h.host: h for h in fetch_all(fleet.cfg.hosts, timeout_s=2)}
+    hosts = {h.host: h for h in fetch_all(fleet.cfg.hosts, timeout_s=SUPERVISOR_RPC_S)}  # buf-node2 refuses at once
     assert set(hosts) == {"daq-master", "buf-node0", "buf-node1", "buf-node2"}
     assert not hosts["buf-node2"].reachable and "refused" in (hosts["buf-node2"].error or "")
     node0 = {p.full_name: p for p in hosts["buf-node0"].processes}
@@ -86,7 +86,7 @@ def test_cli_ps_lists_hosts_and_exits_1_when_one_is_unreachable(fleet: Fleet) ->
         gozen_cmd(fleet.config_file, "ps"),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=START_S,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
     assert r.returncode == 1, r.stderr
@@ -97,16 +97,16 @@ def test_cli_ps_lists_hosts_and_exits_1_when_one_is_unreachable(fleet: Fleet) ->
 
 def test_cli_stop_and_start_a_program_on_a_host(fleet: Fleet) -> None:
     stop = subprocess.run(
-        gozen_cmd(fleet.config_file, "stop", "daq-master:work:other"), capture_output=True, text=True, timeout=60
+        gozen_cmd(fleet.config_file, "stop", "daq-master:work:other"), capture_output=True, text=True, timeout=START_S
     )
     assert stop.returncode == 0, stop.stderr
     assert fleet.state("daq-master", "work:other") == "STOPPED"
     start = subprocess.run(
-        gozen_cmd(fleet.config_file, "start", "daq-master:work:other"), capture_output=True, text=True, timeout=60
+        gozen_cmd(fleet.config_file, "start", "daq-master:work:other"), capture_output=True, text=True, timeout=START_S
     )
     assert start.returncode == 0 and fleet.state("daq-master", "work:other") == "RUNNING"
     bad = subprocess.run(
-        gozen_cmd(fleet.config_file, "start", "buf-node2:work:other"), capture_output=True, text=True, timeout=60
+        gozen_cmd(fleet.config_file, "start", "buf-node2:work:other"), capture_output=True, text=True, timeout=START_S
     )
     assert bad.returncode == 1 and "buf-node2" in bad.stderr and "refused" in bad.stderr
     assert sys.executable

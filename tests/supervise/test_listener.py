@@ -11,7 +11,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.supervise.listener import describe_state_change, run_listener
-from tests.conftest import Fleet, wait_until
+from tests.conftest import WAIT_S, Fleet, wait_until
 
 
 def test_a_program_that_exits_unexpectedly_is_recorded_as_an_error(fleet: Fleet) -> None:
@@ -26,7 +26,7 @@ def test_a_program_that_exits_unexpectedly_is_recorded_as_an_error(fleet: Fleet)
             if e.host == "buf-node1" and e.subject == "work:crasher"
         ]
 
-    [event] = wait_until(crash_event, 20, what="the process_exited event")
+    [event] = wait_until(crash_event, WAIT_S, what="the process_exited event", dump=fleet.dump)
     assert event.severity == "error" and event.source == "supervisord"
     assert "work:crasher exited unexpectedly" in event.message
     assert event.data and event.data["expected"] == "0" and event.data["from_state"] == "RUNNING"

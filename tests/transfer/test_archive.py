@@ -24,7 +24,7 @@ from gozen.transfer.audit import audit as run_audit
 from gozen.transfer.export import Exporter, receive_once
 from gozen.transfer.janitor import sweep
 from gozen.transfer.retention import Retention, marks
-from tests.conftest import free_port, wait_until
+from tests.conftest import WAIT_S, free_port, wait_until
 from tests.transfer.test_transfer import W, drain, make_daq_files, replica_rows
 
 
@@ -53,7 +53,7 @@ class RsyncDaemon:
         self.proc = subprocess.Popen(
             ["rsync", "--daemon", "--no-detach", f"--config={self.conf}", f"--port={self.port}", "--address=127.0.0.1"]
         )
-        wait_until(lambda: subprocess.run(["rsync", self.url("")], capture_output=True).returncode == 0, 10, 0.05)
+        wait_until(lambda: subprocess.run(["rsync", self.url("")], capture_output=True).returncode == 0, WAIT_S, 0.05)
 
     def stop(self) -> None:
         if self.proc:

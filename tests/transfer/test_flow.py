@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from gozen.db.engine import make_engine
 from gozen.db.tables import daq_files, exports, files, replicas
-from tests.conftest import Fleet, free_port, run_gozen, start_fleet, wait_until
+from tests.conftest import WAIT_S, Fleet, free_port, run_gozen, start_fleet, wait_until
 
 NODE_QUOTA = 700_000  # about two files: the nodes cannot hold the night without the archive and retention
 
@@ -25,11 +25,10 @@ def observatory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     }
     extra = {
         "camera": {"chips": [111, 112, 113, 114], "width_px": 200, "height_px": 100},
-        "daq": {"writers": 1, "reserve_bytes": 0},
+        # Lead time and frame timeout for a busy machine (see tests/daq/test_pipeline.py).
+        "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 5.0, "frame_timeout_s": 20},
         "daq_volumes": [{"name": "vol1", "path": "daq/vol1", "max_bytes": 100_000}],  # always over: janitor works
-        "storage_nodes": [
-            {"name": f"node{i}", "path": f"storage/node{i}", "max_bytes": NODE_QUOTA} for i in range(3)
-        ],
+        "storage_nodes": [{"name": f"node{i}", "path": f"storage/node{i}", "max_bytes": NODE_QUOTA} for i in range(3)],
         "transfer": {
             "poll_s": 0.2,
             "retry_base_s": 0.5,
@@ -46,7 +45,6 @@ def observatory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     fleet.stop()
 
 
-
 def test_every_file_ends_archived_and_the_disks_stay_within_their_limits(observatory: Fleet) -> None:
     r = run_gozen(observatory, "daq", "expose", "--object", "FIELD-1", "--frames", "6", "--count", "3")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -59,9 +57,9 @@ def test_every_file_ends_archived_and_the_disks_stay_within_their_limits(observa
     n = count(select(func.count()).select_from(daq_files).where(daq_files.c.state == "written"))
     assert n == 12
     acked = select(func.count()).select_from(exports).where(exports.c.state == "acknowledged")
-    wait_until(lambda: count(acked) == n, 120, 0.5, "every file acknowledged by the archive")
+    wait_until(lambda: count(acked) == n, 2 * WAIT_S, 0.5, "every file acknowledged by the archive", observatory.dump)
     daq_left = select(func.count()).select_from(files).where(files.c.daq_state == "present")
-    wait_until(lambda: count(daq_left) == 0, 60, 0.5, "the janitor to free the DAQ volume")
+    wait_until(lambda: count(daq_left) == 0, WAIT_S, 0.5, "the janitor to free the DAQ volume", observatory.dump)
     with engine.connect() as conn:
         held = dict(
             conn.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import Browser, expect
 
-from tests.conftest import Fleet, wait_until
+from tests.conftest import WAIT_S, Fleet, wait_until
 from tests.web.test_processes_browser import SHOTS, browser  # noqa: F401 - the fixture
 
 
@@ -16,7 +16,7 @@ def test_an_unexpected_exit_shows_as_an_error_event(fleet: Fleet, browser: Brows
         body = httpx.get(f"{fleet.web_url}/api/events", params={"kind": "process_exited"}, timeout=30).json()
         return [e for e in body["events"] if e["host"] == "daq-master" and e["subject"] == "work:crasher"]
 
-    [event] = wait_until(crash, 20, what="the crash event")
+    [event] = wait_until(crash, WAIT_S, what="the crash event", dump=fleet.dump)
     assert event["severity"] == "error" and "exited unexpectedly" in event["message"]
     assert httpx.get(f"{fleet.web_url}/api/events", params={"limit": 0}, timeout=30).status_code == 422
     page = browser.new_page(viewport={"width": 1200, "height": 700})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import OPERATOR, Fleet
+from tests.conftest import OPERATOR, WAIT_S, Fleet
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).parents[2] / "var" / "screenshots"
@@ -35,6 +35,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+    ctx.set_default_timeout(WAIT_S * 1000)  # clicks, fills, navigation (expect's is set in conftest)
     p = ctx.new_page()
     yield p
     ctx.close()
@@ -57,13 +58,13 @@ def test_operator_logs_in_clicks_stop_and_sees_stopped(fleet: Fleet, page: Page)
     r = row(page, "buf-node1", "work:ticker")
     expect(r.locator(".state")).to_have_text("RUNNING")
     r.locator('button[data-action="stop"]').click()
-    expect(row(page, "buf-node1", "work:ticker").locator(".state")).to_have_text("STOPPED", timeout=20_000)
+    expect(row(page, "buf-node1", "work:ticker").locator(".state")).to_have_text("STOPPED")
     assert fleet.state("buf-node1", "work:ticker") == "STOPPED"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "processes.png"), full_page=True)
 
     row(page, "buf-node1", "work:ticker").locator('button[data-action="start"]').click()
-    expect(row(page, "buf-node1", "work:ticker").locator(".state")).to_have_text("RUNNING", timeout=20_000)
+    expect(row(page, "buf-node1", "work:ticker").locator(".state")).to_have_text("RUNNING")
     assert fleet.state("buf-node1", "work:ticker") == "RUNNING"
 
 
@@ -71,9 +72,9 @@ def test_page_refreshes_itself_when_a_process_changes_elsewhere(fleet: Fleet, pa
     page.goto(f"{fleet.web_url}/")
     expect(row(page, "buf-node0", "work:other").locator(".state")).to_have_text("RUNNING")
     fleet.client("buf-node0").act("stop", "work:other")
-    expect(row(page, "buf-node0", "work:other").locator(".state")).to_have_text("STOPPED", timeout=15_000)
+    expect(row(page, "buf-node0", "work:other").locator(".state")).to_have_text("STOPPED")
     fleet.client("buf-node0").act("start", "work:other")
-    expect(row(page, "buf-node0", "work:other").locator(".state")).to_have_text("RUNNING", timeout=15_000)
+    expect(row(page, "buf-node0", "work:other").locator(".state")).to_have_text("RUNNING")
 
 
 def test_without_login_the_buttons_are_hidden(fleet: Fleet, page: Page) -> None:
