@@ -158,3 +158,29 @@ def test_one_disk_flip_is_one_slack_message(tmp_path: Path, slack: Server, feeds
     assert f"filesystem {one_filesystem} (vol1, vol2, node0, node1, node2) over the warning line" in payload["text"]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 1
+
+
+def test_the_outbox_forgets_settled_messages_after_30_days_but_never_a_pending_one(
+    tmp_path: Path, slack: Server, feeds: Server
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from gozen.couriers.outbox import enqueue
+    from gozen.db.types import utcnow
+
+    cfg, engine = observatory(tmp_path, slack, feeds)
+    unrouted = cfg.model_copy(update={"notifiers": []})
+    with engine.begin() as conn:
+        for i in range(3):
+            enqueue(conn, cfg, "failure", f"told {i}")
+        enqueue(conn, unrouted, "failure", "nowhere to go")
+    slack.script += [200, 200, 500]  # type: ignore[attr-defined]
+    sender = Sender(cfg, engine, "gozen")
+    assert sender.send_due() == 2  # the third is refused: it stays pending
+    with engine.begin() as conn:
+        conn.execute(update(outbox).values(created_at=utcnow() - timedelta(days=31)))
+    assert sender.trim() == 3
+    with engine.connect() as conn:
+        assert conn.execute(select(outbox.c.text, outbox.c.state)).all() == [("told 2", "pending")]

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -302,3 +302,16 @@ def test_directories_on_one_filesystem_make_one_event_and_do_not_flap(
     ]
     board = snapshot(engine, "df.")  # the board still has every directory's own readings
     assert all(board.number(f"df.{n}.used_pct") > 50 for n in names)
+
+
+def test_safety_trims_the_status_history_from_its_first_reading(engine: Engine) -> None:
+    from sqlalchemy import func, select
+
+    from gozen.db.tables import status_history
+
+    board(engine, GOOD, when=datetime.now(UTC) - timedelta(days=3))
+    board(engine, GOOD)
+    assert parse_config({}).monitors.history_days == 2.0  # the simulated observatory's default
+    SafetyMonitor(engine, "obs1", 1.0, history_days=2.0, clock=lambda: NIGHT).step()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(status_history)).scalar() == len(GOOD) + 3

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from gozen.config import Config, Notifier
 from gozen.db.events import record_event
@@ -23,6 +23,8 @@ from gozen.db.types import utcnow
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 3600.0
+KEEP_SETTLED_DAYS = 30.0  # delivered and unroutable messages are kept this long (the Alerts page shows them)
+TRIM_EVERY_S = 3600.0
 
 
 def slack_escape(text: str) -> str:
@@ -181,7 +183,20 @@ class Sender:
                 message="delivering again" if r.ok else f"cannot deliver: {r.why}; messages are kept and retried",
             )
 
+    def trim(self, now: datetime | None = None) -> int:
+        """Forget messages delivered (or with nowhere to go) over KEEP_SETTLED_DAYS ago; pending ones stay."""
+        cutoff = (now or utcnow()) - timedelta(days=KEEP_SETTLED_DAYS)
+        with self.engine.begin() as conn:
+            gone = conn.execute(
+                delete(outbox).where(outbox.c.state.in_(["sent", "unrouted"]), outbox.c.created_at < cutoff)
+            ).rowcount
+        return int(gone or 0)
+
     def run(self) -> None:
+        trimmed_at = float("-inf")
         while True:
+            if time.monotonic() - trimmed_at > TRIM_EVERY_S:
+                trimmed_at = time.monotonic()
+                self.trim()
             if not self.send_due():
                 time.sleep(self.cfg.couriers.send_every_s)

@@ -84,7 +84,7 @@ class SafetyMonitor(Monitor):
     history_days: float = 30.0
     clock: Callable[[], datetime] = utcnow  # tests set the night
     last: Decision | None = None
-    pruned_at: float = 0.0
+    pruned_at: float = float("-inf")  # trimmed at the first reading, then hourly
     weather_seen: bool = False  # fresh weather has been on the board since this program started
 
     def housekeeping(self) -> None:
