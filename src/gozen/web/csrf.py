@@ -76,15 +76,17 @@ def origin_problem(scope: Scope, headers: Headers, allowed: Iterable[Origin]) ->
 
 
 def body_type_problem(scope: Scope, headers: Headers) -> str | None:
-    """API bodies are JSON or YAML; a script's body without a type is accepted with Authorization."""
+    """API bodies are JSON or YAML; a body without a type only from a script (Authorization, or no login at all)."""
     if not scope["path"].startswith("/api/"):
         return None
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
     if not has_body:
         return None
     media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media in API_BODY_TYPES or (not media and headers.get("authorization")):
+    if media in API_BODY_TYPES:
         return None
+    if not media and (headers.get("authorization") or not _has_session_cookie(headers)):
+        return None  # no browser session to ride on: the route's own checks (401) apply
     return f"content type {_printable(media) or 'none'!r}: send application/json or application/yaml"
 
 
