@@ -567,14 +567,22 @@ def queue_submit(
     from gozen.queue.recipe import RecipeError, load_recipe_text
 
     cfg, engine = _queue_engine(ctx)
+def _operator() -> str:
+    """Who runs this command, for the event log: `<login> (cli)`."""
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):
+        return "cli"
+
+
     try:
         text = sys.stdin.read() if str(file) == "-" else file.read_text()
     except OSError as e:
         raise fail(f"{file}: {e.strerror}") from None
     try:
-        row = store.submit(
-            engine, load_recipe_text(text, str(file)), by, cfg.queue.positions()
-        )
+        row = store.submit(engine, load_recipe_text(text, str(file), cfg.queue.max_steps), by, cfg.queue.positions())
     except RecipeError as e:
         raise fail(str(e)) from None
     out.print(f"queued {row.name} as {row.uuid}")
@@ -664,17 +672,17 @@ def queue_mode(ctx: typer.Context, mode: Annotated[str, typer.Argument(help="nor
     if mode not in ("normal", "maintenance"):
         raise fail(f"mode: must be normal or maintenance, got {mode!r}")
     _, engine = _queue_engine(ctx)
-    store.put_state(engine, "mode", mode)
+    store.set_mode(engine, mode, by=_operator())
     out.print(f"queue mode: {mode}")
 
 
 @queue_app.command("abort")
-def queue_abort(ctx: typer.Context, by: Annotated[str, typer.Option()] = "cli") -> None:
+def queue_abort(ctx: typer.Context, by: Annotated[str | None, typer.Option()] = None) -> None:
     """Abort the executing recipe at once."""
     from gozen.queue import store
 
     _, engine = _queue_engine(ctx)
-    store.put_state(engine, "abort", {"uuid": "*", "by": by})
+    store.request_abort(engine, by=by or _operator())
     out.print("abort requested")
 
 
@@ -683,7 +691,7 @@ def queue_pause(ctx: typer.Context) -> None:
     """Start nothing new until resume."""
     from gozen.queue import store
 
-    store.put_state(_queue_engine(ctx)[1], "paused", True)
+    store.set_paused(_queue_engine(ctx)[1], True, by=_operator())
     out.print("queue paused")
 
 
@@ -691,7 +699,7 @@ def queue_pause(ctx: typer.Context) -> None:
 def queue_resume(ctx: typer.Context) -> None:
     from gozen.queue import store
 
-    store.put_state(_queue_engine(ctx)[1], "paused", False)
+    store.set_paused(_queue_engine(ctx)[1], False, by=_operator())
     out.print("queue resumed")
 
 

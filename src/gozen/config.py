@@ -381,6 +381,9 @@ class Queue(Model):
         """Named fields as name -> (RA, Dec) in degrees, as recipes' slew steps look them up."""
         return {f.name: (f.ra_deg, f.dec_deg) for f in self.fields}
 
+    max_steps: int = Field(
+        1000, gt=0, description="Recipes with more steps are refused (HTTP 422, `queue submit` exit 2)."
+    )
 
 class Volume(Model):
     name: str = Field(..., description="Volume name, e.g. daq1-vol1.")
@@ -494,7 +497,6 @@ class Web(Model):
     max_body_bytes: int = Field(
         1_000_000, gt=0, description="Requests with a larger body are refused (413) before they are read."
     )
-    max_recipe_steps: int = Field(1000, gt=0, description="Recipes with more steps are refused (422).")
     public_origins: list[str] = Field(
         default_factory=list,
         description="Origins (scheme://host:port) that may send state-changing requests besides the app's own "

@@ -72,12 +72,12 @@ def test_chunked_body_over_max_body_bytes_is_refused(fleet: Fleet) -> None:
 
 
 # -- recipes -------------------------------------------------------------------------------------
-def test_recipe_over_max_recipe_steps_is_refused_naming_the_limit(fleet: Fleet) -> None:
+def test_recipe_over_queue_max_steps_is_refused_naming_the_limit(fleet: Fleet) -> None:
     before = recipe_total(fleet)
     body = yaml.safe_dump({"name": "too long", "steps": [{"park": {}}] * 1001})
     r = httpx.post(f"{fleet.web_url}/api/recipes", content=body, headers=YAML, timeout=60)
     assert r.status_code == 422, r.text
-    assert r.json()["detail"] == "steps: 1001 steps, more than web.max_recipe_steps (1000)"
+    assert r.json()["detail"] == "recipe: steps: 1001 steps, more than queue.max_steps (1000)"
     assert recipe_total(fleet) == before
 
 

@@ -243,11 +243,15 @@ def _explain(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_recipe_text(text: str, source: str = "recipe") -> Recipe:
+def load_recipe_text(text: str | bytes, source: str = "recipe", max_steps: int | None = None) -> Recipe:
+    """A Recipe from YAML/JSON text (bounded parse); more than `max_steps` steps is refused before validation."""
     try:
         data = load_yaml_text(text)
     except YamlTextError as err:
         raise RecipeError(f"{source}: {err}") from None
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if max_steps is not None and isinstance(steps, list) and len(steps) > max_steps:
+        raise RecipeError(f"{source}: steps: {len(steps)} steps, more than queue.max_steps ({max_steps})")
     return parse_recipe(data, source)
 
 

@@ -118,7 +118,8 @@ def get(engine: Engine, uuid: str) -> RecipeRow | None:
 def find(engine: Engine, prefix: str) -> RecipeRow | None:
     """By uuid or a unique uuid prefix (as people type them)."""
     with engine.connect() as conn:
-        rows = conn.execute(select(recipes).where(recipes.c.uuid.startswith(prefix.lower())).limit(2)).all()
+        match = recipes.c.uuid.startswith(prefix.lower(), autoescape=True)  # `%` and `_` are not wildcards
+        rows = conn.execute(select(recipes).where(match).limit(2)).all()
     return _row(rows[0]) if len(rows) == 1 else None
 
 

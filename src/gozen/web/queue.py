@@ -14,12 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gozen.queue import store
-from gozen.queue.recipe import PRIORITY_OF_RANK, Recipe, RecipeError, parse_recipe, recipe_schema
+from gozen.queue.recipe import PRIORITY_OF_RANK, RecipeError, load_recipe_text, recipe_schema
 from gozen.queue.view import night_plan, queue_view
 from gozen.web.auth import Identity
 from gozen.web.plots import timeline
 from gozen.web.security import current_identity, require_operator
-from gozen.yamltext import YamlTextError, load_yaml_text
 
 router = APIRouter()
 Operator = Annotated[Identity, Depends(require_operator)]
@@ -54,18 +53,6 @@ async def schema() -> dict[str, Any]:
     return recipe_schema()
 
 
-def parse_submitted(body: bytes, max_steps: int) -> Recipe:
-    """A recipe from a request body, refused (RecipeError) past web.max_recipe_steps before validation."""
-    try:
-        data = load_yaml_text(body.decode("utf-8", errors="replace"))
-    except YamlTextError as err:
-        raise RecipeError(f"recipe: {err}") from None
-    steps = data.get("steps") if isinstance(data, dict) else None
-    if isinstance(steps, list) and len(steps) > max_steps:
-        raise RecipeError(f"steps: {len(steps)} steps, more than web.max_recipe_steps ({max_steps})")
-    return parse_recipe(data, "recipe")
-
-
 @router.post("/api/recipes", status_code=201)
 async def submit(request: Request, ident: Operator) -> Response:
     body = await request.body()  # at most web.max_body_bytes (BodyLimit)
@@ -73,7 +60,7 @@ async def submit(request: Request, ident: Operator) -> Response:
 
     def parse_and_store() -> store.RecipeRow:
         # In a worker thread: parsing a large recipe must not stop the event loop (and /api/health).
-        recipe = parse_submitted(body, state.cfg.web.max_recipe_steps)
+        recipe = load_recipe_text(body, "recipe", state.cfg.queue.max_steps)
         return store.submit(state.engine, recipe, ident.name, _fields(request))
 
     try:

@@ -1,0 +1,53 @@
+"""`gozen queue` control from the command line: events naming who, the step limit, literal uuid prefixes."""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from gozen.db.events import recent_events
+from gozen.queue import store
+from gozen.queue.recipe import parse_recipe
+from tests.conftest import gozen_cmd
+from tests.queue.test_hardening import setup
+
+
+def gozen(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(gozen_cmd(config_file, *args), capture_output=True, text=True, timeout=120)
+
+
+def test_queue_mode_pause_resume_abort_from_the_cli_are_events_naming_the_login(tmp_path: Path) -> None:
+    config_file, _, engine = setup(tmp_path)
+    for args in (["mode", "maintenance"], ["pause"], ["resume"], ["abort"], ["mode", "normal"]):
+        p = gozen(config_file, "queue", *args)
+        assert p.returncode == 0, p.stderr
+    who = f"{getpass.getuser()} (cli)"
+    got = [(e.kind, e.message) for e in reversed(recent_events(engine, 20)) if e.source == "queue"]
+    assert got == [
+        ("queue_mode", f"queue mode set to maintenance by {who}"),
+        ("queue_paused", f"queue paused by {who}"),
+        ("queue_resumed", f"queue resumed by {who}"),
+        ("queue_abort", f"abort of the running recipe by {who}"),
+        ("queue_mode", f"queue mode set to normal by {who}"),
+    ]
+
+
+def test_queue_submit_refuses_more_steps_than_queue_max_steps(tmp_path: Path) -> None:
+    config_file, _, engine = setup(tmp_path, max_steps=5)
+    f = tmp_path / "long.yaml"
+    f.write_text(yaml.safe_dump({"name": "long", "steps": [{"wait": {"seconds": 1}}] * 6}))
+    p = gozen(config_file, "queue", "submit", str(f))
+    assert p.returncode == 2
+    assert "steps: 6 steps, more than queue.max_steps (5)" in p.stderr
+    assert store.queued(engine) == []
+
+
+def test_a_uuid_prefix_is_matched_literally_not_as_a_sql_pattern(tmp_path: Path) -> None:
+    _, _, engine = setup(tmp_path)
+    row = store.submit(engine, parse_recipe({"name": "one", "steps": [{"wait": {"seconds": 1}}]}), "t", {})
+    assert store.find(engine, row.uuid[:6]) == store.get(engine, row.uuid)
+    assert store.find(engine, "%") is None
+    assert store.find(engine, "_" * 8) is None
