@@ -4,8 +4,9 @@ Runs the simulated observatory in a data dir of its own for N minutes and prints
 interval, the bytes each part holds (DAQ volumes, storage nodes, archive, database, logs,
 rings) and at the end the growth rate, overall and over the second half (the steady state):
 
-    .venv/bin/python bench/demo_disk.py --minutes 120            # the README's 2-hour figure
-    .venv/bin/python bench/demo_disk.py --minutes 10 --every-s 60
+    .venv/bin/python bench/demo_disk_bench.py --minutes 120            # the README's 2-hour figure
+    .venv/bin/python bench/demo_disk_bench.py --minutes 10 --every-s 60
+    .venv/bin/python bench/demo_disk_bench.py --smoke                  # half a minute, for CI
 
 By default the built-in simulated default is used with only its ports changed to free ones
 (so the run does not collide with another observatory on this machine); `--default-ports`
@@ -29,6 +30,7 @@ from pathlib import Path
 import yaml
 
 GiB = 2**30
+BUDGET_GB = 8.0  # the README's promise for ./var (see the README's simulated observatory)
 
 
 def free_port() -> int:
@@ -119,9 +121,10 @@ def rate_gb_h(a: tuple[float, dict[str, int]], b: tuple[float, dict[str, int]], 
     return (b[1].get(key, 0) - a[1].get(key, 0)) / 1e9 / (dt / 3600) if dt > 0 else 0.0
 
 
-def summary(samples: list[tuple[float, dict[str, int]]], db: Path) -> None:
+def summary(samples: list[tuple[float, dict[str, int]]], db: Path, budget_gb: float) -> None:
     first, last, mid = samples[0], samples[-1], samples[len(samples) // 2]
-    print(f"\npeak total: {max(s['total'] for _, s in samples) / 1e9:.2f} GB", flush=True)
+    peak = max(s["total"] for _, s in samples) / 1e9
+    print(f"\npeak total: {peak:.2f} GB = {100 * peak / budget_gb:.0f}% of the {budget_gb:g} GB budget", flush=True)
     print(f"{'part':>12} {'end GB':>8} {'peak GB':>8} {'GB/h all':>9} {'GB/h 2nd half':>14}")
     for key in last[1]:
         peak = max(s.get(key, 0) for _, s in samples)
@@ -167,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if proc.returncode not in (0, -signal.SIGTERM, None) and len(samples) < 2:
         print(f"gozen up exited {proc.returncode}: see {base / 'up.log'}", file=sys.stderr)
         return 1
-    summary(samples, data_dir / "gozen.db")
+    summary(samples, data_dir / "gozen.db", args.budget_gb)
     print(f"rings left in {shm_dir} after the stop: {du_bytes(shm_dir) / 2**20:.0f} MiB")
     shutil.rmtree(shm_dir, ignore_errors=True)
     if not args.keep and not args.dir:
@@ -184,7 +187,12 @@ def main() -> int:
     ap.add_argument("--dir", help="work here (default: a new temporary directory, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir at the end")
     ap.add_argument("--default-ports", action="store_true", help="no config at all, as ./dev up (ports 8470, 9001...)")
-    return run(ap.parse_args())
+    ap.add_argument("--budget-gb", type=float, default=BUDGET_GB, help="the budget compared with, GB")
+    ap.add_argument("--smoke", action="store_true", help="half a minute, measured every 10 s (CI)")
+    args = ap.parse_args()
+    if args.smoke:
+        args.minutes, args.every_s = 0.5, 10.0
+    return run(args)
 
 
 if __name__ == "__main__":
