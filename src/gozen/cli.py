@@ -361,10 +361,11 @@ def transfer_status(ctx: typer.Context) -> None:
     from datetime import UTC, datetime
 
     from gozen.db.engine import make_engine
-    from gozen.transfer.catalog import RATE_WINDOW, backlog, export_counts
+    from gozen.transfer.catalog import RATE_WINDOW, backlog, export_counts, failed_copies
 
     engine = make_engine(_config(ctx).database_url)
     nodes, unplaced, oldest, n_files = backlog(engine)
+    n_failed, failures = failed_copies(engine)
     minutes = RATE_WINDOW.total_seconds() / 60
     table = Table(
         "node",
@@ -390,6 +391,10 @@ def transfer_status(ctx: typer.Context) -> None:
             str(n.expired),
         )
     out.print(f"{n_files} files catalogued; {unplaced} copies waiting for a node")
+    if n_failed:
+        out.print(f"[red]{n_failed} copies failed for good[/] (no source left to copy from; `gozen audit` retries them)")
+        for name, why in failures:
+            out.print(f"  failed: {escape(name)}: {escape(why)}")
     out.print(table)
     exports = export_counts(engine)
     if exports:
@@ -494,16 +499,21 @@ def audit(
         ("replicas corrupted", len(rep.corrupted)),
         ("DAQ copies missing", len(rep.daq_missing)),
         ("orphans (not catalogued)", len(rep.orphans)),
+        ("damaged replicas kept aside", len(rep.quarantined)),
+        ("damaged replicas removed (good copy made)", rep.quarantine_cleared),
         ("queued to copy again", rep.requeued),
         ("replicas on other hosts (not read)", rep.elsewhere),
         ("files acknowledged by the archive", rep.archived),
         ("files short of copies", rep.unreplicated),
+        ("  of which copies under way", rep.in_progress),
+        ("  of which stuck (failed or waiting)", len(rep.short)),
+        ("changed during the scan (skipped)", rep.moved),
         ("files lost", rep.lost),
     ):
         table.add_row(
             name,
             f"[red]{value}[/]"
-            if value and name.startswith(("replicas m", "replicas c", "DAQ", "files lost"))
+            if value and name.startswith(("replicas m", "replicas c", "DAQ", "files lost", "  of which stuck"))
             else str(value),
         )
     out.print(table)
@@ -511,10 +521,13 @@ def audit(
         ("missing", rep.missing),
         ("corrupted", rep.corrupted),
         ("DAQ copy missing", rep.daq_missing),
+        ("short of copies", rep.short),
+        ("lost", rep.lost_files),
         ("orphan", rep.orphans),
+        ("kept aside", rep.quarantined),
     ):
         for item in items[:20]:
-            out.print(f"  {what}: {item}")
+            out.print(f"  {what}: {escape(item)}")
     if not rep.clean:
         raise typer.Exit(1)
 

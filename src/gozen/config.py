@@ -235,8 +235,16 @@ class Transfer(Model):
     lease_s: float = Field(
         600.0, gt=0, description="A copy claimed longer ago than this is taken over (its agent died)."
     )
-    max_attempts: int = Field(5, ge=1, description="Copies of one replica tried before it is marked failed.")
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="Tries with no usable source (gone, or not matching its checksum) before a copy is marked "
+        "failed; a node that is down, read-only or full is waited for without limit.",
+    )
     retry_base_s: float = Field(2.0, gt=0, description="First retry delay; doubles with each attempt.")
+    retry_max_s: float = Field(
+        60.0, gt=0, description="Longest retry delay: a copy waits for its node this long between tries, for ever."
+    )
     poll_s: float = Field(1.0, gt=0, description="How often idle agents look for work.")
     scan_every_s: float = Field(60.0, gt=0, description="How often push scans DAQ volumes for unregistered files.")
     janitor_requires_archive: bool = Field(
@@ -428,7 +436,8 @@ class Archive(Model):
     simulator_keep_bytes: int = Field(
         2 * 2**30,
         gt=0,
-        description="The simulated archive (archive:simulator, role archive) drops its oldest nights beyond this.",
+        description="The simulated archive (archive:simulator, role archive) drops its oldest packages' files "
+        "beyond this.",
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,8 +15,8 @@ from sqlalchemy import Engine
 from gozen.config import Config
 from gozen.db.events import Severity, record_event
 from gozen.transfer import catalog, rsync
-from gozen.transfer.copy import ReplicaMismatch, copy_verified, xxh3_of
-from gozen.transfer.placement import NoNode, Placement
+from gozen.transfer.copy import BadSource, ReplicaMismatch, copy_verified, quarantine_path, xxh3_of
+from gozen.transfer.placement import Node, NoNode, Placement
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +98,23 @@ def rsync_verified(src: Path, dest_dir: str, checksum: str, timeout_s: float) ->
     """src -> dest_dir/NAME by rsync (a temporary name there, renamed by rsync), then proved by checksum."""
     got = xxh3_of(src)
     if got != checksum:
-        raise ReplicaMismatch(f"the DAQ copy {src} reads {got}, catalog says {checksum}")
+        raise BadSource(f"{src} reads checksum {got}, the catalog says {checksum}")
     rsync.send(src.parent, [src.name], dest_dir, timeout_s)
     if rsync.differing(src.parent, [src.name], dest_dir, timeout_s):
-        raise ReplicaMismatch(f"{dest_dir}/{src.name}: the copy's checksum differs from the DAQ copy's")
+        raise ReplicaMismatch(f"{dest_dir}/{src.name}: the copy's checksum differs from its source's")
+
+
+@dataclass
+class SourceNotes:
+    """Why the sources of a copy could not be used: gone, damaged, or out of reach for now."""
+
+    gone: list[str] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [*self.unreachable, *self.bad, *self.gone]
+        return "; ".join(parts) if parts else "no source: the DAQ copy is gone, no verified replica, not archived"
 
 
 class CopyAgent:
@@ -108,64 +123,167 @@ class CopyAgent:
         self.agent_id = f"{host}:{name}:{os.getpid()}"
         self.placement = Placement(cfg, engine)
         self.t = cfg.transfer
+        self.staging = cfg.data_dir / "transfer-staging"
 
-    def retry_in(self, attempts: int) -> timedelta | None:
-        if attempts >= self.t.max_attempts:
-            return None
-        return timedelta(seconds=self.t.retry_base_s * 2 ** (attempts - 1))
+    def retry_in(self, attempts: int) -> timedelta:
+        """Capped exponential backoff: retry_base_s, doubling, never more than retry_max_s."""
+        return timedelta(seconds=min(self.t.retry_max_s, self.t.retry_base_s * 2 ** min(max(attempts - 1, 0), 40)))
 
     def work_once(self) -> bool:
         """Copy and verify one replica; False when there was nothing to do."""
         job = catalog.claim(self.engine, self.agent_id, timedelta(seconds=self.t.lease_s))
         if job is None:
             return False
-        src = Path(job.daq_path)
         if job.previous_path:  # taken over from an agent that died mid-copy: its partial file goes
             stale = Path(job.previous_path)
             stale.with_name(f".{stale.name}.part").unlink(missing_ok=True)
+        placed = self.place(job)
+        if placed is None:
+            return True
+        node, dst = placed
+        notes = SourceNotes()
+        try:
+            for label, src in self.sources(job, notes):
+                try:
+                    self.copy(node, src, dst, job.checksum_xxh3)
+                except BadSource as err:
+                    notes.bad.append(f"{label}: {err}")
+                    continue
+                except OSError:
+                    if src.exists():
+                        raise  # the node's fault
+                    notes.gone.append(f"{label} {src} went away while copying")
+                    continue
+                catalog.verified(self.engine, job, node.name, str(dst))
+                self.clear_quarantine(job.filename)
+                return True
+        except ReplicaMismatch as err:
+            self.node_failure(job, node, str(err), "replica_mismatch", mark_down=False)
+            return True
+        except OSError as err:
+            self.node_failure(job, node, f"{node.name}: {err.strerror or err}", "node_failed")
+            return True
+        finally:
+            self.staged(job.filename).unlink(missing_ok=True)
+        self.no_source(job, notes)
+        return True
+
+    def place(self, job: catalog.Job) -> tuple[Node, Path] | None:
+        """A node and path for the copy, recorded in the catalog; None (job back in the queue) if no node can."""
         exclude = set(job.nodes_taken)
         while True:
             try:
                 node = self.placement.choose(job.size_bytes, frozenset(exclude))
             except NoNode as err:
-                catalog.failed(self.engine, job, f"no node can take it: {err}", timedelta(seconds=self.t.retry_base_s))
-                return True
+                catalog.failed(self.engine, job, f"no node can take it: {err}", self.retry_in(job.attempts))
+                return None
             dst = node.path / job.filename[4:12] / job.filename
             if catalog.place(self.engine, job, node.name, str(dst), node.max_bytes):
-                break
+                return node, dst
             exclude.add(node.name)  # another copy of this file was just placed there, or its quota is full
-        try:
-            if node.transport == "rsync":
-                assert node.rsync_url is not None  # the config requires it
-                dest_dir = rsync.join(node.rsync_url, dst.parent.name)
-                rsync_verified(src, dest_dir, job.checksum_xxh3, self.t.rsync_timeout_s)
-            elif dst.exists() and xxh3_of(dst) == job.checksum_xxh3:
-                pass  # an agent died after the rename, before the row: it is there already
-            else:
-                copy_verified(src, dst, job.checksum_xxh3)
-        except ReplicaMismatch as err:
-            self.settle_failure(job, str(err), "replica_mismatch")
-            return True
-        except FileNotFoundError as err:
-            if not src.exists():
-                self.settle_failure(job, f"the DAQ copy {src} is gone: {err.strerror}", "source_missing", final=True)
-            else:
-                self.placement.mark_down(node, str(err))
-                self.settle_failure(job, f"{node.name}: {err}", "node_failed")
-            return True
-        except OSError as err:
-            self.placement.mark_down(node, err.strerror or str(err))
-            self.settle_failure(job, f"{node.name}: {err.strerror or err}", "node_failed")
-            return True
-        catalog.verified(self.engine, job, node.name, str(dst))
-        return True
 
-    def settle_failure(self, job: catalog.Job, why: str, kind: str, final: bool = False) -> None:
-        retry = None if final else self.retry_in(job.attempts)
+    def copy(self, node: Node, src: Path, dst: Path, checksum: str) -> None:
+        if node.transport == "rsync":
+            assert node.rsync_url is not None  # the config requires it
+            rsync_verified(src, rsync.join(node.rsync_url, dst.parent.name), checksum, self.t.rsync_timeout_s)
+        elif dst.exists() and dst.stat().st_size == src.stat().st_size and xxh3_of(dst) == checksum:
+            pass  # an agent died after the rename, before the row: it is there already
+        else:
+            copy_verified(src, dst, checksum)
+
+    # -- where the bytes come from -------------------------------------------
+    def sources(self, job: catalog.Job, notes: SourceNotes) -> Iterator[tuple[str, Path]]:
+        """The DAQ copy, then any verified replica, then the archive's copy: each a local path, whole in size."""
+        night = job.filename[4:12]
+        if job.daq_state == "present":
+            yield from self._local("the DAQ copy", Path(job.daq_path), job.size_bytes, notes)
+        for r in catalog.verified_replicas(self.engine, job.file_id):
+            node = self.placement.by_name(r["node"])
+            label = f"the replica on {r['node']}"
+            if node is None or not r["path"]:
+                notes.unreachable.append(f"{label}: not a node this agent knows")
+            elif node.transport == "local":
+                yield from self._local(label, Path(r["path"]), job.size_bytes, notes)
+            else:
+                assert node.rsync_url is not None
+                yield from self._fetched(label, rsync.join(node.rsync_url, night, job.filename), job, notes)
+        if self.cfg.archive is not None and catalog.is_archived(self.engine, job.file_id):
+            local = self.cfg.archive_local_dir()
+            if local is not None:
+                yield from self._local("the archive's copy", local / night / job.filename, job.size_bytes, notes)
+            else:
+                url = rsync.join(self.cfg.archive.dest, night, job.filename)
+                yield from self._fetched("the archive's copy", url, job, notes)
+
+    def _local(self, label: str, path: Path, size: int, notes: SourceNotes) -> Iterator[tuple[str, Path]]:
+        try:
+            got = path.stat().st_size
+        except FileNotFoundError:
+            notes.gone.append(f"{label} {path} is gone")
+            return
+        except OSError as err:
+            notes.unreachable.append(f"{label} {path}: {err.strerror or err}")
+            return
+        if got != size:
+            notes.bad.append(f"{label} {path} is {got} bytes, the catalog says {size}")
+            return
+        yield label, path
+
+    def staged(self, filename: str) -> Path:
+        return self.staging / f".{filename}.{os.getpid()}.part"
+
+    def _fetched(self, label: str, url: str, job: catalog.Job, notes: SourceNotes) -> Iterator[tuple[str, Path]]:
+        """A remote copy brought here first (and checked), to be copied on from here."""
+        dest = self.staged(job.filename)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if not rsync.fetch(url, dest, self.t.rsync_timeout_s):
+                notes.gone.append(f"{label} {url} is gone")
+                return
+        except OSError as err:
+            notes.unreachable.append(f"{label} {url}: {err.strerror or err}")
+            return
+        got = xxh3_of(dest)
+        if got != job.checksum_xxh3:
+            notes.bad.append(f"{label} {url} reads checksum {got}, the catalog says {job.checksum_xxh3}")
+            return
+        yield label, dest
+
+    # -- settling ----------------------------------------------------------------
+    def node_failure(self, job: catalog.Job, node: Node, why: str, kind: str, mark_down: bool = True) -> None:
+        """The node could not take the copy now: it waits and is tried again, for as long as it takes."""
+        new_outage = self.placement.mark_down(node, why) if mark_down else True
+        retry = self.retry_in(job.attempts)
         catalog.failed(self.engine, job, why, retry)
-        severity: Severity = "error" if retry is None else "warning"
-        tail = "gave up" if retry is None else f"retry in {retry.total_seconds():.0f} s"
-        _event(self.engine, self.host, self.name, kind, job.filename, f"{why} ({tail})", severity)
+        message = f"{why} (retry in {retry.total_seconds():.0f} s; the copy waits for a node)"
+        if new_outage:
+            _event(self.engine, self.host, self.name, kind, job.filename, message, "warning")
+        else:
+            log.warning("%s: %s", job.filename, message)
+
+    def no_source(self, job: catalog.Job, notes: SourceNotes) -> None:
+        """No source could be copied. Out of reach: wait; gone or damaged: a few tries, then failed for good."""
+        why = notes.summary()
+        if notes.unreachable or job.attempts < self.t.max_attempts:
+            retry = self.retry_in(job.attempts)
+            catalog.failed(self.engine, job, why, retry)
+            message = f"{why} (retry in {retry.total_seconds():.0f} s)"
+            if job.attempts == 1:
+                _event(self.engine, self.host, self.name, "source_unavailable", job.filename, message, "warning")
+            else:
+                log.warning("%s: %s", job.filename, message)
+            return
+        catalog.failed(self.engine, job, why, None)
+        kind = "replica_mismatch" if notes.bad else "source_missing"
+        _event(self.engine, self.host, self.name, kind, job.filename, f"{why} (gave up after {job.attempts} tries)")
+
+    def clear_quarantine(self, filename: str) -> None:
+        """A good copy exists now: damaged replicas of the file kept aside on this host's nodes can go."""
+        for n in self.placement.nodes:
+            bad = quarantine_path(n.path / filename[4:12] / filename)
+            if n.transport == "local" and bad.is_file():
+                bad.unlink(missing_ok=True)
+                log.info("removed the damaged copy %s: a verified copy exists now", bad)
 
     def run(self) -> None:
         while True:

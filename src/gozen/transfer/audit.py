@@ -1,24 +1,32 @@
-"""`gozen audit`: check the catalog against the disks: copies missing, corrupted, or not catalogued.
+"""`gozen audit`: check the catalog against the disks: copies missing, corrupted, short, lost or not catalogued.
 
-Every verified replica is read back and checksummed; a bad one is queued to be copied again
-(with --repair) so the file regains its verified copies. Files nobody catalogued are
-reported, never deleted: a person decides.
+Every verified replica on this host is read back and checksummed. The scan works on a snapshot
+of the catalog; whatever looked wrong is looked at again afterwards, and what moved meanwhile
+(the janitor deleting, an agent copying, retention expiring) is not a problem. With --repair a
+bad replica is moved off its final name (kept aside until a good copy exists elsewhere) and
+queued to be copied again from any good source; copies given up or waiting after errors are
+queued again. Files nobody catalogued are reported, never deleted: a person decides.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from gozen.config import Config
 from gozen.db.events import record_event
 from gozen.db.tables import exports, files, replicas
-from gozen.transfer.copy import xxh3_of
+from gozen.db.types import utcnow
+from gozen.transfer.copy import quarantine_path, xxh3_of
+
+log = logging.getLogger(__name__)
+SOURCE = "gozen audit"
 
 
 @dataclass
@@ -30,26 +38,32 @@ class AuditReport:
     corrupted: list[str] = field(default_factory=list)  # verified replicas whose checksum is wrong
     daq_missing: list[str] = field(default_factory=list)  # DAQ copies the catalog says are present but are not
     orphans: list[str] = field(default_factory=list)  # FITS files on nodes that no replica row names
+    quarantined: list[str] = field(default_factory=list)  # damaged replicas kept aside: no good copy yet
+    quarantine_cleared: int = 0  # damaged replicas removed now that a good copy exists
     requeued: int = 0
     elsewhere: int = 0  # verified replicas on other hosts' nodes: theirs to audit (`gozen audit --host`)
     archived: int = 0  # files the archive has acknowledged: a copy outside the observatory
-    unreplicated: int = 0  # files with fewer good storage copies than required
-    lost: int = 0  # files with no good copy anywhere: the figure that must be 0
+    unreplicated: int = 0  # files with fewer good storage copies than required (in progress included)
+    in_progress: int = 0  # of those, files whose missing copies are queued or being copied: no problem
+    short: list[str] = field(default_factory=list)  # files lacking copies with none under way: "name: why"
+    moved: int = 0  # things that changed while they were checked: not problems, the next audit sees them
+    lost_files: list[str] = field(default_factory=list)  # no good copy anywhere
+
+    @property
+    def lost(self) -> int:
+        """Files with no good copy anywhere: the figure that must be 0."""
+        return len(self.lost_files)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.corrupted or self.daq_missing or self.lost)
+        return not (self.missing or self.corrupted or self.daq_missing or self.lost_files or self.short)
 
 
-def _requeue(engine: Engine, replica_id: int, why: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            update(replicas)
-            .where(replicas.c.id == replica_id)
-            .values(
-                state="queued", node=None, path=None, attempts=0, last_error=why, next_try_at=None, verified_at=None
-            )
-        )
+@dataclass(frozen=True)
+class _Suspect:
+    problem: str  # missing | corrupted | daq_missing
+    file: Any
+    replica: Any = None
 
 
 def audit(
@@ -63,65 +77,42 @@ def audit(
     rep = AuditReport()
     local = {n.name for n in cfg.local_nodes(host)}
     with engine.connect() as conn:
-        cat = conn.execute(select(files)).all()
-        reps = conn.execute(select(replicas)).all()
-        acked = set(conn.execute(select(exports.c.file_id).where(exports.c.state == "acknowledged")).scalars())
+        cat = list(conn.execute(select(files)).all())
+        reps = conn.execute(select(replicas).where(replicas.c.state == "verified")).all()
+    rep.files = len(cat)
     by_file: dict[int, list[Any]] = {}
     for r in reps:
         by_file.setdefault(r.file_id, []).append(r)
-    sizes = {f.id: f.size_bytes for f in cat}
-    total = sum(sizes[r.file_id] for r in reps if r.state == "verified" and r.node in local)
-    rep.files = len(cat)
+    total = sum(f.size_bytes * sum(r.node in local for r in by_file.get(f.id, [])) for f in cat)
+    suspects: list[_Suspect] = []
     for f in cat:
-        good, on_daq = 0, 0
-        if f.daq_state == "present" and f.daq_host == host:
-            if _whole(f.daq_path, f.size_bytes):
-                on_daq = 1
-            else:
-                rep.daq_missing.append(f.daq_path)
+        if f.daq_state == "present" and f.daq_host == host and not _whole(f.daq_path, f.size_bytes):
+            suspects.append(_Suspect("daq_missing", f))
         for r in by_file.get(f.id, []):
-            if r.state != "verified":
-                continue
             if r.node not in local:
                 rep.elsewhere += 1
-                good += 1
                 continue
             rep.replicas_checked += 1
-            problem = None
-            if not _whole(r.path, f.size_bytes):
-                problem = "missing"
-                rep.missing.append(f"{r.node}:{r.path}")
-            else:
-                got = xxh3_of(Path(r.path))
-                rep.bytes_read += f.size_bytes
-                if got != f.checksum_xxh3:
-                    problem = "corrupted"
-                    rep.corrupted.append(f"{r.node}:{r.path}")
-                else:
-                    good += 1
+            problem = _check(r.path, f.size_bytes, f.checksum_xxh3)
+            rep.bytes_read += f.size_bytes if problem != "missing" else 0
+            if problem:
+                suspects.append(_Suspect(problem, f, r))
             if progress:
                 progress(rep.bytes_read, total)
-            if problem and repair:
-                why = f"audit: replica {problem} on {r.node} ({r.path})"
-                if problem == "corrupted":
-                    Path(r.path).unlink(missing_ok=True)
-                _requeue(engine, r.id, why)
-                rep.requeued += 1
-                record_event(
-                    engine,
-                    host=host,
-                    source="gozen audit",
-                    kind=f"replica_{problem}",
-                    subject=f.filename,
-                    severity="error",
-                    message=f"{why}: queued to be copied again",
-                )
-        in_archive = f.id in acked
-        rep.archived += in_archive
-        rep.lost += good + on_daq + in_archive == 0
-        rep.unreplicated += good < cfg.transfer.replication and not in_archive
-    rep.orphans = _orphans(cfg, host, {r.path for r in reps if r.path and r.state != "expired"})
+    bad_ids = _confirm(cfg, engine, host, suspects, rep, repair)
+    _copies(cfg, engine, host, cat, bad_ids, rep, repair)
+    _orphans(cfg, engine, host, rep, repair)
     return rep
+
+
+def _check(path: str | None, size: int, checksum: str) -> str | None:
+    """None if the file is there, whole and matching; else missing or corrupted."""
+    if not _whole(path, size):
+        return "missing"
+    try:
+        return None if xxh3_of(Path(str(path))) == checksum else "corrupted"
+    except OSError:
+        return "missing"  # gone while it was read
 
 
 def _whole(path: str | None, size: int) -> bool:
@@ -131,10 +122,198 @@ def _whole(path: str | None, size: int) -> bool:
         return False
 
 
-def _orphans(cfg: Config, host: str, known: set[str]) -> list[str]:
-    out = []
+# -- what looked wrong, looked at again ---------------------------------------
+def _confirm(
+    cfg: Config, engine: Engine, host: str, suspects: list[_Suspect], rep: AuditReport, repair: bool
+) -> set[int]:
+    """Re-read each suspect's row and file; report (and repair) only what is still wrong. Bad replica ids."""
+    bad: set[int] = set()
+    for s in suspects:
+        f = s.file
+        with engine.connect() as conn:
+            if s.replica is None:
+                now = conn.execute(select(files.c.daq_state, files.c.daq_path).where(files.c.id == f.id)).first()
+                still = now is not None and now.daq_state == "present" and now.daq_path == f.daq_path
+            else:
+                now = conn.execute(
+                    select(replicas.c.state, replicas.c.path).where(replicas.c.id == s.replica.id)
+                ).first()
+                still = now is not None and now.state == "verified" and now.path == s.replica.path
+        if still:  # the row did not move: does the file still look wrong?
+            if s.replica is None:
+                still = not _whole(f.daq_path, f.size_bytes)
+            else:
+                still = _check(s.replica.path, f.size_bytes, f.checksum_xxh3) is not None
+        if not still:
+            rep.moved += 1
+            continue
+        if s.replica is None:
+            rep.daq_missing.append(f.daq_path)
+            if repair:
+                _mark_daq_missing(engine, host, f)
+            continue
+        bad.add(s.replica.id)
+        where = f"{s.replica.node}:{s.replica.path}"
+        (rep.missing if s.problem == "missing" else rep.corrupted).append(where)
+        if repair:
+            _set_aside_and_requeue(engine, host, f, s.replica, s.problem)
+            rep.requeued += 1
+    return bad
+
+
+def _mark_daq_missing(engine: Engine, host: str, f: Any) -> None:
+    """The DAQ copy is not there: copies are made from replicas or the archive from now on."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(files)
+            .where(files.c.id == f.id, files.c.daq_state == "present")
+            .values(daq_state="missing", daq_deleted_at=utcnow())
+        )
+    record_event(
+        engine,
+        host=host,
+        source=SOURCE,
+        kind="daq_copy_missing",
+        subject=f.filename,
+        severity="error",
+        message=f"the DAQ copy {f.daq_path} is not there (or not whole): copies come from replicas or the archive",
+    )
+
+
+def _set_aside_and_requeue(engine: Engine, host: str, f: Any, r: Any, problem: str) -> None:
+    """A damaged replica leaves its final name (kept until a good copy exists) and is copied again."""
+    why = f"audit: replica {problem} on {r.node} ({r.path})"
+    kept = ""
+    if r.path and os.path.lexists(r.path):
+        aside = quarantine_path(Path(r.path))
+        os.replace(r.path, aside)
+        kept = f"; the damaged file is kept as {aside.name} until a good copy exists"
+    with engine.begin() as conn:
+        conn.execute(
+            update(replicas)
+            .where(replicas.c.id == r.id, replicas.c.state == "verified")
+            .values(
+                state="queued", node=None, path=None, attempts=0, last_error=why, next_try_at=None, verified_at=None
+            )
+        )
+    record_event(
+        engine,
+        host=host,
+        source=SOURCE,
+        kind=f"replica_{problem}",
+        subject=f.filename,
+        severity="error",
+        message=f"{why}: queued to be copied again from a good source{kept}",
+    )
+
+
+# -- does every file have its copies? -------------------------------------------
+def _copies(
+    cfg: Config, engine: Engine, host: str, cat: list[Any], bad: set[int], rep: AuditReport, repair: bool
+) -> None:
+    """Count each file's good copies from the catalog as it is now (after the scan); short and lost files."""
+    ids = {f.id for f in cat}
+    # Read in the order copies come and go, so a file moving on meanwhile is never seen without a copy:
+    # a DAQ copy is deleted only after its replicas are verified, a replica expired only after the archive
+    # acknowledged the file. (Each statement is its own snapshot on SQLite.)
+    with engine.connect() as conn:
+        now = {r.id: r for r in conn.execute(select(files.c.id, files.c.daq_state, files.c.daq_host)).all()}
+        rows = [r for r in conn.execute(select(replicas)).all() if r.file_id in ids]
+        acked = set(conn.execute(select(exports.c.file_id).where(exports.c.state == "acknowledged")).scalars())
+    by_file: dict[int, list[Any]] = {}
+    for r in rows:
+        by_file.setdefault(r.file_id, []).append(r)
+    for f in cat:
+        mine = by_file.get(f.id, [])
+        good = sum(r.state == "verified" and r.id not in bad for r in mine)
+        in_archive = f.id in acked
+        rep.archived += in_archive
+        daq = now.get(f.id)
+        on_daq = daq is not None and daq.daq_state == "present" and f.daq_path not in rep.daq_missing
+        if good + on_daq + in_archive == 0:
+            rep.lost_files.append(f.filename)
+        expired = sum(r.state == "expired" for r in mine)
+        required = 0 if in_archive else max(1, cfg.transfer.replication - expired)
+        if good >= required:
+            continue
+        rep.unreplicated += 1
+        under_way = [r for r in mine if r.state == "copying" or (r.state == "queued" and not r.last_error)]
+        if good + len(under_way) >= required:
+            rep.in_progress += 1
+            continue
+        stuck = [r for r in mine if r.state == "failed" or (r.state == "queued" and r.last_error)]
+        why = stuck[0].last_error if stuck else "no copy queued"
+        rep.short.append(f"{f.filename}: {good} of {required} verified copies; {why}")
+        if repair:
+            rep.requeued += _requeue_stuck(engine, [r.id for r in stuck if r.id not in bad])
+            missing_rows = required - good - len(under_way) - len(stuck)
+            if missing_rows > 0:  # replication was raised since it was catalogued
+                rep.requeued += _add_copies(engine, f.id, missing_rows)
+
+
+def _requeue_stuck(engine: Engine, ids: list[int]) -> int:
+    """Copies given up, or waiting after errors: back in the queue, to be tried now."""
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        n = conn.execute(
+            update(replicas)
+            .where(replicas.c.id.in_(ids), replicas.c.state.in_(("failed", "queued")))
+            .values(state="queued", attempts=0, next_try_at=None, claimed_by=None)
+        ).rowcount
+    return int(n)
+
+
+def _add_copies(engine: Engine, file_id: int, n: int) -> int:
+    rows = [{"file_id": file_id, "state": "queued", "attempts": 0, "queued_at": utcnow()}] * n
+    with engine.begin() as conn:
+        conn.execute(insert(replicas), rows)
+    return n
+
+
+# -- files on the nodes the catalog does not name -------------------------------
+def _orphans(cfg: Config, engine: Engine, host: str, rep: AuditReport, repair: bool) -> None:
+    """FITS files no replica names (the catalog re-read after the scan), and damaged replicas kept aside."""
+    found: list[Path] = []
+    aside: list[Path] = []
+    local = {n.name for n in cfg.local_nodes(host)}
     for n in cfg.local_nodes(host):
         root = cfg.under_data_dir(n.path)
         if root.is_dir():
-            out += [str(p) for p in root.rglob("TMQ*.fits") if str(p) not in known]
-    return sorted(out)
+            found += root.rglob("TMQ*.fits")
+            aside += root.rglob(".TMQ*.fits.bad")
+    with engine.connect() as conn:
+        known = set(
+            conn.execute(
+                select(replicas.c.path).where(replicas.c.path.is_not(None), replicas.c.state != "expired")
+            ).scalars()
+        )
+        verified: dict[str, list[str]] = {}
+        expired: dict[str, int] = {}
+        for name, node, path, state in conn.execute(
+            select(files.c.filename, replicas.c.node, replicas.c.path, replicas.c.state)
+            .join(replicas, replicas.c.file_id == files.c.id)
+            .where(replicas.c.state.in_(("verified", "expired")))
+        ):
+            if state == "expired":
+                expired[name] = expired.get(name, 0) + 1
+            elif node not in local or (path and Path(path).exists()):  # another host's: its audit checks it
+                verified.setdefault(name, []).append(f"{node}:{path}")
+        acked = set(
+            conn.execute(
+                select(files.c.filename)
+                .join(exports, exports.c.file_id == files.c.id)
+                .where(exports.c.state == "acknowledged")
+            ).scalars()
+        )
+    rep.orphans = sorted(str(p) for p in found if str(p) not in known and p.exists())
+    for bad in aside:
+        name = bad.name[1 : -len(".bad")]
+        good = verified.get(name, [])
+        needed = 1 if name in acked else max(1, cfg.transfer.replication - expired.get(name, 0))
+        if len(good) >= needed and repair:  # the file has its copies again: the damaged one is not needed
+            bad.unlink(missing_ok=True)
+            rep.quarantine_cleared += 1
+            log.info("removed the damaged copy %s: %s is a good copy", bad, good[0])
+        else:
+            rep.quarantined.append(str(bad))

@@ -25,6 +25,7 @@ class Job:
     nodes_taken: frozenset[str]  # nodes that already hold (or are getting) a copy of this file
     previous_path: str | None = None  # where an agent that died was copying it to
     agent: str = ""  # who holds the claim: settling is refused to anyone else (a lease that ran out)
+    daq_state: str = "present"  # present: the DAQ copy is a source; otherwise replicas or the archive are
 
 
 def register(engine: Engine, rows: list[dict[str, Any]], replication: int) -> int:
@@ -98,6 +99,7 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
                 files.c.size_bytes,
                 files.c.checksum_xxh3,
                 files.c.daq_path,
+                files.c.daq_state,
             )
             .join(files, files.c.id == replicas.c.file_id)
             .where(replicas.c.id == rid)
@@ -121,6 +123,7 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
             frozenset(taken),
             previous,
             agent,
+            r.daq_state,
         )
 
 
@@ -218,6 +221,11 @@ def verified_replicas(engine: Engine, file_id: int) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def is_archived(engine: Engine, file_id: int) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(select(archived(file_id))).scalar())
+
+
 def daq_bytes(engine: Engine, volume: str, host: str) -> int:
     """Catalogued bytes still on a DAQ volume."""
     q = select(func.coalesce(func.sum(files.c.size_bytes), 0)).where(
@@ -230,6 +238,12 @@ def daq_bytes(engine: Engine, volume: str, host: str) -> int:
 def mark_daq_deleted(engine: Engine, file_id: int) -> None:
     with engine.begin() as conn:
         conn.execute(update(files).where(files.c.id == file_id).values(daq_state="deleted", daq_deleted_at=utcnow()))
+
+
+def mark_daq_present(engine: Engine, file_id: int) -> None:
+    """Undo mark_daq_deleted: the file could not be deleted after all."""
+    with engine.begin() as conn:
+        conn.execute(update(files).where(files.c.id == file_id).values(daq_state="present", daq_deleted_at=None))
 
 
 @dataclass(frozen=True)
@@ -278,7 +292,7 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
     unplaced = 0
     for node, state, n, size in rows:
         if node is None:
-            unplaced += n
+            unplaced += n if state in ("queued", "copying") else 0  # failed ones are counted by failed_copies
             continue
         d = by_node.setdefault(
             node, {"queued": 0, "copying": 0, "verified": 0, "failed": 0, "expired": 0, "verified_bytes": 0}
@@ -300,6 +314,20 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
         for n, d in sorted(by_node.items())
     ]
     return out, unplaced, oldest, int(n_files)
+
+
+def failed_copies(engine: Engine, limit: int = 5) -> tuple[int, list[tuple[str, str]]]:
+    """Copies given up for good (no source left anywhere): how many, and (file, why) for the first few."""
+    q = (
+        select(files.c.filename, replicas.c.last_error)
+        .join(files, files.c.id == replicas.c.file_id)
+        .where(replicas.c.state == "failed")
+        .order_by(replicas.c.id)
+    )
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(replicas).where(replicas.c.state == "failed")).scalar_one()
+        some = [(name, why or "") for name, why in conn.execute(q.limit(limit))]
+    return int(n), some
 
 
 def export_counts(engine: Engine) -> dict[str, int]:

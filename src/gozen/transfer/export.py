@@ -336,18 +336,42 @@ def receive_once(root: Path, keep_bytes: int | None = None) -> int:
     return written
 
 
-def prune(root: Path, keep_bytes: int) -> None:
-    """The simulator's own limit: drop whole nights, oldest first, while over keep_bytes (never the newest)."""
-    nights = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
-    sizes = {n: sum(f.stat().st_size for f in n.rglob("*") if f.is_file()) for n in nights}
+def prune(root: Path, keep_bytes: int) -> int:
+    """The simulator's own limit: while over keep_bytes, drop the files of the oldest packages it has
+    acknowledged (receipts and manifests stay: the exporter still reads them). Returns files dropped."""
+    sizes: dict[Path, int] = {}
+    for p in root.rglob("*"):
+        try:
+            if p.is_file():
+                sizes[p] = p.stat().st_size
+        except OSError:
+            continue  # an rsync temporary name, gone meanwhile
     total = sum(sizes.values())
-    for n in nights[:-1]:
+    if total <= keep_bytes:
+        return 0
+    dropped = 0
+    for receipt in sorted(root.glob("*/receipts/*.json"), key=_age):
         if total <= keep_bytes:
             break
-        for f in sorted(n.glob("*.fits")):
-            f.unlink()
-        total -= sizes[n]
-        log.info("simulated archive: dropped night %s to stay under %d bytes", n.name, keep_bytes)
+        try:
+            accepted = [str(n) for n in json.loads(receipt.read_text()).get("accepted", [])]
+        except (OSError, ValueError, AttributeError):
+            continue
+        for name in accepted:
+            f = receipt.parent.parent / name
+            if f in sizes and f.name == name:  # a plain name in that night, nothing else
+                f.unlink(missing_ok=True)
+                total -= sizes.pop(f)
+                dropped += 1
+    log.info("simulated archive: dropped %d files, oldest packages first, to stay under %d bytes", dropped, keep_bytes)
+    return dropped
+
+
+def _age(p: Path) -> tuple[float, str]:
+    try:
+        return p.stat().st_mtime, p.name
+    except OSError:
+        return 0.0, p.name
 
 
 def run_simulator(cfg: Config) -> None:

@@ -70,8 +70,15 @@ def sweep(cfg: Config, engine: Engine, host: str, dry_run: bool = False) -> list
             to_free -= f["size_bytes"]
             if dry_run:
                 continue
-            Path(f["daq_path"]).unlink(missing_ok=True)
+            # The catalog first: whoever reads it (gozen audit) never sees a present copy that is not there.
             catalog.mark_daq_deleted(engine, f["id"])
+            try:
+                Path(f["daq_path"]).unlink(missing_ok=True)
+            except OSError as err:
+                catalog.mark_daq_present(engine, f["id"])
+                log.error("could not delete %s: %s", f["daq_path"], err.strerror or err)
+                done.pop()
+                continue
             record_event(
                 engine,
                 host=host,

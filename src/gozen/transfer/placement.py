@@ -55,6 +55,8 @@ class Placement:
             Node(n.name, cfg.under_data_dir(n.path), n.transport, n.rsync_url, n.max_bytes) for n in cfg.storage_nodes
         ]
         self.reserve = cfg.transfer.node_reserve_bytes
+        # A node that failed is left alone this long: never longer than a copy's longest retry delay.
+        self.cooldown_s = min(OFFLINE_COOLDOWN_S, cfg.transfer.retry_max_s)
         self.engine = engine
         self._held: dict[str, int] = {}
         self._held_at = -CATALOG_CACHE_S
@@ -122,6 +124,12 @@ class Placement:
             self._held[best.name] = self._held.get(best.name, 0) + size_bytes
         return best
 
-    def mark_down(self, node: Node, why: str) -> None:
-        node.down_until = time.monotonic() + OFFLINE_COOLDOWN_S
+    def by_name(self, name: str | None) -> Node | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def mark_down(self, node: Node, why: str) -> bool:
+        """Leave the node alone for a while; True if it was thought up until now (a new outage)."""
+        was_up = node.down_until <= time.monotonic()
+        node.down_until = time.monotonic() + self.cooldown_s
         node.why_down = why
+        return was_up

@@ -93,20 +93,25 @@ class Retention:
                 unsafe += 1
                 continue
             why = "older than max_age_days" if too_old and to_free <= 0 else "over max_bytes"
+            if not dry_run and not self.expire(r.id, r.path):
+                continue
             done.append(Removal(node.name, r.path, r.size_bytes, why))
             to_free -= r.size_bytes
-            if dry_run:
-                continue
-            Path(r.path).unlink(missing_ok=True)
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(replicas)
-                    .where(replicas.c.id == r.id, replicas.c.state == "verified")
-                    .values(state="expired", expired_at=utcnow())
-                )
         if not dry_run:
             self.report(node, done, unsafe, to_free > 0)
         return done
+
+    def expire(self, replica_id: int, path: str) -> bool:
+        """The catalog first (so an audit never counts a verified replica that is going), then the file."""
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(replicas)
+                .where(replicas.c.id == replica_id, replicas.c.state == "verified")
+                .values(state="expired", expired_at=utcnow())
+            ).rowcount
+        if n == 1:
+            Path(path).unlink(missing_ok=True)
+        return n == 1
 
     def report(self, node: StorageNode, done: list[Removal], unsafe: int, still_over: bool) -> None:
         if done:
