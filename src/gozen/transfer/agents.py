@@ -124,6 +124,7 @@ class CopyAgent:
         self.placement = Placement(cfg, engine)
         self.t = cfg.transfer
         self.staging = cfg.data_dir / "transfer-staging"
+        self.failing: set[str] = set()  # nodes whose last copy from this agent failed: one event per outage
 
     def retry_in(self, attempts: int) -> timedelta:
         """Capped exponential backoff: retry_base_s, doubling, never more than retry_max_s."""
@@ -156,6 +157,7 @@ class CopyAgent:
                     continue
                 catalog.verified(self.engine, job, node.name, str(dst))
                 self.clear_quarantine(job.filename)
+                self.node_back(node)
                 return True
         except ReplicaMismatch as err:
             self.node_failure(job, node, str(err), "replica_mismatch", mark_down=False)
@@ -252,14 +254,21 @@ class CopyAgent:
     # -- settling ----------------------------------------------------------------
     def node_failure(self, job: catalog.Job, node: Node, why: str, kind: str, mark_down: bool = True) -> None:
         """The node could not take the copy now: it waits and is tried again, for as long as it takes."""
-        new_outage = self.placement.mark_down(node, why) if mark_down else True
+        if mark_down:
+            self.placement.mark_down(node, why)
         retry = self.retry_in(job.attempts)
         catalog.failed(self.engine, job, why, retry)
-        message = f"{why} (retry in {retry.total_seconds():.0f} s; the copy waits for a node)"
-        if new_outage:
+        message = f"{why} (retry in {retry.total_seconds():.1f} s; the copy waits for a node)"
+        if node.name not in self.failing or not mark_down:  # an outage is told once, a bad copy every time
+            self.failing.add(node.name)
             _event(self.engine, self.host, self.name, kind, job.filename, message, "warning")
         else:
             log.warning("%s: %s", job.filename, message)
+
+    def node_back(self, node: Node) -> None:
+        if node.name in self.failing:
+            self.failing.discard(node.name)
+            _event(self.engine, self.host, self.name, "node_ok", node.name, "copies to it work again", "info")
 
     def no_source(self, job: catalog.Job, notes: SourceNotes) -> None:
         """No source could be copied. Out of reach: wait; gone or damaged: a few tries, then failed for good."""
