@@ -197,6 +197,13 @@ def test_two_agents_sharing_postgresql_never_copy_the_same_file_at_once(tmp_path
         downgrade(engine, "base")
 
 
+def agents_alive(*procs: subprocess.Popen[bytes]) -> None:
+    """Fail at once, not at the deadline, if a copy agent exited by itself (a bad config, a crash)."""
+    for p in procs:
+        if p.poll() is not None:
+            raise AssertionError(f"{' '.join(map(str, p.args))} exited {p.returncode}")
+
+
 def test_kill_9_of_copy_agents_loses_nothing(tmp_path: Path) -> None:
     cfg = config(tmp_path, lease_s=1.0)
     engine = make_daq_files(cfg, exposures=5)
@@ -209,7 +216,12 @@ def test_kill_9_of_copy_agents_loses_nothing(tmp_path: Path) -> None:
             [sys.executable, "-m", "gozen", "-c", str(cfg_file), "run", "transfer-pop-01"],
             env={**os.environ, "GOZEN_HOST": "localhost"},
         )
-        wait_until(lambda: any(r.state in ("copying", "verified") for r in replica_rows(engine)), WAIT_S, 0.01)
+        wait_until(
+            lambda p=p: agents_alive(p) or any(r.state in ("copying", "verified") for r in replica_rows(engine)),
+            WAIT_S,
+            0.01,
+            "a copy under way",
+        )
         p.send_signal(signal.SIGKILL)
         p.wait()
         kills += 1
@@ -333,7 +345,7 @@ def test_twenty_kill_9s_of_copy_agents_during_a_thousand_file_run_lose_nothing(t
     def verified() -> int:
         return sum(r.state == "verified" for r in replica_rows(engine))
 
-    wait_until(lambda: verified() > 0, WAIT_S, 0.05, what="the first copy")
+    wait_until(lambda: agents_alive(*agents.values()) or verified() > 0, WAIT_S, 0.05, what="the first copy")
     while kills < 20:
         time.sleep(0.15)
         n = rng.choice((1, 2))
@@ -341,7 +353,9 @@ def test_twenty_kill_9s_of_copy_agents_during_a_thousand_file_run_lose_nothing(t
         agents[n].wait()
         kills += 1
         agents[n] = start(n)
-    wait_until(lambda: verified() == 1000, 5 * WAIT_S, 0.2, what="every copy verified")
+    wait_until(
+        lambda: agents_alive(*agents.values()) or verified() == 1000, 5 * WAIT_S, 0.2, what="every copy verified"
+    )
     for p in agents.values():
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=WAIT_S)
