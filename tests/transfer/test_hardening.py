@@ -408,3 +408,50 @@ def test_the_simulated_archive_drops_its_oldest_packages_to_stay_within_keep_byt
     assert len(receipts) == 6  # every receipt stays for the exporter to read
     for r in (night / "receipts").glob("*.json"):
         assert not json.loads(r.read_text())["rejected"]
+
+
+# -- point 6: a storage node on a DAQ volume (config check refuses it; the copy path must too) --
+def test_a_node_on_a_daq_volume_is_never_a_copy_and_the_janitor_keeps_the_only_one(tmp_path: Path) -> None:
+    good = config(
+        tmp_path,
+        daq_volumes=[{"name": "daq-vol1", "path": "daq/vol1"}],
+        storage_nodes=local_nodes("node0", "node1"),
+        transfer={**FAST, "daq_high_water_pct": 0.001, "daq_low_water_pct": 0.0005},
+        archive=None,
+    )
+    # What `config check` now refuses, made anyway: node0 is the DAQ volume's own directory, and the
+    # roomiest node (node1's small quota ranks it last), so every copy is first offered to it.
+    on_daq = good.storage_nodes[0].model_copy(update={"path": Path("daq/vol1")})
+    small = good.storage_nodes[1].model_copy(update={"max_bytes": 100 * 10**6})
+    cfg = good.model_copy(update={"storage_nodes": [on_daq, small]})
+    engine = make_daq_files(cfg, exposures=2)
+    push_once(cfg, engine, "daq1", scan=False)
+    with AgentLoop(cfg, engine):
+        wait_until(lambda: all(r.state == "verified" for r in replica_rows(engine)), WAIT_S, 0.1, "every copy")
+    assert {r.node for r in replica_rows(engine)} == {"node1"}, states(engine)
+    assert any("its own source" in e.message for e in recent_events(engine, 50, kind="node_failed"))
+    deleted = sweep(cfg, engine, "daq1")
+    assert len(deleted) == 8
+    audit(engine, 1)
+    rep = run_audit(cfg, engine, "daq1")
+    assert rep.clean and rep.lost == 0 and rep.replicas_checked == 8
+
+
+def test_the_janitor_never_counts_the_daq_copy_itself_as_a_replica(tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path,
+        storage_nodes=local_nodes("node0"),
+        transfer={**FAST, "daq_high_water_pct": 0.001, "daq_low_water_pct": 0.0005},
+        archive=None,
+    )
+    engine = make_daq_files(cfg)
+    push_once(cfg, engine, "daq1", scan=False)
+    with engine.begin() as conn:  # what an agent copying "to" a node on the DAQ volume recorded before
+        for fid, path in conn.execute(select(files.c.id, files.c.daq_path)).all():
+            conn.execute(
+                replicas.update().where(replicas.c.file_id == fid).values(state="verified", node="node0", path=path)
+            )
+    assert sweep(cfg, engine, "daq1") == []
+    with engine.connect() as conn:
+        paths = conn.execute(select(files.c.daq_path).where(files.c.daq_state == "present")).scalars().all()
+    assert len(paths) == 4 and all(Path(p).is_file() for p in paths)  # the only copies, kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -185,6 +186,8 @@ class CopyAgent:
             exclude.add(node.name)  # another copy of this file was just placed there, or its quota is full
 
     def copy(self, node: Node, src: Path, dst: Path, checksum: str) -> None:
+        if dst.exists() and os.path.samefile(src, dst):  # a node on the DAQ volume: not a second copy
+            raise OSError(errno.EINVAL, f"{dst} is its own source (the node's path is on a DAQ volume?)")
         if node.transport == "rsync":
             assert node.rsync_url is not None  # the config requires it
             rsync_verified(src, rsync.join(node.rsync_url, dst.parent.name), checksum, self.t.rsync_timeout_s)

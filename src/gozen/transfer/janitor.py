@@ -35,16 +35,28 @@ def usage(path: Path, quota: int | None = None, held: int = 0) -> tuple[float, i
     return pct, total
 
 
-def replicas_on_disk(engine: Engine, file_id: int, size_bytes: int) -> int:
-    """Verified replicas that are still there, whole: trusted only after a look."""
+def replicas_on_disk(engine: Engine, file_id: int, size_bytes: int, daq_path: str | None = None) -> int:
+    """Verified replicas that are still there, whole, and not the DAQ copy itself: trusted only after a look."""
+    daq = _identity(daq_path)
     n = 0
     for r in catalog.verified_replicas(engine, file_id):
         try:
-            if r["path"] and os.stat(r["path"]).st_size == size_bytes:
-                n += 1
+            if not r["path"]:
+                continue
+            st = os.stat(r["path"])
         except OSError:
             continue
+        if st.st_size == size_bytes and (st.st_dev, st.st_ino) != daq:
+            n += 1
     return n
+
+
+def _identity(path: str | None) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st else None
 
 
 def sweep(cfg: Config, engine: Engine, host: str, dry_run: bool = False) -> list[Deletion]:
@@ -60,7 +72,7 @@ def sweep(cfg: Config, engine: Engine, host: str, dry_run: bool = False) -> list
         for f in catalog.deletable_from_daq(engine, v.name, host, t.replication, t.janitor_requires_archive):
             if to_free <= 0:
                 break
-            have = replicas_on_disk(engine, f["id"], f["size_bytes"])
+            have = replicas_on_disk(engine, f["id"], f["size_bytes"], f["daq_path"])
             if have < t.replication and not f["archived"]:
                 log.warning(
                     "not deleting %s: %d of %d verified replicas found on disk", f["filename"], have, t.replication
