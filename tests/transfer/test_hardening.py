@@ -211,6 +211,27 @@ def test_a_lost_replica_is_repaired_from_a_replica_on_another_node_when_the_daq_
     nothing_under_a_final_name_but_good_copies(cfg, engine)
 
 
+def test_a_lost_replica_is_repaired_from_a_replica_on_a_remote_rsync_node(tmp_path: Path, daemon: RsyncDaemon) -> None:
+    node3 = {"name": "node3", "path": "storage/node3", "transport": "rsync", "rsync_url": daemon.url("node3")}
+    cfg = config(tmp_path, storage_nodes=[*local_nodes("node0"), node3], transfer={**FAST, "replication": 2})
+    engine = make_daq_files(cfg)
+    push_once(cfg, engine, "daq1", scan=False)
+    with AgentLoop(cfg, engine, publish_df=True):
+        wait_until(lambda: all(r.state == "verified" for r in replica_rows(engine)), WAIT_S, 0.1, "every copy")
+    delete_daq_copies(engine)
+    victim = next(r for r in replica_rows(engine) if r.node == "node0")
+    Path(victim.path).unlink()  # its only good copy is now on node3, reached by rsync
+    found = run_audit(cfg, engine, "daq1", repair=True)
+    assert found.missing == [f"node0:{victim.path}"] and found.lost == 0
+    with AgentLoop(cfg, engine, publish_df=True):
+        wait_until(lambda: all(r.state == "verified" for r in replica_rows(engine)), WAIT_S, 0.1, "the repair")
+    assert sorted(r.node for r in replica_rows(engine) if r.file_id == victim.file_id) == ["node0", "node3"]
+    audit(engine, 2)
+    assert run_audit(cfg, engine, "daq1").clean
+    assert not [p for p in (cfg.data_dir / "transfer-staging").iterdir()]  # the fetched copy was cleared
+    nothing_under_a_final_name_but_good_copies(cfg, engine)
+
+
 def test_a_file_with_no_good_replica_left_is_copied_back_from_the_archive(tmp_path: Path) -> None:
     cfg = config(tmp_path, storage_nodes=local_nodes("node0", "node1"), transfer=FAST)
     engine = make_daq_files(cfg)
