@@ -567,6 +567,16 @@ def _queue_engine(ctx: typer.Context) -> tuple[Config, Any]:
     return cfg, make_engine(cfg.database_url)
 
 
+def _operator() -> str:
+    """Who runs this command, for the event log: `<login> (cli)`."""
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):
+        return "cli"
+
+
 @queue_app.command("submit")
 def queue_submit(
     ctx: typer.Context,
@@ -580,16 +590,6 @@ def queue_submit(
     from gozen.queue.recipe import RecipeError, load_recipe_text
 
     cfg, engine = _queue_engine(ctx)
-def _operator() -> str:
-    """Who runs this command, for the event log: `<login> (cli)`."""
-    import getpass
-
-    try:
-        return f"{getpass.getuser()} (cli)"
-    except (KeyError, OSError):
-        return "cli"
-
-
     try:
         text = sys.stdin.read() if str(file) == "-" else file.read_text()
     except OSError as e:

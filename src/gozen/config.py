@@ -384,14 +384,14 @@ class Queue(Model):
     fields: list[NamedField] = Field(default_factory=list, description="Named fields for recipes' slew steps.")
     exposure_timeout_s: float = Field(120.0, gt=0, description="An exposure not accounted for by then has failed.")
     slew_timeout_s: float = Field(300.0, gt=0, description="A slew not finished by then has failed.")
+    max_steps: int = Field(
+        1000, gt=0, description="Recipes with more steps are refused (HTTP 422, `queue submit` exit 2)."
+    )
 
     def positions(self) -> dict[str, tuple[float, float]]:
         """Named fields as name -> (RA, Dec) in degrees, as recipes' slew steps look them up."""
         return {f.name: (f.ra_deg, f.dec_deg) for f in self.fields}
 
-    max_steps: int = Field(
-        1000, gt=0, description="Recipes with more steps are refused (HTTP 422, `queue submit` exit 2)."
-    )
 
 class Volume(Model):
     name: str = Field(..., description="Volume name, e.g. daq1-vol1.")
