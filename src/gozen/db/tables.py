@@ -140,7 +140,13 @@ files = Table(
     Column("daq_host", String(128), nullable=False, comment="DAQ host holding the original."),
     Column("daq_volume", String(128), nullable=True, comment="DAQ volume holding it."),
     Column("daq_path", Text, nullable=False, comment="Path of the original on the DAQ host."),
-    Column("daq_state", String(16), nullable=False, comment="present, or deleted (by the janitor)."),
+    Column(
+        "daq_state",
+        String(16),
+        nullable=False,
+        comment="present, deleted (by the janitor), or missing (gone from the DAQ volume without the janitor; "
+        "found by audit).",
+    ),
     Column("registered_at", UtcDateTime, nullable=False, comment="When transfer:push catalogued it."),
     Column("daq_deleted_at", UtcDateTime, nullable=True, comment="When the janitor removed the DAQ copy."),
     comment="The catalog: every file the DAQ wrote, registered once.",
