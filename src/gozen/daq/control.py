@@ -32,9 +32,11 @@ def arm_next(cfg: Config, engine: Engine, host: str) -> int | None:
     if last_end is not None and last_end - now > timedelta(seconds=2):
         return None  # keep at most one exposure armed ahead
     start = max(earliest, (last_end or earliest) + timedelta(seconds=INTER_EXPOSURE_GAP_S))
-    start = _to_ms(start)
-    end = start + timedelta(seconds=req["n_frames"] / req["fps"])
     snap = take_snapshot(cfg, engine, start, req["ra_deg"], req["dec_deg"])
+    # The snapshot can take a while on a busy host (the first one over a second): a start fixed
+    # before it could already be past when the readouts see it, and the exposure would be lost.
+    start = _to_ms(max(start, utcnow() + timedelta(seconds=cfg.daq.start_delay_s)))
+    end = start + timedelta(seconds=req["n_frames"] / req["fps"])
     if not catalog.arm(engine, req["exp_id"], start, end, list(cfg.camera.chips), snap):
         return None
     log.info("armed exposure exp_id=%s object=%s start=%s", req["exp_id"], req["object"], start.isoformat())

@@ -71,7 +71,7 @@ class CubeFile:
             flags |= FLAG_MISSING
         else:
             # FITS wants big-endian int16 with BZERO=32768: flip the sign bit, stored byte-swapped
-            # (one numpy pass; as fast as a plain copy on this machine, see bench/daq.py).
+            # (one numpy pass; as fast as a plain copy on this machine, see bench/daq_bench.py).
             np.bitwise_xor(pixels, 0x8000, out=scratch.view(">u2"))
             self._write(scratch)
         self._done(index, counter, gps_s, flags)

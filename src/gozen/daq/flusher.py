@@ -1,7 +1,7 @@
 """Make finished cubes durable off the writer's loop: fsync, close and rename on worker threads.
 
 A per-file fsync takes as long as the disk needs to take 54 MB; done in the loop it stops
-the writer draining its rings for that long (bench/daq.py --mode disk showed the drops).
+the writer draining its rings for that long (bench/daq_bench.py --mode disk showed the drops).
 The threads release the GIL while the kernel flushes, so the loop keeps up meanwhile. At
 most `max_pending` files wait, so a disk that cannot keep up slows the writer down
 visibly (the rings fill and drops are counted) rather than growing without bound.

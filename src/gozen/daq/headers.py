@@ -264,7 +264,7 @@ class HeaderTemplate:
     """One exposure's primary header, rendered by astropy once; per chip only PER_CHIP_KEYS change.
 
     Building a Header with astropy costs ~12 ms, and the whole camera writes 14 files a second:
-    the benchmark (bench/daq.py) showed that alone taking a sixth of a writer's core. Cards
+    the benchmark (bench/daq_bench.py) showed that alone taking a sixth of a writer's core. Cards
     are still rendered by astropy (`Card.image`); only their placement is done here.
     """
 

@@ -5,7 +5,7 @@ submission time. The first recipe whose window is open and whose constraints hol
 
 The Sun and Moon are computed once per decision with astropy; target altitudes are computed
 for every queued recipe at once with numpy from the local sidereal time (astropy's), which
-is what keeps a choice among 10,000 recipes within a few milliseconds (bench/queue.py). The
+is what keeps a choice among 10,000 recipes within a few milliseconds (bench/queue_bench.py). The
 plain spherical formula ignores precession since J2000 and refraction: within 0.5 deg of
 astropy's AltAz, which the tests check.
 """

@@ -329,7 +329,7 @@ class CandidateCache:
                     )
         if len(missing) > 1000:
             # Thousands of parsed recipes live as long as they are queued: keep them out of the
-            # garbage collector's full scans (a 0.3-0.5 s pause with 10,000: bench/queue.py).
+            # garbage collector's full scans (a 0.3-0.5 s pause with 10,000: bench/queue_bench.py).
             gc.freeze()
         self.by_uuid = {u: self.by_uuid[u] for u in uuids if u in self.by_uuid}
         return list(self.by_uuid.values())
