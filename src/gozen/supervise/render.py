@@ -64,7 +64,7 @@ def render_supervisord_conf(cfg: Config, host: Host, config_file: Path | None, w
         if p.listener_events is None:
             groups[p.group].append(f"{p.group}-{p.name}")
     for group, names in groups.items():
-        parts.append(f"[group:{group}]\nprograms={','.join(names)}\n")
+        parts.append(f"[group:{group}]\nprograms={','.join(names)}\npriority={GROUP_PRIORITY.get(group, 999)}\n")
     text = "\n".join(parts)
     _check_sections(text, programs, groups)
     return text
@@ -119,6 +119,12 @@ def _check_sections(text: str, programs: list[Program], groups: dict[str, list[s
     }
     if set(ini.sections()) != meant:
         raise UnsafeConfValue(f"supervisord.conf would hold other sections: {sorted(set(ini.sections()) ^ meant)}")
+
+
+# supervisord starts groups in ascending priority and stops them in descending: the device
+# simulators come up before the monitors that read them and go down after them, so a clean
+# stop does not look like a device that stopped answering.
+GROUP_PRIORITY = {"sim": 100}
 
 
 def _program_section(p: Program, log: Path, workdir: Path) -> str:
