@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -80,22 +79,6 @@ class FeedHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
-
-
-@pytest.fixture
-def slack() -> Iterator[Server]:
-    s = Server(SlackHandler)
-    s.received, s.script = [], []  # type: ignore[attr-defined]
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def feeds() -> Iterator[Server]:
-    s = Server(FeedHandler)
-    s.requests, s.override = [], {}  # type: ignore[attr-defined]
-    yield s
-    s.close()
 
 
 def setup(tmp: Path, slack: Server, feeds: Server) -> tuple[Config, Engine]:

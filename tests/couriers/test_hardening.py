@@ -21,25 +21,9 @@ from gozen.db.tables import alerts, outbox
 from gozen.fitstext import fits_text_problem
 from gozen.monitors.df import DfMonitor
 from gozen.queue import store
-from tests.couriers.test_couriers import FeedHandler, Server, SlackHandler
+from tests.couriers.test_couriers import Server
 
 GAIA_HEADER = "#Name,Date,RaDeg,DecDeg,AlertMag,HistMag,HistStdDev,Class,Comment,TNSid\n"
-
-
-@pytest.fixture
-def slack() -> Iterator[Server]:
-    s = Server(SlackHandler)
-    s.received, s.script = [], []  # type: ignore[attr-defined]
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def feeds() -> Iterator[Server]:
-    s = Server(FeedHandler)
-    s.requests, s.override = [], {}  # type: ignore[attr-defined]
-    yield s
-    s.close()
 
 
 def observatory(tmp: Path, slack: Server, feeds: Server, **couriers: object) -> tuple[Config, Engine]:

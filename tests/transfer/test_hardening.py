@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import threading
@@ -31,7 +30,7 @@ from gozen.transfer.export import receive_once
 from gozen.transfer.janitor import sweep
 from tests.conftest import WAIT_S, gozen_cmd, wait_until
 from tests.transfer.test_archive import RsyncDaemon, config
-from tests.transfer.test_transfer import audit, drain, make_daq_files, replica_rows
+from tests.transfer.test_transfer import audit, drain, make_daq_files, random_daq_files, replica_rows
 
 FAST = {"retry_base_s": 0.01, "retry_max_s": 0.3, "max_attempts": 5, "poll_s": 0.02, "node_reserve_bytes": 0}
 
@@ -338,25 +337,7 @@ def test_audit_during_a_busy_run_reports_no_false_problems(tmp_path: Path) -> No
     upgrade(engine)
     vol = cfg.data_dir / "daq/vol1"
     vol.mkdir(parents=True)
-    rng = random.Random(11)
-    rows = []
-    for i in range(600):
-        data = rng.randbytes(8_192 + rng.randrange(8_192))
-        p = vol / f"TMQ120261125{i:08d}11.fits"
-        p.write_bytes(data)
-        rows.append(
-            {
-                "filename": p.name,
-                "daq_file_id": None,
-                "exp_id": None,
-                "det_id": 111,
-                "size_bytes": len(data),
-                "checksum_xxh3": xxhash.xxh3_64(data).hexdigest(),
-                "daq_host": "daq1",
-                "daq_volume": "daq-vol1",
-                "daq_path": str(p),
-            }
-        )
+    rows = random_daq_files(vol, 600, seed=11, min_bytes=8_192)
     assert catalog.register(engine, rows, 2) == 600
     cfg_file = write_cfg(tmp_path, cfg)
     agents = [

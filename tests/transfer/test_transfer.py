@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -26,6 +27,30 @@ from tests.conftest import WAIT_S, wait_until
 from tests.daq.test_writer import run_exposure
 
 W, H = 200, 100
+
+
+def random_daq_files(directory: Path, count: int, seed: int, min_bytes: int) -> list[dict[str, Any]]:
+    """`count` files of random bytes (min_bytes to twice that) in directory, as catalog rows of DAQ host daq1."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        data = rng.randbytes(min_bytes + rng.randrange(min_bytes))
+        p = directory / f"TMQ120261125{i:08d}11.fits"
+        p.write_bytes(data)
+        rows.append(
+            {
+                "filename": p.name,
+                "daq_file_id": None,
+                "exp_id": None,
+                "det_id": 111,
+                "size_bytes": len(data),
+                "checksum_xxh3": xxhash.xxh3_64(data).hexdigest(),
+                "daq_host": "daq1",
+                "daq_volume": "daq-vol1",
+                "daq_path": str(p),
+            }
+        )
+    return rows
 
 
 def config(tmp: Path, **transfer: Any) -> Config:
@@ -301,7 +326,6 @@ def test_a_node_that_fills_up_is_skipped_and_nothing_is_lost(tmp_path: Path) -> 
 
 
 def test_twenty_kill_9s_of_copy_agents_during_a_thousand_file_run_lose_nothing(tmp_path: Path) -> None:
-    import random
     import time
 
     cfg = config(tmp_path, lease_s=1.0, poll_s=0.02)
@@ -309,25 +333,8 @@ def test_twenty_kill_9s_of_copy_agents_during_a_thousand_file_run_lose_nothing(t
     upgrade(engine)
     src = tmp_path / "daq"
     src.mkdir()
-    rows = []
-    rng = random.Random(7)
-    for i in range(1000):
-        data = rng.randbytes(16_384 + rng.randrange(16_384))
-        p = src / f"TMQ120261125{i:08d}11.fits"
-        p.write_bytes(data)
-        rows.append(
-            {
-                "filename": p.name,
-                "daq_file_id": None,
-                "exp_id": None,
-                "det_id": 111,
-                "size_bytes": len(data),
-                "checksum_xxh3": xxhash.xxh3_64(data).hexdigest(),
-                "daq_host": "daq1",
-                "daq_volume": "daq-vol1",
-                "daq_path": str(p),
-            }
-        )
+    rows = random_daq_files(src, 1000, seed=7, min_bytes=16_384)
+    rng = random.Random(7)  # which agent is killed
     assert catalog.register(engine, rows, 1) == 1000
     cfg_file = tmp_path / "gozen.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
