@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError, StatementError
 
 from gozen.daq.cardtext import card_text_problem
 from gozen.daq.headers import ExposureInfo
@@ -189,21 +189,52 @@ def exposure_info(engine: Engine, exp_id: int) -> ExposureInfo:
     )
 
 
-def record_files(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """One row per (exposure, chip), many in one transaction; a second report of a file is ignored."""
+class FileRowRefused(Exception):
+    """The database refused a file's row for what it holds (not an outage): it must be set aside, not retried."""
+
+    def __init__(self, row: dict[str, Any], why: str) -> None:
+        super().__init__(f"{row.get('filename')}: {why}")
+        self.row, self.why = row, why
+
+
+def record_files(engine: Engine, rows: list[dict[str, Any]]) -> list[FileRowRefused]:
+    """One row per (exposure, chip), many in one transaction; a second report of a file is ignored.
+
+    Rows the database refuses for their content (a NOT NULL, a value it cannot store) are returned,
+    the others recorded; an outage (OperationalError) propagates and nothing is lost.
+    """
     if not rows:
-        return
+        return []
     now = utcnow()
     try:
         with engine.begin() as conn:
             conn.execute(insert(daq_files), [dict(r, created_at=now) for r in rows])
-    except IntegrityError:
-        for r in rows:  # someone recorded one of them already: insert the rest one by one
-            try:
-                with engine.begin() as conn:
-                    conn.execute(insert(daq_files).values(created_at=now, **r))
-            except IntegrityError:
-                pass
+        return []
+    except (OperationalError, InterfaceError):
+        raise
+    except (IntegrityError, DataError, StatementError):
+        pass
+    refused = []
+    for r in rows:  # one of them is recorded already, or is refused: insert them one by one
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(daq_files).values(created_at=now, **r))
+        except (OperationalError, InterfaceError):
+            raise
+        except (IntegrityError, DataError, StatementError) as err:
+            if not _file_recorded(engine, r):
+                refused.append(FileRowRefused(r, f"{type(err.orig or err).__name__}: {str(err.orig or err)[:200]}"))
+    return refused
+
+
+def _file_recorded(engine: Engine, row: dict[str, Any]) -> bool:
+    if row.get("exp_id") is None or row.get("det_id") is None:
+        return False
+    with engine.connect() as conn:
+        hit = conn.execute(
+            select(daq_files.c.id).where(daq_files.c.exp_id == row["exp_id"], daq_files.c.det_id == row["det_id"])
+        ).first()
+    return hit is not None
 
 
 def record_readout_reports(engine: Engine, rows: list[dict[str, Any]]) -> None:

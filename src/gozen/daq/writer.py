@@ -116,10 +116,20 @@ class Writer:
         if not self.unrecorded:
             return
         try:
-            catalog.record_files(self.engine, self.unrecorded)
+            refused = catalog.record_files(self.engine, self.unrecorded)
             self.unrecorded = []
         except SQLAlchemyError as err:
             log.error("database away, %d file rows kept for later: %s", len(self.unrecorded), err)
+            return
+        for r in refused:  # set aside with the reason: retrying a row the database refuses would hold back the rest
+            self.event(
+                "file_row_refused",
+                f"exp {r.row.get('exp_id')} det {r.row.get('det_id')}",
+                f"the database refused the row of {r.row.get('filename')} ({r.why}); the file stays at "
+                f"{r.row.get('path')} for transfer:push's scan of the DAQ volumes",
+                exp_id=r.row.get("exp_id"),
+                det_id=r.row.get("det_id"),
+            )
 
     def remove_stale_parts(self) -> None:
         """Partial files of a writer that died: keep those that are whole, remove the rest and say so."""
