@@ -392,7 +392,9 @@ def transfer_status(ctx: typer.Context) -> None:
         )
     out.print(f"{n_files} files catalogued; {unplaced} copies waiting for a node")
     if n_failed:
-        out.print(f"[red]{n_failed} copies failed for good[/] (no source left to copy from; `gozen audit` retries them)")
+        out.print(
+            f"[red]{n_failed} copies failed for good[/] (no source left to copy from; `gozen audit` retries them)"
+        )
         for name, why in failures:
             out.print(f"  failed: {escape(name)}: {escape(why)}")
     out.print(table)
