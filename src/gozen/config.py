@@ -401,8 +401,7 @@ class Volume(Model):
         None,
         gt=0,
         description="A quota: catalogued files here count against it as if it were the disk's size "
-        "(the janitor and retention keep below it; DAQ writers never write past it). For volumes that share "
-        "a disk, e.g. simulated ones.",
+        "(the janitor and retention keep below it). For volumes that share a disk, e.g. simulated ones.",
     )
 
 
