@@ -142,6 +142,16 @@ def ticker(name: str, *args: object) -> str:
     return " ".join([sys.executable, str(TICKER), name, *map(str, args)])
 
 
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs of its own (root only), to fill a filesystem up for real."""
+    p = tmp_path / "small-fs"
+    p.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(p)], check=True)
+    yield p
+    subprocess.run(["umount", str(p)], check=False)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A scratch PostgreSQL database on the local server, dropped afterwards."""

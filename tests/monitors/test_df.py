@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from gozen.config import parse_config
 from gozen.db.engine import make_engine
@@ -17,20 +13,11 @@ from gozen.monitors.board import publish, snapshot
 from gozen.monitors.df import DfMonitor
 
 
-@pytest.fixture
-def small_volume(tmp_path: Path) -> Iterator[Path]:
-    p = tmp_path / "vol"
-    p.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(p)], check=True)
-    yield p
-    subprocess.run(["umount", str(p)], check=False)
-
-
-def test_thresholds_fill_rate_offline_and_back(tmp_path: Path, small_volume: Path) -> None:
+def test_thresholds_fill_rate_offline_and_back(tmp_path: Path, small_tmpfs: Path) -> None:
     cfg = parse_config(
         {
             "data_dir": str(tmp_path / "var"),
-            "daq_volumes": [{"name": "v1", "path": str(small_volume)}],
+            "daq_volumes": [{"name": "v1", "path": str(small_tmpfs)}],
             "storage_nodes": [{"name": "n0", "path": str(tmp_path / "gone")}],
             "monitors": {"df_warn_pct": 50, "df_alarm_pct": 80},
         }
@@ -39,16 +26,16 @@ def test_thresholds_fill_rate_offline_and_back(tmp_path: Path, small_volume: Pat
     upgrade(engine)
     mon = DfMonitor(cfg, engine, "h")
     publish(engine, "storage:dfmonitor", mon.sample())
-    (small_volume / "a").write_bytes(b"x" * 600_000)
+    (small_tmpfs / "a").write_bytes(b"x" * 600_000)
     time.sleep(0.2)
     publish(engine, "storage:dfmonitor", mon.sample())
     board = snapshot(engine, "df.")
     assert board.number("df.v1.used_pct") > 50 and board.number("df.v1.fill_rate_bps") > 0
     assert board.number("df.v1.time_to_full_s") is not None and board.get("df.n0.online").value is False
-    (small_volume / "b").write_bytes(b"x" * 300_000)
+    (small_tmpfs / "b").write_bytes(b"x" * 300_000)
     publish(engine, "storage:dfmonitor", mon.sample())
-    (small_volume / "a").unlink()
-    (small_volume / "b").unlink()
+    (small_tmpfs / "a").unlink()
+    (small_tmpfs / "b").unlink()
     publish(engine, "storage:dfmonitor", mon.sample())
     kinds = [(e.subject, e.kind, e.severity) for e in reversed(recent_events(engine, 20))]
     assert kinds == [

@@ -259,41 +259,32 @@ def test_a_disk_level_is_left_only_below_its_line_by_the_hysteresis() -> None:
     assert seen == ["ok", "warn", "warn", "warn", "warn", "ok", "alarm", "alarm", "alarm", "warn", "warn", "ok"]
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    p = tmp_path / "fs"
-    p.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(p)], check=True)
-    yield p
-    subprocess.run(["umount", str(p)], check=False)
-
-
 def test_directories_on_one_filesystem_make_one_event_and_do_not_flap(
-    tmp_path: Path, small_fs: Path, engine: Engine
+    tmp_path: Path, small_tmpfs: Path, engine: Engine
 ) -> None:
     names = ["vol1", "vol2", "node0", "node1", "node2"]
     for n in names:
-        (small_fs / n).mkdir()
+        (small_tmpfs / n).mkdir()
     cfg = parse_config(
         {
             "data_dir": str(tmp_path / "var"),
-            "daq_volumes": [{"name": n, "path": str(small_fs / n)} for n in names[:2]],
-            "storage_nodes": [{"name": n, "path": str(small_fs / n)} for n in names[2:]],
+            "daq_volumes": [{"name": n, "path": str(small_tmpfs / n)} for n in names[:2]],
+            "storage_nodes": [{"name": n, "path": str(small_tmpfs / n)} for n in names[2:]],
             "monitors": {"df_warn_pct": 50, "df_alarm_pct": 95, "df_hysteresis_pct": 5},
         }
     )
     mon = DfMonitor(cfg, engine, "daq1")
     mon.sample()
-    (small_fs / "vol1" / "a").write_bytes(b"x" * 540_000)  # about 52 % of the 1 MiB filesystem
+    (small_tmpfs / "vol1" / "a").write_bytes(b"x" * 540_000)  # about 52 % of the 1 MiB filesystem
     publish(engine, "storage:dfmonitor", mon.sample())
-    (small_fs / "vol1" / "a").write_bytes(b"x" * 500_000)  # about 48 %: under the line, not under line - 5 %
+    (small_tmpfs / "vol1" / "a").write_bytes(b"x" * 500_000)  # about 48 %: under the line, not under line - 5 %
     mon.sample()
     mon.sample()
     [warn] = recent_events(engine, 10)
     assert (warn.kind, warn.subject, warn.severity) == ("disk_warn", "vol1,vol2,node0,node1,node2", "warning")
-    assert warn.message.startswith(f"filesystem {small_fs} (vol1, vol2, node0, node1, node2) over the warning line")
-    assert warn.data["paths"] == [str(small_fs / n) for n in names]
-    (small_fs / "vol1" / "a").unlink()  # well under: back to normal, once
+    assert warn.message.startswith(f"filesystem {small_tmpfs} (vol1, vol2, node0, node1, node2) over the warning line")
+    assert warn.data["paths"] == [str(small_tmpfs / n) for n in names]
+    (small_tmpfs / "vol1" / "a").unlink()  # well under: back to normal, once
     mon.sample()
     mon.sample()
     assert [(e.kind, e.subject) for e in reversed(recent_events(engine, 10))] == [
