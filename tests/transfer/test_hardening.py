@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import xxhash
-import yaml
 from sqlalchemy import Engine, select
 
 from gozen.config import Config
@@ -30,21 +29,13 @@ from gozen.transfer.export import receive_once
 from gozen.transfer.janitor import sweep
 from tests.conftest import WAIT_S, gozen_cmd, wait_until
 from tests.transfer.test_archive import RsyncDaemon, config
-from tests.transfer.test_transfer import audit, drain, make_daq_files, random_daq_files, replica_rows
+from tests.transfer.test_transfer import audit, drain, make_daq_files, random_daq_files, replica_rows, write_cfg
 
 FAST = {"retry_base_s": 0.01, "retry_max_s": 0.3, "max_attempts": 5, "poll_s": 0.02, "node_reserve_bytes": 0}
 
 
 def local_nodes(*names: str) -> list[dict[str, Any]]:
     return [{"name": n, "path": f"storage/{n}"} for n in names]
-
-
-def write_cfg(tmp: Path, cfg: Config) -> Path:
-    data = cfg.model_dump(mode="json")
-    data["hosts"] = [{"name": "daq1"}]
-    path = tmp / "gozen.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def gozen(tmp: Path, cfg: Config, *args: str) -> subprocess.CompletedProcess[str]:
