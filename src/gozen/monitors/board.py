@@ -21,8 +21,10 @@ class Reading:
     max_age_s: float
 
 
-def publish(engine: Engine, source: str, readings: list[Reading], when: datetime | None = None) -> None:
-    """Replace the latest values and append them to the history, in one transaction."""
+def publish(
+    engine: Engine, source: str, readings: list[Reading], when: datetime | None = None, history: bool = True
+) -> None:
+    """Replace the latest values and append them to the history (unless told not), in one transaction."""
     if not readings:
         return
     t = when or utcnow()
@@ -35,7 +37,19 @@ def publish(engine: Engine, source: str, readings: list[Reading], when: datetime
                 for r in readings
             ],
         )
-        conn.execute(insert(status_history), [{"key": r.key, "value": r.value, "time": t} for r in readings])
+        if history:
+            conn.execute(insert(status_history), [{"key": r.key, "value": r.value, "time": t} for r in readings])
+
+
+def heartbeat_key(host: str, program: str) -> str:
+    """The board key where a program says it is alive: `service.<host>.<group:name>.alive_at`."""
+    return f"service.{host}.{program}.alive_at"
+
+
+def heartbeat(engine: Engine, host: str, program: str, max_age_s: float) -> None:
+    """Say `program` on `host` is alive now; the value goes stale (a hung program) after max_age_s."""
+    now = utcnow()
+    publish(engine, program, [Reading(heartbeat_key(host, program), now.isoformat(), "", max_age_s)], now, False)
 
 
 def snapshot(engine: Engine, prefix: str | None = None) -> StatusSnapshot:
