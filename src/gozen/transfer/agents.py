@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.db.events import Severity, record_event
+from gozen.db.states import DaqCopyState
 from gozen.transfer import catalog, rsync
 from gozen.transfer.copy import BadSource, ReplicaMismatch, copy_verified, quarantine_path, xxh3_of
 from gozen.transfer.placement import Node, NoNode, Placement
@@ -200,7 +201,7 @@ class CopyAgent:
     def sources(self, job: catalog.Job, notes: SourceNotes) -> Iterator[tuple[str, Path]]:
         """The DAQ copy, then any verified replica, then the archive's copy: each a local path, whole in size."""
         night = job.filename[4:12]
-        if job.daq_state == "present":
+        if job.daq_state == DaqCopyState.PRESENT:
             yield from self._local("the DAQ copy", Path(job.daq_path), job.size_bytes, notes)
         for r in catalog.verified_replicas(self.engine, job.file_id):
             node = self.placement.by_name(r["node"])

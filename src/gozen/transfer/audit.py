@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.db.events import record_event
-from gozen.db.tables import exports, files, replicas
-from gozen.db.types import utcnow
+from gozen.db.states import DaqCopyState, ReplicaState
+from gozen.transfer import catalog
 from gozen.transfer.copy import quarantine_path, xxh3_of
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,7 @@ def audit(
     """Check every catalogued file; progress(bytes_done, bytes_total) is called as it goes."""
     rep = AuditReport()
     local = {n.name for n in cfg.local_nodes(host)}
-    with engine.connect() as conn:
-        cat = list(conn.execute(select(files)).all())
-        reps = conn.execute(select(replicas).where(replicas.c.state == "verified")).all()
+    cat, reps = catalog.audit_snapshot(engine)
     rep.files = len(cat)
     by_file: dict[int, list[Any]] = {}
     for r in reps:
@@ -86,7 +84,7 @@ def audit(
     total = sum(f.size_bytes * sum(r.node in local for r in by_file.get(f.id, [])) for f in cat)
     suspects: list[_Suspect] = []
     for f in cat:
-        if f.daq_state == "present" and f.daq_host == host and not _whole(f.daq_path, f.size_bytes):
+        if f.daq_state == DaqCopyState.PRESENT and f.daq_host == host and not _whole(f.daq_path, f.size_bytes):
             suspects.append(_Suspect("daq_missing", f))
         for r in by_file.get(f.id, []):
             if r.node not in local:
@@ -130,15 +128,12 @@ def _confirm(
     bad: set[int] = set()
     for s in suspects:
         f = s.file
-        with engine.connect() as conn:
-            if s.replica is None:
-                now = conn.execute(select(files.c.daq_state, files.c.daq_path).where(files.c.id == f.id)).first()
-                still = now is not None and now.daq_state == "present" and now.daq_path == f.daq_path
-            else:
-                now = conn.execute(
-                    select(replicas.c.state, replicas.c.path).where(replicas.c.id == s.replica.id)
-                ).first()
-                still = now is not None and now.state == "verified" and now.path == s.replica.path
+        if s.replica is None:
+            now = catalog.daq_copy_now(engine, f.id)
+            still = now is not None and now.daq_state == DaqCopyState.PRESENT and now.daq_path == f.daq_path
+        else:
+            now = catalog.replica_now(engine, s.replica.id)
+            still = now is not None and now.state == ReplicaState.VERIFIED and now.path == s.replica.path
         if still:  # the row did not move: does the file still look wrong?
             if s.replica is None:
                 still = not _whole(f.daq_path, f.size_bytes)
@@ -163,12 +158,7 @@ def _confirm(
 
 def _mark_daq_missing(engine: Engine, host: str, f: Any) -> None:
     """The DAQ copy is not there: copies are made from replicas or the archive from now on."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(files)
-            .where(files.c.id == f.id, files.c.daq_state == "present")
-            .values(daq_state="missing", daq_deleted_at=utcnow())
-        )
+    catalog.mark_daq_missing(engine, f.id)
     record_event(
         engine,
         host=host,
@@ -188,14 +178,7 @@ def _set_aside_and_requeue(engine: Engine, host: str, f: Any, r: Any, problem: s
         aside = quarantine_path(Path(r.path))
         os.replace(r.path, aside)
         kept = f"; the damaged file is kept as {aside.name} until a good copy exists"
-    with engine.begin() as conn:
-        conn.execute(
-            update(replicas)
-            .where(replicas.c.id == r.id, replicas.c.state == "verified")
-            .values(
-                state="queued", node=None, path=None, attempts=0, last_error=why, next_try_at=None, verified_at=None
-            )
-        )
+    catalog.requeue_damaged(engine, r.id, why)
     record_event(
         engine,
         host=host,
@@ -213,62 +196,39 @@ def _copies(
 ) -> None:
     """Count each file's good copies from the catalog as it is now (after the scan); short and lost files."""
     ids = {f.id for f in cat}
-    # Read in the order copies come and go, so a file moving on meanwhile is never seen without a copy:
-    # a DAQ copy is deleted only after its replicas are verified, a replica expired only after the archive
-    # acknowledged the file. (Each statement is its own snapshot on SQLite.)
-    with engine.connect() as conn:
-        now = {r.id: r for r in conn.execute(select(files.c.id, files.c.daq_state, files.c.daq_host)).all()}
-        rows = [r for r in conn.execute(select(replicas)).all() if r.file_id in ids]
-        acked = set(conn.execute(select(exports.c.file_id).where(exports.c.state == "acknowledged")).scalars())
+    now, rows, acked = catalog.copies_now(engine)
     by_file: dict[int, list[Any]] = {}
     for r in rows:
-        by_file.setdefault(r.file_id, []).append(r)
+        if r.file_id in ids:
+            by_file.setdefault(r.file_id, []).append(r)
     for f in cat:
         mine = by_file.get(f.id, [])
-        good = sum(r.state == "verified" and r.id not in bad for r in mine)
+        good = sum(r.state == ReplicaState.VERIFIED and r.id not in bad for r in mine)
         in_archive = f.id in acked
         rep.archived += in_archive
         daq = now.get(f.id)
-        on_daq = daq is not None and daq.daq_state == "present" and f.daq_path not in rep.daq_missing
+        on_daq = daq is not None and daq.daq_state == DaqCopyState.PRESENT and f.daq_path not in rep.daq_missing
         if good + on_daq + in_archive == 0:
             rep.lost_files.append(f.filename)
-        expired = sum(r.state == "expired" for r in mine)
+        expired = sum(r.state == ReplicaState.EXPIRED for r in mine)
         required = 0 if in_archive else max(1, cfg.transfer.replication - expired)
         if good >= required:
             continue
         rep.unreplicated += 1
-        under_way = [r for r in mine if r.state == "copying" or (r.state == "queued" and not r.last_error)]
+        under_way = [
+            r for r in mine if r.state == ReplicaState.COPYING or (r.state == ReplicaState.QUEUED and not r.last_error)
+        ]
         if good + len(under_way) >= required:
             rep.in_progress += 1
             continue
-        stuck = [r for r in mine if r.state == "failed" or (r.state == "queued" and r.last_error)]
+        stuck = [r for r in mine if r.state == ReplicaState.FAILED or (r.state == ReplicaState.QUEUED and r.last_error)]
         why = stuck[0].last_error if stuck else "no copy queued"
         rep.short.append(f"{f.filename}: {good} of {required} verified copies; {why}")
         if repair:
-            rep.requeued += _requeue_stuck(engine, [r.id for r in stuck if r.id not in bad])
+            rep.requeued += catalog.requeue_stuck(engine, [r.id for r in stuck if r.id not in bad])
             missing_rows = required - good - len(under_way) - len(stuck)
             if missing_rows > 0:  # replication was raised since it was catalogued
-                rep.requeued += _add_copies(engine, f.id, missing_rows)
-
-
-def _requeue_stuck(engine: Engine, ids: list[int]) -> int:
-    """Copies given up, or waiting after errors: back in the queue, to be tried now."""
-    if not ids:
-        return 0
-    with engine.begin() as conn:
-        n = conn.execute(
-            update(replicas)
-            .where(replicas.c.id.in_(ids), replicas.c.state.in_(("failed", "queued")))
-            .values(state="queued", attempts=0, next_try_at=None, claimed_by=None)
-        ).rowcount
-    return int(n)
-
-
-def _add_copies(engine: Engine, file_id: int, n: int) -> int:
-    rows = [{"file_id": file_id, "state": "queued", "attempts": 0, "queued_at": utcnow()}] * n
-    with engine.begin() as conn:
-        conn.execute(insert(replicas), rows)
-    return n
+                rep.requeued += catalog.add_copies(engine, f.id, missing_rows)
 
 
 # -- files on the nodes the catalog does not name -------------------------------
@@ -282,30 +242,14 @@ def _orphans(cfg: Config, engine: Engine, host: str, rep: AuditReport, repair: b
         if root.is_dir():
             found += root.rglob("TMQ*.fits")
             aside += root.rglob(".TMQ*.fits.bad")
-    with engine.connect() as conn:
-        known = set(
-            conn.execute(
-                select(replicas.c.path).where(replicas.c.path.is_not(None), replicas.c.state != "expired")
-            ).scalars()
-        )
-        verified: dict[str, list[str]] = {}
-        expired: dict[str, int] = {}
-        for name, node, path, state in conn.execute(
-            select(files.c.filename, replicas.c.node, replicas.c.path, replicas.c.state)
-            .join(replicas, replicas.c.file_id == files.c.id)
-            .where(replicas.c.state.in_(("verified", "expired")))
-        ):
-            if state == "expired":
-                expired[name] = expired.get(name, 0) + 1
-            elif node not in local or (path and Path(path).exists()):  # another host's: its audit checks it
-                verified.setdefault(name, []).append(f"{node}:{path}")
-        acked = set(
-            conn.execute(
-                select(files.c.filename)
-                .join(exports, exports.c.file_id == files.c.id)
-                .where(exports.c.state == "acknowledged")
-            ).scalars()
-        )
+    known, kept, acked = catalog.node_contents(engine)
+    verified: dict[str, list[str]] = {}
+    expired: dict[str, int] = {}
+    for name, node, path, state in kept:
+        if state == ReplicaState.EXPIRED:
+            expired[name] = expired.get(name, 0) + 1
+        elif node not in local or (path and Path(path).exists()):  # another host's: its audit checks it
+            verified.setdefault(name, []).append(f"{node}:{path}")
     rep.orphans = sorted(str(p) for p in found if str(p) not in known and p.exists())
     for bad in aside:
         name = bad.name[1 : -len(".bad")]

@@ -1,4 +1,8 @@
-"""The catalog's queries: register files, queue, claim and settle replica jobs, what is safe to delete."""
+"""The transfer catalog (files, replicas, exports): every query on those tables, and nowhere else.
+
+Register files and queue their copies; claim and settle copy jobs; what is safe to delete from a
+DAQ volume or a storage node; what the audit reads and repairs; export packages and receipts.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
+from gozen.db.states import DaqCopyState, DaqFileState, ExportState, ReplicaState
 from gozen.db.tables import daq_files, exports, files, replicas
 from gozen.db.types import utcnow
+
+ON_NODE = (ReplicaState.COPYING, ReplicaState.VERIFIED)  # a replica holding (or getting) room on its node
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,7 @@ class Job:
     nodes_taken: frozenset[str]  # nodes that already hold (or are getting) a copy of this file
     previous_path: str | None = None  # where an agent that died was copying it to
     agent: str = ""  # who holds the claim: settling is refused to anyone else (a lease that ran out)
-    daq_state: str = "present"  # present: the DAQ copy is a source; otherwise replicas or the archive are
+    daq_state: str = DaqCopyState.PRESENT  # present: the DAQ copy is a source; otherwise replicas or the archive are
 
 
 def register(engine: Engine, rows: list[dict[str, Any]], replication: int) -> int:
@@ -36,23 +44,32 @@ def register(engine: Engine, rows: list[dict[str, Any]], replication: int) -> in
         try:
             with engine.begin() as conn:
                 fid = conn.execute(
-                    insert(files).values(daq_state="present", registered_at=now, **row)
+                    insert(files).values(daq_state=DaqCopyState.PRESENT, registered_at=now, **row)
                 ).inserted_primary_key[0]  # type: ignore[index]
-                conn.execute(
-                    insert(replicas),
-                    [{"file_id": fid, "state": "queued", "attempts": 0, "queued_at": now}] * replication,
-                )
+                _queue_copies(conn, fid, replication)
             new += 1
         except IntegrityError:
             pass  # already catalogued (by the other path, or another push)
     return new
 
 
+def _queue_copies(conn: Connection, file_id: int, n: int) -> None:
+    row = {"file_id": file_id, "state": ReplicaState.QUEUED, "attempts": 0, "queued_at": utcnow()}
+    conn.execute(insert(replicas), [row] * n)
+
+
+def add_copies(engine: Engine, file_id: int, n: int) -> int:
+    """Queue n more copies of a file (replication was raised since it was catalogued)."""
+    with engine.begin() as conn:
+        _queue_copies(conn, file_id, n)
+    return n
+
+
 def unregistered_daq_files(engine: Engine, limit: int = 1000) -> list[dict[str, Any]]:
     """Rows of daq_files written but not yet in the catalog."""
     q = (
         select(daq_files)
-        .where(daq_files.c.state == "written")
+        .where(daq_files.c.state == DaqFileState.WRITTEN)
         .where(~select(files.c.id).where(files.c.filename == daq_files.c.filename).exists())
         .order_by(daq_files.c.id)
         .limit(limit)
@@ -62,6 +79,7 @@ def unregistered_daq_files(engine: Engine, limit: int = 1000) -> list[dict[str, 
 
 
 def known_filenames(engine: Engine, names: list[str]) -> set[str]:
+    """Those of `names` already catalogued."""
     with engine.connect() as conn:
         return set(conn.execute(select(files.c.filename).where(files.c.filename.in_(names))).scalars())
 
@@ -75,8 +93,11 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
     """
     now = utcnow()
     due = or_(
-        and_(replicas.c.state == "queued", or_(replicas.c.next_try_at.is_(None), replicas.c.next_try_at <= now)),
-        and_(replicas.c.state == "copying", replicas.c.claimed_at < now - lease),
+        and_(
+            replicas.c.state == ReplicaState.QUEUED,
+            or_(replicas.c.next_try_at.is_(None), replicas.c.next_try_at <= now),
+        ),
+        and_(replicas.c.state == ReplicaState.COPYING, replicas.c.claimed_at < now - lease),
     )
     pick = select(replicas.c.id).where(due).order_by(replicas.c.id).limit(1).with_for_update(skip_locked=True)
     with engine.begin() as conn:
@@ -87,7 +108,7 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
         got = conn.execute(
             update(replicas)
             .where(replicas.c.id == rid, due)
-            .values(state="copying", claimed_by=agent, claimed_at=now, attempts=replicas.c.attempts + 1)
+            .values(state=ReplicaState.COPYING, claimed_by=agent, claimed_at=now, attempts=replicas.c.attempts + 1)
         ).rowcount
         if got != 1:
             return None
@@ -109,7 +130,7 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
                 replicas.c.file_id == r.file_id,
                 replicas.c.id != rid,
                 replicas.c.node.is_not(None),
-                replicas.c.state.in_(("copying", "verified")),
+                replicas.c.state.in_(ON_NODE),
             )
         ).scalars()
         return Job(
@@ -129,7 +150,9 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
 
 def _mine(job: Job) -> Any:
     """The job's row, while this agent still holds the claim (another may have taken it over)."""
-    return and_(replicas.c.id == job.replica_id, replicas.c.claimed_by == job.agent, replicas.c.state == "copying")
+    return and_(
+        replicas.c.id == job.replica_id, replicas.c.claimed_by == job.agent, replicas.c.state == ReplicaState.COPYING
+    )
 
 
 class _OverQuota(Exception):
@@ -149,7 +172,7 @@ def place(engine: Engine, job: Job, node: str, path: str, quota: int | None = No
                 held = conn.execute(
                     select(func.coalesce(func.sum(files.c.size_bytes), 0))
                     .join(replicas, replicas.c.file_id == files.c.id)
-                    .where(replicas.c.node == node, replicas.c.state.in_(("verified", "copying")))
+                    .where(replicas.c.node == node, replicas.c.state.in_(ON_NODE))
                 ).scalar_one()
                 if held > quota:
                     raise _OverQuota
@@ -159,11 +182,12 @@ def place(engine: Engine, job: Job, node: str, path: str, quota: int | None = No
 
 
 def verified(engine: Engine, job: Job, node: str, path: str) -> None:
+    """The copy landed whole on the node: the replica counts."""
     with engine.begin() as conn:
         conn.execute(
             update(replicas)
             .where(_mine(job))
-            .values(state="verified", node=node, path=path, verified_at=utcnow(), last_error=None)
+            .values(state=ReplicaState.VERIFIED, node=node, path=path, verified_at=utcnow(), last_error=None)
         )
 
 
@@ -171,16 +195,20 @@ def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> 
     """Back to the queue after retry_in, or failed for good when retry_in is None."""
     values: dict[str, Any] = {"last_error": error[:2000], "claimed_by": None, "node": None, "path": None}
     if retry_in is None:
-        values["state"] = "failed"
+        values["state"] = ReplicaState.FAILED
     else:
-        values.update(state="queued", next_try_at=utcnow() + retry_in)
+        values.update(state=ReplicaState.QUEUED, next_try_at=utcnow() + retry_in)
     with engine.begin() as conn:
         conn.execute(update(replicas).where(_mine(job)).values(**values))
 
 
 def archived(file_id: Any = files.c.id) -> Any:
     """True where the archive has acknowledged the file."""
-    return select(exports.c.file_id).where(exports.c.file_id == file_id, exports.c.state == "acknowledged").exists()
+    return (
+        select(exports.c.file_id)
+        .where(exports.c.file_id == file_id, exports.c.state == ExportState.ACKNOWLEDGED)
+        .exists()
+    )
 
 
 def deletable_from_daq(
@@ -193,7 +221,7 @@ def deletable_from_daq(
     n_verified = (
         select(func.count())
         .select_from(replicas)
-        .where(replicas.c.file_id == files.c.id, replicas.c.state == "verified")
+        .where(replicas.c.file_id == files.c.id, replicas.c.state == ReplicaState.VERIFIED)
         .scalar_subquery()
     )
     safe = archived() if require_archive else or_(n_verified >= replication, archived())
@@ -206,7 +234,7 @@ def deletable_from_daq(
             n_verified.label("verified"),
             archived().label("archived"),
         )
-        .where(files.c.daq_state == "present", files.c.daq_volume == volume, files.c.daq_host == host)
+        .where(files.c.daq_state == DaqCopyState.PRESENT, files.c.daq_volume == volume, files.c.daq_host == host)
         .where(safe)
         .order_by(files.c.registered_at, files.c.id)
         .limit(limit)
@@ -216,12 +244,16 @@ def deletable_from_daq(
 
 
 def verified_replicas(engine: Engine, file_id: int) -> list[dict[str, Any]]:
-    q = select(replicas.c.node, replicas.c.path).where(replicas.c.file_id == file_id, replicas.c.state == "verified")
+    """Node and path of each verified replica of a file."""
+    q = select(replicas.c.node, replicas.c.path).where(
+        replicas.c.file_id == file_id, replicas.c.state == ReplicaState.VERIFIED
+    )
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
 def is_archived(engine: Engine, file_id: int) -> bool:
+    """Has the archive acknowledged the file?"""
     with engine.connect() as conn:
         return bool(conn.execute(select(archived(file_id))).scalar())
 
@@ -229,21 +261,59 @@ def is_archived(engine: Engine, file_id: int) -> bool:
 def daq_bytes(engine: Engine, volume: str, host: str) -> int:
     """Catalogued bytes still on a DAQ volume."""
     q = select(func.coalesce(func.sum(files.c.size_bytes), 0)).where(
-        files.c.daq_state == "present", files.c.daq_volume == volume, files.c.daq_host == host
+        files.c.daq_state == DaqCopyState.PRESENT, files.c.daq_volume == volume, files.c.daq_host == host
     )
     with engine.connect() as conn:
         return int(conn.execute(q).scalar_one())
 
 
+def daq_bytes_by_volume(engine: Engine) -> dict[str, int]:
+    """Catalogued bytes still on each DAQ volume (every host's)."""
+    q = (
+        select(files.c.daq_volume, func.coalesce(func.sum(files.c.size_bytes), 0))
+        .where(files.c.daq_state == DaqCopyState.PRESENT)
+        .group_by(files.c.daq_volume)
+    )
+    with engine.connect() as conn:
+        return {str(v): int(n) for v, n in conn.execute(q)}
+
+
+def bytes_on_nodes(engine: Engine) -> dict[str, int]:
+    """Catalogued bytes each node holds or is receiving (verified and copying replicas)."""
+    q = (
+        select(replicas.c.node, func.coalesce(func.sum(files.c.size_bytes), 0))
+        .join(files, files.c.id == replicas.c.file_id)
+        .where(replicas.c.state.in_(ON_NODE), replicas.c.node.is_not(None))
+        .group_by(replicas.c.node)
+    )
+    with engine.connect() as conn:
+        return {node: int(n) for node, n in conn.execute(q)}
+
+
 def mark_daq_deleted(engine: Engine, file_id: int) -> None:
+    """The janitor is deleting the DAQ copy (recorded before the file goes)."""
     with engine.begin() as conn:
-        conn.execute(update(files).where(files.c.id == file_id).values(daq_state="deleted", daq_deleted_at=utcnow()))
+        conn.execute(
+            update(files).where(files.c.id == file_id).values(daq_state=DaqCopyState.DELETED, daq_deleted_at=utcnow())
+        )
 
 
 def mark_daq_present(engine: Engine, file_id: int) -> None:
     """Undo mark_daq_deleted: the file could not be deleted after all."""
     with engine.begin() as conn:
-        conn.execute(update(files).where(files.c.id == file_id).values(daq_state="present", daq_deleted_at=None))
+        conn.execute(
+            update(files).where(files.c.id == file_id).values(daq_state=DaqCopyState.PRESENT, daq_deleted_at=None)
+        )
+
+
+def mark_daq_missing(engine: Engine, file_id: int) -> None:
+    """The DAQ copy is gone without the janitor (found by audit): copies come from elsewhere from now on."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(files)
+            .where(files.c.id == file_id, files.c.daq_state == DaqCopyState.PRESENT)
+            .values(daq_state=DaqCopyState.MISSING, daq_deleted_at=utcnow())
+        )
 
 
 @dataclass(frozen=True)
@@ -273,7 +343,10 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
             conn.execute(
                 select(replicas.c.node, func.coalesce(func.sum(files.c.size_bytes), 0))
                 .join(files, files.c.id == replicas.c.file_id)
-                .where(replicas.c.verified_at >= since, replicas.c.state.in_(("verified", "expired")))
+                .where(
+                    replicas.c.verified_at >= since,
+                    replicas.c.state.in_((ReplicaState.VERIFIED, ReplicaState.EXPIRED)),
+                )
                 .group_by(replicas.c.node)
             ).all()
         )
@@ -285,30 +358,28 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
         oldest = conn.execute(
             select(func.min(files.c.registered_at))
             .join(replicas, replicas.c.file_id == files.c.id)
-            .where(replicas.c.state.in_(("queued", "copying", "failed")))
+            .where(replicas.c.state.in_((ReplicaState.QUEUED, ReplicaState.COPYING, ReplicaState.FAILED)))
         ).scalar()
         n_files = conn.execute(select(func.count()).select_from(files)).scalar_one()
     by_node: dict[str, dict[str, int]] = {}
     unplaced = 0
     for node, state, n, size in rows:
         if node is None:
-            unplaced += n if state in ("queued", "copying") else 0  # failed ones are counted by failed_copies
+            unplaced += n if state in (ReplicaState.QUEUED, ReplicaState.COPYING) else 0  # failed: failed_copies
             continue
-        d = by_node.setdefault(
-            node, {"queued": 0, "copying": 0, "verified": 0, "failed": 0, "expired": 0, "verified_bytes": 0}
-        )
+        d = by_node.setdefault(node, dict.fromkeys([*ReplicaState, "verified_bytes"], 0))
         d[state] = d.get(state, 0) + n
-        if state == "verified":
+        if state == ReplicaState.VERIFIED:
             d["verified_bytes"] += int(size)
     out = [
         NodeBacklog(
             n,
-            d["queued"],
-            d["copying"],
-            d["verified"],
-            d["failed"],
+            d[ReplicaState.QUEUED],
+            d[ReplicaState.COPYING],
+            d[ReplicaState.VERIFIED],
+            d[ReplicaState.FAILED],
             d["verified_bytes"],
-            d["expired"],
+            d[ReplicaState.EXPIRED],
             int(recent.get(n, 0)),
         )
         for n, d in sorted(by_node.items())
@@ -321,11 +392,13 @@ def failed_copies(engine: Engine, limit: int = 5) -> tuple[int, list[tuple[str, 
     q = (
         select(files.c.filename, replicas.c.last_error)
         .join(files, files.c.id == replicas.c.file_id)
-        .where(replicas.c.state == "failed")
+        .where(replicas.c.state == ReplicaState.FAILED)
         .order_by(replicas.c.id)
     )
     with engine.connect() as conn:
-        n = conn.execute(select(func.count()).select_from(replicas).where(replicas.c.state == "failed")).scalar_one()
+        n = conn.execute(
+            select(func.count()).select_from(replicas).where(replicas.c.state == ReplicaState.FAILED)
+        ).scalar_one()
         some = [(name, why or "") for name, why in conn.execute(q.limit(limit))]
     return int(n), some
 
@@ -334,3 +407,247 @@ def export_counts(engine: Engine) -> dict[str, int]:
     """Files per export state (not_selected, packaged, exported, acknowledged)."""
     with engine.connect() as conn:
         return {s: int(n) for s, n in conn.execute(select(exports.c.state, func.count()).group_by(exports.c.state))}
+
+
+# -- retention: replicas on a storage node -----------------------------------------
+def node_replicas(engine: Engine, node: str, has_archive: bool) -> list[Any]:
+    """Verified replicas on a node, oldest first: id, path, verified_at, size_bytes, filename, and `safe`
+    to remove (archived when there is an archive; else another verified replica on another node)."""
+    if has_archive:
+        safe = archived(replicas.c.file_id)
+    else:
+        other = aliased(replicas)
+        safe = (
+            select(other.c.id)
+            .where(other.c.file_id == replicas.c.file_id, other.c.node != node, other.c.state == ReplicaState.VERIFIED)
+            .exists()
+        )
+    q = (
+        select(
+            replicas.c.id,
+            replicas.c.path,
+            replicas.c.verified_at,
+            files.c.size_bytes,
+            files.c.filename,
+            safe.label("safe"),
+        )
+        .join(files, files.c.id == replicas.c.file_id)
+        .where(replicas.c.node == node, replicas.c.state == ReplicaState.VERIFIED)
+        .order_by(replicas.c.verified_at, replicas.c.id)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(q).all())
+
+
+def expire(engine: Engine, replica_id: int) -> bool:
+    """A verified replica is being removed by its node's retention; False if it is no longer verified."""
+    with engine.begin() as conn:
+        n = conn.execute(
+            update(replicas)
+            .where(replicas.c.id == replica_id, replicas.c.state == ReplicaState.VERIFIED)
+            .values(state=ReplicaState.EXPIRED, expired_at=utcnow())
+        ).rowcount
+    return n == 1
+
+
+# -- audit: the catalog as it is, and its repairs ----------------------------------------
+def audit_snapshot(engine: Engine) -> tuple[list[Any], list[Any]]:
+    """(every file row, every verified replica row), read together."""
+    with engine.connect() as conn:
+        cat = list(conn.execute(select(files)).all())
+        reps = list(conn.execute(select(replicas).where(replicas.c.state == ReplicaState.VERIFIED)).all())
+    return cat, reps
+
+
+def daq_copy_now(engine: Engine, file_id: int) -> Any:
+    """(daq_state, daq_path) of a file as it is now; None if the row is gone."""
+    with engine.connect() as conn:
+        return conn.execute(select(files.c.daq_state, files.c.daq_path).where(files.c.id == file_id)).first()
+
+
+def replica_now(engine: Engine, replica_id: int) -> Any:
+    """(state, path) of a replica as it is now; None if the row is gone."""
+    with engine.connect() as conn:
+        return conn.execute(select(replicas.c.state, replicas.c.path).where(replicas.c.id == replica_id)).first()
+
+
+def requeue_damaged(engine: Engine, replica_id: int, why: str) -> None:
+    """A verified replica found missing or damaged: to be copied again, anywhere, from a good source."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(replicas)
+            .where(replicas.c.id == replica_id, replicas.c.state == ReplicaState.VERIFIED)
+            .values(
+                state=ReplicaState.QUEUED,
+                node=None,
+                path=None,
+                attempts=0,
+                last_error=why,
+                next_try_at=None,
+                verified_at=None,
+            )
+        )
+
+
+def requeue_stuck(engine: Engine, ids: list[int]) -> int:
+    """Copies given up, or waiting after errors: back in the queue, to be tried now."""
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        n = conn.execute(
+            update(replicas)
+            .where(replicas.c.id.in_(ids), replicas.c.state.in_((ReplicaState.FAILED, ReplicaState.QUEUED)))
+            .values(state=ReplicaState.QUEUED, attempts=0, next_try_at=None, claimed_by=None)
+        ).rowcount
+    return int(n)
+
+
+def copies_now(engine: Engine) -> tuple[dict[int, Any], list[Any], set[int]]:
+    """(file id -> (id, daq_state, daq_host), every replica row, ids of files the archive acknowledged).
+
+    Read in the order copies come and go, so a file moving on meanwhile is never seen without a copy:
+    a DAQ copy is deleted only after its replicas are verified, a replica expired only after the archive
+    acknowledged the file. (Each statement is its own snapshot on SQLite.)
+    """
+    with engine.connect() as conn:
+        daq = {r.id: r for r in conn.execute(select(files.c.id, files.c.daq_state, files.c.daq_host)).all()}
+        rows = list(conn.execute(select(replicas)).all())
+        acked = set(
+            conn.execute(select(exports.c.file_id).where(exports.c.state == ExportState.ACKNOWLEDGED)).scalars()
+        )
+    return daq, rows, acked
+
+
+def node_contents(engine: Engine) -> tuple[set[str], list[Any], set[str]]:
+    """What the nodes should hold: (paths of replicas not expired, (filename, node, path, state) of verified
+    and expired replicas, filenames the archive acknowledged)."""
+    with engine.connect() as conn:
+        known = set(
+            conn.execute(
+                select(replicas.c.path).where(replicas.c.path.is_not(None), replicas.c.state != ReplicaState.EXPIRED)
+            ).scalars()
+        )
+        kept = list(
+            conn.execute(
+                select(files.c.filename, replicas.c.node, replicas.c.path, replicas.c.state)
+                .join(replicas, replicas.c.file_id == files.c.id)
+                .where(replicas.c.state.in_((ReplicaState.VERIFIED, ReplicaState.EXPIRED)))
+            ).all()
+        )
+        acked = set(
+            conn.execute(
+                select(files.c.filename)
+                .join(exports, exports.c.file_id == files.c.id)
+                .where(exports.c.state == ExportState.ACKNOWLEDGED)
+            ).scalars()
+        )
+    return known, kept, acked
+
+
+# -- exports to the archive ----------------------------------------------------------
+def export_candidates(engine: Engine, nodes: list[str], registered_before: datetime, limit: int = 5000) -> list[Any]:
+    """Files registered before the cutoff, with a verified replica on one of `nodes`, never packaged:
+    (id, filename, size_bytes, checksum_xxh3, path), one replica per file."""
+    q = (
+        select(files.c.id, files.c.filename, files.c.size_bytes, files.c.checksum_xxh3, replicas.c.path)
+        .join(replicas, replicas.c.file_id == files.c.id)
+        .where(
+            replicas.c.state == ReplicaState.VERIFIED,
+            replicas.c.node.in_(nodes),
+            files.c.registered_at <= registered_before,
+        )
+        .where(~select(exports.c.file_id).where(exports.c.file_id == files.c.id).exists())
+        .order_by(files.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return list({r.id: r for r in rows}.values())
+
+
+def record_packages(
+    engine: Engine, host: str, by_night: dict[str, list[dict[str, Any]]], not_selected: list[dict[str, Any]]
+) -> None:
+    """Export rows: files the archive does not take, and per night one new package `NIGHT-HOST-NNN`."""
+    with engine.begin() as conn:
+        if not_selected:
+            conn.execute(
+                insert(exports), [{**r, "state": ExportState.NOT_SELECTED, "manifest": None} for r in not_selected]
+            )
+        for night, rows in sorted(by_night.items()):
+            prefix = f"{night}-{host}-"
+            n = conn.execute(
+                select(func.count(func.distinct(exports.c.package))).where(exports.c.package.startswith(prefix))
+            ).scalar_one()
+            package = f"{prefix}{n + 1:03d}"
+            conn.execute(insert(exports), [{**r, "state": ExportState.PACKAGED, "package": package} for r in rows])
+
+
+def packages_to_send(engine: Engine) -> list[str]:
+    """Packages made and not yet sent, in name order."""
+    q = select(exports.c.package).where(exports.c.state == ExportState.PACKAGED).distinct().order_by(exports.c.package)
+    with engine.connect() as conn:
+        return list(conn.execute(q).scalars())
+
+
+def package_failed(engine: Engine, package: str, why: str) -> None:
+    """Note why a package could not be sent (it is sent again next pass)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(exports)
+            .where(exports.c.package == package, exports.c.state == ExportState.PACKAGED)
+            .values(last_error=why[:2000])
+        )
+
+
+def package_files(engine: Engine, package: str) -> list[Any]:
+    """(file_id, night, source_path, manifest) of each file of a package waiting to be sent."""
+    q = select(exports.c.file_id, exports.c.night, exports.c.source_path, exports.c.manifest).where(
+        exports.c.package == package, exports.c.state == ExportState.PACKAGED
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(q).all())
+
+
+def package_exported(engine: Engine, package: str) -> int:
+    """A package's files and manifest are proven at the archive; how many files."""
+    with engine.begin() as conn:
+        n = conn.execute(
+            update(exports)
+            .where(exports.c.package == package, exports.c.state == ExportState.PACKAGED)
+            .values(state=ExportState.EXPORTED, exported_at=utcnow(), last_error=None)
+        ).rowcount
+    return int(n)
+
+
+def awaiting_receipt(engine: Engine) -> list[tuple[str, str]]:
+    """(package, night) of every package sent whose receipt has not been read."""
+    q = select(exports.c.package, exports.c.night).where(exports.c.state == ExportState.EXPORTED).distinct()
+    with engine.connect() as conn:
+        return [(p, n) for p, n in conn.execute(q)]
+
+
+def settle_package(
+    engine: Engine, package: str, accepted: set[str], refused: dict[str, str]
+) -> tuple[int, list[tuple[str, str]]]:
+    """Apply an archive's receipt: named files acknowledged, the others forgotten (packaged again next pass).
+    Returns (files acknowledged, (file, why) of each refused)."""
+    acknowledged, refusals, now = 0, [], utcnow()
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(exports.c.file_id, files.c.filename)
+            .join(files, files.c.id == exports.c.file_id)
+            .where(exports.c.package == package, exports.c.state == ExportState.EXPORTED)
+        ).all()
+        for file_id, name in rows:
+            if name in accepted:
+                conn.execute(
+                    update(exports)
+                    .where(exports.c.file_id == file_id)
+                    .values(state=ExportState.ACKNOWLEDGED, acknowledged_at=now)
+                )
+                acknowledged += 1
+            else:
+                conn.execute(delete(exports).where(exports.c.file_id == file_id))
+                refusals.append((name, refused.get(name, "not named in the archive's receipt")))
+    return acknowledged, refusals

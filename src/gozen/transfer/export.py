@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from astropy.io import fits
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.db.events import record_event
-from gozen.db.tables import exports, files, replicas
 from gozen.db.types import utcnow
-from gozen.transfer import rsync
+from gozen.transfer import catalog, rsync
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +96,7 @@ class Exporter:
         """Catalogued files old enough, with a verified replica on this host, never packaged."""
         local = [n.name for n in self.cfg.local_nodes(self.host)]
         cutoff = utcnow() - timedelta(seconds=self.archive.min_age_s)
-        q = (
-            select(files.c.id, files.c.filename, files.c.size_bytes, files.c.checksum_xxh3, replicas.c.path)
-            .join(replicas, replicas.c.file_id == files.c.id)
-            .where(replicas.c.state == "verified", replicas.c.node.in_(local), files.c.registered_at <= cutoff)
-            .where(~select(exports.c.file_id).where(exports.c.file_id == files.c.id).exists())
-            .order_by(files.c.id)
-            .limit(limit)
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
-        return list({r.id: r for r in rows}.values())  # one replica per file
+        return catalog.export_candidates(self.engine, local, cutoff, limit)
 
     def package_new(self, result: ExportPass) -> None:
         now = utcnow()
@@ -133,52 +122,22 @@ class Exporter:
                 self.archive.projects is None or row["project"] in self.archive.projects
             )
             (by_night[row["night"]] if wanted else skipped).append(row)
-        with self.engine.begin() as conn:
-            if skipped:
-                conn.execute(insert(exports), [{**r, "state": "not_selected", "manifest": None} for r in skipped])
-            for night, rows in sorted(by_night.items()):
-                prefix = f"{night}-{self.host}-"
-                n = conn.execute(
-                    select(func.count(func.distinct(exports.c.package))).where(exports.c.package.startswith(prefix))
-                ).scalar_one()
-                package = f"{prefix}{n + 1:03d}"
-                conn.execute(insert(exports), [{**r, "state": "packaged", "package": package} for r in rows])
-                result.packaged += len(rows)
+        catalog.record_packages(self.engine, self.host, by_night, skipped)
+        result.packaged += sum(len(rows) for rows in by_night.values())
         result.not_selected += len(skipped)
 
     # -- send ---------------------------------------------------------------
     def send_pending(self, result: ExportPass) -> None:
-        with self.engine.connect() as conn:
-            packages = (
-                conn.execute(
-                    select(exports.c.package)
-                    .where(exports.c.state == "packaged")
-                    .distinct()
-                    .order_by(exports.c.package)
-                )
-                .scalars()
-                .all()
-            )
-        for package in packages:
+        for package in catalog.packages_to_send(self.engine):
             try:
                 result.exported += self.send_package(package)
             except (OSError, ValueError) as err:
                 why = f"package {package}: {err.strerror if isinstance(err, OSError) and err.strerror else err}"
                 result.errors.append(why)
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        update(exports)
-                        .where(exports.c.package == package, exports.c.state == "packaged")
-                        .values(last_error=why[:2000])
-                    )
+                catalog.package_failed(self.engine, package, why)
 
     def send_package(self, package: str) -> int:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(exports.c.file_id, exports.c.night, exports.c.source_path, exports.c.manifest).where(
-                    exports.c.package == package, exports.c.state == "packaged"
-                )
-            ).all()
+        rows = catalog.package_files(self.engine, package)
         if not rows:
             return 0
         night = rows[0].night
@@ -207,22 +166,13 @@ class Exporter:
         rsync.send(self.staging, [rel], self.dest, self.timeout)
         if rsync.differing(self.staging, [rel], self.dest, self.timeout):
             raise ValueError(f"manifest {rel} differs at the archive after sending")
-        with self.engine.begin() as conn:
-            n = conn.execute(
-                update(exports)
-                .where(exports.c.package == package, exports.c.state == "packaged")
-                .values(state="exported", exported_at=utcnow(), last_error=None)
-            ).rowcount
+        n = catalog.package_exported(self.engine, package)
         log.info("sent package %s: %d files", package, n)
         return n
 
     # -- receipts -----------------------------------------------------------
     def collect_receipts(self, result: ExportPass) -> None:
-        with self.engine.connect() as conn:
-            waiting = conn.execute(
-                select(exports.c.package, exports.c.night).where(exports.c.state == "exported").distinct()
-            ).all()
-        for package, night in waiting:
+        for package, night in catalog.awaiting_receipt(self.engine):
             rel = f"{night}/receipts/{package}.json"
             local = self.staging / rel
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -238,26 +188,8 @@ class Exporter:
             self.settle(package, accepted, refused, result)
 
     def settle(self, package: str, accepted: set[str], refused: dict[str, str], result: ExportPass) -> None:
-        now = utcnow()
-        refusals = []
-        with self.engine.begin() as conn:
-            rows = conn.execute(
-                select(exports.c.file_id, files.c.filename)
-                .join(files, files.c.id == exports.c.file_id)
-                .where(exports.c.package == package, exports.c.state == "exported")
-            ).all()
-            for file_id, name in rows:
-                if name in accepted:
-                    conn.execute(
-                        update(exports)
-                        .where(exports.c.file_id == file_id)
-                        .values(state="acknowledged", acknowledged_at=now)
-                    )
-                    result.acknowledged += 1
-                    continue
-                why = refused.get(name, "not named in the archive's receipt")
-                conn.execute(delete(exports).where(exports.c.file_id == file_id))  # packaged again next pass
-                refusals.append((name, why))
+        acknowledged, refusals = catalog.settle_package(self.engine, package, accepted, refused)
+        result.acknowledged += acknowledged
         result.rejected += len(refusals)
         for name, why in refusals:
             record_event(

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from gozen.config import Config
-from gozen.db.tables import files, replicas
+from gozen.transfer.catalog import bytes_on_nodes
 
 OFFLINE_COOLDOWN_S = 30.0
 CATALOG_CACHE_S = 5.0
@@ -35,18 +35,6 @@ class Node:
     max_bytes: int | None = None
     down_until: float = 0.0
     why_down: str = ""
-
-
-def bytes_on_nodes(engine: Engine) -> dict[str, int]:
-    """Catalogued bytes each node holds or is receiving (verified and copying replicas)."""
-    q = (
-        select(replicas.c.node, func.coalesce(func.sum(files.c.size_bytes), 0))
-        .join(files, files.c.id == replicas.c.file_id)
-        .where(replicas.c.state.in_(("verified", "copying")), replicas.c.node.is_not(None))
-        .group_by(replicas.c.node)
-    )
-    with engine.connect() as conn:
-        return {node: int(n) for node, n in conn.execute(q)}
 
 
 class Placement:

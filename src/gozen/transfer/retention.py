@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Engine
 
 from gozen.config import Config, StorageNode
 from gozen.db.events import record_event
-from gozen.db.tables import files, replicas
 from gozen.db.types import utcnow
-from gozen.transfer.catalog import archived
+from gozen.transfer import catalog
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +41,6 @@ class Removal:
     why: str
 
 
-def _safe(has_archive: bool, node: str) -> object:
-    if has_archive:
-        return archived(replicas.c.file_id)
-    other = aliased(replicas)
-    return (
-        select(other.c.id)
-        .where(and_(other.c.file_id == replicas.c.file_id, other.c.node != node, other.c.state == "verified"))
-        .exists()
-    )
-
-
 class Retention:
     def __init__(self, cfg: Config, engine: Engine, host: str) -> None:
         self.cfg, self.engine, self.host = cfg, engine, host
@@ -63,20 +50,7 @@ class Retention:
         return [n for n in self.cfg.local_nodes(self.host) if n.max_bytes or n.max_age_days]
 
     def sweep_node(self, node: StorageNode, dry_run: bool = False) -> list[Removal]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    replicas.c.id,
-                    replicas.c.path,
-                    replicas.c.verified_at,
-                    files.c.size_bytes,
-                    files.c.filename,
-                    _safe(self.cfg.archive is not None, node.name).label("safe"),  # type: ignore[attr-defined]
-                )
-                .join(files, files.c.id == replicas.c.file_id)
-                .where(replicas.c.node == node.name, replicas.c.state == "verified")
-                .order_by(replicas.c.verified_at, replicas.c.id)
-            ).all()
+        rows = catalog.node_replicas(self.engine, node.name, self.cfg.archive is not None)
         held = sum(r.size_bytes for r in rows)
         to_free = 0.0
         if node.max_bytes and rows:
@@ -103,15 +77,10 @@ class Retention:
 
     def expire(self, replica_id: int, path: str) -> bool:
         """The catalog first (so an audit never counts a verified replica that is going), then the file."""
-        with self.engine.begin() as conn:
-            n = conn.execute(
-                update(replicas)
-                .where(replicas.c.id == replica_id, replicas.c.state == "verified")
-                .values(state="expired", expired_at=utcnow())
-            ).rowcount
-        if n == 1:
-            Path(path).unlink(missing_ok=True)
-        return n == 1
+        if not catalog.expire(self.engine, replica_id):
+            return False
+        Path(path).unlink(missing_ok=True)
+        return True
 
     def report(self, node: StorageNode, done: list[Removal], unsafe: int, still_over: bool) -> None:
         if done:

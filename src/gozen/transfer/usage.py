@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from gozen.config import Config
-from gozen.db.tables import files
-from gozen.transfer.placement import bytes_on_nodes
+from gozen.transfer.catalog import bytes_on_nodes, daq_bytes_by_volume
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,6 @@ class SpaceUsage:
             return 0.0
         used = self.used_bytes if self.used_bytes is not None else self.total_bytes - self.free_bytes
         return 100.0 * used / self.total_bytes
-
-
-def daq_bytes_by_volume(engine: Engine) -> dict[str, int]:
-    """Catalogued bytes still on each DAQ volume (every host's)."""
-    q = (
-        select(files.c.daq_volume, func.coalesce(func.sum(files.c.size_bytes), 0))
-        .where(files.c.daq_state == "present")
-        .group_by(files.c.daq_volume)
-    )
-    with engine.connect() as conn:
-        return {str(v): int(n) for v, n in conn.execute(q)}
 
 
 def space(cfg: Config, engine: Engine | None = None) -> list[SpaceUsage]:
