@@ -94,6 +94,10 @@ ERRORS = {
         'hosts: [{name: a, programs: [{group: bi, name: mb, command: "java\\n[program:evil]"}]}]',
         "hosts[0].programs[0].command: one line without control characters",
     ),
+    "camera_driver_alpaca_before_its_adapter": (
+        "camera: {driver: alpaca}",
+        "camera.driver: alpaca is not supported yet (the Alpaca camera adapter is issue 14); use simulator",
+    ),
     "extra_program_command_unbalanced_quote": (
         'hosts: [{name: a, programs: [{group: bi, name: mb, command: "java -jar \'x"}]}]',
         "hosts[0].programs[0].command: not a command line: No closing quotation",

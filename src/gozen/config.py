@@ -26,6 +26,10 @@ DATA_DIR_ENV = "GOZEN_DATA_DIR"
 Role = Literal["web", "daq", "buffer", "storage", "archive", "queue", "monitors", "couriers"]
 ALL_ROLES: tuple[Role, ...] = ("web", "daq", "buffer", "storage", "archive", "queue", "monitors", "couriers")
 
+# The alert feeds gozen reads, each by a `courier:<feed>` program (couriers.<feed> in gozen.yaml).
+FeedName = Literal["cneos", "gaia", "mpec", "maxi"]
+FEEDS: tuple[FeedName, ...] = ("cneos", "gaia", "mpec", "maxi")
+
 # Chips of one Tomo-e Gozen quadrant: columns 1..4 hold 6, 6, 5 and 4 chips.
 CHIPS_PER_COLUMN = (6, 6, 5, 4)
 
@@ -179,7 +183,9 @@ class CameraFaults(Model):
 
 
 class Camera(Model):
-    driver: Literal["simulator", "alpaca"] = Field("simulator", description="Camera driver.")
+    driver: Literal["simulator", "alpaca"] = Field(
+        "simulator", description="Camera driver: simulator (alpaca is refused until its adapter exists)."
+    )
     chips: list[int] = Field(
         default_factory=lambda: [111, 112, 113, 114],
         min_length=1,
@@ -190,6 +196,14 @@ class Camera(Model):
     fps: float = Field(2.0, gt=0, le=100, description="Frames per second.")
     frames_per_exposure: int = Field(12, gt=0, description="Frames in one exposure (NAXIS3).")
     faults: CameraFaults = Field(default_factory=CameraFaults, description="Simulated faults (simulator only).")
+
+    @field_validator("driver")
+    @classmethod
+    def _driver_is_implemented(cls, v: str) -> str:
+        # Accepted by the schema so configs can name it, refused until something can drive it.
+        if v == "alpaca":
+            raise ValueError("alpaca is not supported yet (the Alpaca camera adapter is issue 14); use simulator")
+        return v
 
     @field_validator("chips")
     @classmethod
@@ -338,6 +352,10 @@ class Monitors(Model):
     weather: AlpacaDevice = Field(default_factory=AlpacaDevice, description="Alpaca ObservingConditions.")
     safety_monitor: AlpacaDevice | None = Field(
         default_factory=AlpacaDevice, description="Alpaca SafetyMonitor, if there is one (null: none)."
+    )
+    dome: AlpacaDevice | None = Field(
+        None,
+        description="Alpaca Dome, if there is one (null: none; the simulated observatory has a simulated dome).",
     )
     gpsd: Gpsd = Field(default_factory=Gpsd, description="gpsd serving the GPS receiver (TPV and PPS reports).")
     ups_command: list[str] | None = Field(
@@ -587,6 +605,11 @@ class Couriers(Model):
     )
     timezone: str = Field("Asia/Tokyo", description="Time zone of snippet_at (IANA name).")
     retry_base_s: float = Field(5.0, gt=0, description="First retry of a failed post; doubles, up to an hour.")
+
+    def feed(self, name: FeedName) -> Feed:
+        """The settings of one of FEEDS."""
+        feed: Feed = getattr(self, name)
+        return feed
 
     @field_validator("timezone")
     @classmethod
