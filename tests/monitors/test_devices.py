@@ -19,7 +19,8 @@ from gozen.config import AlpacaDevice, Config, DeviceSimulator, Gpsd, parse_conf
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
-from gozen.devices.alpaca_sim import SimWeather, create_app, dew_point
+from gozen.devices.alpaca_sim import create_app
+from gozen.devices.weather import SimulatedWeatherStation, dew_point
 from gozen.monitors.alpaca import TelescopeMonitor, WeatherMonitor
 from gozen.monitors.board import snapshot
 from gozen.monitors.gps import GpsMonitor
@@ -257,7 +258,7 @@ def test_thermometers_from_lm_sensors_json(engine: Engine) -> None:
 
 def test_the_simulated_weather_drifts_and_its_scripted_spell_comes_and_goes() -> None:
     t = [105.0]
-    w = SimWeather(DeviceSimulator(bad_weather_every_s=100, bad_weather_for_s=10), clock=lambda: t[0])
+    w = SimulatedWeatherStation(DeviceSimulator(bad_weather_every_s=100, bad_weather_for_s=10), clock=lambda: t[0])
     bad = w.values()
     assert bad["humidity"] > 90 and bad["rainrate"] > 0 and bad["cloudcover"] > 90
     t[0] = 150.0

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from gozen.config import Config, DeviceSimulator, Site
+from gozen.config import Config, Site
+from gozen.devices.safety import SimulatedSafetyMonitor
+from gozen.devices.weather import SimulatedWeatherStation
 from gozen.sky import horizontal, zenith_radec
 
 NOT_IMPLEMENTED, INVALID_VALUE, PARKED, DRIVER_ERROR = 0x400, 0x401, 0x408, 0x500
@@ -147,49 +148,6 @@ class SimTelescope:
 
 
 @dataclass
-class SimWeather:
-    sim: DeviceSimulator
-    clock: Callable[[], float] = time.time
-    pinned: dict[str, float] = field(default_factory=dict)
-    rng: random.Random = field(default_factory=lambda: random.Random(1))
-    humidity: float = 55.0
-
-    def bad_spell(self) -> bool:
-        every = self.sim.bad_weather_every_s
-        return bool(every) and (self.clock() % every) < self.sim.bad_weather_for_s
-
-    def values(self) -> dict[str, float]:
-        t = self.clock()
-        temp = 5.0 + 4.0 * math.sin(2 * math.pi * (t % 86400) / 86400 - 2.0) + self.rng.gauss(0, 0.05)
-        # humidity wanders (a bounded random walk) and soars in a scripted spell
-        self.humidity = min(80.0, max(30.0, self.humidity + self.rng.gauss(0, 0.3)))
-        bad = self.bad_spell()
-        humidity = 96.0 + self.rng.gauss(0, 0.5) if bad else self.humidity
-        v = {
-            "temperature": temp,
-            "humidity": min(100.0, humidity),
-            "pressure": 886.0 + 2 * math.sin(t / 40000) + self.rng.gauss(0, 0.05),
-            "windspeed": abs(self.rng.gauss(2.5, 1.0)) + (6.0 if bad else 0.0),
-            "windgust": abs(self.rng.gauss(4.0, 1.5)) + (8.0 if bad else 0.0),
-            "winddirection": (200 + self.rng.gauss(0, 20)) % 360,
-            "rainrate": 0.8 if bad else 0.0,
-            "skytemperature": -8.0 if bad else -30.0 + self.rng.gauss(0, 0.5),
-            "cloudcover": 95.0 if bad else max(0.0, self.rng.gauss(5, 3)),
-            "skybrightness": 0.0,
-        }
-        v.update(self.pinned)
-        v["dewpoint"] = dew_point(v["temperature"], v["humidity"])
-        return {k: round(x, 3) for k, x in v.items()}
-
-
-def dew_point(temp_c: float, humidity_pct: float) -> float:
-    """Magnus formula (Alduchov & Eskridge 1996 constants)."""
-    a, b = 17.625, 243.04
-    g = math.log(max(humidity_pct, 0.1) / 100.0) + a * temp_c / (b + temp_c)
-    return b * g / (a - g)
-
-
-@dataclass
 class Fault:
     mode: str = "ok"  # ok | nan | out_of_range | malformed | silent | error
     device: str = "*"
@@ -199,7 +157,8 @@ class AlpacaSimulator:
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time) -> None:
         self.cfg, self.clock = cfg, clock
         self.telescope = SimTelescope(cfg.site, clock)
-        self.weather = SimWeather(cfg.monitors.simulator, clock)
+        self.weather = SimulatedWeatherStation(cfg.monitors.simulator, clock)
+        self.safety = SimulatedSafetyMonitor(self.weather)
         self.fault = Fault()
         self.server_tid = 0
 
@@ -218,8 +177,7 @@ class AlpacaSimulator:
                 raise AlpacaError(NOT_IMPLEMENTED, f"observingconditions.{member} is not measured here")
             return values[member]
         if member == "issafe":
-            w = self.weather.values()
-            return w["humidity"] < 90 and w["rainrate"] == 0
+            return self.safety.is_safe()
         raise AlpacaError(NOT_IMPLEMENTED, f"safetymonitor.{member} is not implemented by the simulator")
 
 

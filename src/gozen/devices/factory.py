@@ -1,0 +1,83 @@
+"""Which device gozen talks to, chosen from the config: the one place that picks a driver.
+
+Each function returns the device's interface; the rest of gozen never names an adapter or a
+simulator. As in POCS's `create_mount_from_config`, the config says which driver and where;
+a driver gozen has no adapter for is refused here, naming the key, instead of being ignored.
+The simulated observatory's Alpaca devices and gpsd are its simulators served over the real
+protocols (`sim:alpaca`, `sim:gpsd`), so the adapters below talk to them as to real hardware;
+the UPS and thermometers are simulated in-process when no command is configured.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gozen.config import Config
+
+if TYPE_CHECKING:
+    from gozen.devices.camera import Camera
+    from gozen.devices.dome import Dome
+    from gozen.devices.gps import GpsReceiver
+    from gozen.devices.safety import SafetyMonitor
+    from gozen.devices.thermometers import Thermometers
+    from gozen.devices.ups import Ups
+    from gozen.devices.weather import WeatherStation
+
+
+class UnsupportedDriver(ValueError):
+    """The config names a driver gozen has no adapter for (yet)."""
+
+
+def camera_from_config(cfg: Config, index: int = 0) -> Camera:
+    """The camera as readout `index` drives it (the index seeds the simulator's noise)."""
+    if cfg.camera.driver == "simulator":
+        from gozen.devices.simcamera import SimulatedCamera
+
+        return SimulatedCamera(cfg.camera, seed=index, gps_jitter_s=cfg.daq.gps_jitter_s)
+    raise UnsupportedDriver(
+        f"camera.driver: {cfg.camera.driver!r} has no adapter in gozen yet "
+        "(the Alpaca camera is not written); use driver: simulator"
+    )
+
+
+def weather_from_config(cfg: Config) -> WeatherStation:
+    from gozen.devices.weather import AlpacaWeatherStation
+
+    return AlpacaWeatherStation(cfg.monitors.weather)
+
+
+def safety_from_config(cfg: Config) -> SafetyMonitor | None:
+    """The site's safety monitor, or None when the config says there is none."""
+    from gozen.devices.safety import AlpacaSafetyMonitor
+
+    where = cfg.monitors.safety_monitor
+    return AlpacaSafetyMonitor(where) if where is not None else None
+
+
+def gps_from_config(cfg: Config) -> GpsReceiver:
+    from gozen.devices.gps import Gpsd
+
+    return Gpsd(cfg.monitors.gpsd)
+
+
+def ups_from_config(cfg: Config) -> Ups:
+    """NUT's `upsc` when monitors.ups_command is set, else the simulated UPS."""
+    from gozen.devices.ups import NutUps, SimulatedUps
+
+    command = cfg.monitors.ups_command
+    return NutUps(command) if command is not None else SimulatedUps()
+
+
+def thermometers_from_config(cfg: Config) -> Thermometers:
+    """lm-sensors when monitors.sensors_command is set, else the simulated thermometers."""
+    from gozen.devices.thermometers import LmSensors, SimulatedThermometers
+
+    m = cfg.monitors
+    return LmSensors(m.sensors_command, m.sensors_map) if m.sensors_command is not None else SimulatedThermometers()
+
+
+def dome_from_config(cfg: Config) -> Dome | None:
+    """The simulated dome when simulating; else None (gozen.yaml has no dome to drive yet)."""
+    from gozen.devices.dome import SimulatedDome
+
+    return SimulatedDome() if cfg.monitors.simulator.enabled else None
