@@ -90,9 +90,14 @@ def current_identity(request: Request) -> Identity | None:
         creds = basic_credentials(value)
         ident = attempt_login(request, *creds) if creds else None
         return Identity(ident.name, ident.role, "basic") if ident else None
+    return session_identity(request)
+
+
+def session_identity(request: Request) -> Identity | None:
+    """Who the login session cookie says is asking (checks no password, records nothing)."""
     sessions: SessionRegistry = request.app.state.sessions
     name = sessions.user_of(request.session.get(SESSION_ID_KEY))
-    role = auth.role_of(name) if name else None
+    role = request.app.state.auth.role_of(name) if name else None
     return Identity(name, role, "session") if name and role else None
 
 
