@@ -37,7 +37,7 @@
     if (r.status === 401) { location.href = "/login?next=/"; return; }
     const body = await r.json().catch(() => ({}));
     if (r.ok) say(`${action} ${host}:${program}: done`);
-    else say(`${action} ${host}:${program}: ${body.detail || r.status}`, true);
+    else say(`${action} ${host}:${program}: ${body.detail || body.error || r.status}`, true);
     await refresh();
   });
 
