@@ -1,21 +1,25 @@
-"""The DAQ's tables: exposures asked for and armed, files written, what each readout saw."""
+"""The DAQ's tables (exposures, daq_files, readout_reports): every query on them is here."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError, StatementError
 
 from gozen.daq.cardtext import card_text_problem
 from gozen.daq.headers import ExposureInfo
 from gozen.daq.snapshot import StatusSnapshot
+from gozen.db.states import DaqFileState, ExposureState
 from gozen.db.tables import daq_files, exposures, readout_reports
 from gozen.db.types import utcnow
 
 DATA_TYPES = ("OBJECT", "FLAT", "DARK")
+# Exposures a readout reads: armed, or closed already by the time it looks (it still reports them).
+READ_STATES = (ExposureState.ARMED, ExposureState.DONE, ExposureState.INCOMPLETE)
 # Fields that become FITS header strings: (field, the name a person knows it by).
 HEADER_TEXT = (
     ("object", "object"),
@@ -77,7 +81,11 @@ def insert_exposures(conn: Connection, req: ExposureRequest, count: int) -> list
     now = utcnow()
     row = {k: getattr(req, k) for k in ExposureRequest.__dataclass_fields__}
     return [
-        int(conn.execute(insert(exposures).values(state="queued", requested_at=now, **row)).inserted_primary_key[0])  # type: ignore[index]
+        int(
+            conn.execute(
+                insert(exposures).values(state=ExposureState.QUEUED, requested_at=now, **row)
+            ).inserted_primary_key[0]  # type: ignore[index]
+        )
         for _ in range(count)
     ]
 
@@ -102,16 +110,16 @@ def exposure_outcome(engine: Engine, exp_id: int) -> ExposureOutcome:
         q = select(daq_files.c.state, func.count()).where(daq_files.c.exp_id == exp_id).group_by(daq_files.c.state)
         counts = {str(state): int(n) for state, n in conn.execute(q)}
         busy = conn.execute(
-            select(func.count()).where(exposures.c.state == "armed", exposures.c.exp_id != exp_id)
+            select(func.count()).where(exposures.c.state == ExposureState.ARMED, exposures.c.exp_id != exp_id)
         ).scalar_one()
-    lost = int(counts.pop("lost", 0))
+    lost = int(counts.pop(DaqFileState.LOST, 0))
     return ExposureOutcome(
         row.state if row else None, row.start_at if row else None, sum(counts.values()), lost, bool(busy)
     )
 
 
 def next_queued(engine: Engine) -> dict[str, Any] | None:
-    q = select(exposures).where(exposures.c.state == "queued").order_by(exposures.c.exp_id).limit(1)
+    q = select(exposures).where(exposures.c.state == ExposureState.QUEUED).order_by(exposures.c.exp_id).limit(1)
     with engine.connect() as conn:
         row = conn.execute(q).first()
     return dict(row._mapping) if row else None
@@ -119,7 +127,9 @@ def next_queued(engine: Engine) -> dict[str, Any] | None:
 
 def last_armed_end(engine: Engine) -> datetime | None:
     with engine.connect() as conn:
-        return conn.execute(select(func.max(exposures.c.end_at)).where(exposures.c.state == "armed")).scalar()
+        return conn.execute(
+            select(func.max(exposures.c.end_at)).where(exposures.c.state == ExposureState.ARMED)
+        ).scalar()
 
 
 def arm(
@@ -129,8 +139,10 @@ def arm(
     with engine.begin() as conn:
         n = conn.execute(
             update(exposures)
-            .where(exposures.c.exp_id == exp_id, exposures.c.state == "queued")
-            .values(state="armed", start_at=start_at, end_at=end_at, chips=chips, snapshot=snapshot.to_json())
+            .where(exposures.c.exp_id == exp_id, exposures.c.state == ExposureState.QUEUED)
+            .values(
+                state=ExposureState.ARMED, start_at=start_at, end_at=end_at, chips=chips, snapshot=snapshot.to_json()
+            )
         ).rowcount
     return n == 1
 
@@ -139,7 +151,7 @@ def armed_after(engine: Engine, exp_id: int) -> list[ArmedExposure]:
     """Armed exposures newer than exp_id, in order (what a readout has still to read)."""
     q = (
         select(exposures)
-        .where(exposures.c.state.in_(("armed", "done", "incomplete")), exposures.c.exp_id > exp_id)
+        .where(exposures.c.state.in_(READ_STATES), exposures.c.exp_id > exp_id)
         .where(exposures.c.start_at.is_not(None))
         .order_by(exposures.c.exp_id)
     )
@@ -172,6 +184,18 @@ def last_ended_before(engine: Engine, when: datetime) -> int:
 def exposure_info(engine: Engine, exp_id: int) -> ExposureInfo:
     with engine.connect() as conn:
         r = conn.execute(select(exposures).where(exposures.c.exp_id == exp_id)).one()
+    return _exposure_info(r)
+
+
+def armed_exposure_infos(engine: Engine, known: Collection[int]) -> list[ExposureInfo]:
+    """Exposures armed now but not among `known`: a writer learns of them before their frames come,
+    so frames that arrive while the database is away still find what their header needs."""
+    q = select(exposures).where(exposures.c.state == ExposureState.ARMED, exposures.c.exp_id.not_in(list(known)))
+    with engine.connect() as conn:
+        return [_exposure_info(r) for r in conn.execute(q.order_by(exposures.c.exp_id))]
+
+
+def _exposure_info(r: Row[Any]) -> ExposureInfo:
     return ExposureInfo(
         exp_id=r.exp_id,
         object=r.object,
@@ -200,6 +224,8 @@ class FileRowRefused(Exception):
 def record_files(engine: Engine, rows: list[dict[str, Any]]) -> list[FileRowRefused]:
     """One row per (exposure, chip), many in one transaction; a second report of a file is ignored.
 
+    A row's `created_at` (when the file got its name) is kept; without one it is now.
+
     Rows the database refuses for their content (a NOT NULL, a value it cannot store) are returned,
     the others recorded; an outage (OperationalError) propagates and nothing is lost.
     """
@@ -208,7 +234,7 @@ def record_files(engine: Engine, rows: list[dict[str, Any]]) -> list[FileRowRefu
     now = utcnow()
     try:
         with engine.begin() as conn:
-            conn.execute(insert(daq_files), [dict(r, created_at=now) for r in rows])
+            conn.execute(insert(daq_files), [{"created_at": now, **r} for r in rows])
         return []
     except (OperationalError, InterfaceError):
         raise
@@ -218,7 +244,7 @@ def record_files(engine: Engine, rows: list[dict[str, Any]]) -> list[FileRowRefu
     for r in rows:  # one of them is recorded already, or is refused: insert them one by one
         try:
             with engine.begin() as conn:
-                conn.execute(insert(daq_files).values(created_at=now, **r))
+                conn.execute(insert(daq_files).values({"created_at": now, **r}))
         except (OperationalError, InterfaceError):
             raise
         except (IntegrityError, DataError, StatementError) as err:
@@ -238,7 +264,7 @@ def _file_recorded(engine: Engine, row: dict[str, Any]) -> bool:
 
 
 def record_readout_reports(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """Insert what is not there yet: a readout that restarts may report an exposure again."""
+    """Insert what is not there yet: a readout that restarts (or replays its spool) may report one again."""
     if not rows:
         return
     now = utcnow()
@@ -247,7 +273,7 @@ def record_readout_reports(engine: Engine, rows: list[dict[str, Any]]) -> None:
             readout_reports.c.exp_id.in_({r["exp_id"] for r in rows})
         )
         have = {(e, d) for e, d in conn.execute(keys)}
-        new = [dict(r, created_at=now) for r in rows if (r["exp_id"], r["det_id"]) not in have]
+        new = [{"created_at": now, **r} for r in rows if (r["exp_id"], r["det_id"]) not in have]
         if new:
             conn.execute(insert(readout_reports), new)
 
@@ -258,13 +284,19 @@ def last_reported(engine: Engine, readout: str) -> int:
         return int(conn.execute(q).scalar() or 0)
 
 
-def finish_exposures(engine: Engine, grace: timedelta) -> list[tuple[int, str]]:
-    """Armed exposures whose every chip is accounted for -> done; past end + grace -> incomplete."""
+def finish_exposures(engine: Engine, grace: timedelta, give_up: bool = True) -> list[tuple[int, ExposureState]]:
+    """Armed exposures whose every chip is accounted for -> done; past end + grace -> incomplete.
+
+    give_up=False closes only the complete ones: right after an outage the files written
+    meanwhile are still being recorded from the writers' spools.
+    """
     now = utcnow()
     finished = []
     with engine.begin() as conn:
         armed = conn.execute(
-            select(exposures.c.exp_id, exposures.c.chips, exposures.c.end_at).where(exposures.c.state == "armed")
+            select(exposures.c.exp_id, exposures.c.chips, exposures.c.end_at).where(
+                exposures.c.state == ExposureState.ARMED
+            )
         ).all()
         for exp_id, chips, end_at in armed:
             written = set(conn.execute(select(daq_files.c.det_id).where(daq_files.c.exp_id == exp_id)).scalars())
@@ -276,9 +308,9 @@ def finish_exposures(engine: Engine, grace: timedelta) -> list[tuple[int, str]]:
                 ).scalars()
             )
             if set(chips) <= written | absent:
-                state = "done" if not absent else "incomplete"
-            elif end_at + grace < now:
-                state = "incomplete"
+                state = ExposureState.DONE if not absent else ExposureState.INCOMPLETE
+            elif give_up and end_at + grace < now:
+                state = ExposureState.INCOMPLETE
             else:
                 continue
             conn.execute(update(exposures).where(exposures.c.exp_id == exp_id).values(state=state, finished_at=now))

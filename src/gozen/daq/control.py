@@ -11,14 +11,17 @@ from sqlalchemy import Engine
 from gozen.config import Config
 from gozen.daq import catalog
 from gozen.daq.snapshot import take_snapshot
-from gozen.db.events import record_event
+from gozen.db.states import ExposureState
 from gozen.db.types import utcnow
+from gozen.service import Context, Service
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
 FINISH_EVERY_S = 1.0
 # Between exposures the chips are read out and re-armed; Tomo-e's gap is about this.
 INTER_EXPOSURE_GAP_S = 0.05
+# Passes further apart than this mean the database was away (a pass waits POLL_S otherwise).
+AWAY_AFTER_S = 2.0
 
 
 def arm_next(cfg: Config, engine: Engine, host: str) -> int | None:
@@ -47,24 +50,35 @@ def _to_ms(t: datetime) -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
-def run_control(cfg: Config, engine: Engine, host: str) -> None:
-    grace = timedelta(seconds=cfg.daq.frame_timeout_s * 2 + 5)
-    next_books = 0.0
-    while True:
-        while arm_next(cfg, engine, host) is not None:
+class Control(Service):
+    """Each pass arms what is queued (an exposure queued while the database was away is armed
+    when it answers, to start then) and, every FINISH_EVERY_S, closes finished exposures."""
+
+    period_s = POLL_S
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.grace = timedelta(seconds=ctx.cfg.daq.frame_timeout_s * 2 + 5)
+        self.next_books = 0.0
+        self.last_pass: float | None = None
+        self.give_up_from = 0.0  # monotonic: before it, an exposure is never closed incomplete
+
+    def run_once(self) -> None:
+        now = time.monotonic()
+        if self.last_pass is not None and now - self.last_pass > AWAY_AFTER_S:
+            # The database was away: the files written meanwhile wait in the writers' spools and
+            # are recorded over the next moments. Give them the grace again before giving up.
+            self.give_up_from = now + self.grace.total_seconds()
+        while arm_next(self.ctx.cfg, self.ctx.engine, self.ctx.host) is not None:
             pass
-        time.sleep(POLL_S)
-        if time.monotonic() < next_books:
-            continue
-        next_books = time.monotonic() + FINISH_EVERY_S
-        for exp_id, state in catalog.finish_exposures(engine, grace):
-            if state != "done":
-                record_event(
-                    engine,
-                    host=host,
-                    source="daq:control",
-                    kind="exposure_incomplete",
-                    subject=f"exp {exp_id}",
-                    severity="warning",
-                    message=f"exposure {exp_id} finished without every chip's file",
-                )
+        if now >= self.next_books:
+            self.next_books = now + FINISH_EVERY_S
+            for exp_id, state in catalog.finish_exposures(self.ctx.engine, self.grace, now >= self.give_up_from):
+                if state != ExposureState.DONE:
+                    self.ctx.event(
+                        "exposure_incomplete",
+                        f"exp {exp_id}",
+                        f"exposure {exp_id} finished without every chip's file",
+                        "warning",
+                    )
+        self.last_pass = time.monotonic()

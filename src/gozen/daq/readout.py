@@ -1,38 +1,56 @@
-"""`daq:readout-NN`: read a set of chips into the rings, never blocking on a slow writer."""
+"""`daq:readout-NN`: read a set of chips into the rings, never blocking on a slow writer nor on the database."""
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.config import Config
 from gozen.daq import catalog
+from gozen.daq.backlog import Backlog, DatabaseAway, DatabaseWatch, spool_path, tell
 from gozen.daq.catalog import ArmedExposure
 from gozen.daq.cpus import cpu_sets, pin
 from gozen.daq.layout import frame_bytes, readout_chips, ring_path, ring_slots, writer_of
 from gozen.daq.ring import END, FLAG_DAMAGED, FLAG_MISSING, FRAME, Ring, release_rings
-from gozen.daq.stop import CLEAN_STOP, exit_on_sigterm
-from gozen.db.events import record_event
 from gozen.db.types import utcnow
 from gozen.devices.camera import Camera, ExposureSpec
-from gozen.devices.simcamera import SimulatedCamera
+from gozen.devices.factory import camera_from_config
+from gozen.service import Context, stop_on_signals
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05
 
 
 class Readout:
-    def __init__(self, cfg: Config, engine: Engine, index: int, host: str, camera: Camera | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        engine: Engine,
+        index: int,
+        host: str,
+        camera: Camera | None = None,
+        ctx: Context | None = None,
+    ) -> None:
         self.cfg, self.engine, self.index, self.host = cfg, engine, index, host
         self.name = f"daq:readout-{index + 1:02d}"
+        self.ctx = ctx or Context(cfg, host, engine, self.name)
+        self.db = DatabaseWatch(self.ctx)
+        # Reports wait here (and in a spool file while the database is away).
+        self.reports = Backlog(
+            spool_path(self.ctx, "reports"), self.db, lambda rows: catalog.record_readout_reports(engine, rows)
+        )
         self.chips = readout_chips(cfg, index)
-        self.camera = camera or SimulatedCamera(cfg.camera, seed=index, gps_jitter_s=cfg.daq.gps_jitter_s)
+        self.camera = camera or camera_from_config(cfg, index)
         self.recognised = self.camera.open(self.chips)
         self.unrecognised = [c for c in self.chips if c not in self.recognised]
         self.rings: dict[int, Ring] = {}
@@ -42,26 +60,25 @@ class Readout:
             self.rings[w] = ring
         self._scratch = np.empty(frame_bytes(cfg) // 2, np.uint16)
         for c in self.unrecognised:
-            record_event(
-                engine,
-                host=host,
-                source=self.name,
-                kind="chip_unrecognised",
-                subject=f"det {c}",
-                severity="error",
-                message=f"chip {c} did not answer at start: its frames are lost",
-            )
+            tell(self.ctx, "chip_unrecognised", f"det {c}", f"chip {c} did not answer at start: its frames are lost")
 
     def announce(self) -> None:
         log.info("%s ready: chips %s, %d rings", self.name, self.recognised, len(self.rings))
 
     def read_exposure(self, exp: ArmedExposure) -> dict[int, Counter[str]]:
-        """Read every frame of the exposure for our chips; returns per-chip counts."""
+        """Read every frame of the exposure for our chips; returns per-chip counts.
+
+        A stop ends it after the frame in hand: the frames not read are counted missed.
+        """
         chips = [c for c in self.recognised if c in exp.chips]
         counts: dict[int, Counter[str]] = {c: Counter() for c in chips}
         start_ns = int(exp.start_at.timestamp() * 1e9)
         self.camera.start_exposure(ExposureSpec(exp.exp_id, exp.n_frames, exp.fps, start_ns, exp.ra_deg, exp.dec_deg))
         for i in range(exp.n_frames):
+            if self.ctx.stopping:
+                for c in chips:
+                    counts[c]["missed"] += exp.n_frames - i
+                break
             self.camera.wait_frame(i)
             for c in chips:
                 self._read_one(exp, c, i, counts[c])
@@ -99,6 +116,7 @@ class Readout:
         )
 
     def report(self, exp: ArmedExposure, counts: dict[int, Counter[str]], too_late: bool = False) -> None:
+        """Record what this readout saw of each chip (kept in the spool while the database is away)."""
         rows: list[dict[str, Any]] = []
         for c in self.chips:
             if c not in exp.chips:
@@ -115,55 +133,87 @@ class Readout:
                     "frames_missed": missed,
                     "frames_damaged": k["damaged"],
                     "frames_dropped": k["dropped"],
+                    "created_at": utcnow(),
                 }
             )
-        catalog.record_readout_reports(self.engine, rows)
+        self.reports.add(rows)
+        self.reports.flush()
         dropped = sum(r["frames_dropped"] for r in rows)
         if dropped or too_late:
             why = (
                 "it was already over when this readout saw it" if too_late else f"{dropped} frames dropped (ring full)"
             )
-            record_event(
-                self.engine,
-                host=self.host,
-                source=self.name,
-                kind="frames_lost",
-                subject=f"exp {exp.exp_id}",
-                severity="error",
-                message=f"exposure {exp.exp_id}: {why}",
-                data={"dropped": dropped, "missed_whole": too_late},
+            tell(
+                self.ctx,
+                "frames_lost",
+                f"exp {exp.exp_id}",
+                f"exposure {exp.exp_id}: {why}",
+                dropped=dropped,
+                missed_whole=too_late,
             )
 
-    def run(self, stop_after: int | None = None) -> None:
+    def run(self) -> None:
+        """Until stopped: read each armed exposure as it comes, learnt by a thread of its own (ArmedFeed)."""
         self.announce()
-        # Not what this readout already reported, nor what ended long before it started.
-        last = max(catalog.last_reported(self.engine, self.name), _last_finished_exposure(self.engine))
-        done = 0
-        while stop_after is None or done < stop_after:
-            pending = catalog.armed_after(self.engine, last)
-            if not pending:
-                time.sleep(POLL_S)
+        feed = ArmedFeed(self)
+        feed.start()
+        failing = self.ctx.trouble("pass_failed", "pass_ok", self.name)
+        while not self.ctx.stopping:
+            try:
+                exp = feed.exposures.get(timeout=POLL_S)
+            except queue.Empty:
+                self.reports.flush()  # what waited for the database
                 continue
-            for exp in pending:
-                end_s = exp.start_at.timestamp() + exp.n_frames / exp.fps
-                too_late = time.time() > end_s
-                counts = {} if too_late else self.read_exposure(exp)
-                self.report(exp, counts, too_late)
-                last = exp.exp_id
-                done += 1
+            try:
+                too_late = time.time() > exp.start_at.timestamp() + exp.n_frames / exp.fps
+                self.report(exp, {} if too_late else self.read_exposure(exp), too_late)
+            except Exception as err:  # one exposure's fault: tell once, read the next
+                log.exception("%s: exposure %d failed", self.name, exp.exp_id)
+                failing.failing(f"exposure {exp.exp_id}: {type(err).__name__}: {err}"[:1000])
+                continue
+            if failing.active:
+                failing.ok("exposures are read again")
+        feed.join(timeout=10)
+        release_rings(list(self.rings.values()), self.name)
 
 
-def _last_finished_exposure(engine: Engine) -> int:
-    """Start after exposures that ended a while before this readout started (nothing to read there)."""
-    return catalog.last_ended_before(engine, utcnow() - timedelta(seconds=60))
+class ArmedFeed(threading.Thread):
+    """The readout's look-out for armed exposures: it asks the database while the readout reads,
+    so the next exposure is known before this one ends, and an outage that begins then loses
+    nothing already armed."""
+
+    def __init__(self, readout: Readout) -> None:
+        super().__init__(name=f"{readout.name}-feed", daemon=True)
+        self.readout = readout
+        self.exposures: queue.Queue[ArmedExposure] = queue.Queue()
+
+    def run(self) -> None:
+        r = self.readout
+        last: int | None = None
+        while not r.ctx.stopping:
+            try:
+                if last is None:
+                    last = r.db.call(self.start_after)
+                for exp in r.db.call(partial(catalog.armed_after, r.engine, last)):
+                    self.exposures.put(exp)
+                    last = exp.exp_id
+            except (SQLAlchemyError, DatabaseAway):
+                pass  # noted by the watch; what is armed already is in the queue
+            except Exception as err:  # not the database: the loop goes on, the log has it
+                log.exception("%s: looking for armed exposures failed: %s", r.name, err)
+            r.ctx.sleep(POLL_S)
+
+    def start_after(self) -> int:
+        """Not what this readout already reported (in the database or its spool), nor what ended
+        long before it started (nothing to read there)."""
+        r = self.readout
+        spooled = max((int(row["exp_id"]) for row in r.reports.read_spool()), default=0)
+        ended = catalog.last_ended_before(r.engine, utcnow() - timedelta(seconds=60))
+        return max(catalog.last_reported(r.engine, r.name), ended, spooled)
 
 
-def run_readout(cfg: Config, engine: Engine, index: int, host: str) -> None:
-    pin("readout", cpu_sets(cfg)[0])
-    exit_on_sigterm()
-    readout = Readout(cfg, engine, index, host)
-    try:
-        readout.run()
-    except CLEAN_STOP:
-        release_rings(list(readout.rings.values()), readout.name)
-        raise
+def main(ctx: Context) -> None:
+    """`daq:readout-NN` (args: index, from 0): SIGTERM finishes the frame in hand, then lets go of the rings."""
+    stop_on_signals(ctx)
+    pin("readout", cpu_sets(ctx.cfg)[0])
+    Readout(ctx.cfg, ctx.engine, int(ctx.args["index"]), ctx.host, ctx=ctx).run()

@@ -6,14 +6,16 @@ import logging
 import mmap
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.config import Config
 from gozen.daq import catalog
+from gozen.daq.backlog import Backlog, DatabaseAway, DatabaseWatch, spool_path, tell
 from gozen.daq.cube import CubeFile, CubeResult
 from gozen.daq.flusher import Flusher
 from gozen.daq.headers import (
@@ -29,14 +31,19 @@ from gozen.daq.headers import (
 from gozen.daq.layout import frame_bytes, ring_path, ring_slots, rings_of_writer
 from gozen.daq.recovery import find_stale_parts, salvage
 from gozen.daq.ring import END, FLAG_MISSING, FRAME, Ring, SlotMeta, release_rings
-from gozen.daq.stop import CLEAN_STOP, exit_on_sigterm
 from gozen.daq.volumes import NoVolume, VolumeChooser, VolumeState
-from gozen.db.events import Severity, record_event
+from gozen.db.events import Severity
+from gozen.db.states import DaqFileState
+from gozen.db.types import utcnow
+from gozen.service import Context, is_outage, stop_on_signals
 
 log = logging.getLogger(__name__)
 # A ring slot that this many writer processes died on is skipped by the next one.
 POISON_AFTER_CRASHES = 2
 DB_AWAY_SLEEP_S = 0.5
+IDLE_SLEEP_S = 0.002
+# How often the writer asks which exposures are armed, to know them before their frames come.
+LOOK_AHEAD_EVERY_S = 0.5
 
 
 class HeaderFailed(Exception):
@@ -68,60 +75,65 @@ class Writer:
     open: dict[tuple[int, int], OpenCube] = field(default_factory=dict)
     closed: set[tuple[int, int]] = field(default_factory=set)
     exposures: dict[int, ExposureInfo] = field(default_factory=dict)
-    unrecorded: list[dict[str, Any]] = field(default_factory=list)
     templates: dict[int, HeaderTemplate] = field(default_factory=dict)
     flusher: Flusher = field(default_factory=Flusher)
     quarantined: int = 0
-    db_away: bool = False
+    db_away: bool = False  # a ring slot waits for the database
+    ctx: Context | None = None  # the program's; without one (tests, benches) a context of its own
 
     def __post_init__(self) -> None:
         self.name = f"daq:writer-{self.index + 1:02d}"
+        self.context = self.ctx or Context(self.cfg, self.host, self.engine, self.name)
+        self.db = DatabaseWatch(self.context)
+        # File rows wait here (and in a spool file while the database is away); written once per loop.
+        self.files = Backlog(
+            spool_path(self.context, "files"), self.db, lambda rows: catalog.record_files(self.engine, rows)
+        )
+        self.next_look_ahead = 0.0
         self.volumes = VolumeChooser(self.cfg, self.host)
         self.pixels = frame_bytes(self.cfg) // 2
         self.scratch = huge_page_buffer(self.pixels * 2).view(np.uint16)
         self.fsync = self.cfg.daq.fsync == "file"
         self.remove_stale_parts()
 
-    def attach(self, timeout_s: float = 120) -> None:
+    def attach(self, timeout_s: float | None = 120) -> bool:
+        """Open the rings the readouts make, waiting for them (None: until stopped); False when stopped."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         for r in rings_of_writer(self.cfg, self.index):
             path = ring_path(self.cfg, self.host, r, self.index)
-            self.rings.append(
-                Ring.wait_open(path, ring_slots(self.cfg, r, self.index), frame_bytes(self.cfg), timeout_s)
-            )
+            while True:
+                try:
+                    self.rings.append(
+                        Ring.wait_open(path, ring_slots(self.cfg, r, self.index), frame_bytes(self.cfg), 1)
+                    )
+                    break
+                except FileNotFoundError:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise
+                    log.info("%s: waiting for %s (its readout makes it)", self.name, path)
+                if self.context.stopping:
+                    return False
         log.info("%s ready: attached to %d rings", self.name, len(self.rings))
+        return True
 
     # -- events and records -------------------------------------------------
     def event(self, kind: str, subject: str, message: str, severity: Severity = "error", **data: Any) -> None:
-        log.log(logging.ERROR if severity == "error" else logging.INFO, "%s %s", subject, message)
-        try:
-            record_event(
-                self.engine,
-                host=self.host,
-                source=self.name,
-                kind=kind,
-                subject=subject,
-                message=message,
-                severity=severity,
-                data=data or None,
-            )
-        except SQLAlchemyError as err:
-            log.error("could not record event %s: %s", kind, err)
+        tell(self.context, kind, subject, message, severity, **data)
+
+    @property
+    def unrecorded(self) -> list[dict[str, Any]]:
+        """File rows not written yet (besides those in the spool file)."""
+        return self.files.rows
 
     def record(self, row: dict[str, Any]) -> None:
         """Queue the file's row; rows are inserted together once per loop (one commit, not one per file)."""
-        self.unrecorded.append(row)
+        self.files.add([{"created_at": utcnow(), **row}])
 
     def flush_records(self) -> None:
-        """Insert the queued rows; keep them for the next loop if the database is away (files are safe on disk)."""
-        if not self.unrecorded:
-            return
-        try:
-            refused = catalog.record_files(self.engine, self.unrecorded)
-            self.unrecorded = []
-        except SQLAlchemyError as err:
-            log.error("database away, %d file rows kept for later: %s", len(self.unrecorded), err)
-            return
-        for r in refused:  # set aside with the reason: retrying a row the database refuses would hold back the rest
+        """Insert the queued rows; while the database is away they wait in the spool (files are safe on disk)."""
+        for r in (
+            self.files.flush() or []
+        ):  # set aside with the reason: retrying a row the database refuses would hold back the rest
             self.event(
                 "file_row_refused",
                 f"exp {r.row.get('exp_id')} det {r.row.get('det_id')}",
@@ -163,10 +175,26 @@ class Writer:
     # -- files --------------------------------------------------------------
     def exposure(self, exp_id: int) -> ExposureInfo:
         if exp_id not in self.exposures:
-            self.exposures[exp_id] = catalog.exposure_info(self.engine, exp_id)
-            if len(self.exposures) > 64:
-                self.exposures.pop(next(iter(self.exposures)))
+            self.remember(self.db.call(partial(catalog.exposure_info, self.engine, exp_id)))
         return self.exposures[exp_id]
+
+    def remember(self, exp: ExposureInfo) -> None:
+        self.exposures[exp.exp_id] = exp
+        if len(self.exposures) > 64:
+            self.exposures.pop(next(iter(self.exposures)))
+
+    def look_ahead(self) -> None:
+        """Learn the armed exposures before their frames come, so frames that arrive while the
+        database is away are written all the same."""
+        now = time.monotonic()
+        if now < self.next_look_ahead or not self.db.ready():
+            return
+        self.next_look_ahead = now + LOOK_AHEAD_EVERY_S
+        try:
+            for exp in self.db.call(partial(catalog.armed_exposure_infos, self.engine, list(self.exposures))):
+                self.remember(exp)
+        except SQLAlchemyError:
+            pass  # noted by the watch; frames of exposures already known are written meanwhile
 
     def template(self, exp: ExposureInfo) -> HeaderTemplate:
         if exp.exp_id not in self.templates:
@@ -259,7 +287,7 @@ class Writer:
             {
                 "exp_id": oc.exp.exp_id,
                 "det_id": oc.det_id,
-                "state": "written",
+                "state": DaqFileState.WRITTEN,
                 "path": str(res.path),
                 "filename": res.path.name,
                 "daq_host": self.host,
@@ -284,7 +312,7 @@ class Writer:
             {
                 "exp_id": exp.exp_id,
                 "det_id": det_id,
-                "state": "lost",
+                "state": DaqFileState.LOST,
                 "path": None,
                 "filename": filename,
                 "daq_host": self.host,
@@ -385,12 +413,13 @@ class Writer:
         else:
             try:
                 self.handle(meta, ring)
-            except OperationalError as err:
-                if not self.db_away:
-                    log.error("database away, ring slot %d waits for it: %s", meta.seq, err)
-                self.db_away = True
-                return False
-            except Exception as err:  # one bad slot must not stop the writer (nor crash-loop it)
+            except Exception as err:
+                if isinstance(err, DatabaseAway) or is_outage(err):  # the exposure is not known yet
+                    if not self.db_away:
+                        log.error("database away, ring slot %d waits for it: %s", meta.seq, err)
+                    self.db_away = True
+                    return False
+                # one bad slot must not stop the writer (nor crash-loop it)
                 log.exception("ring slot %d (exp %d det %d) failed", meta.seq, meta.exp_id, meta.det_id)
                 self.quarantine(meta, err)
         self.db_away = False
@@ -424,6 +453,7 @@ class Writer:
 
     def poll(self) -> int:
         """Handle what the rings hold; returns how many slots it took."""
+        self.look_ahead()
         n = 0
         for ring in self.rings:
             for _ in range(ring.n_slots):
@@ -437,17 +467,26 @@ class Writer:
         return n
 
     def run(self) -> None:
-        self.attach()
-        try:
-            while True:
-                if self.poll() == 0:
-                    time.sleep(DB_AWAY_SLEEP_S if self.db_away else 0.002)
-        except CLEAN_STOP:
-            self.stop_cleanly()
-            raise
+        """Until stopped: drain the rings. A stop finishes the slot in hand and the files already closed."""
+        if not self.attach(timeout_s=None):
+            return
+        failing = self.context.trouble("pass_failed", "pass_ok", self.name)
+        while not self.context.stopping:
+            try:
+                n = self.poll()
+            except Exception as err:  # not one slot's fault (those are quarantined): tell once, go on
+                log.exception("%s: loop failed", self.name)
+                failing.failing(f"{type(err).__name__}: {err}"[:1000])
+                self.context.sleep(DB_AWAY_SLEEP_S)
+                continue
+            if failing.active:
+                failing.ok("the writer's loop runs again")
+            if n == 0:
+                self.context.sleep(DB_AWAY_SLEEP_S if self.db_away else IDLE_SLEEP_S)
+        self.stop_cleanly()
 
     def stop_cleanly(self) -> None:
-        """Record the files already finished, then let go of the rings (removing those nobody else uses)."""
+        """Record the files already finished (or spool their rows), then let go of the rings."""
         try:
             self.flusher.wait()
             self.collect_committed()
@@ -471,9 +510,10 @@ def huge_page_buffer(nbytes: int) -> np.ndarray:
     return buf
 
 
-def run_writer(cfg: Config, engine: Engine, index: int, host: str) -> None:
+def main(ctx: Context) -> None:
+    """`daq:writer-NN` (args: index, from 0): SIGTERM finishes the slot in hand and the closed files."""
     from gozen.daq.cpus import cpu_sets, pin
 
-    pin("writer", cpu_sets(cfg)[1])
-    exit_on_sigterm()
-    Writer(cfg, engine, index, host).run()
+    stop_on_signals(ctx)
+    pin("writer", cpu_sets(ctx.cfg)[1])
+    Writer(ctx.cfg, ctx.engine, int(ctx.args["index"]), ctx.host, ctx=ctx).run()
