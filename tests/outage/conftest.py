@@ -1,0 +1,158 @@
+"""Fixtures for the outage tests: a private PostgreSQL cluster that may be stopped, and a SQLite
+file that can be made unwritable for real (as root).
+
+The shared server on 127.0.0.1:5432 is used by every other test and session: it is never
+stopped. These tests stop only a cluster of their own, made with initdb in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import WAIT_S, free_port, tail
+from tests.couriers.test_couriers import FeedHandler, Server, SlackHandler
+from tests.outage.observatory import Services
+
+# The newest PostgreSQL installed (Debian keeps each major version in a folder of its own).
+PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
+PG_START_S = 120.0  # pg_ctl's own wait for the postmaster, on a busy machine
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of our own on 127.0.0.1:`port` (trust auth, run as user postgres)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.log = root / "postgres.log"
+        self.port = free_port()
+        self.bin = PG_BINS[-1].parent
+
+    @property
+    def url(self) -> str:
+        """The database gozen uses (created by `init`)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/gozen"
+
+    def _run(self, tool: str, *args: str) -> None:
+        cmd = ["runuser", "-u", "postgres", "--", str(self.bin / tool), *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=PG_START_S + 30)
+        if r.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} exited {r.returncode}: {r.stderr}\n{tail(self.log)}")
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.root}'",
+            "max_connections": "300",  # ~26 programs, each with its own pool
+            "fsync": "off",  # the machine does not crash in these tests: a stop is always clean
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        with (self.data / "postgresql.conf").open("a") as f:
+            f.writelines(f"{k} = {v}\n" for k, v in settings.items())
+        self.start()
+        with psycopg.connect(self.admin_url("postgres"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE gozen")
+
+    def admin_url(self, db: str = "gozen") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        """Start the cluster and return once it answers a query over TCP."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(PG_START_S)), "start")
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                with psycopg.connect(self.admin_url("postgres"), connect_timeout=5) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster: `fast` ends every session at once (clients see their connection die)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", str(int(PG_START_S)), "stop")
+
+    @property
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run one statement as the superuser in the gozen database; its rows (none for DDL)."""
+        with psycopg.connect(self.admin_url(), autocommit=True, connect_timeout=10) as conn:
+            cur = conn.execute(sql, params or None)
+            return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL cluster for one test module, removed afterwards whatever happened."""
+    if not PG_BINS:
+        pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin")
+    root = Path(tempfile.mkdtemp(prefix="gozen-pg-"))
+    shutil.chown(root, "postgres", "postgres")
+    pg = PrivatePostgres(root)
+    try:
+        pg.init()
+        yield pg
+    finally:
+        if pg.running:
+            try:
+                pg.stop("immediate")
+            except AssertionError:
+                pass  # nothing more to do than remove its folder
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[Services]:
+    """The feed server the couriers read and the Slack they post to, on 127.0.0.1."""
+    slack, feeds = Server(SlackHandler), Server(FeedHandler)
+    slack.received, slack.script = [], []  # type: ignore[attr-defined]
+    feeds.requests, feeds.override = [], {}  # type: ignore[attr-defined]
+    yield Services(slack, feeds)
+    slack.close()
+    feeds.close()
+
+
+# -- SQLite: a database file root cannot write ---------------------------------------------------
+#
+# chmod does not stop root, and a read-only bind mount cannot be made while the programs hold the
+# file open for writing (the remount fails with EBUSY). The immutable attribute (chattr +i) does
+# stop root, and ext4 enforces it on files that are already open: a write gets EPERM, which
+# SQLite reports as "disk I/O error". The -shm file stays writable: it is memory-mapped, and a
+# write fault on an immutable page would kill its process with SIGBUS (that is not an outage).
+
+
+def sqlite_files(db: Path) -> list[Path]:
+    """The database file and its write-ahead log: the files a write goes to."""
+    return [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()]
+
+
+def set_immutable(paths: list[Path], on: bool) -> None:
+    subprocess.run(["chattr", "+i" if on else "-i", *map(str, paths)], check=True, capture_output=True, timeout=30)
+
+
+@contextmanager
+def unwritable(db: Path) -> Iterator[list[Path]]:
+    """The database file and its log are unwritable, for root too, while the block runs."""
+    paths = sqlite_files(db)
+    set_immutable(paths, True)
+    try:
+        yield paths
+    finally:
+        set_immutable(paths, False)
