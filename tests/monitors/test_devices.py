@@ -15,11 +15,13 @@ import uvicorn
 from alpaca.telescope import Telescope
 from sqlalchemy import Engine
 
-from gozen.config import AlpacaDevice, Config, DeviceSimulator, Gpsd, parse_config
+from gozen.config import Config, DeviceSimulator, parse_config
+from gozen.config import Gpsd as GpsdAddress
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.devices.alpaca_sim import create_app
+from gozen.devices.gps import Gpsd
 from gozen.devices.weather import SimulatedWeatherStation, dew_point
 from gozen.monitors.alpaca import TelescopeMonitor, WeatherMonitor
 from gozen.monitors.board import snapshot
@@ -27,6 +29,7 @@ from gozen.monitors.gps import GpsMonitor
 from gozen.monitors.power import PowerMonitor
 from gozen.monitors.temperature import TemperatureMonitor
 from tests.conftest import WAIT_S, fake_command, free_port, wait_until
+from tests.monitors.contexts import monitor_context
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -104,7 +107,9 @@ def test_telescope_monitor_follows_a_slew_made_through_alpyca(engine: Engine, al
     scope.Unpark()
     ra, dec = (scope.RightAscension * 15 + 6) % 360, scope.Declination - 4  # a field near the zenith
     scope.SlewToCoordinatesAsync(ra / 15, dec)
-    mon = TelescopeMonitor(engine, "obs1", 1.0, where=AlpacaDevice(address=alpaca.address))
+    mon = TelescopeMonitor(
+        monitor_context(engine, "monitor:telescope", every_s=1.0, telescope={"address": alpaca.address})
+    )
     first = {r.key: r.value for r in mon.step()}
     assert first["telescope.slewing"] is True and first["telescope.parked"] is False
     wait_until(lambda: not scope.Slewing, WAIT_S, 0.2, "the slew to end")
@@ -118,8 +123,8 @@ def test_telescope_monitor_follows_a_slew_made_through_alpyca(engine: Engine, al
 def test_weather_bad_values_are_rejected_silence_goes_stale_and_recovery_is_automatic(
     engine: Engine, alpaca: AlpacaServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    where = AlpacaDevice(address=alpaca.address)
-    mon = WeatherMonitor(engine, "obs1", 0.5, where=where, safety=where)
+    where = {"address": alpaca.address}
+    mon = WeatherMonitor(monitor_context(engine, "monitor:weather", every_s=0.5, weather=where, safety_monitor=where))
     alpaca.put("/sim/weather", {"humidity": 62.0, "temperature": 4.0})
     got = {r.key: r.value for r in mon.step()}
     assert got["weather.humidity_pct"] == 62.0 and got["weather.safe"] is True
@@ -185,7 +190,8 @@ class GpsdReplay:
 
 def test_gpsd_fix_and_clock_offset_from_recorded_reports(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     server = GpsdReplay((DATA / "gpsd/ublox-session.jsonl").read_text().splitlines())
-    mon = GpsMonitor(engine, "obs1", 1.0, where=Gpsd(port=server.port), listen_s=1.0)
+    mon = GpsMonitor(monitor_context(engine, "monitor:gpstime"))
+    mon.receiver = Gpsd(GpsdAddress(port=server.port), listen_s=1.0)
     with caplog.at_level(logging.WARNING):
         got = {r.key: r.value for r in mon.step()}
     assert server.watch_requests[0].startswith('?WATCH={"enable":true,"json":true')
@@ -195,10 +201,11 @@ def test_gpsd_fix_and_clock_offset_from_recorded_reports(engine: Engine, caplog:
     assert any("malformed line" in m and "this is not json" in m for m in caplog.messages)
     server.close()
     nofix = GpsdReplay((DATA / "gpsd/no-fix.jsonl").read_text().splitlines())
-    got = {r.key: r.value for r in GpsMonitor(engine, "h", 1.0, where=Gpsd(port=nofix.port), listen_s=0.5).step()}
+    mon.receiver = Gpsd(GpsdAddress(port=nofix.port), listen_s=0.5)
+    got = {r.key: r.value for r in mon.step()}
     assert got["gps.fix"] is False and got["gps.pps"] is False and "gps.offset_ms" not in got
     nofix.close()
-    assert GpsMonitor(engine, "h", 1.0, where=Gpsd(port=nofix.port)).step() == []
+    assert GpsMonitor(monitor_context(engine, "monitor:gpstime", gpsd={"port": nofix.port})).step() == []
     assert "Connection refused" in recent_events(engine, 5, kind="device_unreachable")[0].message
 
 
@@ -221,7 +228,7 @@ esac
 def test_ups_from_upsc_on_line_on_battery_and_stale(
     engine: Engine, fake_upsc: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mon = PowerMonitor(engine, "obs1", 1.0, command=["upsc", "ups@localhost"])
+    mon = PowerMonitor(monitor_context(engine, "monitor:power", ups_command=["upsc", "ups@localhost"]))
     monkeypatch.setenv("FAKE_UPS", "online")
     got = {r.key: r.value for r in mon.step()}
     assert got == {
@@ -245,12 +252,13 @@ def test_thermometers_from_lm_sensors_json(engine: Engine) -> None:
         "temperature.electronics_c": "coretemp-isa-0000/Package id 0/temp1_input",
         "temperature.room_c": "tmp102-i2c-1-48/temp1/temp1_input",
     }
+    command = ["cat", str(DATA / "sensors/sensors-j.json")]
     mon = TemperatureMonitor(
-        engine, "obs1", 1.0, command=["cat", str(DATA / "sensors/sensors-j.json")], mapping=mapping
+        monitor_context(engine, "monitor:temperature", sensors_command=command, sensors_map=mapping)
     )
     assert {r.key: r.value for r in mon.step()} == {"temperature.electronics_c": 44.0, "temperature.room_c": 11.25}
     broken = TemperatureMonitor(
-        engine, "obs1", 1.0, command=["cat", str(DATA / "sensors/sensors-j.json")], mapping={"temperature.x": "nope/a"}
+        monitor_context(engine, "monitor:temperature", sensors_command=command, sensors_map={"temperature.x": "nope/a"})
     )
     assert broken.step() == []
     assert "no 'nope/a'" in recent_events(engine, 5, kind="device_unreachable")[0].message

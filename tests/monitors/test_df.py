@@ -11,6 +11,7 @@ from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.monitors.board import publish, snapshot
 from gozen.monitors.df import DfMonitor
+from gozen.service import Context
 
 
 def test_thresholds_fill_rate_offline_and_back(tmp_path: Path, small_tmpfs: Path) -> None:
@@ -24,7 +25,7 @@ def test_thresholds_fill_rate_offline_and_back(tmp_path: Path, small_tmpfs: Path
     )
     engine = make_engine(cfg.database_url)
     upgrade(engine)
-    mon = DfMonitor(cfg, engine, "h")
+    mon = DfMonitor(Context(cfg, "h", engine, "storage:dfmonitor"))
     publish(engine, "storage:dfmonitor", mon.sample())
     (small_tmpfs / "a").write_bytes(b"x" * 600_000)
     time.sleep(0.2)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,12 +23,15 @@ from gozen.config import AlpacaDevice, Config, parse_config
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
+from gozen.devices.alpaca import ask
 from gozen.devices.alpaca_sim import server_config
-from gozen.monitors.alpaca import WeatherMonitor, ask
+from gozen.monitors.alpaca import WeatherMonitor
 from gozen.monitors.board import Reading, publish, snapshot
 from gozen.monitors.df import DfMonitor, next_level
 from gozen.monitors.safety import SafetyMonitor
+from gozen.service import Context
 from tests.conftest import WAIT_S, free_port, wait_until, write_config
+from tests.monitors.contexts import monitor_context
 
 NIGHT = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 GOOD = {"weather.humidity_pct": 60.0, "weather.wind_ms": 3.0, "weather.rain_mmh": 0.0}
@@ -165,8 +169,10 @@ def test_a_monitor_asks_again_when_a_kept_alive_connection_is_dropped() -> None:
     server = HangUpOnSecondRequest()
     try:
         device = AlpacaSafetyMonitor(server.address, 0)
-        assert ask(device, "IsSafe") is True
-        assert ask(device, "IsSafe") is True  # the pooled connection was hung up on: asked again on a new one
+        assert ask(device, "IsSafe", "safety monitor") is True
+        assert (
+            ask(device, "IsSafe", "safety monitor") is True
+        )  # the pooled connection was hung up on: asked again on a new one
         assert server.connections == 2
     finally:
         server.close()
@@ -189,7 +195,7 @@ class SimInThread:
 
 def test_a_monitor_waits_for_its_device_at_start_without_an_alarm(engine: Engine) -> None:
     where = AlpacaDevice(address=f"127.0.0.1:{free_port()}")  # sim:alpaca not listening yet
-    mon = WeatherMonitor(engine, "obs1", 1.0, start_grace_s=WAIT_S, where=where, safety=where)
+    mon = weather_monitor(engine, where, every_s=1.0, start_grace_s=WAIT_S)
     assert mon.step() == [] and mon.step() == []
     assert recent_events(engine, 10) == []  # no device_unreachable while it may still be starting
     sim = SimInThread(where.address)
@@ -205,7 +211,7 @@ def test_a_monitor_waits_for_its_device_at_start_without_an_alarm(engine: Engine
 
 def test_a_device_silent_past_the_start_grace_is_unreachable_once(engine: Engine) -> None:
     where = AlpacaDevice(address=f"127.0.0.1:{free_port()}")
-    mon = WeatherMonitor(engine, "obs1", 0.2, start_grace_s=0.5, where=where, safety=where)
+    mon = weather_monitor(engine, where, every_s=0.2, start_grace_s=0.5)
     mon.step()
     assert recent_events(engine, 10) == []
     wait_until(lambda: not mon.in_start_grace(), WAIT_S, 0.05, "the start grace to pass")
@@ -214,13 +220,26 @@ def test_a_device_silent_past_the_start_grace_is_unreachable_once(engine: Engine
     assert [e.kind for e in recent_events(engine, 10)] == ["device_unreachable"]
 
 
+def weather_monitor(engine: Engine, where: AlpacaDevice, **monitors: Any) -> WeatherMonitor:
+    """monitor:weather reading the station and the safety monitor at `where`."""
+    at = {"address": where.address}
+    return WeatherMonitor(monitor_context(engine, "monitor:weather", weather=at, safety_monitor=at, **monitors))
+
+
+def safety_monitor(engine: Engine, **monitors: Any) -> SafetyMonitor:
+    """monitor:safety at NIGHT (the Sun well down)."""
+    mon = SafetyMonitor(monitor_context(engine, "monitor:safety", **monitors))
+    mon.clock = lambda: NIGHT
+    return mon
+
+
 def board(engine: Engine, values: dict[str, object], when: datetime | None = None) -> None:
     publish(engine, "test", [Reading(k, v, "", 60.0) for k, v in values.items()], when)  # type: ignore[arg-type]
 
 
 def test_safety_waits_for_the_first_weather_reading_instead_of_an_unsafe_alarm(engine: Engine) -> None:
     board(engine, GOOD, when=datetime(2026, 11, 24, tzinfo=UTC))  # yesterday's weather, stale on the board
-    mon = SafetyMonitor(engine, "obs1", 1.0, start_grace_s=WAIT_S, clock=lambda: NIGHT)
+    mon = safety_monitor(engine, every_s=1.0, start_grace_s=WAIT_S)
     mon.step()
     snap = snapshot(engine, "safety.")
     assert snap.get("safety.safe").value is False  # nothing starts on no news
@@ -242,7 +261,7 @@ def test_safety_waits_for_the_first_weather_reading_instead_of_an_unsafe_alarm(e
 
 
 def test_safety_says_unsafe_when_weather_never_comes_within_the_grace(engine: Engine) -> None:
-    mon = SafetyMonitor(engine, "obs1", 0.2, start_grace_s=0.3, clock=lambda: NIGHT)
+    mon = safety_monitor(engine, every_s=0.2, start_grace_s=0.3)
     mon.step()
     wait_until(lambda: mon.step() is not None and mon.last is not None and not mon.last.waiting, WAIT_S, 0.05)
     assert [(e.severity, e.message) for e in reversed(recent_events(engine, 10, kind="safety_changed"))] == [
@@ -273,7 +292,7 @@ def test_directories_on_one_filesystem_make_one_event_and_do_not_flap(
             "monitors": {"df_warn_pct": 50, "df_alarm_pct": 95, "df_hysteresis_pct": 5},
         }
     )
-    mon = DfMonitor(cfg, engine, "daq1")
+    mon = DfMonitor(Context(cfg, "daq1", engine, "storage:dfmonitor"))
     mon.sample()
     (small_tmpfs / "vol1" / "a").write_bytes(b"x" * 540_000)  # about 52 % of the 1 MiB filesystem
     publish(engine, "storage:dfmonitor", mon.sample())
@@ -303,6 +322,6 @@ def test_safety_trims_the_status_history_from_its_first_reading(engine: Engine) 
     board(engine, GOOD, when=datetime.now(UTC) - timedelta(days=3))
     board(engine, GOOD)
     assert parse_config({}).monitors.history_days == 2.0  # the simulated observatory's default
-    SafetyMonitor(engine, "obs1", 1.0, history_days=2.0, clock=lambda: NIGHT).step()
+    safety_monitor(engine, history_days=2.0).step()
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(status_history)).scalar() == len(GOOD) + 3

@@ -18,6 +18,7 @@ from gozen.db.migrate import upgrade
 from gozen.monitors.board import Reading, publish, snapshot
 from gozen.monitors.safety import SafetyMonitor, decide
 from gozen.sky import sun_altitude
+from tests.monitors.contexts import monitor_context
 
 NIGHT = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # midnight at Kiso (JST = UTC + 9)
 NOON = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -73,7 +74,8 @@ def test_good_night_is_safe_but_day_and_stale_weather_are_not(engine: Engine) ->
 
 
 def test_the_decision_and_each_change_are_events_and_on_the_board(engine: Engine) -> None:
-    mon = SafetyMonitor(engine, "obs1", 1.0, clock=lambda: NIGHT)
+    mon = SafetyMonitor(monitor_context(engine, "monitor:safety", every_s=1.0))
+    mon.clock = lambda: NIGHT
     board(engine, GOOD)
     mon.step()
     board(engine, GOOD | {"weather.humidity_pct": 96.0})

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from gozen.config import parse_config
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.monitors.board import publish, snapshot
 from gozen.monitors.zfs import ZfsMonitor, parse_list, parse_status
+from gozen.service import Context
 from tests.conftest import fake_command
 
 DATA = Path(__file__).parents[1] / "data" / "zpool"
@@ -47,7 +49,7 @@ def test_a_pool_going_degraded_and_back_is_two_events_and_on_the_board(
 ) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
     upgrade(engine)
-    mon = ZfsMonitor(engine, "buf-node0")
+    mon = ZfsMonitor(Context(parse_config({}), "buf-node0", engine, "storage:zfsmonitor"))
     for state in ("online", "online", "degraded", "degraded", "online"):
         monkeypatch.setenv("FAKE_ZPOOL_STATE", state)
         publish(engine, "storage:zfsmonitor", mon.sample())
@@ -64,7 +66,7 @@ def test_no_zfs_is_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PATH", str(tmp_path))  # no zpool anywhere
     engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
     upgrade(engine)
-    mon = ZfsMonitor(engine, "laptop")
+    mon = ZfsMonitor(Context(parse_config({}), "laptop", engine, "storage:zfsmonitor"))
     for _ in range(3):
         readings = mon.sample()
     assert [(r.key, r.value) for r in readings] == [("zfs.laptop.available", False)]

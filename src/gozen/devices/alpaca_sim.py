@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from gozen.config import Config, Site
 from gozen.devices.safety import SimulatedSafetyMonitor
 from gozen.devices.weather import SimulatedWeatherStation
+from gozen.service import Context
 from gozen.sky import horizontal, zenith_radec
 
 NOT_IMPLEMENTED, INVALID_VALUE, PARKED, DRIVER_ERROR = 0x400, 0x401, 0x408, 0x500
@@ -339,3 +340,8 @@ def server_config(cfg: Config) -> uvicorn.Config:
 
 def run_alpaca_sim(cfg: Config) -> None:
     uvicorn.Server(server_config(cfg)).run()
+
+
+def main(ctx: Context) -> None:
+    """`sim:alpaca`: serve until SIGTERM (uvicorn's own handler finishes the requests in hand)."""
+    run_alpaca_sim(ctx.cfg)

@@ -77,7 +77,9 @@ def thermometers_from_config(cfg: Config) -> Thermometers:
 
 
 def dome_from_config(cfg: Config) -> Dome | None:
-    """The simulated dome when simulating; else None (gozen.yaml has no dome to drive yet)."""
-    from gozen.devices.dome import SimulatedDome
+    """The Alpaca dome at monitors.dome; else the simulated dome when simulating; else None (no dome)."""
+    from gozen.devices.dome import AlpacaDome, SimulatedDome
 
+    if cfg.monitors.dome is not None:
+        return AlpacaDome(cfg.monitors.dome)
     return SimulatedDome() if cfg.monitors.simulator.enabled else None

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Any
 
 from gozen.config import Config
 from gozen.devices.gps import DEVICE, SimulatedGpsReceiver
+from gozen.service import Context, stop_on_signals
 
 
 def line(obj: dict[str, Any]) -> bytes:
@@ -48,16 +50,26 @@ class GpsdSimulator:
                 await writer.drain()
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # the simulator is stopping: end quietly (re-raised, asyncio 3.11 logs it as an error)
         finally:
             writer.close()
 
 
-async def serve(cfg: Config) -> None:
+async def serve(cfg: Config, stop: threading.Event) -> None:
+    """Serve on monitors.gpsd until `stop` is set."""
     sim = GpsdSimulator(cfg)
     server = await asyncio.start_server(sim.handle, cfg.monitors.gpsd.host, cfg.monitors.gpsd.port)
-    async with server:
-        await server.serve_forever()
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
+    server.close()  # the clients' handlers are cancelled as asyncio.run returns
 
 
 def run_gpsd_sim(cfg: Config) -> None:
-    asyncio.run(serve(cfg))
+    asyncio.run(serve(cfg, threading.Event()))
+
+
+def main(ctx: Context) -> None:
+    """`sim:gpsd`: serve until SIGTERM or SIGINT."""
+    stop_on_signals(ctx)
+    asyncio.run(serve(ctx.cfg, ctx.stop))

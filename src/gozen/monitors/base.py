@@ -1,11 +1,13 @@
 """What every `monitor:*` program does: read a device, check the values, publish, notice silence.
 
-A device that does not answer (refused, timed out, malformed reply) publishes nothing, so its
-values go stale on the board after their max age; the first failure and the recovery are
-events, once each. Right after the program starts, a device that has not answered yet is
-waited for (`start_grace_s`: its simulator or server may still be starting) before it counts
-as unreachable. A value that is NaN, infinite or outside its plausible range is rejected
-with a logged reason and not published; the rest of the reading still is.
+Each is a `gozen.service.Service` reading its device (through `gozen.devices`) every
+`monitors.every_s`. A device that does not answer (refused, timed out, malformed reply)
+publishes nothing, so its values go stale on the board after their max age; the first failure
+and the recovery are events (`device_unreachable`, `device_back`), once each. Right after the
+program starts, a device that has not answered yet is waited for (`start_grace_s`: its
+simulator or server may still be starting) before it counts as unreachable. A value that is
+NaN, infinite or outside its plausible range is rejected with a logged reason and not
+published; the rest of the reading still is.
 """
 
 from __future__ import annotations
@@ -13,13 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
-from sqlalchemy import Engine
-
-from gozen.db.events import record_event
 from gozen.monitors.board import Reading, publish
+from gozen.service import Context, DeviceUnavailable, Service
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,6 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-class DeviceError(Exception):
-    """The device did not answer usefully; the message says how."""
-
-
 def rejection(r: Reading) -> str | None:
     """Why a reading cannot be published, or None when it can."""
     v = r.value
@@ -66,85 +61,56 @@ def rejection(r: Reading) -> str | None:
     return None
 
 
-@dataclass
-class Monitor:
-    """Subclasses set name, device and read(); run() publishes every `every_s`."""
+class Monitor(Service):
+    """A `monitor:*` program: subclasses set `device` (the events' subject) and write read()."""
 
-    engine: Engine
-    host: str
-    every_s: float
-    name: str = "monitor"
     device: str = "device"
-    start_grace_s: float = 0.0  # the programs get monitors.start_grace_s
-    down_since: float | None = None
-    rejected: list[str] = field(default_factory=list)
-    started_at: float = field(default_factory=time.monotonic)
-    answered: bool = False  # the device has answered since the program started
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.period_s = ctx.cfg.monitors.every_s
+        self.start_grace_s = ctx.cfg.monitors.start_grace_s
+        self.started_at = time.monotonic()
+        self.answered = False  # the device has answered since the program started
+        self.rejected: list[str] = []
+        self.down = ctx.trouble("device_unreachable", "device_back", self.device)
 
     @property
     def max_age_s(self) -> float:
-        return 3 * self.every_s + 2
+        return 3 * self.period_s + 2
 
     def read(self) -> list[Reading]:
+        """The device's values now; gozen.service.DeviceUnavailable when it does not answer."""
         raise NotImplementedError
 
     def in_start_grace(self) -> bool:
         """True while the program is young and its device has never answered: silence is not news yet."""
         return not self.answered and time.monotonic() - self.started_at < self.start_grace_s
 
+    def run_once(self) -> None:
+        self.step()
+
     def step(self) -> list[Reading]:
         """One reading: the values published (an empty list when the device failed)."""
         try:
             readings = self.read()
-        except DeviceError as err:
+        except DeviceUnavailable as err:
+            why = str(err).removeprefix(f"{err.device}: ")
             if self.in_start_grace():
-                log.info("%s: waiting for the first reading from %s: %s", self.name, self.device, err)
+                log.info("%s: waiting for the first reading from %s: %s", self.ctx.program, self.device, why)
             else:
-                self.went_down(str(err))
+                self.down.failing(f"{self.device} does not answer: {why}; its values will go stale")
             return []
         self.answered = True
-        self.came_back()
+        self.down.ok(f"{self.device} answers again after {self.down.down_for_s:.0f} s")
         good = []
         self.rejected = []
         for r in readings:
-            why = rejection(r)
-            if why:
-                self.rejected.append(why)
-                log.warning("%s: rejected %s", self.name, why)
+            refused = rejection(r)
+            if refused:
+                self.rejected.append(refused)
+                log.warning("%s: rejected %s", self.ctx.program, refused)
             else:
                 good.append(r)
-        publish(self.engine, self.name, good)
+        publish(self.ctx.engine, self.ctx.program, good)
         return good
-
-    def went_down(self, why: str) -> None:
-        log.error("%s: %s", self.name, why)
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            record_event(
-                self.engine,
-                host=self.host,
-                source=self.name,
-                kind="device_unreachable",
-                subject=self.device,
-                severity="error",
-                message=f"{self.device} does not answer: {why}; its values will go stale",
-            )
-
-    def came_back(self) -> None:
-        if self.down_since is not None:
-            gone = time.monotonic() - self.down_since
-            self.down_since = None
-            record_event(
-                self.engine,
-                host=self.host,
-                source=self.name,
-                kind="device_back",
-                subject=self.device,
-                message=f"{self.device} answers again after {gone:.0f} s",
-            )
-
-    def run(self) -> None:
-        while True:
-            t0 = time.monotonic()
-            self.step()
-            time.sleep(max(0.1, self.every_s - (time.monotonic() - t0)))

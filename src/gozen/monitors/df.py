@@ -15,11 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from gozen.config import Config
-from gozen.db.events import Severity, record_event
+from gozen.db.events import Severity
 from gozen.monitors.board import Reading, publish
+from gozen.service import Context, Service
 
 LEVEL_SEVERITY: dict[str, Severity] = {"ok": "info", "warn": "warning", "alarm": "error", "offline": "error"}
 RANK = {"ok": 0, "warn": 1, "alarm": 2}
@@ -81,10 +80,14 @@ def subject_of(names: list[str]) -> str:
     return text[: SUBJECT_MAX - len(more)].rsplit(",", 1)[0] + more
 
 
-class DfMonitor:
-    def __init__(self, cfg: Config, engine: Engine, host: str) -> None:
-        self.cfg, self.engine, self.host = cfg, engine, host
-        self.targets = targets(cfg, host)
+class DfMonitor(Service):
+    """Measures every `monitors.df_every_s`; events go out as levels change."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.cfg = ctx.cfg
+        self.period_s = ctx.cfg.monitors.df_every_s
+        self.targets = targets(ctx.cfg, ctx.host)
         self.previous: dict[str, tuple[float, int]] = {}
         self.level: dict[int, str] = {}  # per filesystem (st_dev)
         self.offline: set[str] = set()  # directories found missing
@@ -165,18 +168,7 @@ class DfMonitor:
         self.record("disk_ok", t.name, f"{t.kind} {t.name} is back", {"path": str(t.path), "level": "ok"})
 
     def record(self, kind: str, subject: str, message: str, data: dict[str, object]) -> None:
-        record_event(
-            self.engine,
-            host=self.host,
-            source="storage:dfmonitor",
-            kind=kind,
-            subject=subject,
-            severity=LEVEL_SEVERITY[kind.removeprefix("disk_")],
-            message=message,
-            data=data,
-        )
+        self.ctx.event(kind, subject, message, LEVEL_SEVERITY[kind.removeprefix("disk_")], data)
 
-    def run(self) -> None:
-        while True:
-            publish(self.engine, "storage:dfmonitor", self.sample())
-            time.sleep(self.cfg.monitors.df_every_s)
+    def run_once(self) -> None:
+        publish(self.ctx.engine, self.ctx.program, self.sample())

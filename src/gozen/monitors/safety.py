@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gozen.config import SafetyLimits, Site
+from gozen.config import SafetyLimits
 from gozen.daq.snapshot import StatusSnapshot
-from gozen.db.events import record_event
 from gozen.db.types import utcnow
 from gozen.monitors.base import Monitor
 from gozen.monitors.board import Reading, prune_history, snapshot
+from gozen.service import Context
 from gozen.sky import sun_altitude
 
 WEATHER_NEEDED = ("weather.humidity_pct", "weather.wind_ms", "weather.rain_mmh")
@@ -75,41 +75,44 @@ def decide(
     return Decision(not reasons, tuple(reasons), waiting=bool(stale) and waiting_for_weather and len(reasons) == 1)
 
 
-@dataclass
 class SafetyMonitor(Monitor):
-    limits: SafetyLimits = field(default_factory=SafetyLimits)
-    site: Site = field(default_factory=Site)
-    name: str = "monitor:safety"
-    device: str = "safety"
-    history_days: float = 30.0
-    clock: Callable[[], datetime] = utcnow  # tests set the night
-    last: Decision | None = None
-    pruned_at: float = float("-inf")  # trimmed at the first reading, then hourly
-    weather_seen: bool = False  # fresh weather has been on the board since this program started
+    """Publishes the decision every `monitors.every_s`; `clock` is the time the Sun is computed for."""
+
+    device = "safety"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        m = ctx.cfg.monitors
+        self.limits = m.safety
+        if m.simulator.enabled and m.simulator.dark_sky:  # the simulated sky is dark at any hour
+            self.limits = self.limits.model_copy(update={"max_sun_alt_deg": 90.0})
+        self.site = ctx.cfg.site
+        self.history_days = m.history_days
+        self.clock: Callable[[], datetime] = utcnow  # tests set the night
+        self.last: Decision | None = None
+        self.pruned_at = float("-inf")  # trimmed at the first reading, then hourly
+        self.weather_seen = False  # fresh weather has been on the board since this program started
 
     def housekeeping(self) -> None:
         """The board's history is trimmed here: one safety monitor runs per observatory, hourly is enough."""
         if time.monotonic() - self.pruned_at > 3600:
             self.pruned_at = time.monotonic()
-            prune_history(self.engine, utcnow() - timedelta(days=self.history_days))
+            prune_history(self.ctx.engine, utcnow() - timedelta(days=self.history_days))
 
     def read(self) -> list[Reading]:
         self.housekeeping()
         sun = sun_altitude(self.site, self.clock())
-        snap = snapshot(self.engine)
+        snap = snapshot(self.ctx.engine)
         self.weather_seen = self.weather_seen or not stale_weather(snap)
         waiting = not self.weather_seen and time.monotonic() - self.started_at < self.start_grace_s
         d = decide(snap, self.limits, sun, waiting_for_weather=waiting)
         if d != self.last:
-            record_event(
-                self.engine,
-                host=self.host,
-                source=self.name,
-                kind="safety_changed",
-                subject="safe_to_observe",
-                severity="info" if d.safe or d.waiting else "warning",
-                message=d.words(),
-                data={"safe": d.safe, "reasons": list(d.reasons)},
+            self.ctx.event(
+                "safety_changed",
+                "safe_to_observe",
+                d.words(),
+                "info" if d.safe or d.waiting else "warning",
+                {"safe": d.safe, "reasons": list(d.reasons)},
             )
             self.last = d
         age = self.max_age_s

@@ -11,16 +11,15 @@ import logging
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
-
-from gozen.db.events import Severity, record_event
+from gozen.db.events import Severity
 from gozen.monitors.board import Reading, publish
+from gozen.service import Context, Service
 
 log = logging.getLogger(__name__)
 HEALTHY = "ONLINE"
+EVERY_S = 60.0
 _DEVICE = re.compile(
     r"^\s+(\S+)\s+(ONLINE|DEGRADED|FAULTED|OFFLINE|UNAVAIL|REMOVED|AVAIL|INUSE)\s+(\d+\S*)\s+(\d+\S*)\s+(\d+\S*)",
     re.MULTILINE,
@@ -90,22 +89,18 @@ def parse_list(text: str, pools: dict[str, PoolStatus]) -> None:
             p.state = parts[5]
 
 
-class ZfsMonitor:
-    def __init__(self, engine: Engine, host: str, every_s: float = 60.0) -> None:
-        self.engine, self.host, self.every_s = engine, host, every_s
+class ZfsMonitor(Service):
+    """Looks every `EVERY_S` (ten times less often on a host without ZFS)."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.host, self.every_s = ctx.host, EVERY_S
+        self.period_s = self.every_s
         self.known: dict[str, PoolStatus] = {}
         self.said_absent = False
 
     def event(self, kind: str, subject: str, message: str, severity: Severity) -> None:
-        record_event(
-            self.engine,
-            host=self.host,
-            source="storage:zfsmonitor",
-            kind=kind,
-            subject=subject,
-            message=message,
-            severity=severity,
-        )
+        self.ctx.event(kind, subject, message, severity)
 
     def sample(self) -> list[Reading]:
         zpool = shutil.which("zpool")
@@ -162,7 +157,6 @@ class ZfsMonitor:
                 "error",
             )
 
-    def run(self) -> None:
-        while True:
-            publish(self.engine, "storage:zfsmonitor", self.sample())
-            time.sleep(self.every_s if shutil.which("zpool") else self.every_s * 10)
+    def run_once(self) -> None:
+        publish(self.ctx.engine, self.ctx.program, self.sample())
+        self.period_s = self.every_s if shutil.which("zpool") else self.every_s * 10

@@ -1,0 +1,74 @@
+"""The device factory: which class the config picks for each device, and the drivers it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from gozen.config import Config, parse_config
+from gozen.devices.dome import AlpacaDome, SimulatedDome
+from gozen.devices.factory import (
+    UnsupportedDriver,
+    camera_from_config,
+    dome_from_config,
+    gps_from_config,
+    safety_from_config,
+    thermometers_from_config,
+    ups_from_config,
+    weather_from_config,
+)
+from gozen.devices.gps import Gpsd
+from gozen.devices.safety import AlpacaSafetyMonitor
+from gozen.devices.simcamera import SimulatedCamera
+from gozen.devices.thermometers import LmSensors, SimulatedThermometers
+from gozen.devices.ups import NutUps, SimulatedUps
+from gozen.devices.weather import AlpacaWeatherStation
+
+
+def test_the_simulated_observatory_gets_its_simulators_and_the_protocol_adapters_to_its_servers() -> None:
+    cfg = parse_config({})
+    assert isinstance(camera_from_config(cfg, 0), SimulatedCamera)
+    assert isinstance(weather_from_config(cfg), AlpacaWeatherStation)  # served by sim:alpaca
+    assert isinstance(safety_from_config(cfg), AlpacaSafetyMonitor)
+    assert isinstance(gps_from_config(cfg), Gpsd)  # served by sim:gpsd
+    assert isinstance(ups_from_config(cfg), SimulatedUps)
+    assert isinstance(thermometers_from_config(cfg), SimulatedThermometers)
+    assert isinstance(dome_from_config(cfg), SimulatedDome)
+
+
+def test_a_real_site_gets_nut_lm_sensors_and_its_alpaca_dome() -> None:
+    cfg = parse_config(
+        {
+            "monitors": {
+                "ups_command": ["upsc", "ups@localhost"],
+                "sensors_command": ["sensors", "-j"],
+                "sensors_map": {"temperature.room_c": "tmp102-i2c-1-48/temp1/temp1_input"},
+                "dome": {"address": "192.0.2.7:11111", "device_number": 1},
+                "safety_monitor": None,
+                "simulator": {"enabled": False},
+            }
+        }
+    )
+    ups, thermometers = ups_from_config(cfg), thermometers_from_config(cfg)
+    assert isinstance(ups, NutUps) and ups.command == ["upsc", "ups@localhost"]
+    assert isinstance(thermometers, LmSensors) and thermometers.mapping == cfg.monitors.sensors_map
+    dome = dome_from_config(cfg)
+    assert isinstance(dome, AlpacaDome) and dome.device.address == "192.0.2.7:11111"
+    assert safety_from_config(cfg) is None  # no safety monitor on this site
+
+
+def test_no_dome_without_one_configured_or_simulated() -> None:
+    assert dome_from_config(parse_config({"monitors": {"simulator": {"enabled": False}}})) is None
+
+
+def with_camera_driver(cfg: Config, driver: str) -> Config:
+    """The config as it would be if validation let `driver` through (config check refuses alpaca)."""
+    return cfg.model_copy(update={"camera": cfg.camera.model_copy(update={"driver": driver})})
+
+
+def test_an_alpaca_camera_is_refused_with_the_key_and_what_to_do() -> None:
+    cfg = with_camera_driver(parse_config({}), "alpaca")
+    with pytest.raises(UnsupportedDriver) as refused:
+        camera_from_config(cfg, 0)
+    assert str(refused.value) == (
+        "camera.driver: 'alpaca' has no adapter in gozen yet (the Alpaca camera is not written); use driver: simulator"
+    )
