@@ -27,6 +27,8 @@ from gozen.sky import format_dec, format_ra
 
 BLOCK = 2880
 BLANK_RAW = -32768  # stored value of pixels in frames that never arrived
+NO_READING = "no reading on the status board"
+COMMENT_MAX = 47  # what fits beside a short string value on one card
 
 
 @dataclass(frozen=True)
@@ -113,15 +115,21 @@ def _section(h: _Cards, title: str) -> None:
     h.append(("", f"---------------- {title} ----------------", ""))
 
 
+def _unknown(comment: str) -> str:
+    """The comment of an UNKNOWN value: what it is and why it is unknown (the why alone if both do not fit)."""
+    text = f"{comment}: {NO_READING}"
+    return text if len(text) <= COMMENT_MAX else NO_READING
+
+
 def _status(h: _Cards, key: str, snap: StatusSnapshot, name: str, comment: str, digits: int = 3) -> None:
     sv = snap.get(name)
     if sv is None or sv.value is None:
-        h.append((key, "UNKNOWN", f"{comment} (no reading)"))
+        h.append((key, "UNKNOWN", _unknown(comment)))
         return
     value = round(sv.value, digits) if isinstance(sv.value, float) else sv.value
     unit = f" [{sv.unit}]" if sv.unit else ""
     note = f" STALE since {sv.time[:19]}" if sv.stale else ""
-    h.append((key, value, f"{comment}{unit}{note}"[:47]))
+    h.append((key, value, f"{comment}{unit}"[: COMMENT_MAX - len(note)] + note))  # the STALE mark is never cut
 
 
 def primary_header(
@@ -190,8 +198,8 @@ def primary_header(
     h["SITELONG"] = (cfg.site.lon_deg, "[deg] site longitude (east)")
     h["SITEELEV"] = (cfg.site.height_m, "[m] site height")
     ra, dec = snap.number("telescope.ra_deg"), snap.number("telescope.dec_deg")
-    h["RA"] = (format_ra(ra) if ra is not None else "UNKNOWN", "RA of pointing (hh:mm:ss)")
-    h["DEC"] = (format_dec(dec) if dec is not None else "UNKNOWN", "Dec of pointing")
+    h["RA"] = (format_ra(ra), "RA of pointing (hh:mm:ss)") if ra is not None else ("UNKNOWN", _unknown("RA"))
+    h["DEC"] = (format_dec(dec), "Dec of pointing") if dec is not None else ("UNKNOWN", _unknown("Dec"))
     h["RADESYS"] = ("ICRS", "")
     h["EQUINOX"] = (2000.0, "")
     _status(h, "ALTITUDE", snap, "telescope.alt_deg", "altitude of pointing")

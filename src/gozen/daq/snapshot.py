@@ -1,7 +1,9 @@
 """The observatory's status at exposure start: what the FITS headers say about it.
 
-Until the monitors write a status table (issue 5), the values come from the simulated
-telescope, weather station, GPS clock, thermometers and UPS, and say so in `source`.
+The values come from the monitors' status board. Only in the simulated observatory
+(`monitors.simulator.enabled`) do the simulated telescope, weather station, GPS clock,
+thermometers and UPS fill what the board lacks, saying so in `source`: on a real site a
+reading the board lacks is absent, and the header says UNKNOWN and why.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import random
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.sky import horizontal, zenith_radec
@@ -85,15 +89,19 @@ def simulated_snapshot(cfg: Config, when: datetime, ra_deg: float | None, dec_de
 
 
 def take_snapshot(
-    cfg: Config, engine: Any, when: datetime, ra_deg: float | None, dec_deg: float | None
+    cfg: Config, engine: Engine, when: datetime, ra_deg: float | None, dec_deg: float | None
 ) -> StatusSnapshot:
-    """The status at exposure start: the monitors' board where they write it, the simulators for the rest.
+    """The status at exposure start: the monitors' board, and in the simulated observatory the
+    simulators for what the board lacks (never on a real site: invented weather in a FITS file
+    is worse than none).
 
     A value on the board keeps its time and staleness, so a monitor that stopped shows up in
     the headers as STALE instead of being papered over by a simulator.
     """
     from gozen.monitors.board import snapshot as board_snapshot
 
-    simulated = simulated_snapshot(cfg, when, ra_deg, dec_deg)
     board = board_snapshot(engine)
+    if not cfg.monitors.simulator.enabled:
+        return StatusSnapshot(when.isoformat(), board.values)
+    simulated = simulated_snapshot(cfg, when, ra_deg, dec_deg)
     return StatusSnapshot(simulated.time, simulated.values | board.values)
