@@ -19,13 +19,14 @@ from gozen.db.events import recent_events
 from gozen.db.tables import daq_files, exports, files, replicas
 from gozen.monitors.board import publish
 from gozen.monitors.df import DfMonitor
-from gozen.transfer.agents import CopyAgent, push_once
+from gozen.service import Context
+from gozen.transfer.agents import push_once
 from gozen.transfer.audit import audit as run_audit
 from gozen.transfer.export import Exporter, receive_once
 from gozen.transfer.janitor import sweep
 from gozen.transfer.retention import Retention, marks
 from tests.conftest import WAIT_S, free_port, wait_until
-from tests.transfer.test_transfer import W, drain, make_daq_files, replica_rows
+from tests.transfer.test_transfer import W, copy_agent, drain, make_daq_files, replica_rows
 
 
 class RsyncDaemon:
@@ -86,6 +87,16 @@ def config(tmp: Path, **over: Any) -> Config:
     return cfg
 
 
+def exporter(cfg: Config, engine: Engine, host: str = "localhost") -> Exporter:
+    """transfer:export of `host`, as `gozen run` builds it."""
+    return Exporter(Context(cfg, host, engine, "transfer:export"))
+
+
+def retention_of(cfg: Config, engine: Engine, host: str = "localhost") -> Retention:
+    """transfer:retention of `host`, as `gozen run` builds it."""
+    return Retention(Context(cfg, host, engine, "transfer:retention"))
+
+
 def unqueue(engine: Engine) -> None:
     """Skip the backoff wait of every queued copy."""
     with engine.begin() as conn:
@@ -104,16 +115,17 @@ def test_a_remote_node_gets_verified_copies_by_rsync_and_drains_after_its_daemon
     cfg = config(tmp_path, storage_nodes=[node3])
     engine = make_daq_files(cfg)
     push_once(cfg, engine, "localhost", scan=False)
-    agent = CopyAgent(cfg, engine, "localhost", "transfer:pop-01")
-    assert agent.work_once()  # no df reading of node3 yet: its free space is unknown, nothing is sent
+    agent = copy_agent(cfg, engine)
+    assert agent.run_once()  # no df reading of node3 yet: its free space is unknown, nothing is sent
     assert "free space unknown" in (replica_rows(engine)[0].last_error or "")
-    publish(engine, "storage:dfmonitor", DfMonitor(cfg, engine, "localhost").sample())  # node3's host measures it
+    df = DfMonitor(Context(cfg, "localhost", engine, "storage:dfmonitor"))
+    publish(engine, "storage:dfmonitor", df.sample())  # node3's host measures it
     agent.placement.nodes[0].down_until = 0
     unqueue(engine)
-    agent.work_once()
+    agent.run_once()
     daemon.stop()  # the node's daemon goes away mid-run
     unqueue(engine)
-    agent.work_once()
+    agent.run_once()
     down = [r for r in replica_rows(engine) if r.state == "queued" and r.last_error]
     assert down and "rsync exit 10" in down[-1].last_error, [r.last_error for r in replica_rows(engine)]
     assert any(e.kind == "node_failed" for e in recent_events(engine, 20))
@@ -144,8 +156,8 @@ def test_export_packages_sends_verifies_and_is_acknowledged_once(tmp_path: Path,
     engine = make_daq_files(cfg, exposures=2)
     push_once(cfg, engine, "localhost", scan=False)
     drain(cfg, engine)
-    exporter = Exporter(cfg, engine, "localhost")
-    first = exporter.run_once()
+    exporting = exporter(cfg, engine)
+    first = exporting.export()
     assert (first.packaged, first.exported, first.acknowledged, first.errors) == (8, 8, 0, [])
     archive = tmp_path / "smoka"
     [manifest_path] = archive.glob("*/manifests/*.json")
@@ -157,9 +169,9 @@ def test_export_packages_sends_verifies_and_is_acknowledged_once(tmp_path: Path,
     assert entry["size"] == landed.stat().st_size and entry["xxh3"] == xxhash.xxh3_64(landed.read_bytes()).hexdigest()
     assert entry["header"]["DATA-TYP"] == "OBJECT" and entry["header"]["DET-ID"] in (111, 112, 113, 114)
     assert receive_once(archive) == 1  # the archive reads the package and writes its receipt
-    second = exporter.run_once()
+    second = exporting.export()
     assert (second.packaged, second.exported, second.acknowledged) == (0, 0, 8)
-    again = exporter.run_once()  # nothing new: nothing packaged, sent or counted twice
+    again = exporting.export()  # nothing new: nothing packaged, sent or counted twice
     assert (again.packaged, again.exported, again.acknowledged, again.rejected) == (0, 0, 0, 0)
     assert receive_once(archive) == 0
     assert {r.state for r in export_rows(engine)} == {"acknowledged"}
@@ -171,20 +183,20 @@ def test_a_file_the_archive_refuses_is_sent_again_and_only_selected_files_go(tmp
     engine = make_daq_files(cfg)
     push_once(cfg, engine, "localhost", scan=False)
     drain(cfg, engine)
-    exporter = Exporter(cfg, engine, "localhost")
-    assert exporter.run_once().exported == 4
+    exporting = exporter(cfg, engine)
+    assert exporting.export().exported == 4
     archive = tmp_path / "smoka"
     night_dir = next(p for p in archive.iterdir() if p.is_dir())
     victim = sorted(night_dir.glob("*.fits"))[0]
     victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")  # damaged at the archive before it ingests
     receive_once(archive)
-    r = exporter.run_once()
+    r = exporting.export()
     assert (r.acknowledged, r.rejected) == (3, 1)
     assert any(victim.name == e.subject and "checksum" in e.message for e in recent_events(engine, 10))
-    r = exporter.run_once()  # packaged again as package 002, sent whole
+    r = exporting.export()  # packaged again as package 002, sent whole
     assert (r.packaged, r.exported) == (1, 1)
     receive_once(archive)
-    assert exporter.run_once().acknowledged == 1
+    assert exporting.export().acknowledged == 1
     rows = export_rows(engine)
     assert {x.state for x in rows} == {"acknowledged"} and sorted({x.package[-3:] for x in rows}) == ["001", "002"]
     assert xxhash.xxh3_64(victim.read_bytes()).hexdigest() in {x.manifest["xxh3"] for x in rows}
@@ -193,7 +205,7 @@ def test_a_file_the_archive_refuses_is_sent_again_and_only_selected_files_go(tmp
     engine2 = make_daq_files(other)
     push_once(other, engine2, "localhost", scan=False)
     drain(other, engine2)
-    r = Exporter(other, engine2, "localhost").run_once()
+    r = exporter(other, engine2).export()
     assert (r.packaged, r.not_selected) == (0, 4) and {x.state for x in export_rows(engine2)} == {"not_selected"}
 
 
@@ -203,11 +215,11 @@ def test_an_unreachable_archive_leaves_packages_to_send_later(tmp_path: Path, da
     push_once(cfg, engine, "localhost", scan=False)
     drain(cfg, engine)
     daemon.stop()
-    r = Exporter(cfg, engine, "localhost").run_once()
+    r = exporter(cfg, engine).export()
     assert r.packaged == 4 and r.exported == 0 and "rsync exit 10" in r.errors[0]
     assert {x.state for x in export_rows(engine)} == {"packaged"}
     daemon.start()
-    r = Exporter(cfg, engine, "localhost").run_once()
+    r = exporter(cfg, engine).export()
     assert (r.exported, r.errors) == (4, [])
 
 
@@ -226,13 +238,13 @@ def test_retention_removes_only_archived_replicas_oldest_first_and_never_a_last_
     drain(cfg, engine, max_passes=200)
     held = [r for r in replica_rows(engine) if r.state == "verified"]
     assert len(held) == 8 and sum(Path(r.path).stat().st_size for r in held) <= quota
-    retention = Retention(cfg, engine, "localhost")
+    retention = retention_of(cfg, engine)
     assert retention.sweep() == []  # over its high mark, but nothing is archived yet: all stay
     assert recent_events(engine, 5, kind="retention_blocked")
-    exporter = Exporter(cfg, engine, "localhost")
-    exporter.run_once()
+    exporting = exporter(cfg, engine)
+    exporting.export()
     receive_once(tmp_path / "smoka")
-    assert exporter.run_once().acknowledged == 8
+    assert exporting.export().acknowledged == 8
     removed = retention.sweep()
     high, low = marks(quota, size)
     assert 8 * size > high and len(removed) == math.ceil((8 * size - low) / size) == 3
@@ -264,7 +276,7 @@ def test_retention_without_an_archive_keeps_one_verified_replica(tmp_path: Path)
         conn.execute(files.update().values(daq_state="deleted"))
     for n in nodes:
         n["max_bytes"] = size  # the limits shrink: every node is over
-    removed = Retention(config(tmp_path, storage_nodes=nodes, archive=None), engine, "localhost").sweep()
+    removed = retention_of(config(tmp_path, storage_nodes=nodes, archive=None), engine).sweep()
     assert len(removed) == 4
     by_file: dict[str, int] = {}
     for r in replica_rows(engine):

@@ -22,14 +22,23 @@ from gozen.db.migrate import upgrade
 from gozen.db.tables import files, replicas
 from gozen.monitors.board import publish
 from gozen.monitors.df import DfMonitor
+from gozen.service import Context
 from gozen.transfer import catalog
-from gozen.transfer.agents import CopyAgent, push_once
+from gozen.transfer.agents import push_once
 from gozen.transfer.audit import audit as run_audit
 from gozen.transfer.export import receive_once
 from gozen.transfer.janitor import sweep
 from tests.conftest import WAIT_S, gozen_cmd, wait_until
-from tests.transfer.test_archive import RsyncDaemon, config
-from tests.transfer.test_transfer import audit, drain, make_daq_files, random_daq_files, replica_rows, write_cfg
+from tests.transfer.test_archive import RsyncDaemon, config, exporter
+from tests.transfer.test_transfer import (
+    audit,
+    copy_agent,
+    drain,
+    make_daq_files,
+    random_daq_files,
+    replica_rows,
+    write_cfg,
+)
 
 FAST = {"retry_base_s": 0.01, "retry_max_s": 0.3, "max_attempts": 5, "poll_s": 0.02, "node_reserve_bytes": 0}
 
@@ -53,16 +62,16 @@ class AgentLoop:
 
     def __init__(self, cfg: Config, engine: Engine, publish_df: bool = False) -> None:
         self.cfg, self.engine, self.publish_df = cfg, engine, publish_df
-        self.agent = CopyAgent(cfg, engine, "daq1", "transfer:pop-01")
+        self.agent = copy_agent(cfg, engine, "daq1")
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
     def loop(self) -> None:
-        df = DfMonitor(self.cfg, self.engine, "daq1")
+        df = DfMonitor(Context(self.cfg, "daq1", self.engine, "storage:dfmonitor"))
         while not self.stop.is_set():
             if self.publish_df:
                 publish(self.engine, "storage:dfmonitor", df.sample())
-            if not self.agent.work_once():
+            if not self.agent.run_once():
                 self.stop.wait(self.cfg.transfer.poll_s)
 
     def __enter__(self) -> AgentLoop:
@@ -227,12 +236,11 @@ def test_a_file_with_no_good_replica_left_is_copied_back_from_the_archive(tmp_pa
     engine = make_daq_files(cfg)
     push_once(cfg, engine, "daq1", scan=False)
     drain(cfg, engine)
-    from gozen.transfer.export import Exporter
 
-    exporter = Exporter(cfg, engine, "daq1")
-    exporter.run_once()
+    exporting = exporter(cfg, engine, "daq1")
+    exporting.export()
     receive_once(cfg.archive_local_dir() or Path())
-    assert exporter.run_once().acknowledged == 4
+    assert exporting.export().acknowledged == 4
     delete_daq_copies(engine)
     victim = replica_rows(engine)[0]
     Path(victim.path).write_bytes(b"not the data")  # the only storage copy is ruined
@@ -295,10 +303,10 @@ def test_a_damaged_last_copy_is_kept_aside_reported_lost_and_shown_failed(tmp_pa
     assert r.returncode == 1 and f"lost: {victim.filename}" in r.stdout, r.stdout + r.stderr
     aside = Path(victim.path).with_name(f".{Path(victim.path).name}.bad")
     assert aside.is_file() and not Path(victim.path).exists()  # the damaged bytes kept, off the final name
-    agent = CopyAgent(cfg, engine, "daq1", "transfer:pop-01")
+    agent = copy_agent(cfg, engine, "daq1")
 
     def given_up() -> bool:
-        agent.work_once()
+        agent.run_once()
         return any(r.state == "failed" for r in replica_rows(engine))
 
     wait_until(given_up, WAIT_S, 0.01, "the copy with no source anywhere to be given up")

@@ -20,6 +20,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import downgrade, upgrade
 from gozen.db.tables import daq_files, files, replicas
+from gozen.service import Context
 from gozen.transfer import catalog
 from gozen.transfer.agents import CopyAgent, push_once
 from gozen.transfer.janitor import sweep
@@ -72,11 +73,16 @@ def make_daq_files(cfg: Config, exposures: int = 1) -> Engine:
     return writer.engine
 
 
+def copy_agent(cfg: Config, engine: Engine, host: str = "localhost") -> CopyAgent:
+    """transfer:pop-01 of `host`, as `gozen run` builds it."""
+    return CopyAgent(Context(cfg, host, engine, "transfer:pop-01"))
+
+
 def drain(cfg: Config, engine: Engine, host: str = "localhost", max_passes: int | None = None) -> None:
     """Copy until the queue is empty; or, given max_passes, until then (copies no node can take stay queued)."""
-    agent = CopyAgent(cfg, engine, host, "transfer:pop-01")
+    agent = copy_agent(cfg, engine, host)
     for _ in range(max_passes or 1000):
-        if not agent.work_once():
+        if not agent.run_once():
             return
     if max_passes is None:
         raise AssertionError("the copy queue never emptied")
@@ -147,9 +153,9 @@ def test_a_copy_that_does_not_match_is_refused_retried_and_reported(tmp_path: Pa
     push_once(cfg, engine, "localhost", scan=False)
     with engine.begin() as conn:  # the DAQ's checksum says otherwise: every copy must be refused
         conn.execute(files.update().where(files.c.det_id == 112).values(checksum_xxh3="0" * 16))
-    agent = CopyAgent(cfg, engine, "localhost", "transfer:pop-01")
+    agent = copy_agent(cfg, engine, "localhost")
     for _ in range(20):
-        agent.work_once()
+        agent.run_once()
         with engine.begin() as conn:  # skip the backoff wait
             conn.execute(replicas.update().where(replicas.c.state == "queued").values(next_try_at=None))
     bad = [r for r in replica_rows(engine) if r.checksum_xxh3 == "0" * 16]
@@ -165,9 +171,9 @@ def test_nodes_offline_are_skipped_and_the_backlog_drains_when_they_return(tmp_p
     storage = cfg.data_dir / "storage"
     for node in storage.iterdir():
         node.rmdir()  # no node directory: every node is "offline" (not mounted)
-    agent = CopyAgent(cfg, engine, "localhost", "transfer:pop-01")
+    agent = copy_agent(cfg, engine, "localhost")
     for _ in range(50):
-        agent.work_once()
+        agent.run_once()
     assert {r.state for r in replica_rows(engine)} == {"queued"}
     assert all("no node can take it" in (r.last_error or "") for r in replica_rows(engine))
     (storage / "node1").mkdir()  # one node comes back
@@ -208,8 +214,8 @@ def test_two_agents_sharing_postgresql_never_copy_the_same_file_at_once(tmp_path
         for _ in range(3):
             run_exposure(cfg)
         push_once(cfg, engine, "localhost", scan=False)
-        agents = [CopyAgent(cfg, make_engine(pg_url), f"host{i}", "transfer:pop-01") for i in (1, 2)]
-        threads = [threading.Thread(target=lambda a=a: [None for _ in iter(a.work_once, False)]) for a in agents]
+        agents = [copy_agent(cfg, make_engine(pg_url), f"host{i}") for i in (1, 2)]
+        threads = [threading.Thread(target=lambda a=a: [None for _ in iter(a.run_once, False)]) for a in agents]
         for t in threads:
             t.start()
         for t in threads:
@@ -307,9 +313,9 @@ def test_a_node_that_fills_up_is_skipped_and_nothing_is_lost(tmp_path: Path) -> 
     try:
         engine = make_daq_files(cfg, exposures=2)  # 8 files of ~410 kB: node0 holds one
         push_once(cfg, engine, "daq1", scan=False)
-        agent = CopyAgent(cfg, engine, "daq1", "transfer:pop-01")
+        agent = copy_agent(cfg, engine, "daq1")
         for _ in range(20):
-            agent.work_once()
+            agent.run_once()
         states = [(r.node, r.state) for r in replica_rows(engine)]
         assert states.count(("node0", "verified")) == 1 and states.count((None, "queued")) == 7
         assert any("node0: full" in (r.last_error or "") for r in replica_rows(engine))

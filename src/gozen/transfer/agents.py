@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from gozen.config import Config
 from gozen.db.events import Severity, record_event
 from gozen.db.states import DaqCopyState
+from gozen.service import Context, Service
 from gozen.transfer import catalog, rsync
 from gozen.transfer.copy import BadSource, ReplicaMismatch, copy_verified, quarantine_path, xxh3_of
 from gozen.transfer.placement import Node, NoNode, Placement
@@ -85,14 +86,20 @@ def scan_volumes(cfg: Config, engine: Engine, host: str) -> int:
     return new
 
 
-def run_push(cfg: Config, engine: Engine, host: str) -> None:
-    next_scan = 0.0
-    while True:
-        scan = time.monotonic() >= next_scan
-        if scan:
-            next_scan = time.monotonic() + cfg.transfer.scan_every_s
-        if push_once(cfg, engine, host, scan) == 0:
-            time.sleep(cfg.transfer.poll_s)
+class Pusher(Service):
+    """`transfer:push`: registers new DAQ rows every poll_s, and scans the volumes every scan_every_s."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.period_s = ctx.cfg.transfer.poll_s
+        self.next_scan = 0.0  # time.monotonic() of the next scan: the first pass scans
+
+    def run_once(self) -> bool:
+        scan = time.monotonic() >= self.next_scan
+        new = push_once(self.ctx.cfg, self.ctx.engine, self.ctx.host, scan)
+        if scan:  # only once it is done: a scan cut short by an outage is made again on the next pass
+            self.next_scan = time.monotonic() + self.ctx.cfg.transfer.scan_every_s
+        return new > 0
 
 
 # -- pop ---------------------------------------------------------------------
@@ -119,24 +126,42 @@ class SourceNotes:
         return "; ".join(parts) if parts else "no source: the DAQ copy is gone, no verified replica, not archived"
 
 
-class CopyAgent:
-    def __init__(self, cfg: Config, engine: Engine, host: str, name: str) -> None:
-        self.cfg, self.engine, self.host, self.name = cfg, engine, host, name
-        self.agent_id = f"{host}:{name}:{os.getpid()}"
-        self.placement = Placement(cfg, engine)
-        self.t = cfg.transfer
-        self.staging = cfg.data_dir / "transfer-staging"
+class CopyAgent(Service):
+    """`transfer:pop-NN`: claims one copy job at a time, places, copies and verifies it, and settles it."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.cfg, self.engine, self.host, self.name = ctx.cfg, ctx.engine, ctx.host, ctx.program
+        self.agent_id = f"{self.host}:{self.name}:{os.getpid()}"
+        self.placement = Placement(self.cfg, self.engine)
+        self.t = self.cfg.transfer
+        self.period_s = self.t.poll_s
+        self.staging = self.cfg.data_dir / "transfer-staging"
         self.failing: set[str] = set()  # nodes whose last copy from this agent failed: one event per outage
+        self.unsettled: tuple[catalog.Job, str] | None = None  # claimed by a pass that died, and why
 
     def retry_in(self, attempts: int) -> timedelta:
         """Capped exponential backoff: retry_base_s, doubling, never more than retry_max_s."""
         return timedelta(seconds=min(self.t.retry_max_s, self.t.retry_base_s * 2 ** min(max(attempts - 1, 0), 40)))
 
-    def work_once(self) -> bool:
+    def run_once(self) -> bool:
         """Copy and verify one replica; False when there was nothing to do."""
+        if self.unsettled is not None:  # back in the queue after its retry delay, not when its lease runs out
+            dropped, why = self.unsettled
+            catalog.release(self.engine, dropped, why, self.retry_in(dropped.attempts))
+            self.unsettled = None
         job = catalog.claim(self.engine, self.agent_id, timedelta(seconds=self.t.lease_s))
         if job is None:
             return False
+        try:
+            return self.work(job)
+        except Exception as err:  # the database went away, or a bug: the runner waits and calls again
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            self.unsettled = (job, f"the pass copying it failed: {type(err).__name__}: {first_line}")
+            raise
+
+    def work(self, job: catalog.Job) -> bool:
+        """Copy a claimed job from the first source that works, and settle it."""
         if job.previous_path:  # taken over from an agent that died mid-copy: its partial file goes
             stale = Path(job.previous_path)
             stale.with_name(f".{stale.name}.part").unlink(missing_ok=True)
@@ -297,8 +322,3 @@ class CopyAgent:
             if n.transport == "local" and bad.is_file():
                 bad.unlink(missing_ok=True)
                 log.info("removed the damaged copy %s: a verified copy exists now", bad)
-
-    def run(self) -> None:
-        while True:
-            if not self.work_once():
-                time.sleep(self.t.poll_s)

@@ -202,6 +202,18 @@ def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> 
         conn.execute(update(replicas).where(_mine(job)).values(**values))
 
 
+def release(engine: Engine, job: Job, why: str, retry_in: timedelta) -> None:
+    """Back to the queue after retry_in, still naming where it was going: a copy may be whole there already."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(replicas)
+            .where(_mine(job))
+            .values(
+                state=ReplicaState.QUEUED, claimed_by=None, last_error=why[:2000], next_try_at=utcnow() + retry_in
+            )
+        )
+
+
 def archived(file_id: Any = files.c.id) -> Any:
     """True where the archive has acknowledged the file."""
     return (

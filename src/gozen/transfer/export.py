@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from astropy.io import fits
-from sqlalchemy import Engine
 
-from gozen.config import Config
-from gozen.db.events import record_event
 from gozen.db.types import utcnow
+from gozen.service import Context, Service
 from gozen.transfer import catalog, rsync
 
 log = logging.getLogger(__name__)
@@ -81,15 +78,20 @@ def manifest_entry(path: Path, size: int, checksum: str) -> dict[str, Any]:
     }
 
 
-class Exporter:
-    def __init__(self, cfg: Config, engine: Engine, host: str) -> None:
-        if cfg.archive is None:
+class Exporter(Service):
+    """`transfer:export`: an export pass every archive.every_s; failing exports told once, and their recovery."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        if ctx.cfg.archive is None:
             raise ValueError("archive: not configured")
-        self.cfg, self.engine, self.host = cfg, engine, host
-        self.archive = cfg.archive
-        self.dest = cfg.archive_dest() or ""
-        self.staging = cfg.data_dir / "export"
-        self.timeout = cfg.transfer.rsync_timeout_s
+        self.cfg, self.engine, self.host = ctx.cfg, ctx.engine, ctx.host
+        self.archive = ctx.cfg.archive
+        self.period_s = self.archive.every_s
+        self.dest = self.cfg.archive_dest() or ""
+        self.staging = self.cfg.data_dir / "export"
+        self.timeout = self.cfg.transfer.rsync_timeout_s
+        self.failing = ctx.trouble("archive_export_failing", "archive_export_ok", self.dest)
 
     # -- package ------------------------------------------------------------
     def candidates(self, limit: int = 5000) -> list[Any]:
@@ -192,18 +194,12 @@ class Exporter:
         result.acknowledged += acknowledged
         result.rejected += len(refusals)
         for name, why in refusals:
-            record_event(
-                self.engine,
-                host=self.host,
-                source="transfer:export",
-                kind="archive_refused",
-                subject=name,
-                severity="warning",
-                message=f"the archive refused it in package {package}: {why}; it will be sent again",
-            )
+            message = f"the archive refused it in package {package}: {why}; it will be sent again"
+            self.ctx.event("archive_refused", name, message, "warning")
 
     # -- a pass -------------------------------------------------------------
-    def run_once(self) -> ExportPass:
+    def export(self) -> ExportPass:
+        """One pass: package, send and prove, read receipts (what `gozen transfer export` runs)."""
         result = ExportPass()
         self.package_new(result)
         self.send_pending(result)
@@ -212,22 +208,12 @@ class Exporter:
             log.error("%s", why)
         return result
 
-    def run(self) -> None:
-        failing = False
-        while True:
-            result = self.run_once()
-            if bool(result.errors) != failing:  # an event when exports start failing and when they recover
-                failing = bool(result.errors)
-                record_event(
-                    self.engine,
-                    host=self.host,
-                    source="transfer:export",
-                    kind="archive_export_failing" if failing else "archive_export_ok",
-                    subject=self.dest,
-                    severity="error" if failing else "info",
-                    message=result.errors[0] if failing else "exports to the archive work again",
-                )
-            time.sleep(self.archive.every_s)
+    def run_once(self) -> None:
+        result = self.export()
+        if result.errors:
+            self.failing.failing(result.errors[0])
+        else:
+            self.failing.ok("exports to the archive work again")
 
 
 # -- the simulated archive ----------------------------------------------------
@@ -306,11 +292,19 @@ def _age(p: Path) -> tuple[float, str]:
         return 0.0, p.name
 
 
-def run_simulator(cfg: Config) -> None:
-    root = cfg.archive_local_dir()
-    if root is None or cfg.archive is None:
-        raise SystemExit("archive.dest: the simulated archive needs a directory here, not an rsync URL")
-    root.mkdir(parents=True, exist_ok=True)
-    while True:
-        receive_once(root, cfg.archive.simulator_keep_bytes)
-        time.sleep(min(5.0, cfg.archive.every_s))
+class ArchiveSimulator(Service):
+    """`archive:simulator`: plays the archive in a local directory, a receipt for each new manifest."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        root, archive = ctx.cfg.archive_local_dir(), ctx.cfg.archive
+        if root is None or archive is None:
+            raise SystemExit("archive.dest: the simulated archive needs a directory here, not an rsync URL")
+        self.root, self.keep_bytes = root, archive.simulator_keep_bytes
+        self.period_s = min(5.0, archive.every_s)
+
+    def setup(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def run_once(self) -> None:
+        receive_once(self.root, self.keep_bytes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.db.events import record_event
+from gozen.service import Context, Service
 from gozen.transfer import catalog
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,12 @@ def sweep(cfg: Config, engine: Engine, host: str, dry_run: bool = False) -> list
     return done
 
 
-def run_janitor(cfg: Config, engine: Engine, host: str) -> None:
-    while True:
-        sweep(cfg, engine, host)
-        time.sleep(cfg.transfer.janitor_every_s)
+class Janitor(Service):
+    """`transfer:janitor`: a sweep of this host's DAQ volumes every janitor_every_s."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.period_s = ctx.cfg.transfer.janitor_every_s
+
+    def run_once(self) -> None:
+        sweep(self.ctx.cfg, self.ctx.engine, self.ctx.host)

@@ -9,16 +9,13 @@ Removed replicas stay in the catalog as `expired`, with the time they went.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
-
-from gozen.config import Config, StorageNode
-from gozen.db.events import record_event
+from gozen.config import StorageNode
 from gozen.db.types import utcnow
+from gozen.service import Context, Service, Trouble
 from gozen.transfer import catalog
 
 log = logging.getLogger(__name__)
@@ -41,10 +38,17 @@ class Removal:
     why: str
 
 
-class Retention:
-    def __init__(self, cfg: Config, engine: Engine, host: str) -> None:
-        self.cfg, self.engine, self.host = cfg, engine, host
-        self.blocked: dict[str, bool] = {}
+class Retention(Service):
+    """`transfer:retention`: a sweep of this host's storage nodes every retention_every_s."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.cfg, self.engine, self.host = ctx.cfg, ctx.engine, ctx.host
+        self.period_s = self.cfg.transfer.retention_every_s
+        self.blocked: dict[str, Trouble] = {}  # per node: over its limit with only unsafe replicas left
+
+    def run_once(self) -> None:
+        self.sweep()
 
     def nodes(self) -> list[StorageNode]:
         return [n for n in self.cfg.local_nodes(self.host) if n.max_bytes or n.max_age_days]
@@ -86,34 +90,17 @@ class Retention:
         if done:
             mb = sum(d.size_bytes for d in done) / 1e6
             log.info("%s: removed %d replicas (%.1f MB)", node.name, len(done), mb)
-            record_event(
-                self.engine,
-                host=self.host,
-                source="transfer:retention",
-                kind="replicas_expired",
-                subject=node.name,
-                message=f"removed {len(done)} replicas ({mb:.1f} MB), oldest first: {done[0].why}",
-            )
-        blocked = still_over and unsafe > 0
-        if blocked != self.blocked.get(node.name, False):
-            self.blocked[node.name] = blocked
+            why = f"removed {len(done)} replicas ({mb:.1f} MB), oldest first: {done[0].why}"
+            self.ctx.event("replicas_expired", node.name, why)
+        if node.name not in self.blocked:
+            self.blocked[node.name] = self.ctx.trouble("retention_blocked", "retention_ok", node.name, "warning")
+        blocked = self.blocked[node.name]
+        if still_over and unsafe > 0:
             safe_means = "acknowledged by the archive" if self.cfg.archive else "with a verified replica elsewhere"
-            record_event(
-                self.engine,
-                host=self.host,
-                source="transfer:retention",
-                kind="retention_blocked" if blocked else "retention_ok",
-                subject=node.name,
-                severity="warning" if blocked else "info",
-                message=f"over its limit, but {unsafe} replicas are not yet {safe_means}: they stay"
-                if blocked
-                else "within its limits again",
-            )
+            blocked.failing(f"over its limit, but {unsafe} replicas are not yet {safe_means}: they stay")
+        else:
+            blocked.ok("within its limits again")
 
     def sweep(self, dry_run: bool = False) -> list[Removal]:
+        """One pass over this host's nodes with limits; what was (or, dry run, would be) removed."""
         return [r for n in self.nodes() for r in self.sweep_node(n, dry_run)]
-
-    def run(self) -> None:
-        while True:
-            self.sweep()
-            time.sleep(self.cfg.transfer.retention_every_s)
