@@ -59,6 +59,7 @@ class Readout:
             ring.prefault()
             self.rings[w] = ring
         self._scratch = np.empty(frame_bytes(cfg) // 2, np.uint16)
+        self.feed: ArmedFeed | None = None  # while running
         for c in self.unrecognised:
             tell(self.ctx, "chip_unrecognised", f"det {c}", f"chip {c} did not answer at start: its frames are lost")
 
@@ -155,7 +156,7 @@ class Readout:
     def run(self) -> None:
         """Until stopped: read each armed exposure as it comes, learnt by a thread of its own (ArmedFeed)."""
         self.announce()
-        feed = ArmedFeed(self)
+        self.feed = feed = ArmedFeed(self)
         feed.start()
         failing = self.ctx.trouble("pass_failed", "pass_ok", self.name)
         while not self.ctx.stopping:
@@ -186,17 +187,17 @@ class ArmedFeed(threading.Thread):
         super().__init__(name=f"{readout.name}-feed", daemon=True)
         self.readout = readout
         self.exposures: queue.Queue[ArmedExposure] = queue.Queue()
+        self.last: int | None = None  # the newest exposure it has queued (None: not asked yet)
 
     def run(self) -> None:
         r = self.readout
-        last: int | None = None
         while not r.ctx.stopping:
             try:
-                if last is None:
-                    last = r.db.call(self.start_after)
-                for exp in r.db.call(partial(catalog.armed_after, r.engine, last)):
+                if self.last is None:
+                    self.last = r.db.call(self.start_after)
+                for exp in r.db.call(partial(catalog.armed_after, r.engine, self.last)):
                     self.exposures.put(exp)
-                    last = exp.exp_id
+                    self.last = exp.exp_id
             except (SQLAlchemyError, DatabaseAway):
                 pass  # noted by the watch; what is armed already is in the queue
             except Exception as err:  # not the database: the loop goes on, the log has it

@@ -1,0 +1,195 @@
+"""The DAQ while the database is away: nothing stops, nothing is lost, nothing is counted twice.
+
+Each program under test gets an engine of its own that an `Outage` makes fail (connections and
+statements, as a stopped PostgreSQL does); the rest of the observatory (the test) still reaches
+the SQLite file. Readout, writer and control run their real code in this process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from gozen.config import Config
+from gozen.daq import catalog
+from gozen.daq.backlog import spool_path
+from gozen.daq.control import Control
+from gozen.daq.readout import Readout
+from gozen.daq.writer import Writer
+from gozen.db.events import recent_events, use_spool
+from gozen.db.states import ExposureState
+from gozen.db.tables import daq_files, readout_reports
+from gozen.db.types import utcnow
+from gozen.service import Context, make_context, run_service
+from tests.conftest import WAIT_S, wait_until
+from tests.daq.test_poison import CHIPS, FRAMES, HOST, audit_written, drain, files, queue_exposure, read, setup
+from tests.test_service import Outage
+
+
+@pytest.fixture
+def daq(tmp_path: Path) -> Iterator[tuple[Config, Engine]]:
+    cfg, engine = setup(tmp_path)
+    yield cfg, engine
+    use_spool(None)  # make_context set this process's event spool
+
+
+def program(cfg: Config, name: str, index: int = 0) -> tuple[Context, Outage]:
+    """A program's context with its own engine, and the switch that takes its database away."""
+    ctx = make_context(cfg, name, {"index": index}, host=HOST)
+    return ctx, Outage(ctx.engine)
+
+
+def go_away(ctx: Context, outage: Outage) -> None:
+    ctx.engine.dispose()  # pooled connections too: a stopped server drops them
+    outage.on = True
+
+
+def state(engine: Engine, exp_id: int) -> str | None:
+    return catalog.exposure_outcome(engine, exp_id).state
+
+
+def file_rows(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(daq_files)).scalar_one())
+
+
+def told(engine: Engine, source: str, kind: str) -> int:
+    return sum(1 for e in recent_events(engine, 200, kind=kind) if e.source == source)
+
+
+def test_a_writer_keeps_writing_while_the_database_is_away_and_records_every_file_once(
+    daq: tuple[Config, Engine],
+) -> None:
+    cfg, engine = daq
+    ctx, outage = program(cfg, "daq:writer-01")
+    readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
+    writer.attach(timeout_s=5)
+    known = queue_exposure(cfg, engine)
+    writer.poll()  # the writer learns of an armed exposure before its frames come
+    assert known in writer.exposures
+
+    go_away(ctx, outage)
+    read(readout, engine, known)
+    unheard = queue_exposure(cfg, engine)  # armed while the writer cannot ask about it
+    read(readout, engine, unheard)
+    drain(writer)
+    volume = cfg.under_data_dir(cfg.daq_volumes[0].path)
+    assert len(list(volume.rglob("*.fits"))) == len(CHIPS)  # the known exposure's files, written
+    assert file_rows(engine) == 0 and spool_path(ctx, "files").exists()  # their rows wait on disk
+    assert readout.rings[0].peek() is not None  # the other's frames wait in the ring, none dropped
+
+    outage.on = False
+    assert wait_until(
+        lambda: drain(writer) or len(files(engine, unheard)) == len(CHIPS), WAIT_S, what="the files recorded"
+    )
+    audit_written(engine, known, CHIPS)
+    audit_written(engine, unheard, CHIPS)
+    assert file_rows(engine) == 2 * len(CHIPS)  # each file exactly once
+    assert not spool_path(ctx, "files").exists()
+    control = Control(make_context(cfg, "daq:control", host=HOST))
+    control.run_once()
+    assert state(engine, known) == state(engine, unheard) == ExposureState.DONE
+    assert told(engine, "daq:writer-01", "database_unavailable") == 1
+    assert told(engine, "daq:writer-01", "database_back") == 1
+
+
+def test_rows_spooled_by_a_writer_stopped_during_an_outage_are_recorded_once_by_the_next(
+    daq: tuple[Config, Engine],
+) -> None:
+    cfg, engine = daq
+    ctx, outage = program(cfg, "daq:writer-01")
+    readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
+    writer.attach(timeout_s=5)
+    exp_id = queue_exposure(cfg, engine)
+    writer.poll()
+    go_away(ctx, outage)
+    read(readout, engine, exp_id)
+    drain(writer)
+    writer.stop_cleanly()  # supervisord's SIGTERM while the database is away
+    spool = spool_path(ctx, "files")
+    spooled = spool.read_text()
+    assert spooled.count("\n") == len(CHIPS)
+
+    outage.on = False
+    restarted = Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
+    restarted.flush_records()
+    audit_written(engine, exp_id, CHIPS)
+    spool.write_text(spooled)  # as if it died between writing the rows and removing the spool
+    restarted.flush_records()
+    assert file_rows(engine) == len(CHIPS) and not spool.exists()
+
+
+def test_a_readout_reads_while_the_database_is_away_and_reports_once_it_returns(
+    daq: tuple[Config, Engine],
+) -> None:
+    cfg, engine = daq
+    ctx, outage = program(cfg, "daq:readout-01")
+    readout, writer = Readout(cfg, ctx.engine, 0, HOST, ctx=ctx), Writer(cfg, engine, 0, HOST)
+    writer.attach(timeout_s=5)
+    first = queue_exposure(cfg, engine)
+    thread = threading.Thread(target=readout.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: reports(engine, first) == len(CHIPS), WAIT_S, what="the first exposure read")
+        # Armed now, read while the readout's database is away: its look-out knew it already.
+        second = queue_exposure(cfg, engine)
+        assert wait_until(lambda: readout_knows(readout, second), WAIT_S, what="the readout to see it")
+        go_away(ctx, outage)
+        assert wait_until(lambda: spool_path(ctx, "reports").exists(), WAIT_S, what="its report spooled")
+        assert reports(engine, second) == 0
+        outage.on = False
+        assert wait_until(lambda: reports(engine, second) == len(CHIPS), WAIT_S, what="the report written")
+    finally:
+        ctx.stop.set()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
+    drain(writer)
+    audit_written(engine, second, CHIPS)
+    assert not spool_path(ctx, "reports").exists()
+    assert told(engine, "daq:readout-01", "database_unavailable") == 1
+    assert told(engine, "daq:readout-01", "frames_lost") == 0
+
+
+def test_an_exposure_requested_while_the_database_was_away_is_armed_when_it_returns(
+    daq: tuple[Config, Engine],
+) -> None:
+    cfg, engine = daq
+    ctx, outage = program(cfg, "daq:control")
+    control = threading.Thread(target=run_service, args=(Control(ctx),), daemon=True)
+    control.start()
+    try:
+        go_away(ctx, outage)
+        # The queue server's request reaches the database; daq:control cannot see it.
+        [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("F1", FRAMES, 20.0), 1)
+        time.sleep(1.5)  # daq:control's passes fail meanwhile
+        assert state(engine, exp_id) == ExposureState.QUEUED
+        back = utcnow()
+        outage.on = False
+        assert wait_until(lambda: state(engine, exp_id) == ExposureState.ARMED, WAIT_S, what="armed")
+    finally:
+        ctx.stop.set()
+        control.join(WAIT_S)
+    start = catalog.exposure_info(engine, exp_id).start_at
+    assert start >= back + timedelta(seconds=cfg.daq.start_delay_s) - timedelta(milliseconds=50)
+    readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, engine, 0, HOST)
+    writer.attach(timeout_s=5)
+    read(readout, engine, exp_id)  # in time: it starts after the database came back
+    drain(writer)
+    audit_written(engine, exp_id, CHIPS)
+
+
+def reports(engine: Engine, exp_id: int) -> int:
+    with engine.connect() as conn:
+        q = select(func.count()).select_from(readout_reports).where(readout_reports.c.exp_id == exp_id)
+        return int(conn.execute(q).scalar_one())
+
+
+def readout_knows(readout: Readout, exp_id: int) -> bool:
+    """The readout's look-out has taken the exposure (it is read from there, database or not)."""
+    return readout.feed is not None and (readout.feed.last or 0) >= exp_id
