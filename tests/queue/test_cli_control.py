@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from gozen.db.events import recent_events
+from gozen.db.states import RecipeState
 from gozen.queue import store
 from gozen.queue.recipe import parse_recipe
 from tests.conftest import gozen_cmd
@@ -21,6 +22,8 @@ def gozen(config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_queue_mode_pause_resume_abort_from_the_cli_are_events_naming_the_login(tmp_path: Path) -> None:
     config_file, _, engine = setup(tmp_path)
+    row = store.submit(engine, parse_recipe({"name": "one", "steps": [{"wait": {"seconds": 1}}]}), "t", {})
+    store.set_state(engine, row.uuid, RecipeState.EXECUTING, "started")
     for args in (["mode", "maintenance"], ["pause"], ["resume"], ["abort"], ["mode", "normal"]):
         p = gozen(config_file, "queue", *args)
         assert p.returncode == 0, p.stderr
@@ -33,6 +36,15 @@ def test_queue_mode_pause_resume_abort_from_the_cli_are_events_naming_the_login(
         ("queue_abort", f"abort of the running recipe by {who}"),
         ("queue_mode", f"queue mode set to normal by {who}"),
     ]
+
+
+def test_queue_abort_with_nothing_executing_says_so_and_leaves_no_abort_behind(tmp_path: Path) -> None:
+    config_file, _, engine = setup(tmp_path)
+    p = gozen(config_file, "queue", "abort")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "nothing is executing"
+    assert store.queue_status(engine).abort is None
+    assert not [e for e in recent_events(engine, 20) if e.kind == "queue_abort"]
 
 
 def test_queue_submit_refuses_more_steps_than_queue_max_steps(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""supervisord event listener: every process state change becomes a row in `events`.
+"""supervisord event listener (`supervise:events`): every process state change becomes an event.
 
-A change that cannot be written is answered FAIL, so supervisord keeps the event and
-sends it again: nothing is dropped while the database is away.
+The protocol is supervisor's own (`supervisor.childutils.listener`). An event is answered OK once
+it is stored: in the events table, or, while the database is away, in the host's spool with the
+time it was read (written to the table when the database answers again). Only when both fail is
+it answered FAIL, so supervisord keeps it and sends it again: nothing is dropped.
 """
 
 from __future__ import annotations
@@ -9,14 +11,21 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from supervisor import childutils
 
 from gozen.db.events import Severity, record_event
+from gozen.db.types import utcnow
+from gozen.service import Context
 
 log = logging.getLogger(__name__)
+
+# Times of events answered FAIL, by serial: supervisord sends the same event again, and it keeps
+# the time it was first read. Bounded, in case supervisord gives up on some.
+MAX_REMEMBERED = 10_000
 
 # (severity, words) by the state a program entered.
 _STATE_MEANING: dict[str, tuple[Severity, str]] = {
@@ -29,15 +38,6 @@ _STATE_MEANING: dict[str, tuple[Severity, str]] = {
     "FATAL": ("error", "could not be started (FATAL)"),
     "UNKNOWN": ("error", "is in an unknown state"),
 }
-
-
-def parse_tokens(line: str) -> dict[str, str]:
-    """supervisord's `key:value key:value` header and payload lines."""
-    out = {}
-    for token in line.split():
-        key, _, value = token.partition(":")
-        out[key] = value
-    return out
 
 
 def describe_state_change(eventname: str, payload: dict[str, str]) -> dict[str, Any]:
@@ -60,41 +60,54 @@ def describe_state_change(eventname: str, payload: dict[str, str]) -> dict[str, 
     }
 
 
-def run_listener(
-    engine: Engine,
-    host: str,
-    stdin: IO[str] = sys.stdin,
-    stdout: IO[str] = sys.stdout,
-    max_backoff_s: float = 30.0,
-) -> None:
-    """The listener loop: READY, read one event, record it, answer OK (or FAIL to get it again).
+def main(ctx: Context) -> None:
+    # stdout is supervisord's protocol channel: logging goes to stderr (basicConfig's default).
+    run_listener(ctx, sys.stdin, sys.stdout)
 
-    After a failed write it waits (doubling up to max_backoff_s) before answering FAIL, so a
-    database that is away costs a retry now and then, not a busy loop of resent events.
+
+def run_listener(ctx: Context, stdin: IO[str], stdout: IO[str], max_backoff_s: float = 30.0) -> None:
+    """READY, read one event, store it, answer OK (FAIL to get it again); until stdin closes.
+
+    After a failure it waits (doubling up to max_backoff_s) before answering FAIL, so storage that
+    is away costs a retry now and then, not a busy loop of resent events.
     """
+    first_read: dict[str, datetime] = {}
     failures = 0
     while True:
-        stdout.write("READY\n")
-        stdout.flush()
-        header_line = stdin.readline()
-        if not header_line:
+        childutils.listener.ready(stdout)
+        line = stdin.readline()
+        if not line:
             return  # supervisord closed our stdin: it is shutting down
-        headers = parse_tokens(header_line)
-        body = stdin.read(int(headers["len"]))
-        answer = "OK"
-        if headers.get("eventname", "").startswith("PROCESS_STATE_"):
-            first_line, _, _ = body.partition("\n")
-            row = describe_state_change(headers["eventname"], parse_tokens(first_line))
-            try:
-                record_event(engine, host=host, **row)
-                failures = 0
-            except SQLAlchemyError as err:
-                failures += 1
-                wait_s = min(max_backoff_s, 0.25 * 2**failures)
-                log.error(
-                    "could not record event host=%s subject=%s (retry in %.1fs): %s", host, row["subject"], wait_s, err
-                )
-                time.sleep(wait_s)
-                answer = "FAIL"
-        stdout.write(f"RESULT {len(answer)}\n{answer}")
-        stdout.flush()
+        headers = childutils.get_headers(line)
+        payload = stdin.read(int(headers["len"]))
+        if not headers.get("eventname", "").startswith("PROCESS_STATE_"):
+            childutils.listener.ok(stdout)
+            continue
+        serial = headers.get("serial", "")
+        when = first_read.setdefault(serial, utcnow())  # supervisord's header has no time of its own
+        row = describe_state_change(headers["eventname"], childutils.get_headers(payload.partition("\n")[0]))
+        if _store(ctx, row, when):
+            first_read.pop(serial, None)
+            failures = 0
+            childutils.listener.ok(stdout)
+            continue
+        failures += 1
+        if len(first_read) > MAX_REMEMBERED:
+            first_read.pop(next(iter(first_read)))
+        time.sleep(min(max_backoff_s, 0.25 * 2**failures))
+        childutils.listener.fail(stdout)
+
+
+def _store(ctx: Context, row: dict[str, Any], when: datetime) -> bool:
+    """Record the event (in the table, else the spool); False when neither would take it."""
+    try:
+        written = record_event(ctx.engine, host=ctx.host, time=when, **row)
+    except (SQLAlchemyError, OSError) as err:  # the database refused it and the spool could not keep it
+        log.error("could not store event host=%s subject=%s: %s", ctx.host, row["subject"], err)
+        return False
+    if written is not None:  # the database answers: write what was spooled meanwhile
+        try:
+            ctx.catch_up()
+        except (SQLAlchemyError, OSError) as err:
+            log.warning("spooled events not written yet: %s", err)
+    return True

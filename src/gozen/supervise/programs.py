@@ -1,93 +1,266 @@
-"""Which programs run on which host, named `group:program` as in the seed's monitor."""
+"""THE program registry: every long-running gozen program, the hosts it runs on and what it runs.
+
+`gozen up` renders supervisord.conf from it (supervise/render.py), `gozen run GROUP:NAME` starts
+a program from it (supervise/launch.py) and `gozen run --help` lists it. Programs are named
+`group:name` as in the seed's process monitor. A program's `entry` names either a `Service`
+subclass (run by `run_service`) or a function `main(ctx)`; both are given a `gozen.service.Context`
+with the program's `args`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from gozen.config import Config, Host
+from gozen.config import FEEDS, Config, FeedName, Host, Role
+
+Where = Callable[[Config, Host], bool]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Program:
     group: str
     name: str
-    command: tuple[str, ...]
+    roles: frozenset[Role]  # it runs on a host with any of these roles; empty: on every host
+    entry: str  # "module:attr": a Service subclass or a function main(ctx)
+    summary: str  # one line for `gozen run --help`
+    args: Mapping[str, Any] = field(default_factory=dict)
+    cpus: tuple[int, ...] | None = None  # the CPUs it is pinned to (None: chosen when it starts)
+    where: Where | None = None  # it runs only where this holds too (a feed with a URL, an archive ...)
     listener_events: str | None = None  # set for supervisord event listeners
     startsecs: int = 2
     autostart: bool = True
     autorestart: bool | str = True  # or "unexpected": restarted unless it exits 0 (a clean shutdown)
+    command: tuple[str, ...] | None = None  # a hosts[].programs entry: its own command line, no entry
 
     @property
     def full_name(self) -> str:
         return f"{self.group}:{self.name}"
 
+    @property
+    def command_line(self) -> tuple[str, ...]:
+        """What supervisord runs: `python -m gozen run GROUP:NAME` with this interpreter."""
+        return self.command or (sys.executable, "-m", "gozen", "run", self.full_name)
 
-def gozen_program(group: str, name: str, component: str, **kw: object) -> Program:
-    """A program that runs `python -m gozen run COMPONENT` with this interpreter."""
-    return Program(group, name, (sys.executable, "-m", "gozen", "run", component), **kw)  # type: ignore[arg-type]
+    def runs_on(self, cfg: Config, host: Host) -> bool:
+        wanted = not self.roles or bool(self.roles & set(host.roles))
+        return wanted and (self.where is None or self.where(cfg, host))
+
+
+def _daq(name: str, entry: str, summary: str, **kw: Any) -> Program:
+    return Program("daq", name, frozenset({"daq"}), entry, summary, **kw)
+
+
+def _monitor(name: str, entry: str, summary: str) -> Program:
+    return Program("monitor", name, frozenset({"monitors"}), entry, summary)
+
+
+def _courier(feed: FeedName) -> Program:
+    return Program(
+        "courier",
+        feed,
+        frozenset({"couriers"}),
+        "gozen.couriers.courier:Courier",
+        f"reads the {feed} alert feed and queues messages about what is new",
+        args={"feed": feed},
+        where=lambda cfg, _host: _feed_is_read(cfg, feed),
+    )
+
+
+def _feed_is_read(cfg: Config, feed: FeedName) -> bool:
+    # MAXI notices come from its URL or from GCN Kafka.
+    return cfg.couriers.feed(feed).url is not None or (feed == "maxi" and cfg.couriers.gcn is not None)
+
+
+def _has_node_quotas(cfg: Config, host: Host) -> bool:
+    return any(n.max_bytes or n.max_age_days for n in cfg.local_nodes(host.name))
+
+
+def _cpus(cpus: list[int] | None) -> tuple[int, ...] | None:
+    return None if cpus is None else tuple(cpus)
+
+
+def registry(cfg: Config) -> list[Program]:
+    """Every gozen program of this config, on whichever host, in the order supervisord starts them."""
+    return [
+        Program(
+            "supervise",
+            "events",
+            frozenset(),
+            "gozen.supervise.listener:main",
+            "records every process state change of this host's supervisord as an event",
+            listener_events="PROCESS_STATE",
+            startsecs=1,
+        ),
+        _daq("control", "gozen.daq.control:Control", "arms the requested exposures for the readouts"),
+        *(
+            _daq(
+                f"readout-{i + 1:02d}",
+                "gozen.daq.readout:main",
+                "reads its share of the camera's chips into a shared-memory ring",
+                args={"index": i},
+                cpus=_cpus(cfg.daq.readout_cpus),
+            )
+            for i in range(cfg.daq.readouts)
+        ),
+        *(
+            _daq(
+                f"writer-{i + 1:02d}",
+                "gozen.daq.writer:main",
+                "writes FITS files from the rings to the DAQ volumes and catalogues them",
+                args={"index": i},
+                cpus=_cpus(cfg.daq.writer_cpus),
+            )
+            for i in range(cfg.daq.writers)
+        ),
+        # They touch the DAQ volumes, so they run where the DAQ does.
+        Program("transfer", "push", frozenset({"daq"}), "gozen.transfer.agents:Pusher", "queues new files for copying"),
+        Program(
+            "transfer",
+            "janitor",
+            frozenset({"daq"}),
+            "gozen.transfer.janitor:Janitor",
+            "frees the DAQ volumes of files with enough verified copies",
+        ),
+        *(
+            Program(
+                "transfer",
+                f"pop-{i:02d}",
+                frozenset({"buffer"}),
+                "gozen.transfer.agents:CopyAgent",
+                "copies queued files to the storage nodes and verifies them",
+            )
+            for i in range(1, cfg.transfer.pop_workers + 1)
+        ),
+        Program(
+            "storage",
+            "dfmonitor",
+            frozenset({"daq", "storage"}),
+            "gozen.monitors.df:DfMonitor",
+            "measures the DAQ volumes' and storage nodes' free space",
+        ),
+        Program(
+            "storage", "zfsmonitor", frozenset({"storage"}), "gozen.monitors.zfs:ZfsMonitor", "watches the ZFS pools"
+        ),
+        Program(
+            "transfer",
+            "export",
+            frozenset({"storage"}),
+            "gozen.transfer.export:Exporter",
+            "exports verified files to the public archive",
+            where=lambda cfg, _host: cfg.archive is not None,
+        ),
+        Program(
+            "transfer",
+            "retention",
+            frozenset({"storage"}),
+            "gozen.transfer.retention:Retention",
+            "trims this host's storage nodes to their max_bytes and max_age_days",
+            where=_has_node_quotas,
+        ),
+        Program(
+            "archive",
+            "simulator",
+            frozenset({"archive"}),
+            "gozen.transfer.export:ArchiveSimulator",
+            "plays the public archive in a local directory",
+            where=lambda cfg, _host: cfg.archive_local_dir() is not None,
+        ),
+        # The devices the monitors read, before the monitors.
+        *(
+            Program(
+                "sim",
+                device,
+                frozenset({"monitors"}),
+                f"gozen.devices.simulators.{device}:main",
+                f"simulates the {what}",
+                where=lambda cfg, _host: cfg.monitors.simulator.enabled,
+                startsecs=1,
+            )
+            for device, what in (("alpaca", "Alpaca telescope, weather and safety devices"), ("gpsd", "GPS (gpsd)"))
+        ),
+        _monitor(
+            "telescope",
+            "gozen.monitors.alpaca:TelescopeMonitor",
+            "puts the telescope's position and state on the status board",
+        ),
+        _monitor(
+            "weather",
+            "gozen.monitors.alpaca:WeatherMonitor",
+            "puts the weather and the safety monitor's word on the status board",
+        ),
+        _monitor("gpstime", "gozen.monitors.gps:GpsMonitor", "puts the GPS time and fix on the status board"),
+        _monitor(
+            "temperature", "gozen.monitors.temperature:TemperatureMonitor", "puts the thermometers on the status board"
+        ),
+        _monitor("power", "gozen.monitors.power:PowerMonitor", "puts the UPS on the status board"),
+        _monitor(
+            "safety",
+            "gozen.monitors.safety:SafetyMonitor",
+            "decides whether it is safe to observe; trims the status history",
+        ),
+        Program(
+            "queue",
+            "server",
+            frozenset({"queue"}),
+            "gozen.queue.server:QueueServer",
+            "runs the queued observation recipes",
+            autorestart="unexpected",  # a shutdown recipe exits 0: it stays stopped
+        ),
+        *(_courier(feed) for feed in FEEDS),
+        Program(
+            "courier",
+            "watch",
+            frozenset({"couriers"}),
+            "gozen.couriers.watch:Watcher",
+            "turns failure events into messages",
+        ),
+        Program(
+            "courier",
+            "sender",
+            frozenset({"couriers"}),
+            "gozen.couriers.outbox:Sender",
+            "posts the outbox's messages to Slack and the other notifiers",
+        ),
+        Program("www", "dashboard", frozenset({"web"}), "gozen.web.app:main", "serves the web pages and the JSON API"),
+    ]
 
 
 def programs_for(cfg: Config, host: Host) -> list[Program]:
-    """The programs `gozen up --host NAME` starts; grows as gozen's parts land."""
-    programs = [
-        # Every host records its process state changes in the events table.
-        gozen_program("supervise", "events", "event-listener", listener_events="PROCESS_STATE", startsecs=1),
-    ]
-    if "daq" in host.roles:
-        programs.append(gozen_program("daq", "control", "daq-control"))
-        programs += [
-            gozen_program("daq", f"readout-{i:02d}", f"daq-readout-{i:02d}") for i in range(1, cfg.daq.readouts + 1)
-        ]
-        programs += [
-            gozen_program("daq", f"writer-{i:02d}", f"daq-writer-{i:02d}") for i in range(1, cfg.daq.writers + 1)
-        ]
-    if "daq" in host.roles:  # they touch the DAQ volumes
-        programs.append(gozen_program("transfer", "push", "transfer-push"))
-        programs.append(gozen_program("transfer", "janitor", "transfer-janitor"))
-    if "buffer" in host.roles:
-        programs += [
-            gozen_program("transfer", f"pop-{i:02d}", f"transfer-pop-{i:02d}")
-            for i in range(1, cfg.transfer.pop_workers + 1)
-        ]
-    if {"daq", "storage"} & set(host.roles):
-        programs.append(gozen_program("storage", "dfmonitor", "storage-dfmonitor"))
-    if "storage" in host.roles:
-        programs.append(gozen_program("storage", "zfsmonitor", "storage-zfsmonitor"))
-        if cfg.archive is not None:
-            programs.append(gozen_program("transfer", "export", "transfer-export"))
-        if any(n.max_bytes or n.max_age_days for n in cfg.local_nodes(host.name)):
-            programs.append(gozen_program("transfer", "retention", "transfer-retention"))
-    if "archive" in host.roles and cfg.archive_local_dir() is not None:  # a directory here: play the archive
-        programs.append(gozen_program("archive", "simulator", "archive-simulator"))
-    if "monitors" in host.roles:
-        if cfg.monitors.simulator.enabled:  # the devices the monitors read, before the monitors
-            programs += [gozen_program("sim", n, f"sim-{n}", startsecs=1) for n in ("alpaca", "gpsd")]
-        programs += [
-            gozen_program("monitor", n, f"monitor-{n}")
-            for n in ("telescope", "weather", "gpstime", "temperature", "power", "safety")
-        ]
-    if "queue" in host.roles:  # a shutdown recipe exits 0: it stays stopped
-        programs.append(gozen_program("queue", "server", "queue-server", autorestart="unexpected"))
-    if "couriers" in host.roles:
-        feeds = [f for f in ("cneos", "gaia", "mpec", "maxi") if getattr(cfg.couriers, f).url]
-        if cfg.couriers.gcn is not None and "maxi" not in feeds:
-            feeds.append("maxi")
-        programs += [gozen_program("courier", f, f"courier-{f}") for f in feeds]
-        programs.append(gozen_program("courier", "watch", "courier-watch"))
-        programs.append(gozen_program("courier", "sender", "courier-sender"))
-    if "web" in host.roles:
-        programs.append(gozen_program("www", "dashboard", "dashboard"))
-    programs += [
+    """The programs `gozen up --host NAME` starts: the registry's for this host, then its own extra ones."""
+    return [p for p in registry(cfg) if p.runs_on(cfg, host)] + [
         Program(
             p.group,
             p.name,
-            tuple(shlex.split(p.command)),
+            frozenset(),
+            "",
+            "configured in hosts[].programs",
             startsecs=p.startsecs,
             autostart=p.autostart,
             autorestart=p.autorestart,
+            command=tuple(shlex.split(p.command)),
         )
         for p in host.programs
     ]
-    return programs
+
+
+class UnknownProgram(LookupError):
+    """`gozen run` was given a name the registry does not hold."""
+
+
+def find_program(cfg: Config, name: str) -> Program:
+    """The program `GROUP:NAME` (or its supervisord section name, `GROUP-NAME`)."""
+    for p in registry(cfg):
+        if name in (p.full_name, f"{p.group}-{p.name}"):
+            return p
+    raise UnknownProgram(f"no program {name!r} (`gozen run --help` lists them)")
+
+
+def load_entry(program: Program) -> Any:
+    """The Service subclass or function `program.entry` names (imported now)."""
+    module, _, attr = program.entry.partition(":")
+    return getattr(importlib.import_module(module), attr)

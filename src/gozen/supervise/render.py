@@ -13,10 +13,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from gozen.config import CONFIG_ENV, DATA_DIR_ENV, Config, ConfigError, Host
+from gozen.service import HOST_ENV
 from gozen.supervise.access import ensure_password_file, supervisor_password
 from gozen.supervise.programs import Program, programs_for
 
-HOST_ENV = "GOZEN_HOST"
 LOG_MAX_BYTES = "10MB"
 LOG_BACKUPS = 3
 
@@ -47,7 +47,8 @@ def _env(values: dict[str, str]) -> str:
 
 
 def render_supervisord_conf(cfg: Config, host: Host, config_file: Path | None, workdir: Path) -> str:
-    """The text of supervisord.conf for `host`; programs run `python -m gozen run COMPONENT`.
+    """The text of supervisord.conf for `host`: the registry's programs for it, each run as
+    `python -m gozen run GROUP:NAME`.
 
     supervisord listens on host.supervisor_bind (loopback unless supervisor.address is set) with
     the password from the config or the install's password file (made here if missing);
@@ -128,7 +129,7 @@ GROUP_PRIORITY = {"sim": 100}
 
 
 def _program_section(p: Program, log: Path, workdir: Path) -> str:
-    command = _esc(shlex.join(p.command), f"programs {p.full_name} command")
+    command = _esc(shlex.join(p.command_line), f"programs {p.full_name} command")
     log_key = "data_dir"
     if p.listener_events is not None:
         # A listener's stdout is the protocol channel: it logs to stderr only.

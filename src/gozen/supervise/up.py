@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 from gozen.config import Config, ConfigError, Host
+from gozen.service import HOST_ENV
 from gozen.supervise.render import render_supervisord_conf
 
 
 def this_host(cfg: Config, name: str | None) -> Host:
-    """The host named, else the only host, else the one whose name is this machine's."""
+    """The host named, else $GOZEN_HOST's, else the only host, else the one whose name is this machine's."""
+    name = name or os.environ.get(HOST_ENV)
     if name:
         return cfg.host(name)
     if len(cfg.hosts) == 1:

@@ -1,0 +1,147 @@
+"""`gozen up | ps | start | stop | restart | run`: this host's supervisord and the programs it runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperCommand
+
+from gozen.cli.console import fail, out, warn
+from gozen.cli.context import config, config_file, engine, this_host
+from gozen.config import ConfigError
+from gozen.durations import uptime_words
+
+app = typer.Typer()
+
+STATE_STYLE = {
+    "RUNNING": "green",
+    "STARTING": "yellow",
+    "STOPPING": "yellow",
+    "BACKOFF": "yellow",
+    "STOPPED": "dim",
+    "EXITED": "red",
+    "FATAL": "bold red",
+    "UNKNOWN": "bold red",
+}
+
+
+@app.command()
+def up(
+    ctx: typer.Context, host: Annotated[str | None, typer.Option(help="Which configured host this is")] = None
+) -> None:
+    """Migrate the database and run this host's supervisord (and so every gozen program) in the foreground."""
+    from gozen.config_warnings import config_warnings
+    from gozen.db.migrate import upgrade
+    from gozen.supervise.up import exec_supervisord, prepare
+    from gozen.web.auth import ensure_default_admin
+
+    cfg = config(ctx)
+    me = this_host(ctx, host)
+    for line in config_warnings(cfg):
+        warn(line)
+    upgrade(engine(ctx, create=True))
+    given = config_file(ctx)
+    try:
+        conf = prepare(cfg, me, Path(given) if given else None)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    out.print(f"gozen up: host [bold]{me.name}[/bold], data in {cfg.data_dir}, supervisord config {conf}")
+    if "web" in me.roles:
+        out.print(f"web: http://{cfg.web.bind}:{cfg.web.port}/")
+        pw_file = ensure_default_admin(cfg)
+        if pw_file:
+            out.print(f"no web users configured: log in as [bold]admin[/bold] with the password in {pw_file}")
+    sys.stdout.flush()
+    exec_supervisord(conf)
+
+
+@app.command()
+def ps(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each host")] = 3.0,
+) -> None:
+    """Every host's programs: state, uptime, pid (hosts asked concurrently over XML-RPC)."""
+    from gozen.supervise.client import fetch_all
+
+    hosts = fetch_all(config(ctx).hosts, timeout_s=timeout)
+    if as_json:
+        typer.echo(json.dumps([asdict(h) for h in hosts], default=str, indent=2))
+    else:
+        table = Table("host", "group:program", "state", "uptime", "pid", box=None, header_style="bold")
+        for h in hosts:
+            if not h.reachable:
+                table.add_row(h.host, "", "[bold red]UNREACHABLE[/]", "", f"[red]{escape(h.error or '')}[/]")
+            for p in h.processes:
+                style = STATE_STYLE.get(p.state, "")
+                table.add_row(h.host, p.full_name, f"[{style}]{p.state}[/]", uptime_words(p.uptime_s), str(p.pid or ""))
+        out.print(table)
+    if any(not h.reachable for h in hosts):
+        raise typer.Exit(1)
+
+
+def _act(ctx: typer.Context, action: Literal["start", "stop", "restart"], target: str) -> None:
+    from gozen.supervise.client import HostUnreachable, ProcessActionError, act
+
+    try:
+        t = act(config(ctx), action, target)
+    except (ConfigError, ProcessActionError, HostUnreachable) as e:
+        raise fail(str(e), code=1) from None
+    out.print(f"{action}: {t.host.name}:{t.program} done")
+
+
+Target = Annotated[str, typer.Argument(help="HOST:GROUP:NAME or HOST:GROUP:*")]
+
+
+@app.command()
+def start(ctx: typer.Context, target: Target) -> None:
+    """Start a program (or a whole group) on a host."""
+    _act(ctx, "start", target)
+
+
+@app.command()
+def stop(ctx: typer.Context, target: Target) -> None:
+    """Stop a program (or a whole group) on a host."""
+    _act(ctx, "stop", target)
+
+
+@app.command()
+def restart(ctx: typer.Context, target: Target) -> None:
+    """Restart a program (or a whole group) on a host."""
+    _act(ctx, "restart", target)
+
+
+class RunCommand(TyperCommand):
+    """`gozen run`, whose help ends with the registry: every program, where it runs, what it does."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from gozen.supervise.programs import registry
+
+        super().format_help(ctx, formatter)
+        table = Table("program", "runs on hosts with role", "what it does", box=None, header_style="bold")
+        for p in registry(config(ctx)):
+            table.add_row(p.full_name, ", ".join(sorted(p.roles)) or "(every host)", p.summary)
+        out.print(table)
+
+
+@app.command(cls=RunCommand)
+def run(
+    ctx: typer.Context,
+    program: Annotated[str, typer.Argument(help="GROUP:NAME of a program of the registry (listed below)")],
+) -> None:
+    """Run one gozen program in the foreground, as supervisord does (as host $GOZEN_HOST, else this machine)."""
+    from gozen.supervise.launch import run_program
+    from gozen.supervise.programs import UnknownProgram
+
+    try:
+        code = run_program(config(ctx), program)
+    except UnknownProgram as e:
+        raise fail(str(e)) from None
+    raise typer.Exit(code)
