@@ -18,7 +18,7 @@ from gozen.devices.factory import (
 )
 from gozen.devices.gps import Gpsd
 from gozen.devices.safety import AlpacaSafetyMonitor
-from gozen.devices.simcamera import SimulatedCamera
+from gozen.devices.simulators.camera import SimulatedCamera
 from gozen.devices.thermometers import LmSensors, SimulatedThermometers
 from gozen.devices.ups import NutUps, SimulatedUps
 from gozen.devices.weather import AlpacaWeatherStation

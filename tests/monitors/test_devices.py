@@ -20,8 +20,8 @@ from gozen.config import Gpsd as GpsdAddress
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
-from gozen.devices.alpaca_sim import create_app
 from gozen.devices.gps import Gpsd
+from gozen.devices.simulators.alpaca import create_app
 from gozen.devices.weather import SimulatedWeatherStation, dew_point
 from gozen.monitors.alpaca import TelescopeMonitor, WeatherMonitor
 from gozen.monitors.board import snapshot

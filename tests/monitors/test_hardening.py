@@ -24,7 +24,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.devices.alpaca import ask
-from gozen.devices.alpaca_sim import server_config
+from gozen.devices.simulators.alpaca import server_config
 from gozen.monitors.alpaca import WeatherMonitor
 from gozen.monitors.board import Reading, publish, snapshot
 from gozen.monitors.df import DfMonitor, next_level

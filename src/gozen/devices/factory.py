@@ -31,7 +31,7 @@ class UnsupportedDriver(ValueError):
 def camera_from_config(cfg: Config, index: int = 0) -> Camera:
     """The camera as readout `index` drives it (the index seeds the simulator's noise)."""
     if cfg.camera.driver == "simulator":
-        from gozen.devices.simcamera import SimulatedCamera
+        from gozen.devices.simulators.camera import SimulatedCamera
 
         return SimulatedCamera(cfg.camera, seed=index, gps_jitter_s=cfg.daq.gps_jitter_s)
     raise UnsupportedDriver(

@@ -186,7 +186,7 @@ COMMON = {
     "connected": True,
     "name": "gozen simulator",
     "description": "gozen's simulated device",
-    "driverinfo": "gozen.devices.alpaca_sim",
+    "driverinfo": "gozen.devices.simulators.alpaca",
     "driverversion": "1.0",
     "supportedactions": [],
 }
