@@ -16,10 +16,12 @@ from gozen.config import Config, parse_config
 from gozen.couriers.courier import Courier
 from gozen.couriers.feeds import parse_gaia
 from gozen.couriers.outbox import Sender
+from gozen.couriers.watch import Watcher
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.db.tables import alerts, outbox
+from gozen.service import Context
 from tests.conftest import WAIT_S, wait_until
 
 DATA = Path(__file__).parents[1] / "data" / "feeds"
@@ -81,6 +83,18 @@ class FeedHandler(BaseHTTPRequestHandler):
         pass
 
 
+def make_courier(cfg: Config, engine: Engine, feed: str) -> Courier:
+    return Courier(Context(cfg, "gozen", engine, f"courier:{feed}", {"feed": feed}))
+
+
+def make_sender(cfg: Config, engine: Engine) -> Sender:
+    return Sender(Context(cfg, "gozen", engine, "courier:sender"))
+
+
+def make_watcher(cfg: Config, engine: Engine) -> Watcher:
+    return Watcher(Context(cfg, "gozen", engine, "courier:watch"))
+
+
 def setup(tmp: Path, slack: Server, feeds: Server) -> tuple[Config, Engine]:
     cfg = parse_config(
         {
@@ -103,8 +117,8 @@ def test_cneos_daily_update_is_posted_exactly_as_the_tomoe_courier_wrote_it(
     tmp_path: Path, slack: Server, feeds: Server
 ) -> None:
     cfg, engine = setup(tmp_path, slack, feeds)
-    assert len(Courier(cfg, engine, "gozen", "cneos").poll_once().new) == 3
-    assert Sender(cfg, engine, "gozen").send_due() == 1
+    assert len(make_courier(cfg, engine, "cneos").poll_once().new) == 3
+    assert make_sender(cfg, engine).send_due() == 1
     [payload] = slack.received  # type: ignore[attr-defined]
     assert payload["text"] == (
         "CNEOS Close Approaches daily updates\n"
@@ -129,16 +143,16 @@ def test_a_restarted_courier_never_posts_twice_and_uses_conditional_gets(
 ) -> None:
     cfg, engine = setup(tmp_path, slack, feeds)
     for feed in ("cneos", "gaia", "mpec"):
-        Courier(cfg, engine, "gozen", feed).poll_once()
-    again = [Courier(cfg, engine, "gozen", f).poll_once() for f in ("cneos", "gaia", "mpec")]  # "restarted"
+        make_courier(cfg, engine, feed).poll_once()
+    again = [make_courier(cfg, engine, f).poll_once() for f in ("cneos", "gaia", "mpec")]  # "restarted"
     assert [r.status for r in again] == ["not modified"] * 3 and not any(r.new for r in again)
     assert feeds.requests[-1]["If-None-Match"]  # type: ignore[attr-defined]
     feeds.override["/gaia-alerts.csv"] = (DATA / "gaia-alerts.csv").read_bytes() + (  # type: ignore[attr-defined]
         b"Gaia26dxb,2026-11-25 02:10:00,120.5,-5.25,15.9,18.2,0.3,unknown,new today,\n"
     )
-    r = Courier(cfg, engine, "gozen", "gaia").poll_once()
+    r = make_courier(cfg, engine, "gaia").poll_once()
     assert [a.title for a in r.new] == ["Gaia26dxb"]  # only the new line makes a message
-    Sender(cfg, engine, "gozen").send_due()
+    make_sender(cfg, engine).send_due()
     texts = [p["text"] for p in slack.received]  # type: ignore[attr-defined]
     assert len(texts) == 1 + 3 + 2 + 1 and len(set(texts)) == len(texts)
     with engine.connect() as conn:
@@ -150,14 +164,14 @@ def test_malformed_lines_are_logged_and_skipped_and_the_courier_goes_on(
 ) -> None:
     cfg, engine = setup(tmp_path, slack, feeds)
     with caplog.at_level(logging.WARNING):
-        r = Courier(cfg, engine, "gozen", "gaia").poll_once()
+        r = make_courier(cfg, engine, "gaia").poll_once()
     assert [a.title for a in r.new] == ["Gaia26dxa", "Gaia26dwz", "Gaia26dwx"]
     assert any("line 4 skipped" in m and "this line is broken" in m for m in caplog.messages)
     assert any("line 5 skipped" in m and "not-a-number" in m for m in caplog.messages)
     feeds.override["/cneos-cad.json"] = b"<html>502 Bad Gateway</html>"  # type: ignore[attr-defined]
-    bad = Courier(cfg, engine, "gozen", "cneos").poll_once()
+    bad = make_courier(cfg, engine, "cneos").poll_once()
     assert bad.new == [] and "not a close-approach API answer" in bad.rejected[0]
-    Sender(cfg, engine, "gozen").send_due()
+    make_sender(cfg, engine).send_due()
     gaia = [p["text"] for p in slack.received]  # type: ignore[attr-defined]
     assert gaia[0].startswith("Gaia alert Gaia26dxa (SN Ia): 2026-11-24 21:33 UTC, RA 03:14:52.40 Dec +31:51:55.8")
     assert "G=17.58 (was 19.96±0.33)" in gaia[0] and "https://gsaweb.ast.cam.ac.uk/alerts/alert/Gaia26dxa/" in gaia[0]
@@ -165,9 +179,9 @@ def test_malformed_lines_are_logged_and_skipped_and_the_courier_goes_on(
 
 def test_429_and_500_are_retried_and_nothing_is_lost(tmp_path: Path, slack: Server, feeds: Server) -> None:
     cfg, engine = setup(tmp_path, slack, feeds)
-    Courier(cfg, engine, "gozen", "mpec").poll_once()
+    make_courier(cfg, engine, "mpec").poll_once()
     slack.script += [429, 500, 500]  # type: ignore[attr-defined]
-    sender = Sender(cfg, engine, "gozen")
+    sender = make_sender(cfg, engine)
 
     def both_sent() -> bool:
         sender.send_due()
@@ -199,10 +213,8 @@ def test_an_unreachable_feed_is_an_event_once_and_the_courier_keeps_going(
     )
     engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
     upgrade(engine)
-    c = Courier(cfg, engine, "gozen", "cneos")
-    import gozen.couriers.courier as courier_module
-
-    monkeypatch.setattr(courier_module.time, "sleep", lambda s: None)  # no backoff waits in the test
+    c = make_courier(cfg, engine, "cneos")
+    monkeypatch.setattr(c.ctx, "sleep", lambda s: False)  # no backoff waits in the test
     assert c.poll_once().new == [] and c.poll_once().new == []
     events = recent_events(engine, 10, kind="feed_failing")
     assert len(events) == 1 and "ConnectError" in events[0].message
@@ -211,11 +223,10 @@ def test_an_unreachable_feed_is_an_event_once_and_the_courier_keeps_going(
 def test_failures_are_told_at_once_and_repeats_grouped(tmp_path: Path, slack: Server, feeds: Server) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from gozen.couriers.watch import Watcher
     from gozen.db.events import record_event
 
     cfg, engine = setup(tmp_path, slack, feeds)
-    watcher = Watcher(cfg, engine, "gozen")
+    watcher = make_watcher(cfg, engine)
     record_event(
         engine, host="old", source="x", kind="process_exited", subject="a:b", message="before", severity="error"
     )
@@ -253,14 +264,14 @@ def test_failures_are_told_at_once_and_repeats_grouped(tmp_path: Path, slack: Se
     )  # under the threshold
     assert watcher.pass_once(now=t0 + timedelta(minutes=5)) == 2
     assert watcher.pass_once(now=t0 + timedelta(minutes=11)) == 1  # the crash loop's window closed: its count
-    Sender(cfg, engine, "gozen").send_due()
+    make_sender(cfg, engine).send_due()
     texts = [p["text"] for p in slack.received]  # type: ignore[attr-defined]
     assert texts == [
         ":rotating_light: daq1 · process_exited · daq:writer-01: daq:writer-01 went wrong",
         ":rotating_light: daq1 · pool_degraded · data: data went wrong",
         ":repeat: daq1 · process_exited · daq:writer-01: 3 more within 10 minutes of the first",
     ]
-    assert Watcher(cfg, engine, "gozen").pass_once(now=t0 + timedelta(minutes=20)) == 0  # restarted: nothing twice
+    assert make_watcher(cfg, engine).pass_once(now=t0 + timedelta(minutes=20)) == 0  # restarted: nothing twice
 
 
 def test_an_alert_north_of_the_limit_becomes_one_interrupt_recipe(tmp_path: Path, slack: Server, feeds: Server) -> None:
@@ -284,7 +295,7 @@ def test_an_alert_north_of_the_limit_becomes_one_interrupt_recipe(tmp_path: Path
             )
         }
     )
-    Courier(cfg, engine, "gozen", "gaia").poll_once()
+    make_courier(cfg, engine, "gaia").poll_once()
     queued = store.queued(engine)
     assert sorted(r.name for r in queued) == ["Queue-Observer GAIA Gaia26dwx", "Queue-Observer GAIA Gaia26dxa"]
     r = next(r for r in queued if r.name.endswith("Gaia26dxa"))
@@ -293,7 +304,7 @@ def test_an_alert_north_of_the_limit_becomes_one_interrupt_recipe(tmp_path: Path
         made = dict(conn.execute(select(alerts.c.title, alerts.c.followup_uuid)).all())
     assert made["Gaia26dxa"] == r.uuid and made["Gaia26dwz"] is None  # a YSO at -21 deg: no rule matches
     again = parse_gaia((DATA / "gaia-alerts.csv").read_text()).alerts
-    Courier(cfg, engine, "gozen", "gaia").follow_up(again)  # the same alerts once more: still one recipe each
+    make_courier(cfg, engine, "gaia").follow_up(again)  # the same alerts once more: still one recipe each
     assert len(store.queued(engine)) == 2
 
 
@@ -302,7 +313,6 @@ def test_the_daily_zfs_snippet_goes_out_once_at_one_in_the_morning(
 ) -> None:
     from datetime import UTC, datetime
 
-    from gozen.couriers.watch import Watcher
     from gozen.monitors.board import Reading, publish
 
     cfg, engine = setup(tmp_path, slack, feeds)
@@ -314,11 +324,11 @@ def test_the_daily_zfs_snippet_goes_out_once_at_one_in_the_morning(
             "storage:zfsmonitor",
             [Reading(f"zfs.{host}.available", True, "", 600), Reading(f"zfs.{host}.data.status_text", text, "", 600)],
         )
-    w = Watcher(cfg, engine, "gozen")
+    w = make_watcher(cfg, engine)
     assert w.pass_once(now=datetime(2026, 11, 25, 15, 59, tzinfo=UTC)) == 0  # 00:59 in Japan
     assert w.pass_once(now=datetime(2026, 11, 25, 16, 0, tzinfo=UTC)) == 2  # 01:00: one per node
     assert w.pass_once(now=datetime(2026, 11, 25, 16, 30, tzinfo=UTC)) == 0  # once a day
-    Sender(cfg, engine, "gozen").send_due()
+    make_sender(cfg, engine).send_due()
     first = slack.received[0]["text"]  # type: ignore[attr-defined]
     assert first.startswith("zfs pool status on tomoebuf-node0\n```\n2026-11-26 01:00 JST\n")
     assert "pool: data" in first and first.endswith("```")
@@ -337,12 +347,12 @@ def test_a_maxi_transient_north_of_minus_30_becomes_queue_observer_maxi(
         update={"couriers": cfg.couriers.model_copy(update={"maxi": maxi.maxi, "followups": maxi.followups})}
     )
     with caplog.at_level(logging.WARNING):
-        r = Courier(cfg, engine, "gozen", "maxi").poll_once()
+        r = make_courier(cfg, engine, "maxi").poll_once()
     assert [a.title for a in r.new] == ["11 45+01", "18 00-45"]
     assert any("notice skipped" in m and "garbled" in m for m in caplog.messages)
     [recipe] = store.queued(engine)
     assert (recipe.name, recipe.priority) == ("Queue-Observer MAXI 11 45+01", "interrupt")
-    Sender(cfg, engine, "gozen").send_due()
+    make_sender(cfg, engine).send_due()
     first = slack.received[0]["text"]  # type: ignore[attr-defined]
     assert first.startswith("MAXI Unknown Source 11 45+01 (trigger 9181634): 2026-11-24 13:45:12 UTC, RA 11:45:00.00")
 
@@ -366,9 +376,9 @@ def test_other_services_get_messages_through_apprise(tmp_path: Path, slack: Serv
             ).notifiers
         }
     )
-    Courier(cfg, engine, "gozen", "mpec").poll_once()
-    Courier(cfg, engine, "gozen", "cneos").poll_once()  # not routed to ops-json: kept as unrouted
-    assert Sender(cfg, engine, "gozen").send_due() == 2
+    make_courier(cfg, engine, "mpec").poll_once()
+    make_courier(cfg, engine, "cneos").poll_once()  # not routed to ops-json: kept as unrouted
+    assert make_sender(cfg, engine).send_due() == 2
     bodies = slack.received  # type: ignore[attr-defined]
     assert [b["message"] for b in bodies][0].startswith("MPEC 2026-W112 : 2026 WB1") and bodies[0]["title"] == "gozen"
     with engine.connect() as conn:
@@ -406,7 +416,7 @@ class SlackApiHandler(BaseHTTPRequestHandler):
 
 
 def test_snippets_are_uploaded_as_files_with_the_bot_token(tmp_path: Path, slack: Server, feeds: Server) -> None:
-    from gozen.couriers.outbox import enqueue
+    from gozen.couriers.store import enqueue
 
     api = Server(SlackApiHandler)
     api.calls = []  # type: ignore[attr-defined]
@@ -424,7 +434,7 @@ def test_snippets_are_uploaded_as_files_with_the_bot_token(tmp_path: Path, slack
         cfg = cfg.model_copy(update={"notifiers": parse_config({"notifiers": [bot]}).notifiers})
         with engine.begin() as conn:
             enqueue(conn, cfg, "snippet", "zfs pool status on tomoebuf-node0\n```\n  pool: data\n state: ONLINE\n```")
-        assert Sender(cfg, engine, "gozen").send_due() == 1
+        assert make_sender(cfg, engine).send_due() == 1
         paths = [c[0] for c in api.calls]  # type: ignore[attr-defined]
         assert paths == ["/api/files.getUploadURLExternal", "/upload/F1", "/api/files.completeUploadExternal"]
         assert api.calls[0][1] == "Bearer xoxb-test"  # type: ignore[attr-defined]

@@ -9,9 +9,6 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from gozen.config import Config, parse_config
-from gozen.couriers.courier import Courier
-from gozen.couriers.outbox import Sender
-from gozen.couriers.watch import Watcher
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
@@ -19,7 +16,8 @@ from gozen.db.tables import alerts, outbox
 from gozen.fitstext import fits_text_problem
 from gozen.monitors.df import DfMonitor
 from gozen.queue import store
-from tests.couriers.test_couriers import Server
+from gozen.service import Context
+from tests.couriers.test_couriers import Server, make_courier, make_sender, make_watcher
 
 GAIA_HEADER = "#Name,Date,RaDeg,DecDeg,AlertMag,HistMag,HistStdDev,Class,Comment,TNSid\n"
 
@@ -47,8 +45,8 @@ def test_slack_gets_feed_text_escaped_but_our_own_links_intact(tmp_path: Path, s
         feeds,
         'Gaia26zz1,2026-11-24 21:33:50,48.7,31.8,17.5,19.9,0.3,SN Ia,"<!channel> R&D <https://evil.example|click>",',
     )
-    assert [a.title for a in Courier(cfg, engine, "gozen", "gaia").poll_once().new] == ["Gaia26zz1"]
-    assert Sender(cfg, engine, "gozen").send_due() == 1
+    assert [a.title for a in make_courier(cfg, engine, "gaia").poll_once().new] == ["Gaia26zz1"]
+    assert make_sender(cfg, engine).send_due() == 1
     [payload] = slack.received  # type: ignore[attr-defined]
     block = payload["blocks"][0]["text"]["text"]
     assert block.startswith("*<https://gsaweb.ast.cam.ac.uk/alerts/alert/Gaia26zz1/|Gaia26zz1>* ")  # our link
@@ -66,7 +64,7 @@ def test_slack_gets_feed_text_escaped_but_our_own_links_intact(tmp_path: Path, s
 def test_a_non_ascii_alert_becomes_a_fits_safe_follow_up(tmp_path: Path, slack: Server, feeds: Server) -> None:
     cfg, engine = observatory(tmp_path, slack, feeds, followups=[{"feed": "gaia", "min_dec_deg": -30}])
     serve_gaia(feeds, "Gaia26Île 彗星 ☄,2026-11-24 21:33:50,48.7,31.8,17.5,19.9,0.3,SN Ia,a comet?,")
-    [alert] = Courier(cfg, engine, "gozen", "gaia").poll_once().new
+    [alert] = make_courier(cfg, engine, "gaia").poll_once().new
     [recipe] = store.queued(engine)
     assert recipe.name == "Queue-Observer GAIA Gaia26Ile ?? ?"
     [_slew, expose] = recipe.recipe.steps
@@ -92,14 +90,14 @@ def test_a_row_off_the_sky_is_logged_skipped_and_the_rest_told(
         *bad,
         "Gaia26ok2,2026-11-24 22:00:00,1,2,16,,,CV,,",
     )
-    courier = Courier(cfg, engine, "gozen", "gaia")
+    courier = make_courier(cfg, engine, "gaia")
     with caplog.at_level(logging.WARNING):
         r = courier.poll_once()
     assert [a.title for a in r.new] == ["Gaia26ok1", "Gaia26ok2"]
     for n, line in enumerate(bad, start=3):
         assert any(f"line {n} skipped" in m and line in m for m in caplog.messages), (n, caplog.messages)
     assert courier.poll_once().status == "not modified"  # the courier goes on: the bad rows stopped nothing
-    assert Sender(cfg, engine, "gozen").send_due() == 2
+    assert make_sender(cfg, engine).send_due() == 2
     with engine.connect() as conn:
         assert sorted(conn.execute(select(alerts.c.key)).scalars()) == ["Gaia26ok1", "Gaia26ok2"]
         assert conn.execute(select(func.count()).select_from(outbox).where(outbox.c.state == "sent")).scalar() == 2
@@ -118,14 +116,14 @@ def test_one_disk_flip_is_one_slack_message(tmp_path: Path, slack: Server, feeds
             "monitors": {"df_warn_pct": 50, "df_alarm_pct": 95},
         }
     )
-    watcher = Watcher(cfg, engine, "gozen")
+    watcher = make_watcher(cfg, engine)
     watcher.pass_once()  # starts reading events from here
-    mon = DfMonitor(cfg, engine, "daq1")
+    mon = DfMonitor(Context(cfg, "daq1", engine, "storage:dfmonitor"))
     mon.sample()
     (small_tmpfs / "vol1" / "cube.fits").write_bytes(b"x" * 600_000)
     mon.sample()
     assert watcher.pass_once() == 1
-    assert Sender(cfg, engine, "gozen").send_due() == 1
+    assert make_sender(cfg, engine).send_due() == 1
     [payload] = slack.received  # type: ignore[attr-defined]
     assert "disk_warn · vol1,vol2,node0,node1,node2" in payload["text"]
     assert f"filesystem {small_tmpfs} (vol1, vol2, node0, node1, node2) over the warning line" in payload["text"]
@@ -140,7 +138,7 @@ def test_the_outbox_forgets_settled_messages_after_30_days_but_never_a_pending_o
 
     from sqlalchemy import update
 
-    from gozen.couriers.outbox import enqueue
+    from gozen.couriers.store import enqueue
     from gozen.db.types import utcnow
 
     cfg, engine = observatory(tmp_path, slack, feeds)
@@ -150,7 +148,7 @@ def test_the_outbox_forgets_settled_messages_after_30_days_but_never_a_pending_o
             enqueue(conn, cfg, "failure", f"told {i}")
         enqueue(conn, unrouted, "failure", "nowhere to go")
     slack.script += [200, 200, 500]  # type: ignore[attr-defined]
-    sender = Sender(cfg, engine, "gozen")
+    sender = make_sender(cfg, engine)
     assert sender.send_due() == 2  # the third is refused: it stays pending
     with engine.begin() as conn:
         conn.execute(update(outbox).values(created_at=utcnow() - timedelta(days=31)))

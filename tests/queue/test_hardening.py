@@ -1,6 +1,6 @@
 """The queue against bad input, a DAQ that writes nothing or is busy, a server killed mid-exposure.
 
-The queue server runs in this process (or as `gozen run queue-server` where it must die) with
+The queue server runs in this process (or as `gozen run queue:server` where it must die) with
 the real DAQ code: control, readout and writer in threads, real rings, files and SQLite.
 Recipes here neither slew nor wait for weather, so no telescope or monitor is needed.
 """
@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,14 @@ from gozen.daq.writer import Writer
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
+from gozen.db.states import QueueMode, RecipeState
 from gozen.db.tables import daq_files, exposures, recipes
+from gozen.devices.telescope import SimulatedTelescope
 from gozen.queue import store
 from gozen.queue.recipe import Recipe, RecipeError, parse_recipe
 from gozen.queue.server import QueueServer
+from gozen.service import Context, run_service
+from gozen.sky import zenith_radec
 from tests.conftest import gozen_cmd, wait_until, write_config
 
 HOST = "obs1"
@@ -61,6 +65,11 @@ def body(name: str, *steps: dict[str, Any], **fields: Any) -> dict[str, Any]:
 
 def expose(obj: str = "QTEST", frames: int = 4, count: int = 1) -> dict[str, Any]:
     return {"expose": {"object": obj, "frames": frames, "fps": 20, "count": count}}
+
+
+def server(cfg: Config, engine: Engine) -> QueueServer:
+    """queue:server in this process (its passes called by the test, or run by run_service in a thread)."""
+    return QueueServer(Context(cfg, HOST, engine, "queue:server"))
 
 
 def submit(engine: Engine, data: dict[str, Any]) -> str:
@@ -170,7 +179,7 @@ def test_a_recipe_stored_before_the_checks_fails_its_step_and_never_reaches_the_
     _, cfg, engine = queue_env
     old = Recipe.model_validate(body("Queue-Observer OLD", expose("彗星")))  # as stored by an older version
     uuid = store.submit(engine, old, "test", {}).uuid
-    assert QueueServer(cfg, engine, HOST).step_once()
+    assert server(cfg, engine).step_once()
     row = store.get(engine, uuid)
     assert row is not None and row.state == "failed"
     assert row.message and "steps[0].expose: the DAQ cannot take it: object: must be printable ASCII" in row.message
@@ -184,7 +193,7 @@ def test_an_exposure_that_left_no_file_fails_its_recipe(tmp_path: Path) -> None:
     _, cfg, engine = setup(tmp_path, volume=broken)
     uuid = submit(engine, body("Queue-Observer NOFILE", expose()))
     with InProcessDaq(cfg, engine):
-        assert QueueServer(cfg, engine, HOST).step_once()
+        assert server(cfg, engine).step_once()
     row = store.get(engine, uuid)
     assert row is not None and row.state == "failed", row
     [exp] = exposures_of(engine, uuid)
@@ -205,7 +214,7 @@ def test_time_queued_behind_other_exposures_does_not_count_toward_the_timeout(tm
     with InProcessDaq(cfg, engine):
         wait_until(lambda: state_of(engine, ahead) == "armed", 30, what="the exposure ahead armed")
         t0 = time.monotonic()
-        assert QueueServer(cfg, engine, HOST).step_once()
+        assert server(cfg, engine).step_once()
         waited_s = time.monotonic() - t0
     row = store.get(engine, uuid)
     assert row is not None and row.state == "done", row.message if row else None
@@ -224,12 +233,12 @@ def test_a_server_killed_mid_exposure_waits_for_it_instead_of_asking_again(
     config_file, cfg, engine = queue_env
     uuid = submit(engine, body("Queue-Observer KILL", expose(count=2)))
     log = open(config_file.parent / "server.log", "ab")  # noqa: SIM115 - kept open for the children
-    server = subprocess.Popen(gozen_cmd(config_file, "run", "queue-server"), stdout=log, stderr=log)
+    server = subprocess.Popen(gozen_cmd(config_file, "run", "queue:server"), stdout=log, stderr=log)
     try:
         wait_until(lambda: exposures_of(engine, uuid), 60, what="the first exposure asked of the DAQ")
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=30)
-        server = subprocess.Popen(gozen_cmd(config_file, "run", "queue-server"), stdout=log, stderr=log)
+        server = subprocess.Popen(gozen_cmd(config_file, "run", "queue:server"), stdout=log, stderr=log)
         with InProcessDaq(cfg, engine):
             wait_until(lambda: (r := store.get(engine, uuid)) and r.state in store.FINAL, 90, what="the recipe ended")
     finally:
@@ -247,12 +256,14 @@ def test_a_server_killed_mid_exposure_waits_for_it_instead_of_asking_again(
 # -- operators' actions and the demo survey --------------------------------------------------
 def test_mode_pause_resume_and_abort_are_recorded_as_events_with_who(queue_env: tuple[Path, Config, Engine]) -> None:
     _, _, engine = queue_env
-    store.put_state(engine, "mode", "maintenance", by="alice")
-    store.put_state(engine, "paused", True, by="bob")
-    store.put_state(engine, "paused", False)
-    store.put_state(engine, "abort", {"uuid": "*", "by": "carol"})
-    store.put_state(engine, "mode", "normal", by="alice")
-    store.put_state(engine, "activity", {"text": "idle"})  # the server's own state: no event
+    uuid = submit(engine, body("Queue-Observer RUNNING", {"wait": {"seconds": 60}}))
+    store.set_state(engine, uuid, RecipeState.EXECUTING, "started")
+    store.set_mode(engine, QueueMode.MAINTENANCE, by="alice")
+    store.set_paused(engine, True, by="bob")
+    store.set_paused(engine, False)
+    assert store.request_abort(engine, by="carol")
+    store.set_mode(engine, QueueMode.NORMAL, by="alice")
+    store.set_activity(engine, "idle", HOST)  # the server's own state: no event
     got = [(e.kind, e.message) for e in reversed(recent_events(engine, 10)) if e.source == "queue"]
     assert got == [
         ("queue_mode", "queue mode set to maintenance by alice"),
@@ -263,13 +274,116 @@ def test_mode_pause_resume_and_abort_are_recorded_as_events_with_who(queue_env: 
     ]
 
 
+def test_an_abort_with_nothing_executing_leaves_nothing_to_stop_a_later_recipe(
+    queue_env: tuple[Path, Config, Engine],
+) -> None:
+    _, cfg, engine = queue_env
+    assert not store.request_abort(engine, by="carol")  # `gozen queue abort`: "nothing is executing"
+    assert store.queue_status(engine).abort is None
+    assert not [e for e in recent_events(engine, 10) if e.kind == "queue_abort"]
+    uuid = submit(engine, body("Queue-Observer LATER", {"wait": {"seconds": 1.5}}))
+    assert server(cfg, engine).step_once()
+    row = store.get(engine, uuid)
+    assert row is not None and row.state == RecipeState.DONE, row
+
+
+def test_an_abort_of_a_recipe_that_ended_never_stops_the_next(queue_env: tuple[Path, Config, Engine]) -> None:
+    _, cfg, engine = queue_env
+    first = submit(engine, body("Queue-Observer FIRST", {"wait": {"seconds": 1}}))
+    store.set_state(engine, first, RecipeState.EXECUTING, "started")
+    assert store.request_abort(engine, by="carol")
+    store.set_state(engine, first, RecipeState.DONE, "all 1 steps done")  # it ended before the server saw the abort
+    assert store.queue_status(engine).abort is None
+    second = submit(engine, body("Queue-Observer SECOND", {"wait": {"seconds": 1.5}}))
+    assert server(cfg, engine).step_once()
+    row = store.get(engine, second)
+    assert row is not None and row.state == RecipeState.DONE, row
+
+
+def test_cancel_of_the_executing_recipe_aborts_it(queue_env: tuple[Path, Config, Engine]) -> None:
+    _, cfg, engine = queue_env
+    uuid = submit(engine, body("Queue-Observer LONG", {"wait": {"seconds": 600}}))
+    s = server(cfg, engine)
+    ran = threading.Thread(target=s.step_once)
+    ran.start()
+    wait_until(lambda: (r := store.get(engine, uuid)) and r.state == RecipeState.EXECUTING, 30, what="executing")
+    assert store.cancel(engine, uuid, "dave") == "abort requested"
+    ran.join(timeout=30)
+    row = store.get(engine, uuid)
+    assert row is not None and row.state == RecipeState.ABORTED and row.message == "aborted by dave"
+    assert store.queue_status(engine).abort is None
+
+
+# -- the server as a program ----------------------------------------------------------------
+def test_a_shutdown_recipe_ends_the_server_with_exit_0(queue_env: tuple[Path, Config, Engine]) -> None:
+    _, cfg, engine = queue_env
+    uuid = submit(engine, body("Shutdown the Queue-Observer system", {"shutdown": {}}))
+    s = server(cfg, engine)
+    code: list[int] = []
+    runner = threading.Thread(target=lambda: code.append(run_service(s)))
+    runner.start()
+    runner.join(timeout=60)
+    assert code == [0]
+    row = store.get(engine, uuid)
+    assert row is not None and row.state == RecipeState.DONE
+    assert store.queue_status(engine).server is None  # the page says it is not running
+
+
+def test_a_stopped_server_interrupts_its_recipe_and_queues_it_again(queue_env: tuple[Path, Config, Engine]) -> None:
+    _, cfg, engine = queue_env
+    uuid = submit(engine, body("Queue-Observer STOPPED", {"wait": {"seconds": 600}}, {"wait": {"seconds": 1}}))
+    s = server(cfg, engine)
+    code: list[int] = []
+    runner = threading.Thread(target=lambda: code.append(run_service(s)))
+    runner.start()
+    wait_until(lambda: (r := store.get(engine, uuid)) and r.state == RecipeState.EXECUTING, 30, what="executing")
+    s.ctx.stop.set()  # what SIGTERM does
+    runner.join(timeout=30)
+    assert code == [0]
+    row = store.get(engine, uuid)
+    assert row is not None and row.state == RecipeState.QUEUED and row.step == 0
+    kinds = [h["kind"] for h in store.history(engine, uuid)]
+    assert kinds[-2:] == ["interrupted", "requeued"]
+    assert [e.subject for e in recent_events(engine, 5, kind="recipe_interrupted")] == ["Queue-Observer STOPPED"]
+
+
+def test_a_slew_and_a_park_move_the_telescope(queue_env: tuple[Path, Config, Engine]) -> None:
+    _, cfg, engine = queue_env
+    ra, dec = zenith_radec(cfg.site, datetime.now(UTC))  # up, whatever the hour
+    uuid = submit(engine, body("Queue-Observer SLEW", {"slew": {"ra_deg": ra, "dec_deg": dec - 10}}, {"park": {}}))
+    s = server(cfg, engine)
+    start = time.time()
+    scope = SimulatedTelescope(cfg.site, clock=lambda: start + 20 * (time.time() - start))  # 20 times faster
+    s.telescope = scope
+    assert s.step_once()
+    row = store.get(engine, uuid)
+    assert row is not None and row.state == RecipeState.DONE, row
+    kinds = [h["message"] for h in store.history(engine, uuid) if h["kind"] == "step"]
+    assert kinds == ["step 1 (slew) done", "step 2 (park) done"]
+    assert scope.at_park() and not scope.slewing()
+
+
+def test_a_telescope_that_does_not_answer_fails_the_recipe_naming_it(tmp_path: Path) -> None:
+    data = config_data(tmp_path) | {"monitors": {"telescope": {"address": "127.0.0.1:9"}}}
+    cfg = write_config(tmp_path / "gozen.yaml", data)
+    engine = make_engine(cfg.database_url)
+    upgrade(engine)
+    ra, dec = zenith_radec(cfg.site, datetime.now(UTC))
+    uuid = submit(engine, body("Queue-Observer NOSCOPE", {"slew": {"ra_deg": ra, "dec_deg": dec - 10}}))
+    assert server(cfg, engine).step_once()
+    row = store.get(engine, uuid)
+    assert row is not None and row.state == RecipeState.FAILED
+    assert row.message and row.message.startswith("telescope: AtPark: cannot connect to 127.0.0.1:9")
+    assert [e.subject for e in recent_events(engine, 5, kind="recipe_failed")] == ["Queue-Observer NOSCOPE"]
+
+
 def test_demo_names_go_on_from_the_database_after_a_restart(queue_env: tuple[Path, Config, Engine]) -> None:
     _, cfg, engine = queue_env
     from gozen.db.types import utcnow
 
-    first = QueueServer(cfg, engine, HOST)
+    first = server(cfg, engine)
     names = [first.demo_recipe(utcnow()).name for _ in range(2)]
-    restarted = QueueServer(cfg, engine, HOST)
+    restarted = server(cfg, engine)
     names.append(restarted.demo_recipe(utcnow()).name)
     assert names == ["Queue-Observer DEMO 001", "Queue-Observer DEMO 002", "Queue-Observer DEMO 003"]
     objects = [r.recipe.steps[1].expose.object for r in store.queued(engine)]  # type: ignore[union-attr]

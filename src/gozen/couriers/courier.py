@@ -1,32 +1,29 @@
-"""`courier:cneos|gaia|mpec`: read a feed, keep what is new, queue the messages about it.
+"""`courier:<feed>`: read a feed, keep what is new, queue the messages about it.
 
 httpx with a timeout and retries with backoff; a conditional GET (ETag / If-Modified-Since)
 where the source allows. New alerts and their messages are written in one transaction, keyed
 by (feed, key): a restarted courier, or a feed that repeats itself, never posts twice. A row
-the parser cannot read is logged with the offending line and skipped.
+the parser cannot read is logged with the offending line and skipped. MAXI notices come from
+NASA GCN Kafka instead when `couriers.gcn` is configured.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
-from gozen.config import Config, Feed, FollowUp
+from gozen.config import FEEDS, Feed, FeedName, FollowUp
+from gozen.couriers import store
 from gozen.couriers.feeds import PARSERS, Alert
 from gozen.couriers.messages import messages_for
-from gozen.couriers.outbox import enqueue
-from gozen.db.events import record_event
-from gozen.db.tables import alerts, feed_state
 from gozen.db.types import utcnow
 from gozen.fitstext import to_fits_text
+from gozen.service import Context, Service
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
@@ -59,17 +56,51 @@ def followup_body(a: Alert, rule: FollowUp) -> dict[str, Any]:
     }
 
 
-class Courier:
-    def __init__(self, cfg: Config, engine: Engine, host: str, feed: str) -> None:
-        self.cfg, self.engine, self.host, self.feed = cfg, engine, host, feed
-        self.conf: Feed = getattr(cfg.couriers, feed)
-        self.failing = False
+def feed_named(name: str) -> FeedName:
+    """One of gozen.config.FEEDS; ValueError naming the ones there are."""
+    for feed in FEEDS:
+        if feed == name:
+            return feed
+    raise ValueError(f"feed: {name!r} is not one of {', '.join(FEEDS)}")
+
+
+class Courier(Service):
+    """One feed, read every `couriers.<feed>.every_s` (or its GCN Kafka stream, for MAXI)."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.cfg, self.engine, self.feed = ctx.cfg, ctx.engine, feed_named(ctx.args["feed"])
+        self.conf: Feed = ctx.cfg.couriers.feed(self.feed)
+        self.period_s = self.conf.every_s
+        self.feed_trouble = ctx.trouble("feed_failing", "feed_ok", self.conf.url or self.feed, severity="warning")
+        self.consumer: Any = None  # the GCN Kafka consumer, when MAXI comes from there
+
+    def setup(self) -> None:
+        gcn = self.cfg.couriers.gcn
+        if self.feed != "maxi" or gcn is None:
+            return
+        try:
+            from gcn_kafka import Consumer  # type: ignore[import-not-found]
+        except ImportError:
+            raise SystemExit("couriers.gcn: the gcn-kafka client is not installed (pip install 'gozen[gcn]')") from None
+        self.consumer = Consumer(client_id=gcn.client_id, client_secret=gcn.client_secret, domain=gcn.domain)
+        self.consumer.subscribe(gcn.topics)
+
+    def run_once(self) -> bool:
+        if self.consumer is not None:
+            self.consume_gcn()
+            return True  # consume() waited for notices already
+        self.poll_once()
+        return False
+
+    def teardown(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
 
     def fetch(self) -> tuple[str | None, str, dict[str, str]]:
         """(body or None when not modified, status, validators for next time)."""
         assert self.conf.url is not None
-        with self.engine.connect() as conn:
-            st = conn.execute(select(feed_state).where(feed_state.c.feed == self.feed)).first()
+        st = store.feed_state_of(self.engine, self.feed)
         headers = {"User-Agent": "gozen courier"}
         if st is not None and st.etag:
             headers["If-None-Match"] = st.etag
@@ -90,75 +121,47 @@ class Courier:
                 return r.text, "ok", keep
             except httpx.HTTPError as err:
                 last = err
-                time.sleep(min(30.0, 0.5 * 4**attempt))
+                if self.ctx.sleep(min(30.0, 0.5 * 4**attempt)):
+                    break
         raise ConnectionError(f"{self.conf.url}: {type(last).__name__}: {last}")
 
     def poll_once(self) -> PollResult:
         try:
             body, status, keep = self.fetch()
         except ConnectionError as err:
-            self.remember(str(err)[:256], {})
-            self.say(False, str(err))
+            store.remember_read(self.engine, self.feed, str(err)[:256], {})
+            self.feed_trouble.failing(str(err))
             return PollResult(str(err), [], [])
-        self.say(True, "")
+        self.feed_trouble.ok("the feed answers again")
         if body is None:
-            self.remember(status, {}, keep_validators=True)
+            store.remember_read(self.engine, self.feed, status, None)
             return PollResult(status, [], [])
         parsed = PARSERS[self.feed](body)
         for why in parsed.rejected:
             log.warning("%s: %s", self.feed, why)
-        new = self.store(parsed.alerts)
-        self.remember(f"ok: {len(parsed.alerts)} read, {len(new)} new, {len(parsed.rejected)} skipped", keep)
+        new = self.keep(parsed.alerts)
+        status_line = f"ok: {len(parsed.alerts)} read, {len(new)} new, {len(parsed.rejected)} skipped"
+        store.remember_read(self.engine, self.feed, status_line, keep)
         return PollResult(status, new, parsed.rejected)
 
-    def store(self, found: list[Alert]) -> list[Alert]:
-        """Record the alerts not seen before and queue their messages, in one transaction."""
-        with self.engine.connect() as conn:
-            known = set(
-                conn.execute(
-                    select(alerts.c.key).where(alerts.c.feed == self.feed, alerts.c.key.in_([a.key for a in found]))
-                ).scalars()
-            )
-        new = [a for a in found if a.key not in known]
-        if not new:
-            return []
-        messages = self.compose(new)
-        now = utcnow()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(alerts),
-                    [
-                        {
-                            "feed": a.feed,
-                            "key": a.key,
-                            "title": a.title,
-                            "event_time": a.event_time,
-                            "ra_deg": a.ra_deg,
-                            "dec_deg": a.dec_deg,
-                            "data": a.data,
-                            "seen_at": now,
-                        }
-                        for a in new
-                    ],
-                )
-                for text, blocks in messages:
-                    enqueue(conn, self.cfg, self.feed, text, blocks)
-        except IntegrityError:
-            return []  # another courier of the same feed stored them first
+    def keep(self, found: list[Alert]) -> list[Alert]:
+        """Keep the alerts not seen before and queue their messages, in one transaction; the new ones."""
+        new = store.unseen(self.engine, self.feed, found)
+        if not new or not store.keep_alerts(self.engine, self.cfg, new, self.compose(new)):
+            return []  # nothing new, or another courier of the same feed kept them first
         self.follow_up(new)
         return new
 
-    def compose(self, new: list[Alert]) -> list[tuple[str, list[dict[str, Any]]]]:
+    def compose(self, new: list[Alert]) -> list[store.Message]:
         """The messages about new alerts; an alert no message can be made of is logged and kept unsaid."""
         try:
-            return messages_for(self.feed, new)
+            return [store.Message(self.feed, text, blocks) for text, blocks in messages_for(self.feed, new)]
         except (ValueError, KeyError, TypeError):
             pass
         out = []
         for a in new:
             try:
-                out += messages_for(self.feed, [a])
+                out += [store.Message(self.feed, text, blocks) for text, blocks in messages_for(self.feed, [a])]
             except (ValueError, KeyError, TypeError) as err:
                 log.warning("%s: alert %r not told (%s: %s): %r", self.feed, a.key, type(err).__name__, err, a.data)
         return out
@@ -166,7 +169,7 @@ class Courier:
     def follow_up(self, new: list[Alert]) -> None:
         """Turn alerts that match a rule into queue recipes: one each, whatever happens (its uuid comes
         from the alert, so a second try is refused as a duplicate)."""
-        from gozen.queue import store
+        from gozen.queue import store as queue
         from gozen.queue.recipe import RecipeError, parse_recipe
 
         for rule in self.cfg.couriers.followups:
@@ -177,77 +180,26 @@ class Courier:
                     continue
                 if rule.classes is not None and a.data.get("Class") not in rule.classes:
                     continue
-                body = followup_body(a, rule)
                 try:
-                    row = store.submit(self.engine, parse_recipe(body), f"courier:{self.feed}", {})
+                    row = queue.submit(self.engine, parse_recipe(followup_body(a, rule)), f"courier:{self.feed}", {})
                 except RecipeError as err:
                     log.warning("%s: no follow-up for %s: %s", self.feed, a.title, err)
                     continue
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        update(alerts)
-                        .where(alerts.c.feed == a.feed, alerts.c.key == a.key)
-                        .values(followup_uuid=row.uuid)
-                    )
-                record_event(
-                    self.engine,
-                    host=self.host,
-                    source=f"courier:{self.feed}",
-                    kind="followup_queued",
-                    subject=a.title,
-                    message=f"{row.name} queued ({rule.priority}) from the {a.feed} alert",
+                store.note_followup(self.engine, a, row.uuid)
+                self.ctx.event(
+                    "followup_queued", a.title, f"{row.name} queued ({rule.priority}) from the {a.feed} alert"
                 )
 
-    def remember(self, status: str, keep: dict[str, str], keep_validators: bool = False) -> None:
-        with self.engine.begin() as conn:
-            old = conn.execute(select(feed_state).where(feed_state.c.feed == self.feed)).first()
-            if keep_validators and old is not None:
-                keep = {"etag": old.etag, "last_modified": old.last_modified}
-            conn.execute(delete(feed_state).where(feed_state.c.feed == self.feed))
-            conn.execute(insert(feed_state).values(feed=self.feed, checked_at=utcnow(), status=status, **keep))
-
-    def say(self, ok: bool, why: str) -> None:
-        if ok == self.failing:
-            self.failing = not ok
-            record_event(
-                self.engine,
-                host=self.host,
-                source=f"courier:{self.feed}",
-                kind="feed_failing" if not ok else "feed_ok",
-                subject=self.conf.url or self.feed,
-                severity="warning" if not ok else "info",
-                message=why or "the feed answers again",
-            )
-
-    def run_gcn(self) -> None:
+    def consume_gcn(self) -> None:
         """MAXI notices as NASA GCN Kafka delivers them (gcn-kafka), each parsed and kept like a feed's.
 
         Not exercised by the tests: no Kafka broker runs on 127.0.0.1 here (see the README).
         """
-        gcn = self.cfg.couriers.gcn
-        assert gcn is not None
-        try:
-            from gcn_kafka import Consumer  # type: ignore[import-not-found]
-        except ImportError:
-            raise SystemExit("couriers.gcn: the gcn-kafka client is not installed (pip install 'gozen[gcn]')") from None
-        consumer = Consumer(client_id=gcn.client_id, client_secret=gcn.client_secret, domain=gcn.domain)
-        consumer.subscribe(gcn.topics)
-        while True:
-            for message in consumer.consume(timeout=5):
-                if message.error():
-                    log.warning("gcn: %s", message.error())
-                    continue
-                parsed = PARSERS["maxi"](message.value().decode("utf-8", errors="replace"))
-                for why in parsed.rejected:
-                    log.warning("maxi: %s", why)
-                self.store(parsed.alerts)
-
-    def run(self) -> None:
-        if self.feed == "maxi" and self.cfg.couriers.gcn is not None:
-            self.run_gcn()
-        while True:
-            try:
-                self.poll_once()
-            except Exception:  # a bug in one pass must not stop the courier
-                log.exception("%s: poll failed", self.feed)
-            time.sleep(self.conf.every_s)
+        for message in self.consumer.consume(timeout=5):
+            if message.error():
+                log.warning("gcn: %s", message.error())
+                continue
+            parsed = PARSERS["maxi"](message.value().decode("utf-8", errors="replace"))
+            for why in parsed.rejected:
+                log.warning("maxi: %s", why)
+            self.keep(parsed.alerts)

@@ -1,4 +1,5 @@
-"""Parsing the alert feeds: JPL's close-approach API, the Gaia alerts CSV, the MPC's MPEC feed.
+"""The alert feeds and their parsers: JPL's close-approach API, the Gaia alerts CSV, MAXI's GCN
+notices, the MPC's MPEC feed.
 
 Each parser returns the alerts it could read and, for every line or row it could not, the
 reason with the offending text; a bad row never stops the rest.
@@ -10,9 +11,12 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from gozen.config import FeedName
 
 AU_IN_LD = 149_597_870.7 / 384_400.0  # 1 au in lunar distances (389.17)
 
@@ -161,4 +165,9 @@ def parse_maxi(text: str) -> Parsed:
     return out
 
 
-PARSERS = {"cneos": parse_cneos, "gaia": parse_gaia, "mpec": parse_mpec, "maxi": parse_maxi}
+PARSERS: dict[FeedName, Callable[[str], Parsed]] = {
+    "cneos": parse_cneos,
+    "gaia": parse_gaia,
+    "mpec": parse_mpec,
+    "maxi": parse_maxi,
+}  # one for each of gozen.config.FEEDS

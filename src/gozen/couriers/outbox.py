@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
-
-from gozen.config import Config, Notifier
-from gozen.db.events import record_event
-from gozen.db.tables import outbox
+from gozen.config import Notifier
+from gozen.couriers import store
+from gozen.couriers.store import enqueue as enqueue  # moved to couriers.store; tests/web import it here
 from gozen.db.types import utcnow
+from gozen.service import Context, Service, Trouble
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 3600.0
@@ -30,44 +29,6 @@ TRIM_EVERY_S = 3600.0
 def slack_escape(text: str) -> str:
     """Text shown as itself in Slack mrkdwn: Slack's three escapes (`&` first)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def routes(cfg: Config, kind: str) -> list[Notifier]:
-    return [n for n in cfg.notifiers if "*" in n.kinds or kind in n.kinds]
-
-
-def enqueue(conn: Connection, cfg: Config, kind: str, text: str, blocks: list[dict[str, Any]] | None = None) -> int:
-    """Queue a message to every notifier its kind is routed to (in the caller's transaction)."""
-    now = utcnow()
-    targets = routes(cfg, kind)
-    rows = [
-        {
-            "kind": kind,
-            "notifier": n.name,
-            "text": text,
-            "blocks": blocks,
-            "state": "pending",
-            "attempts": 0,
-            "next_try_at": now,
-            "created_at": now,
-        }
-        for n in targets
-    ]
-    if not rows:  # kept, visible, never posted: there is nowhere to post it
-        rows = [
-            {
-                "kind": kind,
-                "notifier": "",
-                "text": text,
-                "blocks": blocks,
-                "state": "unrouted",
-                "attempts": 0,
-                "next_try_at": now,
-                "created_at": now,
-            }
-        ]
-    conn.execute(insert(outbox), rows)
-    return len(targets)
 
 
 @dataclass(frozen=True)
@@ -123,30 +84,39 @@ def post(
     return PostResult(bool(ok), "" if ok else "apprise could not deliver it (see the sender's log)")
 
 
-class Sender:
-    def __init__(self, cfg: Config, engine: Engine, host: str) -> None:
-        self.cfg, self.engine, self.host = cfg, engine, host
-        self.notifiers = {n.name: n for n in cfg.notifiers}
-        self.failing: set[str] = set()
+class Sender(Service):
+    """`courier:sender`: posts what is due, every `couriers.send_every_s` (at once while there is more)."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.cfg, self.engine = ctx.cfg, ctx.engine
+        self.period_s = ctx.cfg.couriers.send_every_s
+        self.notifiers = {n.name: n for n in ctx.cfg.notifiers}
+        self.troubles: dict[str, Trouble] = {}
+        self.trimmed_at = float("-inf")
+
+    def run_once(self) -> bool:
+        if time.monotonic() - self.trimmed_at > TRIM_EVERY_S:
+            self.trim()
+            self.trimmed_at = time.monotonic()
+        return self.send_due() > 0
+
+    def trouble(self, notifier: str) -> Trouble:
+        """A notifier that cannot deliver, told once when it fails and once when it delivers again."""
+        if notifier not in self.troubles:
+            self.troubles[notifier] = self.ctx.trouble("notifier_failing", "notifier_ok", notifier, severity="warning")
+        return self.troubles[notifier]
 
     def send_due(self, limit: int = 50) -> int:
         """Post what is due; how many were delivered."""
-        now = utcnow()
-        with self.engine.connect() as conn:
-            due = conn.execute(
-                select(outbox)
-                .where(outbox.c.state == "pending", outbox.c.next_try_at <= now)
-                .order_by(outbox.c.id)
-                .limit(limit)
-            ).all()
         sent = 0
         tried: set[str] = set()
-        for m in due:
+        for m in store.due(self.engine, limit):
             n = self.notifiers.get(m.notifier)
             if n is None:
                 self.settle(m, PostResult(False, f"notifier {m.notifier!r} is no longer configured"))
                 continue
-            if m.notifier in self.failing and m.notifier in tried:
+            if self.trouble(m.notifier).active and m.notifier in tried:
                 continue  # a service that is down gets one probe a pass; the rest wait their turn
             tried.add(m.notifier)
             result = post(n, m.text, m.blocks, m.kind)
@@ -154,49 +124,16 @@ class Sender:
             sent += result.ok
         return sent
 
-    def settle(self, m: Any, r: PostResult) -> None:
-        attempts = m.attempts + 1
+    def settle(self, m: store.OutboxMessage, r: PostResult) -> None:
         if r.ok:
-            values: dict[str, Any] = {"state": "sent", "sent_at": utcnow(), "attempts": attempts, "last_error": None}
-        else:
-            backoff = r.retry_after_s or min(MAX_BACKOFF_S, self.cfg.couriers.retry_base_s * 2 ** (attempts - 1))
-            values = {
-                "attempts": attempts,
-                "last_error": r.why[:2000],
-                "next_try_at": utcnow() + timedelta(seconds=backoff),
-            }
-            log.warning("%s: message %d not delivered (%s); retry in %.0f s", m.notifier, m.id, r.why, backoff)
-        with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == m.id).values(**values))
-        if r.ok == (m.notifier in self.failing):  # the service's state changed: say it once
-            if r.ok:
-                self.failing.discard(m.notifier)
-            else:
-                self.failing.add(m.notifier)
-            record_event(
-                self.engine,
-                host=self.host,
-                source="courier:sender",
-                kind="notifier_ok" if r.ok else "notifier_failing",
-                subject=m.notifier,
-                severity="info" if r.ok else "warning",
-                message="delivering again" if r.ok else f"cannot deliver: {r.why}; messages are kept and retried",
-            )
+            store.mark_sent(self.engine, m)
+            self.trouble(m.notifier).ok("delivering again")
+            return
+        backoff = r.retry_after_s or min(MAX_BACKOFF_S, self.cfg.couriers.retry_base_s * 2**m.attempts)
+        log.warning("%s: message %d not delivered (%s); retry in %.0f s", m.notifier, m.id, r.why, backoff)
+        store.retry_later(self.engine, m, r.why, backoff)
+        self.trouble(m.notifier).failing(f"cannot deliver: {r.why}; messages are kept and retried")
 
     def trim(self, now: datetime | None = None) -> int:
         """Forget messages delivered (or with nowhere to go) over KEEP_SETTLED_DAYS ago; pending ones stay."""
-        cutoff = (now or utcnow()) - timedelta(days=KEEP_SETTLED_DAYS)
-        with self.engine.begin() as conn:
-            gone = conn.execute(
-                delete(outbox).where(outbox.c.state.in_(["sent", "unrouted"]), outbox.c.created_at < cutoff)
-            ).rowcount
-        return int(gone or 0)
-
-    def run(self) -> None:
-        trimmed_at = float("-inf")
-        while True:
-            if time.monotonic() - trimmed_at > TRIM_EVERY_S:
-                trimmed_at = time.monotonic()
-                self.trim()
-            if not self.send_due():
-                time.sleep(self.cfg.couriers.send_every_s)
+        return store.forget_settled(self.engine, (now or utcnow()) - timedelta(days=KEEP_SETTLED_DAYS))

@@ -1,19 +1,17 @@
 """`queue:server`: works through the recipes all night by itself.
 
 Each pass: honour maintenance mode and pause; expire recipes whose window closed; choose the
-next recipe (scheduler); run its steps through the telescope (ASCOM Alpaca, via alpyca) and
-the DAQ (exposure requests tagged with the recipe's uuid and name), saving progress after
-every step and every exposure. At each step boundary an `interrupt` recipe that may run now
-preempts the running one, which goes back to the queue with its progress. Exposures wait for
-safe weather (`safety.safe` on the board) when the recipe asks for it. A recipe found
-`executing` when the server starts was cut short by a crash: it is marked interrupted, and
-queued again with its progress when `queue.requeue_interrupted`.
+next recipe (scheduler); run its steps through the telescope (`devices.telescope`) and the DAQ
+(exposure requests tagged with the recipe's uuid and name), saving progress after every step
+and every exposure. At each step boundary an `interrupt` recipe that may run now preempts the
+running one, which goes back to the queue with its progress. Exposures wait for safe weather
+(`safety.safe` on the board) when the recipe asks for it. A recipe cut short (the server was
+stopped or killed, or a pass failed under it) is marked interrupted, and queued again with its
+progress when `queue.requeue_interrupted`. A shutdown recipe stops the server with exit 0.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,21 +19,20 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from gozen.config import Config
-from gozen.db.events import record_event
+from gozen.db.states import ExposureState, QueueMode, RecipeState
 from gozen.db.types import utcnow
+from gozen.devices.telescope import TelescopeError, telescope_from_config
 from gozen.monitors.board import snapshot
 from gozen.queue import store
 from gozen.queue.recipe import ExposeStep, ParkStep, Recipe, ShutdownStep, SlewStep, WaitStep, step_kind
 from gozen.queue.scheduler import Candidate, choose, sky_at, verdicts
-
-log = logging.getLogger(__name__)
+from gozen.service import Context, DeviceUnavailable, Service
 
 
 class Stop(Exception):
     """Leave the recipe now: preempted, aborted, or the server is shutting down."""
 
-    def __init__(self, why: str, state: str) -> None:
+    def __init__(self, why: str, state: RecipeState) -> None:
         super().__init__(why)
         self.state = state
 
@@ -57,86 +54,61 @@ def safety(engine: Engine) -> tuple[bool, str]:
     return safe.value is True, str(reasons.value) if reasons and reasons.value else ""
 
 
-class Telescope:
-    """The telescope through ASCOM Alpaca; every failure is a StepFailed naming the device."""
+class QueueServer(Service):
+    """A pass every `queue.poll_s`; at once again after a recipe ran."""
 
-    def __init__(self, cfg: Config) -> None:
-        from alpaca.telescope import Telescope as AlpacaTelescope
-
-        self.address = cfg.monitors.telescope.address
-        self.scope = AlpacaTelescope(self.address, cfg.monitors.telescope.device_number)
-        self.timeout_s = cfg.queue.slew_timeout_s
-
-    def _do(self, what: str, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except Exception as err:  # alpyca raises requests' and ASCOM's exceptions
-            raise StepFailed(f"telescope at {self.address}: {what}: {type(err).__name__}: {err}") from None
-
-    def slew(self, ra_deg: float, dec_deg: float, interrupted: Callable[[], None]) -> None:
-        if self._do("AtPark", lambda: self.scope.AtPark):
-            self._do("Unpark", self.scope.Unpark)
-        self._do("SlewToCoordinatesAsync", lambda: self.scope.SlewToCoordinatesAsync(ra_deg / 15.0, dec_deg))
-        self._settle(interrupted)
-
-    def park(self, interrupted: Callable[[], None]) -> None:
-        self._do("Park", self.scope.Park)
-        self._settle(interrupted)
-
-    def _settle(self, interrupted: Callable[[], None]) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        while self._do("Slewing", lambda: self.scope.Slewing):
-            if time.monotonic() > deadline:
-                raise StepFailed(f"telescope: still slewing after {self.timeout_s:g} s")
-            interrupted()
-            time.sleep(0.2)
-
-
-class QueueServer:
-    def __init__(self, cfg: Config, engine: Engine, host: str, telescope: Telescope | None = None) -> None:
-        self.cfg, self.engine, self.host = cfg, engine, host
-        self.telescope = telescope or Telescope(cfg)
-        self.fields = cfg.queue.positions()
-        self.running: store.RecipeRow | None = None
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.cfg, self.engine, self.host = ctx.cfg, ctx.engine, ctx.host
+        self.period_s = ctx.cfg.queue.poll_s
+        self.telescope = telescope_from_config(ctx.cfg)
+        self.fields = ctx.cfg.queue.positions()
+        self.running: store.RecipeRow | None = None  # left set when a pass fails under a recipe
         self.demo_count: int | None = None  # read from the database at the first demo recipe
         self.cache = store.CandidateCache()
 
-    # -- state shown on the page ---------------------------------------------
     def activity(self, text: str) -> None:
-        store.put_state(self.engine, "activity", {"text": text, "pid": os.getpid(), "host": self.host})
+        """What the page shows the server doing."""
+        store.set_activity(self.engine, text, self.host)
 
-    def mode(self) -> str:
-        st = store.get_state(self.engine)
-        return str(st.get("mode", ("normal", None))[0] or "normal")
+    # -- start, passes, stop -------------------------------------------------------
+    def setup(self) -> None:
+        self.recover()
+        store.server_started(self.engine, self.host)
 
-    def paused(self) -> bool:
-        return bool(store.get_state(self.engine).get("paused", (False, None))[0])
+    def run_once(self) -> bool:
+        if self.running is not None:  # the last pass failed under it (the database went away ...)
+            self.recover()
+        return self.step_once()
 
-    # -- start ---------------------------------------------------------------
+    def teardown(self) -> None:
+        store.server_stopped(self.engine)
+
     def recover(self) -> None:
-        """Recipes left executing by a server that died: interrupted, and queued again if so configured."""
-        for r in store.in_state(self.engine, ("executing",), limit=1000):
-            store.set_state(self.engine, r.uuid, "interrupted", "the queue server stopped while it ran")
-            record_event(
+        """Recipes left executing by a server that died, or by a failed pass: interrupted."""
+        for r in store.in_state(self.engine, (RecipeState.EXECUTING,), limit=1000):
+            self.interrupt(r)
+        self.running = None
+
+    def interrupt(self, r: store.RecipeRow) -> None:
+        """A recipe cut short: interrupted, and queued again with its progress if so configured."""
+        store.set_state(self.engine, r.uuid, RecipeState.INTERRUPTED, "the queue server stopped while it ran")
+        message = f"{r.name} was cut short at step {r.step + 1} (the server stopped)"
+        self.ctx.event("recipe_interrupted", r.name, message, "warning")
+        if self.cfg.queue.requeue_interrupted:
+            store.set_state(
                 self.engine,
-                host=self.host,
-                source="queue:server",
-                kind="recipe_interrupted",
-                subject=r.name,
-                severity="warning",
-                message=f"{r.name} was cut short at step {r.step + 1} (the server stopped)",
+                r.uuid,
+                RecipeState.QUEUED,
+                f"queued again at step {r.step + 1}",
+                "requeued",
+                finished_at=None,
             )
-            if self.cfg.queue.requeue_interrupted:
-                store.set_state(
-                    self.engine, r.uuid, "queued", f"queued again at step {r.step + 1}", "requeued", finished_at=None
-                )
-        store.clear_state(self.engine, "abort")
-        store.put_state(self.engine, "server", {"pid": os.getpid(), "host": self.host, "since": utcnow().isoformat()})
 
     # -- one pass --------------------------------------------------------------
     def expire(self, now: datetime) -> None:
         for uuid, end in store.closed_windows(self.engine, now):
-            store.set_state(self.engine, uuid, "expired", f"its window closed at {end:%m-%d %H:%M} UTC")
+            store.set_state(self.engine, uuid, RecipeState.EXPIRED, f"its window closed at {end:%m-%d %H:%M} UTC")
 
     def next_recipe(self, now: datetime) -> store.RecipeRow | None:
         cols = self.cache.columns(self.engine)
@@ -155,10 +127,11 @@ class QueueServer:
     def step_once(self, now: datetime | None = None) -> bool:
         """One pass; True when a recipe ran (or was tried)."""
         now = now or utcnow()
-        if self.mode() == "maintenance":
+        st = store.queue_status(self.engine)
+        if st.mode == QueueMode.MAINTENANCE:
             self.activity("maintenance: nothing starts")
             return False
-        if self.paused():
+        if st.paused:
             self.activity("paused")
             return False
         self.expire(now)
@@ -168,80 +141,67 @@ class QueueServer:
         self.run(row)
         return True
 
-    def run_forever(self) -> None:
-        self.recover()
-        while True:
-            try:
-                if not self.step_once():
-                    time.sleep(self.cfg.queue.poll_s)
-            except SystemExit:
-                raise
-            except Exception:  # a bug must not stop the night: log it, record it, go on
-                log.exception("queue pass failed")
-                time.sleep(self.cfg.queue.poll_s)
-
     # -- one recipe ------------------------------------------------------------
     def run(self, row: store.RecipeRow) -> None:
         r = row.recipe
         progress = dict(row.progress or {"step": 0, "done": 0})
         first = int(progress.get("step", 0))
-        store.set_state(
-            self.engine,
-            row.uuid,
-            "executing",
-            f"started at step {first + 1} of {len(r.steps)}",
-            "started",
-            started_at=utcnow(),
-        )
+        started = f"started at step {first + 1} of {len(r.steps)}"
+        store.set_state(self.engine, row.uuid, RecipeState.EXECUTING, started, "started", started_at=utcnow())
         self.running = row
-        target = None
         try:
-            resume_at = next((j for j in range(first - 1, -1, -1) if isinstance(r.steps[j], SlewStep)), None)
-            if resume_at is not None:  # resumed part way: point where the recipe was pointing again
-                self.activity(f"executing: {row.name}: pointing again (resumed at step {first + 1})")
-                target = self.do_step(row, resume_at, r.steps[resume_at], progress, None)
-            for i in range(first, len(r.steps)):
-                if i > first:
-                    self.preempt_check(row)
-                step = r.steps[i]
-                self.activity(f"executing: {row.name}: step {i + 1}/{len(r.steps)} {step_kind(step)}")
-                target = self.do_step(row, i, step, progress, target)
-                progress = {"step": i + 1, "done": 0}
-                store.record(self.engine, row.uuid, "step", f"step {i + 1} ({step_kind(step)}) done", progress)
+            self.steps(row, first, progress)
         except Stop as stop:
-            extra = {"finished_at": None} if stop.state == "queued" else {}
-            store.set_state(
-                self.engine, row.uuid, stop.state, str(stop), "preempted" if stop.state == "queued" else None, **extra
-            )
             self.running = None
+            if stop.state == RecipeState.INTERRUPTED:
+                self.interrupt(store.get(self.engine, row.uuid) or row)
+            elif stop.state == RecipeState.QUEUED:
+                store.set_state(self.engine, row.uuid, stop.state, str(stop), "preempted", finished_at=None)
+            else:
+                store.set_state(self.engine, row.uuid, stop.state, str(stop))
             return
         except StepFailed as err:
-            store.set_state(self.engine, row.uuid, "failed", str(err))
-            record_event(
-                self.engine,
-                host=self.host,
-                source="queue:server",
-                kind="recipe_failed",
-                subject=row.name,
-                severity="error",
-                message=str(err),
-            )
             self.running = None
+            store.set_state(self.engine, row.uuid, RecipeState.FAILED, str(err))
+            self.ctx.event("recipe_failed", row.name, str(err), "error")
             return
-        store.set_state(self.engine, row.uuid, "done", f"all {len(r.steps)} steps done")
         self.running = None
+        store.set_state(self.engine, row.uuid, RecipeState.DONE, f"all {len(r.steps)} steps done")
         if any(isinstance(s, ShutdownStep) for s in r.steps):
             self.activity("shut down by a recipe")
-            store.clear_state(self.engine, "server")
-            raise SystemExit(0)
+            self.ctx.stop.set()  # the runner stops after this pass: exit 0, and supervisord leaves it stopped
+
+    def steps(self, row: store.RecipeRow, first: int, progress: dict[str, int]) -> None:
+        """The recipe's steps from `first` on, its progress saved after each."""
+        r = row.recipe
+        target = None
+        resume_at = next((j for j in range(first - 1, -1, -1) if isinstance(r.steps[j], SlewStep)), None)
+        if resume_at is not None:  # resumed part way: point where the recipe was pointing again
+            self.activity(f"executing: {row.name}: pointing again (resumed at step {first + 1})")
+            target = self.do_step(row, resume_at, r.steps[resume_at], progress, None)
+        for i in range(first, len(r.steps)):
+            if i > first:
+                self.preempt_check(row)
+            step = r.steps[i]
+            self.activity(f"executing: {row.name}: step {i + 1}/{len(r.steps)} {step_kind(step)}")
+            target = self.do_step(row, i, step, progress, target)
+            progress = {"step": i + 1, "done": 0}
+            store.record(self.engine, row.uuid, "step", f"step {i + 1} ({step_kind(step)}) done", progress)
 
     def interrupted(self) -> None:
-        """Raise Stop if the running recipe was asked to abort (called often during long steps)."""
-        row = self.running
-        abort = store.get_state(self.engine).get("abort")
-        if row is not None and abort and abort[0] and abort[0].get("uuid") in (row.uuid, "*"):
-            store.clear_state(self.engine, "abort")
-            raise Stop(f"aborted by {abort[0].get('by', 'an operator')}", "aborted")
+        """Raise Stop if the running recipe was asked to abort, or the server to stop (called often
+        during long steps)."""
+        if self.ctx.stopping:
+            raise Stop("the queue server stopped while it ran", RecipeState.INTERRUPTED)
+        by = store.abort_asked_by(self.engine, self.running.uuid) if self.running is not None else None
+        if by is not None:
+            raise Stop(f"aborted by {by}", RecipeState.ABORTED)
+
+    def pause(self, seconds: float) -> None:
+        """Wait between questions during a step; Stop when the recipe is to be left."""
+        self.interrupted()
+        if self.ctx.sleep(seconds):
+            raise Stop("the queue server stopped while it ran", RecipeState.INTERRUPTED)
 
     def preempt_check(self, row: store.RecipeRow) -> None:
         self.interrupted()
@@ -253,7 +213,7 @@ class QueueServer:
         safe, _ = safety(self.engine)
         pick = choose(candidates(urgent), sky_at(self.cfg.site, utcnow()), self.cfg.site, safe)
         if pick is not None:
-            raise Stop(f"preempted by {pick.name}; queued again with its progress", "queued")
+            raise Stop(f"preempted by {pick.name}; queued again with its progress", RecipeState.QUEUED)
 
     def do_step(
         self, row: store.RecipeRow, i: int, step: Any, progress: dict[str, int], target: Any
@@ -262,18 +222,24 @@ class QueueServer:
             a = step.slew
             ra, dec = self.fields[a.field] if a.field else (a.ra_deg, a.dec_deg)
             assert ra is not None and dec is not None
-            self.telescope.slew(ra, dec, self.interrupted)
+            self.move(lambda: self.telescope.point(ra, dec, self.cfg.queue.slew_timeout_s, self.pause))
             return ra, dec
         if isinstance(step, ExposeStep):
             self.expose(row, i, step, progress, target)
         elif isinstance(step, WaitStep):
             end = time.monotonic() + step.wait.seconds
             while time.monotonic() < end:
-                self.interrupted()
-                time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+                self.pause(min(0.5, max(0.0, end - time.monotonic())))
         elif isinstance(step, ParkStep):
-            self.telescope.park(self.interrupted)
+            self.move(lambda: self.telescope.park(self.cfg.queue.slew_timeout_s, self.pause))
         return target
+
+    def move(self, telescope_does: Callable[[], None]) -> None:
+        """A telescope step; StepFailed saying why when the mount fails or does not answer."""
+        try:
+            telescope_does()
+        except (TelescopeError, DeviceUnavailable) as err:
+            raise StepFailed(str(err)) from None
 
     def wait_for_safe(self, row: store.RecipeRow) -> None:
         said = False
@@ -288,9 +254,9 @@ class QueueServer:
                 said = True
             self.activity(f"blocking: {row.name}: waiting for safe weather: {why}")
             self.interrupted()
-            if self.mode() == "maintenance":
-                raise Stop("maintenance mode while waiting for safe weather; queued again", "queued")
-            time.sleep(self.cfg.queue.poll_s)
+            if store.queue_status(self.engine).mode == QueueMode.MAINTENANCE:
+                raise Stop("maintenance mode while waiting for safe weather; queued again", RecipeState.QUEUED)
+            self.pause(self.cfg.queue.poll_s)
 
     def expose(self, row: store.RecipeRow, i: int, step: ExposeStep, progress: dict[str, int], target: Any) -> None:
         e = step.expose
@@ -342,18 +308,18 @@ class QueueServer:
     def wait_exposure(self, exp_id: int, duration_s: float) -> str:
         """Wait until the DAQ accounts for the exposure; its state. StepFailed if it failed, timed out,
         or left no file. The timeout runs from the exposure's start in the DAQ: time spent queued
-        behind other exposures does not count."""
+        behind other exposures does not count. An abort waits for the exposure in hand to end."""
         from gozen.daq.catalog import exposure_outcome
 
         allowed_s = duration_s + self.cfg.queue.exposure_timeout_s
         deadline = time.monotonic() + allowed_s
         while True:
             out = exposure_outcome(self.engine, exp_id)
-            if out.state in ("done", "incomplete"):
+            if out.state in (ExposureState.DONE, ExposureState.INCOMPLETE):
                 if out.files_written == 0:
                     raise StepFailed(f"exposure {exp_id} ended with {out.why_no_file()}")
                 return str(out.state)
-            if out.state in ("failed", None):
+            if out.state in (ExposureState.FAILED, None):
                 raise StepFailed(f"exposure {exp_id} {'failed' if out.state else 'is unknown'} in the DAQ")
             now = time.monotonic()
             if out.start_at is not None:
@@ -363,7 +329,8 @@ class QueueServer:
             if now > deadline:
                 where = "armed" if out.start_at else "still queued in the DAQ (is daq:control running?)"
                 raise StepFailed(f"exposure {exp_id} timed out: {where}")
-            time.sleep(0.2)
+            if self.ctx.sleep(0.2):  # the exposure goes on: a restarted server waits for it
+                raise Stop("the queue server stopped while it ran", RecipeState.INTERRUPTED)
 
     # -- the demo survey ---------------------------------------------------------
     def demo_recipe(self, now: datetime) -> store.RecipeRow:
@@ -397,7 +364,3 @@ class QueueServer:
 
 # A square dither pattern, in units of dither_arcsec: (dRA, dDec).
 DITHER = [(0, 0), (1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1)]
-
-
-def run_queue_server(cfg: Config, host: str, engine: Engine) -> None:
-    QueueServer(cfg, engine, host).run_forever()

@@ -1,11 +1,16 @@
-"""The queue's tables: recipes and their history, and the server's state (mode, paused, activity)."""
+"""The queue's tables: recipes and their history, and the server's state (mode, paused, abort, activity).
+
+The only module that reads or writes `recipes`, `recipe_events` and `queue_state`. Operators
+control the queue through typed functions (`set_mode`, `set_paused`, `request_abort`), each
+recorded as an event naming who; the server reports itself with `server_started`,
+`set_activity` and `server_stopped`, and everyone reads the whole state with `queue_status`.
+"""
 
 from __future__ import annotations
 
 import gc
 import os
 import re
-import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -13,15 +18,24 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gozen.db.events import record_event
+from gozen.db.events import Severity, record_event
+from gozen.db.states import QueueMode, RecipeState
 from gozen.db.tables import queue_state, recipe_events, recipes
 from gozen.db.types import utcnow
 from gozen.queue.recipe import PRIORITY_RANK, Recipe, RecipeError
+from gozen.service import this_host
 
 if TYPE_CHECKING:
     from gozen.daq.catalog import ExposureRequest
 
-FINAL = ("done", "failed", "aborted", "expired", "cancelled", "interrupted")
+FINAL = (
+    RecipeState.DONE,
+    RecipeState.FAILED,
+    RecipeState.ABORTED,
+    RecipeState.EXPIRED,
+    RecipeState.CANCELLED,
+    RecipeState.INTERRUPTED,
+)
 DEMO_SUBMITTER = "demo survey"
 DEMO_NAME = "Queue-Observer DEMO {n:03d}"
 
@@ -32,7 +46,7 @@ class RecipeRow:
     name: str
     priority: str
     priority_rank: int
-    state: str
+    state: RecipeState
     recipe: Recipe
     progress: dict[str, int]
     submitted_at: datetime
@@ -54,7 +68,7 @@ def _row(r: Any) -> RecipeRow:
         r.name,
         r.priority,
         r.priority_rank,
-        r.state,
+        RecipeState(r.state),
         Recipe.model_validate(r.body),
         dict(r.progress or {}),
         r.submitted_at,
@@ -82,7 +96,7 @@ def submit(engine: Engine, recipe: Recipe, by: str, fields: dict[str, tuple[floa
         "name": recipe.name,
         "priority": recipe.priority,
         "priority_rank": PRIORITY_RANK[recipe.priority],
-        "state": "queued",
+        "state": RecipeState.QUEUED,
         "project": recipe.project,
         "observer": recipe.observer,
         "not_before": recipe.window.not_before,
@@ -125,33 +139,48 @@ def find(engine: Engine, prefix: str) -> RecipeRow | None:
 
 def queued(engine: Engine, limit: int = 100_000) -> list[RecipeRow]:
     """Queued recipes in their standing order: priority, then window end, then submission."""
-    q = select(recipes).where(recipes.c.state == "queued").order_by(recipes.c.priority_rank, recipes.c.submitted_at)
+    q = (
+        select(recipes)
+        .where(recipes.c.state == RecipeState.QUEUED)
+        .order_by(recipes.c.priority_rank, recipes.c.submitted_at)
+    )
     with engine.connect() as conn:
         return [_row(r) for r in conn.execute(q.limit(limit))]
 
 
 def closed_windows(engine: Engine, now: datetime) -> list[tuple[str, datetime]]:
     """Queued recipes whose window closed before now."""
-    q = select(recipes.c.uuid, recipes.c.not_after).where(recipes.c.state == "queued", recipes.c.not_after < now)
+    q = select(recipes.c.uuid, recipes.c.not_after).where(
+        recipes.c.state == RecipeState.QUEUED, recipes.c.not_after < now
+    )
     with engine.connect() as conn:
         return [(u, t) for u, t in conn.execute(q)]
 
 
-def in_state(engine: Engine, states: tuple[str, ...], limit: int = 50, newest_first: bool = True) -> list[RecipeRow]:
+def in_state(
+    engine: Engine, states: tuple[RecipeState, ...], limit: int = 50, newest_first: bool = True
+) -> list[RecipeRow]:
     order = recipes.c.finished_at.desc() if newest_first else recipes.c.submitted_at
     q = select(recipes).where(recipes.c.state.in_(states)).order_by(order, recipes.c.submitted_at.desc())
     with engine.connect() as conn:
         return [_row(r) for r in conn.execute(q.limit(limit))]
 
 
-def set_state(engine: Engine, uuid: str, state: str, message: str, kind: str | None = None, **values: Any) -> None:
-    """Move a recipe to a state and record why in its history."""
+def set_state(
+    engine: Engine, uuid: str, state: RecipeState, message: str, kind: str | None = None, **values: Any
+) -> None:
+    """Move a recipe to a state and record why in its history. A recipe that stops executing takes
+    an abort asked of it along: it must never stop a later recipe."""
     now = utcnow()
     if state in FINAL:
         values.setdefault("finished_at", now)
     with engine.begin() as conn:
         conn.execute(update(recipes).where(recipes.c.uuid == uuid).values(state=state, message=message, **values))
         conn.execute(insert(recipe_events).values(recipe_uuid=uuid, time=now, kind=kind or state, message=message))
+        if state != RecipeState.EXECUTING:
+            abort = conn.execute(select(queue_state.c.value).where(queue_state.c.key == ABORT)).scalar()
+            if isinstance(abort, dict) and abort.get("uuid") == uuid:
+                conn.execute(delete(queue_state).where(queue_state.c.key == ABORT))
 
 
 def record(engine: Engine, uuid: str, kind: str, message: str, progress: dict[str, int] | None = None) -> None:
@@ -208,81 +237,172 @@ def cancel(engine: Engine, uuid: str, by: str) -> str:
     with engine.begin() as conn:
         n = conn.execute(
             update(recipes)
-            .where(recipes.c.uuid == uuid, recipes.c.state == "queued")
-            .values(state="cancelled", message=f"cancelled by {by}", finished_at=utcnow())
+            .where(recipes.c.uuid == uuid, recipes.c.state == RecipeState.QUEUED)
+            .values(state=RecipeState.CANCELLED, message=f"cancelled by {by}", finished_at=utcnow())
         ).rowcount
         if n:
             conn.execute(
-                insert(recipe_events).values(recipe_uuid=uuid, time=utcnow(), kind="cancelled", message=f"by {by}")
+                insert(recipe_events).values(
+                    recipe_uuid=uuid, time=utcnow(), kind=RecipeState.CANCELLED, message=f"by {by}"
+                )
             )
             return "cancelled"
+    if request_abort(engine, by, uuid):
+        return "abort requested"
     r = get(engine, uuid)
     if r is None:
         raise RecipeError(f"uuid: no recipe {uuid}")
-    if r.state == "executing":
-        put_state(engine, "abort", {"uuid": uuid, "by": by})
-        return "abort requested"
     raise RecipeError(f"uuid: recipe {uuid} is {r.state}: nothing to cancel")
 
 
+@dataclass(frozen=True)
+class RecipeListing:
+    """A recipe as the queue's lists show it: without its body, which may be large."""
+
+    uuid: str
+    name: str
+    priority: str
+    state: RecipeState
+    progress: dict[str, Any]
+    message: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def listed(engine: Engine, states: tuple[RecipeState, ...], limit: int) -> list[RecipeListing]:
+    """Recipes in these states without their bodies, newest finished first (as `in_state` orders them)."""
+    q = (
+        select(*(recipes.c[f] for f in RecipeListing.__dataclass_fields__))
+        .where(recipes.c.state.in_(states))
+        .order_by(recipes.c.finished_at.desc(), recipes.c.submitted_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [
+            RecipeListing(r.uuid, r.name, r.priority, RecipeState(r.state), dict(r.progress or {}), *r[5:])
+            for r in conn.execute(q)
+        ]
+
+
+def body(engine: Engine, uuid: str) -> Recipe | None:
+    """A stored recipe, read alone (it never changes after submission, so callers may keep it)."""
+    with engine.connect() as conn:
+        data = conn.execute(select(recipes.c.body).where(recipes.c.uuid == uuid)).scalar()
+    return None if data is None else Recipe.model_validate(data)
+
+
 # -- the server's state -------------------------------------------------------
-# Keys an operator sets: each change is an event (kind, and what it says).
-OPERATOR_KEYS = ("mode", "paused", "abort")
+MODE, PAUSED, ABORT, SERVER, ACTIVITY = "mode", "paused", "abort", "server", "activity"
 
 
-def put_state(engine: Engine, key: str, value: Any, by: str | None = None) -> None:
-    """Set a key of the server's state; mode, pause/resume and abort are also recorded as events."""
-    with engine.begin() as conn:
-        conn.execute(delete(queue_state).where(queue_state.c.key == key))
-        conn.execute(insert(queue_state).values(key=key, value=value, updated_at=utcnow()))
-    if key in OPERATOR_KEYS:
-        _record_operator_change(engine, key, value, by)
+@dataclass(frozen=True)
+class QueueStatus:
+    """The queue server's state as the page, the CLI and the server itself read it."""
+
+    mode: QueueMode
+    paused: bool
+    abort: dict[str, Any] | None  # {"uuid": the executing recipe's, "by": who} while an abort is pending
+    server: dict[str, Any] | None  # {"pid", "host", "since"} while a server runs
+    activity: str
+    activity_at: datetime | None
 
 
-def set_mode(engine: Engine, mode: str, by: str | None = None) -> None:
-    put_state(engine, "mode", mode, by)
+def queue_status(engine: Engine) -> QueueStatus:
+    with engine.connect() as conn:
+        rows = {r.key: r for r in conn.execute(select(queue_state))}
 
+    def value(key: str) -> Any:
+        return rows[key].value if key in rows else None
 
-def set_paused(engine: Engine, paused: bool, by: str | None = None) -> None:
-    put_state(engine, "paused", paused, by)
-
-
-def request_abort(engine: Engine, by: str | None = None, uuid: str = "*") -> None:
-    put_state(engine, "abort", {"uuid": uuid, "by": by or "an operator"}, by)
-
-
-def _record_operator_change(engine: Engine, key: str, value: Any, by: str | None) -> None:
-    if key == "abort":
-        by = by or (value.get("by") if isinstance(value, dict) else None)
-        target = value.get("uuid", "*") if isinstance(value, dict) else "*"
-        kind, what = "queue_abort", "abort of " + ("the running recipe" if target == "*" else f"recipe {target}")
-    elif key == "paused":
-        kind, what = ("queue_paused", "queue paused") if value else ("queue_resumed", "queue resumed")
-    else:
-        kind, what = "queue_mode", f"queue mode set to {value}"
-    record_event(
-        engine,
-        host=os.environ.get("GOZEN_HOST") or socket.gethostname(),  # supervise.render.HOST_ENV
-        source="queue",
-        kind=kind,
-        subject="queue",
-        severity="warning" if kind in ("queue_abort", "queue_paused") or value == "maintenance" else "info",
-        message=f"{what} by {by or 'someone unnamed'}",
-        data={"key": key, "value": value, "by": by},
+    return QueueStatus(
+        mode=QueueMode(value(MODE) or QueueMode.NORMAL),
+        paused=bool(value(PAUSED)),
+        abort=value(ABORT) or None,
+        server=value(SERVER) or None,
+        activity=str((value(ACTIVITY) or {}).get("text", "")),
+        activity_at=rows[ACTIVITY].updated_at if ACTIVITY in rows else None,
     )
 
 
-def get_state(engine: Engine) -> dict[str, tuple[Any, datetime]]:
-    with engine.connect() as conn:
-        return {
-            k: (v, t)
-            for k, v, t in conn.execute(select(queue_state.c.key, queue_state.c.value, queue_state.c.updated_at))
-        }
+def set_mode(engine: Engine, mode: QueueMode, by: str | None = None) -> None:
+    """normal: recipes run; maintenance: nothing new starts."""
+    mode = QueueMode(mode)  # ValueError naming a mode that does not exist
+    _put(engine, MODE, mode)
+    severity: Severity = "warning" if mode == QueueMode.MAINTENANCE else "info"
+    _told(engine, "queue_mode", f"queue mode set to {mode}", by, severity, {"key": MODE, "value": mode})
 
 
-def clear_state(engine: Engine, key: str) -> None:
+def set_paused(engine: Engine, paused: bool, by: str | None = None) -> None:
+    """Paused: nothing new starts until resumed (the executing recipe goes on)."""
+    _put(engine, PAUSED, paused)
+    kind, what = ("queue_paused", "queue paused") if paused else ("queue_resumed", "queue resumed")
+    _told(engine, kind, what, by, "warning" if paused else "info", {"key": PAUSED, "value": paused})
+
+
+def request_abort(engine: Engine, by: str | None = None, uuid: str | None = None) -> bool:
+    """Ask the server to abort the executing recipe (or only `uuid`, if it is the one executing).
+
+    False, and nothing stored or recorded, when nothing (or not that recipe) is executing: an
+    abort is of one recipe, so it can never stop a later one.
+    """
+    by = by or "an operator"
+    with engine.begin() as conn:
+        q = select(recipes.c.uuid).where(recipes.c.state == RecipeState.EXECUTING)
+        running = conn.execute(q if uuid is None else q.where(recipes.c.uuid == uuid)).scalars().first()
+        if running is None:
+            return False
+        value = {"uuid": running, "by": by}
+        conn.execute(delete(queue_state).where(queue_state.c.key == ABORT))
+        conn.execute(insert(queue_state).values(key=ABORT, value=value, updated_at=utcnow()))
+    what = "abort of " + ("the running recipe" if uuid is None else f"recipe {uuid}")
+    _told(engine, "queue_abort", what, by, "warning", {"key": ABORT, "value": value})
+    return True
+
+
+def abort_asked_by(engine: Engine, uuid: str) -> str | None:
+    """Who asked to abort this executing recipe; None when nobody did."""
+    abort = queue_status(engine).abort
+    return str(abort.get("by") or "an operator") if abort and abort.get("uuid") == uuid else None
+
+
+def server_started(engine: Engine, host: str) -> None:
+    """The server says it runs (the page shows its pid); an abort left from before is dropped."""
+    _clear(engine, ABORT)
+    _put(engine, SERVER, {"pid": os.getpid(), "host": host, "since": utcnow().isoformat()})
+
+
+def server_stopped(engine: Engine) -> None:
+    _clear(engine, SERVER)
+
+
+def set_activity(engine: Engine, text: str, host: str) -> None:
+    """What the server is doing, one line for the page (its time tells whether the server is alive)."""
+    _put(engine, ACTIVITY, {"text": text, "pid": os.getpid(), "host": host})
+
+
+def _put(engine: Engine, key: str, value: Any) -> None:
     with engine.begin() as conn:
         conn.execute(delete(queue_state).where(queue_state.c.key == key))
+        conn.execute(insert(queue_state).values(key=key, value=value, updated_at=utcnow()))
+
+
+def _clear(engine: Engine, key: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(queue_state).where(queue_state.c.key == key))
+
+
+def _told(engine: Engine, kind: str, what: str, by: str | None, severity: Severity, data: dict[str, Any]) -> None:
+    """An operator's action as an event naming who."""
+    record_event(
+        engine,
+        host=this_host(),
+        source="queue",
+        kind=kind,
+        subject="queue",
+        severity=severity,
+        message=f"{what} by {by or 'someone unnamed'}",
+        data=data | {"by": by},
+    )
 
 
 class CandidateCache:
@@ -313,7 +433,7 @@ class CandidateCache:
         from gozen.queue.scheduler import Candidate
 
         with engine.connect() as conn:
-            uuids = conn.execute(select(recipes.c.uuid).where(recipes.c.state == "queued")).scalars().all()
+            uuids = conn.execute(select(recipes.c.uuid).where(recipes.c.state == RecipeState.QUEUED)).scalars().all()
             missing = [u for u in uuids if u not in self.by_uuid]
             for i in range(0, len(missing), 500):
                 q = select(recipes).where(recipes.c.uuid.in_(missing[i : i + 500]))

@@ -10,13 +10,13 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from gozen.config import Config
-from gozen.db.tables import recipes
+from gozen.db.states import RecipeState
 from gozen.db.types import utcnow
 from gozen.queue import store
-from gozen.queue.recipe import PRIORITY_OF_RANK, Recipe, step_kind
+from gozen.queue.recipe import PRIORITY_OF_RANK, step_kind
 from gozen.queue.scheduler import Slot, plan, sky_at, verdicts
 from gozen.queue.server import safety
 
@@ -46,11 +46,9 @@ class SummaryCache:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
-        with engine.connect() as conn:
-            body = conn.execute(select(recipes.c.body).where(recipes.c.uuid == uuid)).scalar()
-        if body is None:
+        recipe = store.body(engine, uuid)
+        if recipe is None:
             return None
-        recipe = Recipe.model_validate(body)
         summary = RecipeSummary(recipe.description, tuple(step_kind(s) for s in recipe.steps))
         with self._lock:
             self._entries[key] = summary
@@ -60,17 +58,6 @@ class SummaryCache:
 
 
 SUMMARIES = SummaryCache()
-# The page's two lists read only these columns: never the recipe bodies, which may be large.
-_LIST_COLUMNS = (
-    recipes.c.uuid,
-    recipes.c.name,
-    recipes.c.priority,
-    recipes.c.state,
-    recipes.c.progress,
-    recipes.c.message,
-    recipes.c.started_at,
-    recipes.c.finished_at,
-)
 
 
 def queue_view(
@@ -81,21 +68,19 @@ def queue_view(
     cache: store.CandidateCache | None = None,
 ) -> dict[str, Any]:
     now = now or utcnow()
-    st = store.get_state(engine)
-    activity: dict[str, Any] = st.get("activity", ({}, None))[0] or {}
-    activity_at = st.get("activity", ({}, None))[1]
-    server = st.get("server", (None, None))[0]
+    st = store.queue_status(engine)
     cands = (cache or store.CandidateCache()).queued(engine)
     safe, why = safety(engine)
     shown = list(islice(verdicts(cands, sky_at(cfg.site, now), cfg.site, safe, why), limit))
-    alive = bool(server) and activity_at is not None and (now - activity_at).total_seconds() < SERVER_SILENT_S
+    seen_at = st.activity_at
+    alive = bool(st.server) and seen_at is not None and (now - seen_at).total_seconds() < SERVER_SILENT_S
     ex = _executing(engine)
     return {
         "time": now.isoformat(),
-        "server": server if alive else None,
-        "mode": str(st.get("mode", ("normal", None))[0] or "normal"),
-        "paused": bool(st.get("paused", (False, None))[0]),
-        "activity": str(activity.get("text", "")) if alive else "queue:server is not running",
+        "server": st.server if alive else None,
+        "mode": str(st.mode),
+        "paused": st.paused,
+        "activity": st.activity if alive else "queue:server is not running",
         "safe_to_observe": safe,
         "executing": ex,
         "queued": [
@@ -116,35 +101,23 @@ def queue_view(
             {
                 "uuid": r.uuid,
                 "name": r.name,
-                "state": r.state,
+                "state": str(r.state),
                 "message": r.message,
                 "started_at": r.started_at.isoformat() if r.started_at else None,
                 "finished_at": r.finished_at.isoformat() if r.finished_at else None,
             }
-            for r in _listed(engine, store.FINAL, EXECUTED_SHOWN)
+            for r in store.listed(engine, store.FINAL, EXECUTED_SHOWN)
         ],
     }
 
 
-def _listed(engine: Engine, states: tuple[str, ...], limit: int) -> list[Any]:
-    """Recipes in these states, newest finished first, without their bodies (as store.in_state orders them)."""
-    q = (
-        select(*_LIST_COLUMNS)
-        .where(recipes.c.state.in_(states))
-        .order_by(recipes.c.finished_at.desc(), recipes.c.submitted_at.desc())
-        .limit(limit)
-    )
-    with engine.connect() as conn:
-        return list(conn.execute(q))
-
-
 def _executing(engine: Engine) -> dict[str, Any] | None:
-    rows = _listed(engine, ("executing",), 1)
+    rows = store.listed(engine, (RecipeState.EXECUTING,), 1)
     summary = SUMMARIES.get(engine, rows[0].uuid) if rows else None
     if not rows or summary is None or not summary.step_kinds:
         return None
     e, kinds = rows[0], summary.step_kinds
-    progress = dict(e.progress or {})
+    progress = e.progress
     step = int(progress.get("step", 0))
     return {
         "uuid": e.uuid,

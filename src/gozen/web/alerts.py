@@ -7,57 +7,50 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
-from gozen.db.tables import alerts, feed_state, outbox
+from gozen.config import FEEDS
+from gozen.couriers import store
 from gozen.web.security import current_identity
 
 router = APIRouter()
-FEEDS = ("cneos", "gaia", "maxi", "mpec")
 
 
 def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
-    engine = request.app.state.engine
-    with engine.connect() as conn:
-        per_feed = {
-            f: [
-                {
-                    "title": a.title,
-                    "event_time": a.event_time.isoformat() if a.event_time else None,
-                    "ra_deg": a.ra_deg,
-                    "dec_deg": a.dec_deg,
-                    "seen_at": a.seen_at.isoformat(),
-                    "followup_uuid": a.followup_uuid,
-                    "data": a.data,
-                }
-                for a in conn.execute(
-                    select(alerts).where(alerts.c.feed == f).order_by(alerts.c.id.desc()).limit(limit)
-                )
-            ]
-            for f in FEEDS
-        }
-        states = {
-            s.feed: {"checked_at": s.checked_at.isoformat(), "status": s.status}
-            for s in conn.execute(select(feed_state))
-            if s.feed in FEEDS
-        }
-        posts = [
+    engine, cfg = request.app.state.engine, request.app.state.cfg
+    states = store.feed_states(engine)
+    feeds = {}
+    for f in FEEDS:
+        st = states.get(f)
+        seen = [
             {
-                "id": m.id,
-                "kind": m.kind,
-                "notifier": m.notifier,
-                "state": m.state,
-                "attempts": m.attempts,
-                "created_at": m.created_at.isoformat(),
-                "sent_at": m.sent_at.isoformat() if m.sent_at else None,
-                "last_error": m.last_error,
-                "text": m.text,
+                "title": a.title,
+                "event_time": a.event_time.isoformat() if a.event_time else None,
+                "ra_deg": a.ra_deg,
+                "dec_deg": a.dec_deg,
+                "seen_at": a.seen_at.isoformat(),
+                "followup_uuid": a.followup_uuid,
+                "data": a.data,
             }
-            for m in conn.execute(select(outbox).order_by(outbox.c.id.desc()).limit(100))
+            for a in store.recent_alerts(engine, f, limit)
         ]
-    cfg = request.app.state.cfg
+        read = {"checked_at": st.checked_at.isoformat(), "status": st.status} if st else {}
+        feeds[f] = {"url": cfg.couriers.feed(f).url, **read, "alerts": seen}
+    posts = [
+        {
+            "id": m.id,
+            "kind": m.kind,
+            "notifier": m.notifier,
+            "state": m.state,
+            "attempts": m.attempts,
+            "created_at": m.created_at.isoformat(),
+            "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+            "last_error": m.last_error,
+            "text": m.text,
+        }
+        for m in store.recent_messages(engine, 100)
+    ]
     return {
-        "feeds": {f: {"url": getattr(cfg.couriers, f).url, **states.get(f, {}), "alerts": per_feed[f]} for f in FEEDS},
+        "feeds": feeds,
         "posts": posts,
         "notifiers": [{"name": n.name, "kind": n.kind, "kinds": n.kinds} for n in cfg.notifiers],
     }

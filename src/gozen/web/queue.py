@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from gozen.db.states import QueueMode
 from gozen.queue import store
 from gozen.queue.recipe import PRIORITY_OF_RANK, RecipeError, load_recipe_text, recipe_schema
 from gozen.queue.view import night_plan, queue_view
@@ -109,16 +110,17 @@ async def cancel(request: Request, uuid: str, ident: Operator) -> dict[str, str]
 
 
 @router.post("/api/queue/mode/{mode}")
-async def set_mode(request: Request, mode: Literal["normal", "maintenance"], ident: Operator) -> dict[str, str]:
+async def set_mode(request: Request, mode: QueueMode, ident: Operator) -> dict[str, str]:
     await run_in_threadpool(store.set_mode, request.app.state.engine, mode, by=ident.name)
-    return {"mode": mode, "by": ident.name}
+    return {"mode": str(mode), "by": ident.name}
 
 
 @router.post("/api/queue/{action}")
 async def act(request: Request, action: Literal["pause", "resume", "abort"], ident: Operator) -> dict[str, str]:
     engine = request.app.state.engine
     if action == "abort":
-        await run_in_threadpool(store.request_abort, engine, by=ident.name)
+        if not await run_in_threadpool(store.request_abort, engine, by=ident.name):
+            raise HTTPException(409, "nothing is executing")
     else:
         await run_in_threadpool(store.set_paused, engine, action == "pause", by=ident.name)
     return {"action": action, "by": ident.name}
