@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from xml.parsers.expat import ExpatError
 
+from supervisor.xmlrpc import Faults, getFaultDescription
+
 from gozen.config import Config, ConfigError, Host
 from gozen.supervise.access import SupervisorPasswordMissing, rpc_url
 
@@ -26,16 +28,23 @@ log = logging.getLogger(__name__)
 Action = Literal["start", "stop", "restart"]
 DEFAULT_TIMEOUT_S = 3.0
 
-# supervisor.xmlrpc.Faults codes that have a plain meaning for an operator.
+# What supervisor's fault codes (supervisor.xmlrpc.Faults) mean for an operator; others show their name.
 _FAULT_TEXT = {
-    10: "no such program",
-    50: "could not be spawned",
-    60: "is already running",
-    70: "is not running",
-    80: "was not able to start",
-    100: "cannot be stopped (it is shutting down)",
+    Faults.BAD_NAME: "no such program",
+    Faults.NO_FILE: "its command was not found",
+    Faults.NOT_EXECUTABLE: "its command is not executable",
+    Faults.FAILED: "failed",
+    Faults.ABNORMAL_TERMINATION: "exited before it was running (see its log)",
+    Faults.SPAWN_ERROR: "could not be spawned",
+    Faults.ALREADY_STARTED: "is already running",
+    Faults.NOT_RUNNING: "is not running",
+    Faults.SHUTDOWN_STATE: "cannot be changed: supervisord is shutting down",
 }
-_ALREADY_STARTED, _NOT_RUNNING = 60, 70
+
+
+def fault_text(code: int) -> str:
+    """An operator's words for a supervisor fault code: `is not running`, else its name (`CANT_REREAD`)."""
+    return _FAULT_TEXT.get(code) or getFaultDescription(code)
 
 
 class ProcessActionError(Exception):
@@ -226,22 +235,31 @@ class SupervisorClient:
                 self._stop(group, target, whole_group, tolerate_not_running=action == "restart")
             if action in ("start", "restart"):
                 if whole_group:
-                    self._call("supervisor.startProcessGroup", group, True)
+                    self._check_each(target, self._call("supervisor.startProcessGroup", group, True))
                 else:
                     self._call("supervisor.startProcess", target, True)
         except xmlrpc.client.Fault as fault:
-            why = _FAULT_TEXT.get(fault.faultCode, fault.faultString)
+            why = fault_text(fault.faultCode)
             raise ProcessActionError(f"{self.host.name}:{target}: {why} ({fault.faultString})") from None
 
     def _stop(self, group: str, target: str, whole_group: bool, tolerate_not_running: bool) -> None:
         try:
             if whole_group:
-                self._call("supervisor.stopProcessGroup", group, True)
+                self._check_each(target, self._call("supervisor.stopProcessGroup", group, True))
             else:
                 self._call("supervisor.stopProcess", target, True)
         except xmlrpc.client.Fault as fault:
-            if not (tolerate_not_running and fault.faultCode == _NOT_RUNNING):
+            if not (tolerate_not_running and fault.faultCode == Faults.NOT_RUNNING):
                 raise
+
+    def _check_each(self, target: str, results: list[dict[str, Any]]) -> None:
+        """A group action answers one status per program (SUCCESS or a fault code): name the failed ones."""
+        failed = [r for r in results if r.get("status") != Faults.SUCCESS]
+        if failed:
+            raise ProcessActionError(
+                f"{self.host.name}:{target}: "
+                + "; ".join(f"{r['group']}:{r['name']} {fault_text(r['status'])} ({r['description']})" for r in failed)
+            )
 
 
 def _tail_text(result: Any) -> str:
