@@ -26,6 +26,7 @@ from gozen.db.events import recent_events, use_spool
 from gozen.db.states import ExposureState
 from gozen.db.tables import daq_files, readout_reports
 from gozen.db.types import utcnow
+from gozen.monitors import board
 from gozen.service import Context, make_context, run_service
 from tests.conftest import WAIT_S, wait_until
 from tests.daq.test_poison import CHIPS, FRAMES, HOST, audit_written, drain, files, queue_exposure, read, setup
@@ -154,6 +155,7 @@ def test_a_readout_reads_while_the_database_is_away_and_reports_once_it_returns(
     assert not spool_path(ctx, "reports").exists()
     assert told(engine, "daq:readout-01", "database_unavailable") == 1
     assert told(engine, "daq:readout-01", "frames_lost") == 0
+    assert board.snapshot(engine, "service.").get(board.heartbeat_key(HOST, "daq:readout-01")) is not None
 
 
 def test_an_exposure_requested_while_the_database_was_away_is_armed_when_it_returns(

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -100,6 +101,13 @@ class DatabaseWatch:
             raise
         self.answered()
         return out
+
+    def heartbeat(self, period_s: float) -> None:
+        """The program's heartbeat on the status board (at most every few seconds); none while the database is away."""
+        try:
+            self.call(partial(self.ctx.heartbeat, period_s))
+        except (SQLAlchemyError, DatabaseAway):
+            pass  # a stale heartbeat is the truth: this program cannot reach the database
 
 
 class Backlog(Generic[T]):

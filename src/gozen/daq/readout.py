@@ -198,6 +198,7 @@ class ArmedFeed(threading.Thread):
                 for exp in r.db.call(partial(catalog.armed_after, r.engine, self.last)):
                     self.exposures.put(exp)
                     self.last = exp.exp_id
+                r.db.heartbeat(POLL_S)
             except (SQLAlchemyError, DatabaseAway):
                 pass  # noted by the watch; what is armed already is in the queue
             except Exception as err:  # not the database: the loop goes on, the log has it

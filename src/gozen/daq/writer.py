@@ -481,6 +481,7 @@ class Writer:
                 continue
             if failing.active:
                 failing.ok("the writer's loop runs again")
+            self.db.heartbeat(DB_AWAY_SLEEP_S)
             if n == 0:
                 self.context.sleep(DB_AWAY_SLEEP_S if self.db_away else IDLE_SLEEP_S)
         self.stop_cleanly()
