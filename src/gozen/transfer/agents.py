@@ -198,8 +198,16 @@ class CopyAgent(Service):
         return True
 
     def place(self, job: catalog.Job) -> tuple[Node, Path] | None:
-        """A node and path for the copy, recorded in the catalog; None (job back in the queue) if no node can."""
+        """A node and path for the copy, recorded in the catalog; None (job back in the queue) if no node can.
+
+        Where a pass that died was copying it to comes first: the copy may be whole there already.
+        """
         exclude = set(job.nodes_taken)
+        before = self.placement.by_name(job.previous_node)
+        if before is not None and job.previous_path and before.name not in exclude:
+            if catalog.place(self.engine, job, before.name, job.previous_path, before.max_bytes):
+                return before, Path(job.previous_path)
+            exclude.add(before.name)
         while True:
             try:
                 node = self.placement.choose(job.size_bytes, frozenset(exclude))

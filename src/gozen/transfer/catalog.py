@@ -31,9 +31,10 @@ class Job:
     daq_path: str
     attempts: int
     nodes_taken: frozenset[str]  # nodes that already hold (or are getting) a copy of this file
-    previous_path: str | None = None  # where an agent that died was copying it to
+    previous_path: str | None = None  # where a pass that died (or an agent that died) was copying it to
     agent: str = ""  # who holds the claim: settling is refused to anyone else (a lease that ran out)
     daq_state: str = DaqCopyState.PRESENT  # present: the DAQ copy is a source; otherwise replicas or the archive are
+    previous_node: str | None = None  # the node of previous_path
 
 
 def register(engine: Engine, rows: list[dict[str, Any]], replication: int) -> int:
@@ -104,7 +105,6 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
         rid = conn.execute(pick).scalar()
         if rid is None:
             return None
-        previous = conn.execute(select(replicas.c.path).where(replicas.c.id == rid)).scalar()
         got = conn.execute(
             update(replicas)
             .where(replicas.c.id == rid, due)
@@ -116,6 +116,8 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
             select(
                 replicas.c.file_id,
                 replicas.c.attempts,
+                replicas.c.node,
+                replicas.c.path,
                 files.c.filename,
                 files.c.size_bytes,
                 files.c.checksum_xxh3,
@@ -142,9 +144,10 @@ def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
             r.daq_path,
             r.attempts,
             frozenset(taken),
-            previous,
+            r.path,
             agent,
             r.daq_state,
+            r.node,
         )
 
 
