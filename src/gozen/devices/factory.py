@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gozen.config import Config
+from gozen.devices.telescope import telescope_from_config
 
 if TYPE_CHECKING:
     from gozen.devices.camera import Camera
@@ -22,6 +23,19 @@ if TYPE_CHECKING:
     from gozen.devices.thermometers import Thermometers
     from gozen.devices.ups import Ups
     from gozen.devices.weather import WeatherStation
+
+
+__all__ = [
+    "UnsupportedDriver",
+    "camera_from_config",
+    "dome_from_config",
+    "gps_from_config",
+    "safety_from_config",
+    "telescope_from_config",
+    "thermometers_from_config",
+    "ups_from_config",
+    "weather_from_config",
+]
 
 
 class UnsupportedDriver(ValueError):

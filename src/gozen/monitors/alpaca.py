@@ -5,10 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
-from alpaca.telescope import Telescope
-
-from gozen.devices.alpaca import ask
-from gozen.devices.factory import safety_from_config, weather_from_config
+from gozen.devices.factory import safety_from_config, telescope_from_config, weather_from_config
 from gozen.devices.weather import Conditions
 from gozen.monitors.base import Monitor
 from gozen.monitors.board import Reading
@@ -20,25 +17,23 @@ class TelescopeMonitor(Monitor):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        where = ctx.cfg.monitors.telescope
-        self.scope = Telescope(where.address, where.device_number)
+        self.telescope = telescope_from_config(ctx.cfg)
 
     def read(self) -> list[Reading]:
-        t, age = self.scope, self.max_age_s
-        ra_h, dec = ask(t, "RightAscension", self.device), ask(t, "Declination", self.device)
-        alt, az = ask(t, "Altitude", self.device), ask(t, "Azimuth", self.device)
+        p, age = self.telescope.position(), self.max_age_s
         airmass = None
-        if isinstance(alt, int | float) and 0 < alt <= 90:
+        if 0 < p.alt_deg <= 90:
+            alt = p.alt_deg
             airmass = round(1.0 / math.sin(math.radians(alt + 244.0 / (165.0 + 47.0 * alt**1.1))), 4)  # Pickering
         return [
-            Reading("telescope.ra_deg", round(float(ra_h) * 15.0, 6), "deg", age),
-            Reading("telescope.dec_deg", float(dec), "deg", age),
-            Reading("telescope.alt_deg", float(alt), "deg", age),
-            Reading("telescope.az_deg", float(az), "deg", age),
+            Reading("telescope.ra_deg", round(p.ra_deg, 6), "deg", age),
+            Reading("telescope.dec_deg", p.dec_deg, "deg", age),
+            Reading("telescope.alt_deg", p.alt_deg, "deg", age),
+            Reading("telescope.az_deg", p.az_deg, "deg", age),
             Reading("telescope.airmass", airmass, "", age),
-            Reading("telescope.tracking", bool(ask(t, "Tracking", self.device)), "", age),
-            Reading("telescope.slewing", bool(ask(t, "Slewing", self.device)), "", age),
-            Reading("telescope.parked", bool(ask(t, "AtPark", self.device)), "", age),
+            Reading("telescope.tracking", p.tracking, "", age),
+            Reading("telescope.slewing", p.slewing, "", age),
+            Reading("telescope.parked", p.parked, "", age),
         ]
 
 

@@ -6,16 +6,17 @@ real devices: `GET|PUT /api/v1/{device_type}/{device_number}/{member}` answering
 parameter names case-insensitive, ASCOM error numbers (0x400 not implemented, 0x401 invalid
 value, 0x408 parked), HTTP 400 for an unknown device, and the management API.
 
-The devices behave like devices: the weather drifts with the time of day and has noise, a
-scripted humid spell comes back every `bad_weather_every_s`, devices drop out every
-`dropout_every_s`. For tests, `PUT /sim/weather` (JSON) pins weather values and
-`PUT /sim/fault` makes a device answer NaN, out-of-range values, malformed JSON or nothing.
+The devices are gozen's simulators (`SimulatedTelescope`, `SimulatedWeatherStation`,
+`SimulatedSafetyMonitor`) and behave like devices: the mount takes time to slew, the weather
+drifts with the time of day and has noise, a scripted humid spell comes back every
+`bad_weather_every_s`, devices drop out every `dropout_every_s`. For tests, `PUT /sim/weather`
+(JSON) pins weather values and `PUT /sim/fault` makes a device answer NaN, out-of-range
+values, malformed JSON or nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,15 +26,13 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from gozen.config import Config, Site
+from gozen.config import Config
 from gozen.devices.safety import SimulatedSafetyMonitor
+from gozen.devices.telescope import InvalidTarget, Parked, SimulatedTelescope
 from gozen.devices.weather import SimulatedWeatherStation
 from gozen.service import Context
-from gozen.sky import horizontal, zenith_radec
 
 NOT_IMPLEMENTED, INVALID_VALUE, PARKED, DRIVER_ERROR = 0x400, 0x401, 0x408, 0x500
-SLEW_RATE_DEG_S = 3.0
-SIDEREAL_DEG_PER_S = 360.0 / 86164.0905
 KEEP_ALIVE_S = 600  # idle connections are kept this long (see server_config)
 LISTEN_BACKLOG = 2048  # connections the kernel queues while the event loop is busy
 
@@ -44,108 +43,51 @@ class AlpacaError(Exception):
         self.number = number
 
 
-@dataclass
-class SimTelescope:
-    site: Site
-    clock: Callable[[], float] = time.time
-    ra_deg: float = 0.0
-    dec_deg: float = 0.0
-    ref_time: float = 0.0  # when ra_deg was true (RA drifts with the sky when not tracking)
-    tracking: bool = False
-    at_park: bool = True
-    slew_from: tuple[float, float] = (0.0, 0.0)
-    slew_start: float = 0.0
-    slew_end: float = 0.0
+def telescope_get(scope: SimulatedTelescope, member: str) -> Any:
+    """A Telescope property of the simulated mount, as ASCOM names and units it (RA in hours)."""
+    if member in ("altitude", "azimuth"):
+        p = scope.position()
+        return round(p.alt_deg if member == "altitude" else p.az_deg, 5)
+    values: dict[str, Callable[[], Any]] = {
+        "rightascension": lambda: round(scope.radec()[0] / 15.0, 7),
+        "declination": lambda: round(scope.radec()[1], 6),
+        "tracking": lambda: scope.tracking,
+        "slewing": scope.slewing,
+        "atpark": scope.at_park,
+        "canslewasync": lambda: True,
+        "canpark": lambda: True,
+        "canunpark": lambda: True,
+        "cansettracking": lambda: True,
+        "equatorialsystem": lambda: 2,  # J2000
+    }
+    if member not in values:
+        raise AlpacaError(NOT_IMPLEMENTED, f"telescope.{member} is not implemented by the simulator")
+    return values[member]()
 
-    def __post_init__(self) -> None:
-        self.park_here()
 
-    def park_here(self) -> None:
-        from datetime import UTC, datetime
-
-        now = self.clock()
-        self.ra_deg, self.dec_deg = zenith_radec(self.site, datetime.fromtimestamp(now, UTC))
-        self.ref_time = now
-
-    def position(self) -> tuple[float, float]:
-        now = self.clock()
-        if now < self.slew_end:
-            f = (now - self.slew_start) / (self.slew_end - self.slew_start)
-            (ra0, dec0), ra1 = self.slew_from, self.ra_deg
-            dra = (ra1 - ra0 + 180) % 360 - 180
-            return (ra0 + f * dra) % 360, dec0 + f * (self.dec_deg - dec0)
-        if self.tracking:
-            return self.ra_deg, self.dec_deg
-        return (self.ra_deg + SIDEREAL_DEG_PER_S * (now - self.ref_time)) % 360, self.dec_deg
-
-    @property
-    def slewing(self) -> bool:
-        return self.clock() < self.slew_end
-
-    def slew_to(self, ra_deg: float, dec_deg: float) -> None:
-        if self.at_park:
-            raise AlpacaError(PARKED, "the telescope is parked: unpark it first")
-        if not (0 <= ra_deg < 360 and -90 <= dec_deg <= 90):
-            raise AlpacaError(INVALID_VALUE, f"RightAscension/Declination out of range: {ra_deg / 15}h {dec_deg}")
-        start = self.position()
-        now = self.clock()
-        dist = math.hypot(((ra_deg - start[0] + 180) % 360 - 180) * math.cos(math.radians(dec_deg)), dec_deg - start[1])
-        self.slew_from, self.slew_start, self.slew_end = start, now, now + 1.0 + dist / SLEW_RATE_DEG_S
-        self.ra_deg, self.dec_deg, self.ref_time = ra_deg, dec_deg, self.slew_end
-        self.tracking = True
-
-    def park(self) -> None:
-        self.at_park, self.tracking = False, False
-        start = self.position()
-        self.park_here()
-        self.slew_from, self.slew_start, self.slew_end = start, self.clock(), self.clock() + 2.0
-        self.at_park = True
-
-    def get(self, member: str) -> Any:
-        from datetime import UTC, datetime
-
-        ra, dec = self.position()
-        if member in ("altitude", "azimuth"):
-            hz = horizontal(self.site, ra, dec, datetime.fromtimestamp(self.clock(), UTC))
-            return round(hz.alt_deg if member == "altitude" else hz.az_deg, 5)
-        values: dict[str, Any] = {
-            "rightascension": round(ra / 15.0, 7),
-            "declination": round(dec, 6),
-            "tracking": self.tracking,
-            "slewing": self.slewing,
-            "atpark": self.at_park,
-            "canslewasync": True,
-            "canpark": True,
-            "canunpark": True,
-            "cansettracking": True,
-            "equatorialsystem": 2,  # J2000
-        }
-        if member not in values:
-            raise AlpacaError(NOT_IMPLEMENTED, f"telescope.{member} is not implemented by the simulator")
-        return values[member]
-
-    def put(self, member: str, form: dict[str, str]) -> None:
+def telescope_put(scope: SimulatedTelescope, member: str, form: dict[str, str]) -> None:
+    """A Telescope method or settable property of the simulated mount; its refusals as ASCOM errors."""
+    try:
         if member == "slewtocoordinatesasync":
             try:
                 ra_h, dec = float(form["rightascension"]), float(form["declination"])
             except (KeyError, ValueError):
                 raise AlpacaError(INVALID_VALUE, "RightAscension and Declination are required numbers") from None
-            self.slew_to(ra_h * 15.0, dec)
+            scope.start_slew(ra_h * 15.0, dec)
         elif member == "park":
-            self.park()
+            scope.start_park()
         elif member == "unpark":
-            self.at_park = False
+            scope.unpark()
         elif member == "abortslew":
-            self.ra_deg, self.dec_deg = self.position()
-            self.slew_end = 0.0
+            scope.abort_slew()
         elif member == "tracking":
-            if self.at_park:
-                raise AlpacaError(PARKED, "the telescope is parked")
-            self.ra_deg, self.dec_deg = self.position()
-            self.ref_time = self.clock()
-            self.tracking = form.get("tracking", "").lower() == "true"
+            scope.set_tracking(form.get("tracking", "").lower() == "true")
         else:
             raise AlpacaError(NOT_IMPLEMENTED, f"telescope.{member} cannot be set on the simulator")
+    except Parked as err:
+        raise AlpacaError(PARKED, str(err)) from None
+    except InvalidTarget as err:
+        raise AlpacaError(INVALID_VALUE, str(err)) from None
 
 
 @dataclass
@@ -157,7 +99,7 @@ class Fault:
 class AlpacaSimulator:
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time) -> None:
         self.cfg, self.clock = cfg, clock
-        self.telescope = SimTelescope(cfg.site, clock)
+        self.telescope = SimulatedTelescope(cfg.site, clock)
         self.weather = SimulatedWeatherStation(cfg.monitors.simulator, clock)
         self.safety = SimulatedSafetyMonitor(self.weather)
         self.fault = Fault()
@@ -169,7 +111,7 @@ class AlpacaSimulator:
 
     def get(self, device: str, member: str) -> Any:
         if device == "telescope":
-            return self.telescope.get(member)
+            return telescope_get(self.telescope, member)
         if device == "observingconditions":
             values = self.weather.values()
             if member == "averageperiod":
@@ -271,7 +213,7 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
         try:
             if device != "telescope":
                 raise AlpacaError(NOT_IMPLEMENTED, f"{device}.{member} cannot be set on the simulator")
-            sim.telescope.put(member, form)
+            telescope_put(sim.telescope, member, form)
         except AlpacaError as err:
             return reply(form, error=err)
         return reply(form)
