@@ -61,11 +61,11 @@ def answers(url: str) -> bool:
 
 @pytest.fixture
 def sim_alpaca(tmp_path: Path) -> Iterator[str]:
-    """`sim:alpaca` as supervisord runs it (`python -m gozen run sim-alpaca`); yields its address."""
+    """`sim:alpaca` as supervisord runs it (`python -m gozen run sim:alpaca`); yields its address."""
     config_file, cfg = sim_config(tmp_path)
     log = open(tmp_path / "sim-alpaca.log", "wb")  # noqa: SIM115 - kept open for the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gozen", "--config", str(config_file), "run", "sim-alpaca"],
+        [sys.executable, "-m", "gozen", "--config", str(config_file), "run", "sim:alpaca"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -280,10 +280,6 @@ def server_config(cfg: Config) -> uvicorn.Config:
     )
 
 
-def run_alpaca_sim(cfg: Config) -> None:
-    uvicorn.Server(server_config(cfg)).run()
-
-
 def main(ctx: Context) -> None:
     """`sim:alpaca`: serve until SIGTERM (uvicorn's own handler finishes the requests in hand)."""
-    run_alpaca_sim(ctx.cfg)
+    uvicorn.Server(server_config(ctx.cfg)).run()

@@ -65,10 +65,6 @@ async def serve(cfg: Config, stop: threading.Event) -> None:
     server.close()  # the clients' handlers are cancelled as asyncio.run returns
 
 
-def run_gpsd_sim(cfg: Config) -> None:
-    asyncio.run(serve(cfg, threading.Event()))
-
-
 def main(ctx: Context) -> None:
     """`sim:gpsd`: serve until SIGTERM or SIGINT."""
     stop_on_signals(ctx)
