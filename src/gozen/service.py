@@ -253,10 +253,10 @@ def run_service(service: Service) -> int:
                     device = ctx.trouble("device_unreachable", "device_back", err.device)
                 _tell(device, str(err))
             elif is_unavailable(err):
-                _tell(database, f"the database does not answer: {type(err).__name__}: {_first_line(err)}")
+                _tell(database, f"the database does not answer: {type(err).__name__}: {first_line(err)}")
             else:
                 log.exception("%s: pass failed", ctx.program)
-                _tell(passes, f"{type(err).__name__}: {_first_line(err)}")
+                _tell(passes, f"{type(err).__name__}: {first_line(err)}")
                 ctx.sleep(max(service.period_s, backoff.next()))
                 continue
             ctx.sleep(backoff.next())
@@ -272,7 +272,7 @@ def run_service(service: Service) -> int:
                 device.ok()
             passes.ok("passes succeed again")
         except Exception as err:  # the database went away again right after the pass
-            log.warning("%s: could not record the recovery yet: %s", ctx.program, _first_line(err))
+            log.warning("%s: could not record the recovery yet: %s", ctx.program, first_line(err))
         if not more:
             ctx.sleep(service.period_s - (time.monotonic() - started))
     try:
@@ -290,5 +290,5 @@ def _tell(trouble: Trouble, why: str) -> None:
         log.exception("%s: could not record %s", trouble.ctx.program, trouble.kind_down)
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:300]

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.db.engine import is_unavailable
@@ -161,3 +161,16 @@ def recent_events(engine: Engine, limit: int = 50, kind: str | None = None) -> l
         q = q.where(events.c.kind == kind)
     with engine.connect() as conn:
         return [Event(**row._mapping) for row in conn.execute(q)]
+
+
+def events_after(engine: Engine, after_id: int, limit: int) -> list[Event]:
+    """The events after `after_id`, oldest first: for readers that tell each event once."""
+    q = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+    with engine.connect() as conn:
+        return [Event(**row._mapping) for row in conn.execute(q)]
+
+
+def last_event_id(engine: Engine) -> int:
+    """The newest event's id (0 when there is none)."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())

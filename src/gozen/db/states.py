@@ -81,6 +81,7 @@ class OutboxState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # given up
+    UNROUTED = "unrouted"  # no notifier takes its kind: kept, shown, never posted
 
 
 class Severity(StrEnum):

@@ -316,7 +316,12 @@ outbox = Table(
     Column("notifier", String(64), nullable=False, comment="config notifiers[].name it goes to."),
     Column("text", Text, nullable=False, comment="Plain text (also the fallback of rich messages)."),
     Column("blocks", JSON, nullable=True, comment="Slack Block Kit blocks, if any."),
-    Column("state", String(16), nullable=False, comment="pending, sent or failed (given up)."),
+    Column(
+        "state",
+        String(16),
+        nullable=False,
+        comment="pending, sent, failed (given up) or unrouted (no notifier takes its kind: never posted).",
+    ),
     Column("attempts", Integer, nullable=False, comment="Posts tried."),
     Column("next_try_at", UtcDateTime, nullable=False, comment="Not to be tried before this (backoff)."),
     Column("created_at", UtcDateTime, nullable=False, comment="When it was made."),
