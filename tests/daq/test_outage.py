@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select
 from gozen.config import Config
 from gozen.daq import catalog
 from gozen.daq.backlog import spool_path
-from gozen.daq.control import Control
+from gozen.daq.control import RESUME_LEAD_S, Control
 from gozen.daq.readout import Readout
 from gozen.daq.writer import Writer
 from gozen.db.events import recent_events, use_spool
@@ -178,7 +178,8 @@ def test_an_exposure_requested_while_the_database_was_away_is_armed_when_it_retu
         ctx.stop.set()
         control.join(WAIT_S)
     start = catalog.exposure_info(engine, exp_id).start_at
-    assert start >= back + timedelta(seconds=cfg.daq.start_delay_s) - timedelta(milliseconds=50)
+    # Later than usual: the readouts and writers, backing off from the outage, see it before it starts.
+    assert start >= back + timedelta(seconds=cfg.daq.start_delay_s + RESUME_LEAD_S) - timedelta(milliseconds=50)
     readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, engine, 0, HOST)
     writer.attach(timeout_s=5)
     read(readout, engine, exp_id)  # in time: it starts after the database came back

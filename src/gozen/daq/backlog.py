@@ -29,7 +29,7 @@ T = TypeVar("T")
 # A hot loop asks the database again this soon after it failed, and never waits longer:
 # a writer holding ring slots for an exposure it has not heard of needs to know soon.
 FIRST_RETRY_S = 0.5
-MAX_RETRY_S = 5.0
+MAX_RETRY_S = 1.0
 
 
 class DatabaseAway(Exception):

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.daq import catalog
+from gozen.daq.backlog import MAX_RETRY_S
 from gozen.daq.snapshot import take_snapshot
 from gozen.db.states import ExposureState
 from gozen.db.types import utcnow
@@ -22,15 +23,20 @@ FINISH_EVERY_S = 1.0
 INTER_EXPOSURE_GAP_S = 0.05
 # Passes further apart than this mean the database was away (a pass waits POLL_S otherwise).
 AWAY_AFTER_S = 2.0
+# After the database was away, the first exposures start this much later than usual: the
+# readouts and writers ask it again within MAX_RETRY_S, and must know of an exposure before it starts.
+RESUME_LEAD_S = 2 * MAX_RETRY_S + 1
 
 
-def arm_next(cfg: Config, engine: Engine, host: str) -> int | None:
-    """Arm the oldest queued exposure to start after the last armed one (or soon); its id or None."""
+def arm_next(cfg: Config, engine: Engine, host: str, lead_s: float = 0.0) -> int | None:
+    """Arm the oldest queued exposure to start after the last armed one (or soon: start_delay_s
+    plus `lead_s` from now); its id or None."""
     req = catalog.next_queued(engine)
     if req is None:
         return None
     now = utcnow()
-    earliest = now + timedelta(seconds=cfg.daq.start_delay_s)
+    delay = timedelta(seconds=cfg.daq.start_delay_s + lead_s)
+    earliest = now + delay
     last_end = catalog.last_armed_end(engine)
     if last_end is not None and last_end - now > timedelta(seconds=2):
         return None  # keep at most one exposure armed ahead
@@ -38,7 +44,7 @@ def arm_next(cfg: Config, engine: Engine, host: str) -> int | None:
     snap = take_snapshot(cfg, engine, start, req["ra_deg"], req["dec_deg"])
     # The snapshot can take a while on a busy host (the first one over a second): a start fixed
     # before it could already be past when the readouts see it, and the exposure would be lost.
-    start = _to_ms(max(start, utcnow() + timedelta(seconds=cfg.daq.start_delay_s)))
+    start = _to_ms(max(start, utcnow() + delay))
     end = start + timedelta(seconds=req["n_frames"] / req["fps"])
     if not catalog.arm(engine, req["exp_id"], start, end, list(cfg.camera.chips), snap):
         return None
@@ -62,14 +68,18 @@ class Control(Service):
         self.next_books = 0.0
         self.last_pass: float | None = None
         self.give_up_from = 0.0  # monotonic: before it, an exposure is never closed incomplete
+        self.lead_until = 0.0  # monotonic: before it, exposures are armed RESUME_LEAD_S later
 
     def run_once(self) -> None:
         now = time.monotonic()
-        if self.last_pass is not None and now - self.last_pass > AWAY_AFTER_S:
-            # The database was away: the files written meanwhile wait in the writers' spools and
-            # are recorded over the next moments. Give them the grace again before giving up.
+        if self.last_pass is None or now - self.last_pass > AWAY_AFTER_S:
+            # Starting, or the database was away: the files written meanwhile wait in the writers'
+            # spools and are recorded over the next moments (give them the grace again before
+            # giving up), and the readouts may be backing off (start the next exposures later).
             self.give_up_from = now + self.grace.total_seconds()
-        while arm_next(self.ctx.cfg, self.ctx.engine, self.ctx.host) is not None:
+            self.lead_until = now + RESUME_LEAD_S
+        lead_s = RESUME_LEAD_S if now < self.lead_until else 0.0
+        while arm_next(self.ctx.cfg, self.ctx.engine, self.ctx.host, lead_s) is not None:
             pass
         if now >= self.next_books:
             self.next_books = now + FINISH_EVERY_S
