@@ -1,0 +1,44 @@
+"""The in-process simulators behave like their devices: the dome's shutter takes time, the GPS loses its fix."""
+
+from __future__ import annotations
+
+from gozen.config import parse_config
+from gozen.devices.dome import Shutter, SimulatedDome
+from gozen.devices.gps import SimulatedGpsReceiver
+from gozen.devices.ups import SimulatedUps
+
+
+def test_the_simulated_dome_shutter_takes_its_time_each_way() -> None:
+    t = [0.0]
+    dome = SimulatedDome(shutter_s=20.0, clock=lambda: t[0])
+    assert dome.status().shutter is Shutter.CLOSED
+    dome.open_shutter()
+    t[0] = 5.0
+    assert dome.status().shutter is Shutter.OPENING
+    t[0] = 20.5
+    assert dome.status().shutter is Shutter.OPEN
+    dome.close_shutter()
+    t[0] = 30.0
+    assert dome.status().shutter is Shutter.CLOSING
+    t[0] = 41.0
+    assert dome.status().shutter is Shutter.CLOSED
+
+
+def test_the_simulated_gps_has_a_pps_fix_and_loses_it_in_a_dropout() -> None:
+    gps = SimulatedGpsReceiver(parse_config({"monitors": {"simulator": {"dropout_every_s": 100, "dropout_for_s": 10}}}))
+    assert gps.has_fix_at(50) and not gps.has_fix_at(105)
+    [tpv, pps, sky] = gps.reports(1_000_000_050)
+    assert (tpv["mode"], pps["class"], sky["uSat"]) == (3, "PPS", 10)
+    assert 0 < pps["clock_nsec"] < 200_000  # the clock tens of microseconds after the edge
+    assert gps.reports(1_000_000_005) == [
+        {"class": "TPV", "device": "/dev/ttyACM0", "mode": 1, "time": "2001-09-09T01:46:45.000Z"}
+    ]
+
+
+def test_the_simulated_ups_drains_on_battery_and_says_low_battery() -> None:
+    ups = SimulatedUps()
+    assert ups.status().state == "OL" and not ups.status().on_battery
+    ups.outage = True
+    states = [ups.status() for _ in range(200)]
+    assert states[0].on_battery and not states[0].low_battery
+    assert states[-1].low_battery and states[-1].charge_pct == 5.0
