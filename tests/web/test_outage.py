@@ -41,7 +41,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
-from tests.web.test_security import serve_app
+from tests.web.test_security import form_token, serve_app
 
 RETRY_S = 1  # web_section's refresh_s: pages and clients retry at the pages' own pace
 BANNER = f"The database is not answering; this page will retry in {RETRY_S} s"
@@ -117,7 +117,7 @@ def test_login_and_static_files_work_while_sqlite_is_away(sqlite_app: tuple[http
         assert client.get("/static/style.css").status_code == 200
         login = client.get("/login")
         assert login.status_code == 200
-        token = login.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        token = form_token(login.text)
         r = client.post(
             "/login",
             data={"username": OPERATOR[0], "password": OPERATOR[1], "csrf": token, "next": "/data"},
@@ -201,6 +201,10 @@ def test_dashboard_on_postgresql_answers_503_while_it_is_away_then_200(pg_dashbo
             health = web.get("/api/health")
             assert health.status_code == 503 and health.json()["database"] == "unavailable"
             assert "not currently accepting connections" in health.json()["reason"]
+            token = form_token(web.get("/login").text)
+            wrong = {"username": "nobody", "password": "wrong", "csrf": token}
+            r = web.post("/login", data=wrong, headers={"Origin": url})  # its login_failed event is spooled
+            assert r.status_code == 401 and "Wrong user name or password." in r.text
         wait_until(lambda: web.get("/api/data").status_code == 200, what="/api/data to answer again")
         assert web.get("/api/health").json()["status"] == "ok"
 
