@@ -31,6 +31,7 @@ from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
 from gozen.db.tables import replicas
 from gozen.transfer import catalog
+from gozen.service import Context
 from gozen.transfer.agents import CopyAgent
 
 console = Console(width=120)
@@ -118,7 +119,7 @@ def main() -> None:
     total = sum(r["size_bytes"] for r in rows)
     catalog.register(engine, rows, 1)
     agents = [
-        CopyAgent(cfg, make_engine(cfg.database_url), "bench", f"transfer:pop-{i:02d}")
+        CopyAgent(Context(cfg, "bench", make_engine(cfg.database_url), f"transfer:pop-{i:02d}"))
         for i in range(1, args.workers + 1)
     ]
     verified: list[int] = []
@@ -126,7 +127,7 @@ def main() -> None:
     def gozen_copy() -> None:
         # transfer.pop_workers agents, as supervisord runs them (threads here: the copies and checksums
         # run in the kernel and in xxhash's C code).
-        threads = [threading.Thread(target=lambda a=a: [None for _ in iter(a.work_once, False)]) for a in agents]
+        threads = [threading.Thread(target=lambda a=a: [None for _ in iter(a.run_once, False)]) for a in agents]
         for t in threads:
             t.start()
         for t in threads:
