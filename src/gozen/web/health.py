@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gozen import __version__
 from gozen.db.engine import ping
-from gozen.service import is_outage
+from gozen.service import first_line, is_outage
 
 router = APIRouter()
 
@@ -24,8 +24,7 @@ def health(request: Request) -> JSONResponse:
         body["database"] = "ok"
     except SQLAlchemyError as err:
         what = "unavailable" if is_outage(err) else "error"
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        body.update(status="degraded", database=what, reason=f"database {what}: {first_line}")
+        body.update(status="degraded", database=what, reason=f"database {what}: {first_line(err)}")
         if what == "unavailable":
             body["retry_after_s"] = request.app.state.retry_after_s
             headers["Retry-After"] = str(request.app.state.retry_after_s)
