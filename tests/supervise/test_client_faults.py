@@ -25,12 +25,12 @@ def test_fault_80_is_success_not_a_failure_to_start() -> None:
     assert fault_text(Faults.CANT_REREAD) == "CANT_REREAD"
 
 
-def start_process(name: str, wait: bool) -> bool:
+def start_process(name: Any, wait: Any) -> Any:
     """supervisord's answer when the program exits within startsecs."""
     raise xmlrpc.client.Fault(Faults.ABNORMAL_TERMINATION, f"ABNORMAL_TERMINATION: {name}")
 
 
-def start_process_group(name: str, wait: bool) -> list[dict[str, Any]]:
+def start_process_group(name: Any, wait: Any) -> Any:
     """supervisord's answer for a group: one status per program, SUCCESS or a fault code."""
     return [
         {"group": name, "name": "a", "status": Faults.SUCCESS, "description": "OK"},

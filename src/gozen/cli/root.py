@@ -77,10 +77,9 @@ def _database_shown(ctx: typer.Context) -> str:
 
 
 def _why(e: BaseException) -> str:
-    """The driver's reason in a few words: `connection refused`, `unable to open database file`."""
+    """The driver's reason in a few words: `connection refused`, `role "x" does not exist`."""
     orig = getattr(e, "orig", None) or e
     first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-    why = (
-        first.rsplit("failed: ", 1)[-1].strip() or first
-    )  # psycopg: `connection failed: ... failed: Connection refused`
-    return why[:1].lower() + why[1:]
+    # psycopg says `connection failed: connection to server at ..., port ... failed: Connection refused`.
+    why = " ".join(first.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").split()) or first
+    return why[:1].lower() + why[1:] if why[1:2].islower() else why
