@@ -56,8 +56,11 @@ def test_a_real_site_gets_nut_lm_sensors_and_its_alpaca_dome() -> None:
     assert safety_from_config(cfg) is None  # no safety monitor on this site
 
 
-def test_no_dome_without_one_configured_or_simulated() -> None:
-    assert dome_from_config(parse_config({"monitors": {"simulator": {"enabled": False}}})) is None
+def test_no_simulated_values_on_a_real_site_a_device_not_configured_is_none() -> None:
+    cfg = parse_config({"monitors": {"simulator": {"enabled": False}}})
+    assert dome_from_config(cfg) is None
+    assert ups_from_config(cfg) is None
+    assert thermometers_from_config(cfg) is None
 
 
 def with_camera_driver(cfg: Config, driver: str) -> Config:

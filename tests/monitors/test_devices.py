@@ -264,6 +264,23 @@ def test_thermometers_from_lm_sensors_json(engine: Engine) -> None:
     assert "no 'nope/a'" in recent_events(engine, 5, kind="device_unreachable")[0].message
 
 
+def test_a_ups_and_thermometers_not_configured_on_a_real_site_are_said_once_never_invented(engine: Engine) -> None:
+    off = {"simulator": {"enabled": False}}
+    power = PowerMonitor(monitor_context(engine, "monitor:power", **off))
+    thermometers = TemperatureMonitor(monitor_context(engine, "monitor:temperature", **off))
+    for _ in range(3):
+        assert power.step() == [] and thermometers.step() == []
+    said = {e.subject: e.message for e in recent_events(engine, 10)}
+    assert len(recent_events(engine, 10)) == 2  # once each
+    assert said == {
+        "UPS": "UPS does not answer: none configured: set monitors.ups_command (e.g. [upsc, ups@localhost]); "
+        "its values will go stale",
+        "thermometers": "thermometers does not answer: none configured: set monitors.sensors_command and "
+        "sensors_map; its values will go stale",
+    }
+    assert snapshot(engine, "power.").values == {} and snapshot(engine, "temperature.").values == {}
+
+
 def test_the_simulated_weather_drifts_and_its_scripted_spell_comes_and_goes() -> None:
     t = [105.0]
     w = SimulatedWeatherStation(DeviceSimulator(bad_weather_every_s=100, bad_weather_for_s=10), clock=lambda: t[0])

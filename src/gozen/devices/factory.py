@@ -5,7 +5,8 @@ simulator. As in POCS's `create_mount_from_config`, the config says which driver
 a driver gozen has no adapter for is refused here, naming the key, instead of being ignored.
 The simulated observatory's Alpaca devices and gpsd are its simulators served over the real
 protocols (`sim:alpaca`, `sim:gpsd`), so the adapters below talk to them as to real hardware;
-the UPS and thermometers are simulated in-process when no command is configured.
+the UPS, thermometers and dome are simulated in-process when none is configured and the
+simulated observatory is on; off, a device not configured is None (never invented values).
 """
 
 from __future__ import annotations
@@ -74,20 +75,24 @@ def gps_from_config(cfg: Config) -> GpsReceiver:
     return Gpsd(cfg.monitors.gpsd)
 
 
-def ups_from_config(cfg: Config) -> Ups:
-    """NUT's `upsc` when monitors.ups_command is set, else the simulated UPS."""
+def ups_from_config(cfg: Config) -> Ups | None:
+    """NUT's `upsc` at monitors.ups_command; else the simulated UPS when simulating; else None."""
     from gozen.devices.ups import NutUps, SimulatedUps
 
     command = cfg.monitors.ups_command
-    return NutUps(command) if command is not None else SimulatedUps()
+    if command is not None:
+        return NutUps(command)
+    return SimulatedUps() if cfg.monitors.simulator.enabled else None
 
 
-def thermometers_from_config(cfg: Config) -> Thermometers:
-    """lm-sensors when monitors.sensors_command is set, else the simulated thermometers."""
+def thermometers_from_config(cfg: Config) -> Thermometers | None:
+    """lm-sensors at monitors.sensors_command; else the simulated thermometers when simulating; else None."""
     from gozen.devices.thermometers import LmSensors, SimulatedThermometers
 
     m = cfg.monitors
-    return LmSensors(m.sensors_command, m.sensors_map) if m.sensors_command is not None else SimulatedThermometers()
+    if m.sensors_command is not None:
+        return LmSensors(m.sensors_command, m.sensors_map)
+    return SimulatedThermometers() if m.simulator.enabled else None
 
 
 def dome_from_config(cfg: Config) -> Dome | None:

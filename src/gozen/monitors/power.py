@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gozen.devices.factory import ups_from_config
-from gozen.devices.ups import UpsStatus
+from gozen.devices.ups import NAME, UpsStatus
 from gozen.monitors.base import Monitor
 from gozen.monitors.board import Reading
-from gozen.service import Context
+from gozen.service import Context, DeviceUnavailable
 
 
 def readings(ups: UpsStatus, max_age_s: float) -> list[Reading]:
@@ -26,11 +26,15 @@ def readings(ups: UpsStatus, max_age_s: float) -> list[Reading]:
 
 
 class PowerMonitor(Monitor):
-    device = "UPS"
+    """A site with no UPS configured (and no simulator) gets one device_unreachable saying so."""
+
+    device = NAME
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.ups = ups_from_config(ctx.cfg)
 
     def read(self) -> list[Reading]:
+        if self.ups is None:
+            raise DeviceUnavailable(NAME, "none configured: set monitors.ups_command (e.g. [upsc, ups@localhost])")
         return readings(self.ups.status(), self.max_age_s)
