@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from tests.conftest import (
     START_S,
     Fleet,
     free_port,
+    gozen_cmd,
     tail,
     wait_until,
     web_section,
@@ -162,21 +162,17 @@ def postgresql_away(url: str) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def pg_dashboard(fleet: Fleet, pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Config]]:
-    """`www:dashboard` (its registry entry, `gozen.web.app:main`) on PostgreSQL, over the fleet's hosts."""
+    """`gozen run www:dashboard`, as supervisord starts it, on PostgreSQL, over the fleet's hosts."""
     tmp = tmp_path_factory.mktemp("pg-dashboard")
     port = free_port()
     data: dict[str, Any] = yaml.safe_load(fleet.config_file.read_text())
     data |= {"data_dir": str(tmp / "var"), "database": {"url": pg_url}, "web": web_section(port)}
     cfg = write_config(tmp / "gozen.yaml", data)
     upgrade(make_engine(pg_url))
-    run = (
-        "import sys; from gozen.config import load_config; from gozen.service import make_context; "
-        "from gozen.web.app import main; main(make_context(load_config(sys.argv[1]), 'www:dashboard'))"
-    )
     log = tmp / "dashboard.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", run, str(tmp / "gozen.yaml")],
+            gozen_cmd(tmp / "gozen.yaml", "run", "www:dashboard"),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "GOZEN_HOST": "daq-master"},
