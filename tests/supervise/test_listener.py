@@ -18,6 +18,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events, spooled, use_spool
 from gozen.db.migrate import upgrade
 from gozen.db.types import utcnow
+from gozen.monitors.board import heartbeat_key, snapshot
 from gozen.service import Context
 from gozen.supervise import listener as listener_module
 from gozen.supervise.listener import describe_state_change, run_listener
@@ -128,6 +129,23 @@ def test_a_resent_event_keeps_the_time_it_was_first_read(
     assert out.getvalue() == "READY\nRESULT 4\nFAILREADY\nRESULT 2\nOKREADY\n"
     [e] = recent_events(engine)
     assert abs((_aware(e.time) - before).total_seconds()) < 0.1  # not after the 0.2 s wait
+
+
+def test_a_tick_is_a_heartbeat_and_writes_what_was_spooled(tmp_path: Path, no_spool: None) -> None:
+    use_spool(tmp_path / "spool")
+    away = create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'gozen.db'}")
+    run_listener(_ctx(tmp_path, away), io.StringIO(_event(1)), io.StringIO(), max_backoff_s=0.01)
+    assert spooled()
+
+    back = make_engine(f"sqlite:///{tmp_path / 'ok.db'}")
+    upgrade(back)
+    tick = "ver:3.0 server:s serial:2 pool:p poolserial:2 eventname:TICK_60 len:15\nwhen:1700000000"
+    out = io.StringIO()
+    run_listener(_ctx(tmp_path, back), io.StringIO(tick), out)
+    assert out.getvalue() == "READY\nRESULT 2\nOKREADY\n"
+    assert not spooled() and [e.subject for e in recent_events(back)] == ["g:a"]
+    beat = snapshot(back, "service.")
+    assert beat.get(heartbeat_key("h", "supervise:events")) is not None
 
 
 def _aware(t: datetime) -> datetime:

@@ -33,7 +33,7 @@ def test_programs_are_named_group_program_and_logs_are_per_host(tmp_path: Path) 
     assert ini["program:www-dashboard"]["process_name"] == "dashboard"
     assert ini["program:www-dashboard"]["command"].endswith("-m gozen run www:dashboard")
     assert ini["program:bi-metabase"]["command"] == "java -jar 'metabase 1.jar'"
-    assert ini["eventlistener:supervise"]["events"] == "PROCESS_STATE"
+    assert ini["eventlistener:supervise"]["events"] == "PROCESS_STATE,TICK_60"
     assert "gozen-master-www-dashboard.out.log" in ini["program:www-dashboard"]["stdout_logfile"]
     assert f'GOZEN_CONFIG="{tmp_path / "gozen.yaml"}"' in ini["supervisord"]["environment"]
 

@@ -23,6 +23,9 @@ from gozen.service import Context
 
 log = logging.getLogger(__name__)
 
+# The registry subscribes the listener to TICK_60 too: its heartbeat between state changes.
+TICK_S = 60.0
+
 # Times of events answered FAIL, by serial: supervisord sends the same event again, and it keeps
 # the time it was first read. Bounded, in case supervisord gives up on some.
 MAX_REMEMBERED = 10_000
@@ -81,6 +84,7 @@ def run_listener(ctx: Context, stdin: IO[str], stdout: IO[str], max_backoff_s: f
         headers = childutils.get_headers(line)
         payload = stdin.read(int(headers["len"]))
         if not headers.get("eventname", "").startswith("PROCESS_STATE_"):
+            _tick(ctx)  # TICK_60: no news, but a beat, and a chance to write what was spooled
             childutils.listener.ok(stdout)
             continue
         serial = headers.get("serial", "")
@@ -106,8 +110,14 @@ def _store(ctx: Context, row: dict[str, Any], when: datetime) -> bool:
         log.error("could not store event host=%s subject=%s: %s", ctx.host, row["subject"], err)
         return False
     if written is not None:  # the database answers: write what was spooled meanwhile
-        try:
-            ctx.catch_up()
-        except (SQLAlchemyError, OSError) as err:
-            log.warning("spooled events not written yet: %s", err)
+        _tick(ctx)
     return True
+
+
+def _tick(ctx: Context) -> None:
+    """Beat on the status board and write the spooled events, if the database answers."""
+    try:
+        ctx.heartbeat(TICK_S)
+        ctx.catch_up()
+    except (SQLAlchemyError, OSError) as err:
+        log.warning("no heartbeat, spooled events not written yet: %s", err)

@@ -93,7 +93,7 @@ def registry(cfg: Config) -> list[Program]:
             frozenset(),
             "gozen.supervise.listener:main",
             "records every process state change of this host's supervisord as an event",
-            listener_events="PROCESS_STATE",
+            listener_events="PROCESS_STATE,TICK_60",  # the ticks are its heartbeat
             startsecs=1,
         ),
         _daq("control", "gozen.daq.control:Control", "arms the requested exposures for the readouts"),
