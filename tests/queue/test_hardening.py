@@ -274,6 +274,14 @@ def test_mode_pause_resume_and_abort_are_recorded_as_events_with_who(queue_env: 
     ]
 
 
+def assert_runs_to_the_end(cfg: Config, engine: Engine, name: str) -> None:
+    """A recipe of a 1.5 s wait, run by the server: done, not aborted by anything left behind."""
+    uuid = submit(engine, body(name, {"wait": {"seconds": 1.5}}))
+    assert server(cfg, engine).step_once()
+    row = store.get(engine, uuid)
+    assert row is not None and row.state == RecipeState.DONE, row
+
+
 def test_an_abort_with_nothing_executing_leaves_nothing_to_stop_a_later_recipe(
     queue_env: tuple[Path, Config, Engine],
 ) -> None:
@@ -281,10 +289,7 @@ def test_an_abort_with_nothing_executing_leaves_nothing_to_stop_a_later_recipe(
     assert not store.request_abort(engine, by="carol")  # `gozen queue abort`: "nothing is executing"
     assert store.queue_status(engine).abort is None
     assert not [e for e in recent_events(engine, 10) if e.kind == "queue_abort"]
-    uuid = submit(engine, body("Queue-Observer LATER", {"wait": {"seconds": 1.5}}))
-    assert server(cfg, engine).step_once()
-    row = store.get(engine, uuid)
-    assert row is not None and row.state == RecipeState.DONE, row
+    assert_runs_to_the_end(cfg, engine, "Queue-Observer LATER")
 
 
 def test_an_abort_of_a_recipe_that_ended_never_stops_the_next(queue_env: tuple[Path, Config, Engine]) -> None:
@@ -294,10 +299,7 @@ def test_an_abort_of_a_recipe_that_ended_never_stops_the_next(queue_env: tuple[P
     assert store.request_abort(engine, by="carol")
     store.set_state(engine, first, RecipeState.DONE, "all 1 steps done")  # it ended before the server saw the abort
     assert store.queue_status(engine).abort is None
-    second = submit(engine, body("Queue-Observer SECOND", {"wait": {"seconds": 1.5}}))
-    assert server(cfg, engine).step_once()
-    row = store.get(engine, second)
-    assert row is not None and row.state == RecipeState.DONE, row
+    assert_runs_to_the_end(cfg, engine, "Queue-Observer SECOND")
 
 
 def test_cancel_of_the_executing_recipe_aborts_it(queue_env: tuple[Path, Config, Engine]) -> None:
