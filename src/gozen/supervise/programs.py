@@ -51,8 +51,24 @@ class Program:
         return wanted and (self.where is None or self.where(cfg, host))
 
 
-def _daq(name: str, entry: str, summary: str, **kw: Any) -> Program:
-    return Program("daq", name, frozenset({"daq"}), entry, summary, **kw)
+def _daq(name: str, entry: str, summary: str) -> Program:
+    return Program("daq", name, frozenset({"daq"}), entry, summary)
+
+
+def _daq_workers(kind: str, count: int, cpus: list[int] | None, summary: str) -> list[Program]:
+    """daq:<kind>-01 .. -NN, each `gozen.daq.<kind>:main` told its index and pinned to `cpus`."""
+    return [
+        Program(
+            "daq",
+            f"{kind}-{i + 1:02d}",
+            frozenset({"daq"}),
+            f"gozen.daq.{kind}:main",
+            summary,
+            args={"index": i},
+            cpus=None if cpus is None else tuple(cpus),
+        )
+        for i in range(count)
+    ]
 
 
 def _monitor(name: str, entry: str, summary: str) -> Program:
@@ -80,10 +96,6 @@ def _has_node_quotas(cfg: Config, host: Host) -> bool:
     return any(n.max_bytes or n.max_age_days for n in cfg.local_nodes(host.name))
 
 
-def _cpus(cpus: list[int] | None) -> tuple[int, ...] | None:
-    return None if cpus is None else tuple(cpus)
-
-
 def registry(cfg: Config) -> list[Program]:
     """Every gozen program of this config, on whichever host, in the order supervisord starts them."""
     return [
@@ -97,25 +109,11 @@ def registry(cfg: Config) -> list[Program]:
             startsecs=1,
         ),
         _daq("control", "gozen.daq.control:Control", "arms the requested exposures for the readouts"),
-        *(
-            _daq(
-                f"readout-{i + 1:02d}",
-                "gozen.daq.readout:main",
-                "reads its share of the camera's chips into a shared-memory ring",
-                args={"index": i},
-                cpus=_cpus(cfg.daq.readout_cpus),
-            )
-            for i in range(cfg.daq.readouts)
+        *_daq_workers(
+            "readout", cfg.daq.readouts, cfg.daq.readout_cpus, "reads its share of the chips into shared-memory rings"
         ),
-        *(
-            _daq(
-                f"writer-{i + 1:02d}",
-                "gozen.daq.writer:main",
-                "writes FITS files from the rings to the DAQ volumes and catalogues them",
-                args={"index": i},
-                cpus=_cpus(cfg.daq.writer_cpus),
-            )
-            for i in range(cfg.daq.writers)
+        *_daq_workers(
+            "writer", cfg.daq.writers, cfg.daq.writer_cpus, "writes FITS files from the rings and catalogues them"
         ),
         # They touch the DAQ volumes, so they run where the DAQ does.
         Program("transfer", "push", frozenset({"daq"}), "gozen.transfer.agents:Pusher", "queues new files for copying"),
