@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from gozen.config import Config
 from gozen.daq import catalog
@@ -347,6 +348,34 @@ def test_a_stopped_server_interrupts_its_recipe_and_queues_it_again(queue_env: t
     kinds = [h["kind"] for h in store.history(engine, uuid)]
     assert kinds[-2:] == ["interrupted", "requeued"]
     assert [e.subject for e in recent_events(engine, 5, kind="recipe_interrupted")] == ["Queue-Observer STOPPED"]
+
+
+def test_a_recipe_cut_short_by_a_database_outage_is_queued_again_and_runs_to_its_end(
+    queue_env: tuple[Path, Config, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, cfg, engine = queue_env
+    uuid = submit(engine, body("Queue-Observer OUTAGE", {"wait": {"seconds": 0.5}}, {"wait": {"seconds": 0.5}}))
+    record, failed = store.record, []
+
+    def database_away_once(*args: Any, **kwargs: Any) -> None:
+        if not failed:
+            failed.append(True)
+            raise OperationalError("UPDATE recipes ...", None, ConnectionRefusedError("the database is away"))
+        record(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record", database_away_once)
+    s = server(cfg, engine)
+    runner = threading.Thread(target=run_service, args=(s,))
+    runner.start()
+    try:
+        wait_until(lambda: (r := store.get(engine, uuid)) and r.state == RecipeState.DONE, 60, what="done")
+    finally:
+        s.ctx.stop.set()
+        runner.join(timeout=30)
+    kinds = [h["kind"] for h in store.history(engine, uuid)]
+    assert kinds[:4] == ["submitted", "started", "interrupted", "requeued"] and kinds[-1] == "done", kinds
+    told = [e.kind for e in reversed(recent_events(engine, 20))]
+    assert told.count("database_unavailable") == 1 and told.count("database_back") == 1, told
 
 
 def test_a_slew_and_a_park_move_the_telescope(queue_env: tuple[Path, Config, Engine]) -> None:

@@ -28,6 +28,9 @@ from gozen.queue.recipe import ExposeStep, ParkStep, Recipe, ShutdownStep, SlewS
 from gozen.queue.scheduler import Candidate, choose, sky_at, verdicts
 from gozen.service import Context, DeviceUnavailable, Service
 
+STOPPED = "the queue server stopped"
+PASS_FAILED = "a pass of the queue server failed (see its log)"  # the database went away under it ...
+
 
 class Stop(Exception):
     """Leave the recipe now: preempted, aborted, or the server is shutting down."""
@@ -73,28 +76,27 @@ class QueueServer(Service):
 
     # -- start, passes, stop -------------------------------------------------------
     def setup(self) -> None:
-        self.recover()
+        self.recover(STOPPED)
         store.server_started(self.engine, self.host)
 
     def run_once(self) -> bool:
-        if self.running is not None:  # the last pass failed under it (the database went away ...)
-            self.recover()
+        if self.running is not None:
+            self.recover(PASS_FAILED)
         return self.step_once()
 
     def teardown(self) -> None:
         store.server_stopped(self.engine)
 
-    def recover(self) -> None:
-        """Recipes left executing by a server that died, or by a failed pass: interrupted."""
+    def recover(self, why: str) -> None:
+        """Recipes left executing by a server that died, or by a pass that failed: interrupted."""
         for r in store.in_state(self.engine, (RecipeState.EXECUTING,), limit=1000):
-            self.interrupt(r)
+            self.interrupt(r, why)
         self.running = None
 
-    def interrupt(self, r: store.RecipeRow) -> None:
+    def interrupt(self, r: store.RecipeRow, why: str) -> None:
         """A recipe cut short: interrupted, and queued again with its progress if so configured."""
-        store.set_state(self.engine, r.uuid, RecipeState.INTERRUPTED, "the queue server stopped while it ran")
-        message = f"{r.name} was cut short at step {r.step + 1} (the server stopped)"
-        self.ctx.event("recipe_interrupted", r.name, message, "warning")
+        store.set_state(self.engine, r.uuid, RecipeState.INTERRUPTED, f"{why} while it ran")
+        self.ctx.event("recipe_interrupted", r.name, f"{r.name} was cut short at step {r.step + 1} ({why})", "warning")
         if self.cfg.queue.requeue_interrupted:
             store.set_state(
                 self.engine,
@@ -154,7 +156,7 @@ class QueueServer(Service):
         except Stop as stop:
             self.running = None
             if stop.state == RecipeState.INTERRUPTED:
-                self.interrupt(store.get(self.engine, row.uuid) or row)
+                self.interrupt(store.get(self.engine, row.uuid) or row, STOPPED)
             elif stop.state == RecipeState.QUEUED:
                 store.set_state(self.engine, row.uuid, stop.state, str(stop), "preempted", finished_at=None)
             else:
@@ -192,7 +194,7 @@ class QueueServer(Service):
         """Raise Stop if the running recipe was asked to abort, or the server to stop (called often
         during long steps)."""
         if self.ctx.stopping:
-            raise Stop("the queue server stopped while it ran", RecipeState.INTERRUPTED)
+            raise Stop(STOPPED, RecipeState.INTERRUPTED)
         by = store.abort_asked_by(self.engine, self.running.uuid) if self.running is not None else None
         if by is not None:
             raise Stop(f"aborted by {by}", RecipeState.ABORTED)
@@ -201,7 +203,7 @@ class QueueServer(Service):
         """Wait between questions during a step; Stop when the recipe is to be left."""
         self.interrupted()
         if self.ctx.sleep(seconds):
-            raise Stop("the queue server stopped while it ran", RecipeState.INTERRUPTED)
+            raise Stop(STOPPED, RecipeState.INTERRUPTED)
 
     def preempt_check(self, row: store.RecipeRow) -> None:
         self.interrupted()
@@ -330,7 +332,7 @@ class QueueServer(Service):
                 where = "armed" if out.start_at else "still queued in the DAQ (is daq:control running?)"
                 raise StepFailed(f"exposure {exp_id} timed out: {where}")
             if self.ctx.sleep(0.2):  # the exposure goes on: a restarted server waits for it
-                raise Stop("the queue server stopped while it ran", RecipeState.INTERRUPTED)
+                raise Stop(STOPPED, RecipeState.INTERRUPTED)
 
     # -- the demo survey ---------------------------------------------------------
     def demo_recipe(self, now: datetime) -> store.RecipeRow:
