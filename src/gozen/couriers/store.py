@@ -11,17 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gozen.config import Config, Notifier
 from gozen.couriers.feeds import Alert
-from gozen.db.events import Event
+from gozen.db.events import last_event_id
 from gozen.db.states import OutboxState
-from gozen.db.tables import alerts, events, feed_state, outbox
+from gozen.db.tables import alerts, feed_state, outbox
 from gozen.db.types import utcnow
 
-UNROUTED = "unrouted"  # OutboxState.UNROUTED once db/states.py has it (requests.md)
 WATCH_CURSOR = "events"  # feed_state rows of courier:watch, beside the feeds'
 SNIPPETS = "snippets"
 
@@ -81,7 +80,7 @@ def enqueue(conn: Connection, cfg: Config, kind: str, text: str, blocks: list[di
     targets = [n.name for n in routes(cfg, kind)]
     row = {"kind": kind, "text": text, "blocks": blocks, "attempts": 0, "next_try_at": now, "created_at": now}
     rows = [row | {"notifier": n, "state": OutboxState.PENDING} for n in targets] or [
-        row | {"notifier": "", "state": UNROUTED}
+        row | {"notifier": "", "state": OutboxState.UNROUTED}
     ]
     conn.execute(insert(outbox), rows)
     return len(targets)
@@ -210,7 +209,7 @@ def retry_later(engine: Engine, m: OutboxMessage, why: str, after_s: float) -> N
 
 def forget_settled(engine: Engine, before: datetime) -> int:
     """Forget messages delivered (or with nowhere to go) made before `before`; pending ones stay. How many."""
-    settled = outbox.c.state.in_([OutboxState.SENT, UNROUTED])
+    settled = outbox.c.state.in_([OutboxState.SENT, OutboxState.UNROUTED])
     with engine.begin() as conn:
         return int(conn.execute(delete(outbox).where(settled, outbox.c.created_at < before)).rowcount or 0)
 
@@ -220,16 +219,7 @@ def watch_cursor(engine: Engine) -> int:
     """The last event courier:watch has told of; at its first start, the newest event (from now on)."""
     with engine.connect() as conn:
         cursor = conn.execute(select(feed_state.c.cursor).where(feed_state.c.feed == WATCH_CURSOR)).scalar()
-        if cursor is None:  # TODO: db/events.py's last_event_id (requests.md)
-            cursor = conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
-    return int(cursor)
-
-
-def events_after(engine: Engine, after_id: int, limit: int) -> list[Event]:
-    """The events after `after_id`, oldest first (db/events.py's once it has it: requests.md)."""
-    q = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-    with engine.connect() as conn:
-        return [Event(**row._mapping) for row in conn.execute(q)]
+    return int(cursor) if cursor is not None else last_event_id(engine)
 
 
 def snippets_sent_on(engine: Engine) -> str | None:

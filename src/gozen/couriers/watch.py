@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gozen.couriers import store
 from gozen.couriers.store import Message
+from gozen.db.events import events_after
 from gozen.db.types import utcnow
 from gozen.monitors.board import snapshot
 from gozen.service import Context, Service
@@ -68,7 +69,7 @@ class Watcher(Service):
         """Queue the messages due; how many."""
         now = now or utcnow()
         start = store.watch_cursor(self.engine)
-        rows = store.events_after(self.engine, start, BATCH)
+        rows = events_after(self.engine, start, BATCH)
         self.more = len(rows) == BATCH
         out: list[Message] = []
         for e in rows:
