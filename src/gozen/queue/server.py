@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 
 from gozen.db.states import ExposureState, QueueMode, RecipeState
 from gozen.db.types import utcnow
-from gozen.devices.telescope import TelescopeError, telescope_from_config
+from gozen.devices.factory import telescope_from_config
+from gozen.devices.telescope import TelescopeError
 from gozen.monitors.board import snapshot
 from gozen.queue import store
 from gozen.queue.recipe import ExposeStep, ParkStep, Recipe, ShutdownStep, SlewStep, WaitStep, step_kind
