@@ -219,4 +219,3 @@ def plan(cands: list[Candidate], site: Site, start: datetime, end: datetime, ste
         left.remove(pick)
         t += dur
     return slots
-
