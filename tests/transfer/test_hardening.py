@@ -341,7 +341,7 @@ def test_audit_during_a_busy_run_reports_no_false_problems(tmp_path: Path) -> No
     cfg_file = write_cfg(tmp_path, cfg)
     agents = [
         subprocess.Popen(
-            gozen_cmd(cfg_file, "run", f"transfer-pop-{n:02d}"),
+            gozen_cmd(cfg_file, "run", f"transfer:pop-{n:02d}"),
             env={**os.environ, "GOZEN_HOST": "daq1"},
             stderr=subprocess.DEVNULL,
         )

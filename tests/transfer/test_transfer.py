@@ -244,7 +244,7 @@ def test_kill_9_of_copy_agents_loses_nothing(tmp_path: Path) -> None:
     kills = 0
     for _ in range(5):
         p = subprocess.Popen(
-            [sys.executable, "-m", "gozen", "-c", str(cfg_file), "run", "transfer-pop-01"],
+            [sys.executable, "-m", "gozen", "-c", str(cfg_file), "run", "transfer:pop-01"],
             env={**os.environ, "GOZEN_HOST": "localhost"},
         )
         wait_until(
@@ -347,7 +347,7 @@ def test_twenty_kill_9s_of_copy_agents_during_a_thousand_file_run_lose_nothing(t
 
     def start(n: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "gozen", "-c", str(cfg_file), "run", f"transfer-pop-{n:02d}"],
+            [sys.executable, "-m", "gozen", "-c", str(cfg_file), "run", f"transfer:pop-{n:02d}"],
             env={**os.environ, "GOZEN_HOST": "buf"},
             stderr=subprocess.DEVNULL,
         )

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.config import Config
 from gozen.db.events import Severity, record_event
@@ -146,10 +147,7 @@ class CopyAgent(Service):
 
     def run_once(self) -> bool:
         """Copy and verify one replica; False when there was nothing to do."""
-        if self.unsettled is not None:  # back in the queue after its retry delay, not when its lease runs out
-            dropped, why = self.unsettled
-            catalog.release(self.engine, dropped, why, self.retry_in(dropped.attempts))
-            self.unsettled = None
+        self.release_unsettled()
         job = catalog.claim(self.engine, self.agent_id, timedelta(seconds=self.t.lease_s))
         if job is None:
             return False
@@ -159,6 +157,19 @@ class CopyAgent(Service):
             first_line = (str(err).strip().splitlines() or [""])[0]
             self.unsettled = (job, f"the pass copying it failed: {type(err).__name__}: {first_line}")
             raise
+
+    def release_unsettled(self) -> None:
+        """The job of a pass that died goes back to the queue after its retry delay, not when its lease runs out."""
+        if self.unsettled is not None:
+            dropped, why = self.unsettled
+            catalog.release(self.engine, dropped, why, self.retry_in(dropped.attempts))
+            self.unsettled = None
+
+    def teardown(self) -> None:
+        try:
+            self.release_unsettled()
+        except SQLAlchemyError as err:  # the database is still away: another agent takes it when the lease runs out
+            log.warning("%s: left claimed until its lease runs out: %s", self.name, type(err).__name__)
 
     def work(self, job: catalog.Job) -> bool:
         """Copy a claimed job from the first source that works, and settle it."""
