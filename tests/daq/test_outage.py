@@ -121,8 +121,8 @@ def test_rows_spooled_by_a_writer_stopped_during_an_outage_are_recorded_once_by_
     restarted = Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
     restarted.flush_records()
     audit_written(engine, exp_id, CHIPS)
-    spool.write_text(spooled)  # as if it died between writing the rows and removing the spool
-    restarted.flush_records()
+    spool.write_text(spooled)  # as if it had died between writing the rows and removing the spool
+    Writer(cfg, ctx.engine, 0, HOST, ctx=ctx).flush_records()  # its next start
     assert file_rows(engine) == len(CHIPS) and not spool.exists()
 
 

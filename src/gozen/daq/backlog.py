@@ -116,13 +116,10 @@ class Backlog(Generic[T]):
     def __init__(self, path: Path, watch: DatabaseWatch, write: Callable[[list[dict[str, Any]]], T]) -> None:
         self.path, self.watch, self.write = path, watch, write
         self.rows: list[dict[str, Any]] = []
+        self.spooled = path.exists()  # the spool is this program's alone: no need to look each loop
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self.rows.extend(rows)
-
-    @property
-    def spooled(self) -> bool:
-        return self.path.exists()
 
     def flush(self) -> T | None:
         """Write the spooled rows and then the new ones; what `write` returned, or None when they wait."""
@@ -140,6 +137,7 @@ class Backlog(Generic[T]):
             return None
         self.rows = []
         self.path.unlink(missing_ok=True)
+        self.spooled = False
         self.watch.answered()
         return out
 
@@ -153,6 +151,7 @@ class Backlog(Generic[T]):
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        self.spooled = True
         log.warning("%d rows kept in %s until the database answers", len(self.rows), self.path)
         self.rows = []
 
