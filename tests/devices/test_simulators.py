@@ -1,11 +1,15 @@
-"""The in-process simulators behave like their devices: the dome's shutter takes time, the GPS loses its fix."""
+"""The simulators behave like their devices: the dome's shutter takes time, the GPS loses its fix, the UPS drains."""
 
 from __future__ import annotations
 
-from gozen.config import parse_config
-from gozen.devices.dome import Shutter, SimulatedDome
+import pytest
+
+from gozen.config import AlpacaDevice, parse_config
+from gozen.devices.dome import AlpacaDome, DomeStatus, Shutter, SimulatedDome
 from gozen.devices.gps import SimulatedGpsReceiver
 from gozen.devices.ups import SimulatedUps
+from gozen.service import DeviceUnavailable
+from tests.devices.servers import AlpacaServer
 
 
 def test_the_simulated_dome_shutter_takes_its_time_each_way() -> None:
@@ -42,3 +46,18 @@ def test_the_simulated_ups_drains_on_battery_and_says_low_battery() -> None:
     states = [ups.status() for _ in range(200)]
     assert states[0].on_battery and not states[0].low_battery
     assert states[-1].low_battery and states[-1].charge_pct == 5.0
+
+
+def test_the_alpaca_dome_adapter_drives_the_dome_sim_alpaca_serves() -> None:
+    server = AlpacaServer(parse_config({}))
+    server.start()
+    try:
+        dome = AlpacaDome(AlpacaDevice(address=server.address))
+        assert dome.status() == DomeStatus(Shutter.CLOSED, 0.0, slewing=False, parked=True)
+        dome.open_shutter()
+        assert dome.status().shutter is Shutter.OPENING
+        server.stop()
+        with pytest.raises(DeviceUnavailable, match="dome: ShutterStatus: cannot connect to .* refused"):
+            dome.status()
+    finally:
+        server.stop()

@@ -11,59 +11,26 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from alpaca.telescope import Telescope
 from sqlalchemy import Engine
 
-from gozen.config import Config, DeviceSimulator, parse_config
+from gozen.config import DeviceSimulator, parse_config
 from gozen.config import Gpsd as GpsdAddress
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.devices.gps import Gpsd
-from gozen.devices.simulators.alpaca import create_app
 from gozen.devices.weather import SimulatedWeatherStation, dew_point
 from gozen.monitors.alpaca import TelescopeMonitor, WeatherMonitor
 from gozen.monitors.board import snapshot
 from gozen.monitors.gps import GpsMonitor
 from gozen.monitors.power import PowerMonitor
 from gozen.monitors.temperature import TemperatureMonitor
-from tests.conftest import WAIT_S, fake_command, free_port, wait_until
+from tests.conftest import WAIT_S, fake_command, wait_until
+from tests.devices.servers import AlpacaServer
 from tests.monitors.contexts import monitor_context
 
 DATA = Path(__file__).parents[1] / "data"
-
-
-class AlpacaServer:
-    """The Alpaca simulator served by uvicorn in a thread: stop() and it stops answering."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg, self.port = cfg, free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.server: uvicorn.Server | None = None
-
-    def start(self) -> None:
-        config = uvicorn.Config(create_app(self.cfg), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        threading.Thread(target=self.server.run, daemon=True).start()
-        wait_until(lambda: self.server is not None and self.server.started, WAIT_S, 0.02, "the Alpaca server")
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.should_exit = True
-            wait_until(lambda: not _answers(self.port), WAIT_S, 0.02, "the Alpaca server to stop")
-            self.server = None
-
-    def put(self, path: str, body: dict[str, object]) -> None:
-        httpx.put(f"http://{self.address}{path}", json=body, timeout=30).raise_for_status()
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -99,7 +66,7 @@ def test_the_simulator_speaks_the_alpaca_protocol(alpaca: AlpacaServer) -> None:
     ).json()
     assert parked["ErrorNumber"] == 0x408 and "parked" in parked["ErrorMessage"]
     devices = httpx.get(f"{base}/management/v1/configureddevices").json()["Value"]
-    assert {d["DeviceType"] for d in devices} == {"Telescope", "Observingconditions", "Safetymonitor"}
+    assert {d["DeviceType"] for d in devices} == {"Telescope", "Observingconditions", "Safetymonitor", "Dome"}
 
 
 def test_telescope_monitor_follows_a_slew_made_through_alpyca(engine: Engine, alpaca: AlpacaServer) -> None:

@@ -1,4 +1,4 @@
-"""`sim:alpaca`: an ASCOM Alpaca server with a simulated telescope, weather station and safety monitor.
+"""`sim:alpaca`: an ASCOM Alpaca server with a simulated telescope, weather station, safety monitor and dome.
 
 It follows the published Alpaca API, so the monitors and the queue talk to it exactly as to
 real devices: `GET|PUT /api/v1/{device_type}/{device_number}/{member}` answering
@@ -7,11 +7,11 @@ parameter names case-insensitive, ASCOM error numbers (0x400 not implemented, 0x
 value, 0x408 parked), HTTP 400 for an unknown device, and the management API.
 
 The devices are gozen's simulators (`SimulatedTelescope`, `SimulatedWeatherStation`,
-`SimulatedSafetyMonitor`) and behave like devices: the mount takes time to slew, the weather
-drifts with the time of day and has noise, a scripted humid spell comes back every
-`bad_weather_every_s`, devices drop out every `dropout_every_s`. For tests, `PUT /sim/weather`
-(JSON) pins weather values and `PUT /sim/fault` makes a device answer NaN, out-of-range
-values, malformed JSON or nothing.
+`SimulatedSafetyMonitor`, `SimulatedDome`) and behave like devices: the mount takes time to
+slew and the dome's shutter to move, the weather drifts with the time of day and has noise, a
+scripted humid spell comes back every `bad_weather_every_s`, devices drop out every
+`dropout_every_s`. For tests, `PUT /sim/weather` (JSON) pins weather values and
+`PUT /sim/fault` makes a device answer NaN, out-of-range values, malformed JSON or nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from gozen.config import Config
+from gozen.devices.dome import Dome, Shutter, SimulatedDome
 from gozen.devices.safety import SimulatedSafetyMonitor
 from gozen.devices.telescope import InvalidTarget, Parked, SimulatedTelescope
 from gozen.devices.weather import SimulatedWeatherStation
@@ -90,6 +91,31 @@ def telescope_put(scope: SimulatedTelescope, member: str, form: dict[str, str]) 
         raise AlpacaError(INVALID_VALUE, str(err)) from None
 
 
+def dome_get(dome: Dome, member: str) -> Any:
+    """A Dome property of the simulated dome, as ASCOM numbers it (ShutterStatus 0 open .. 4 error)."""
+    status = dome.status()
+    values: dict[str, Any] = {
+        "shutterstatus": list(Shutter).index(status.shutter),
+        "azimuth": status.az_deg,
+        "slewing": status.slewing,
+        "atpark": status.parked,
+        "cansetazimuth": status.az_deg is not None,
+        "cansetshutter": True,
+    }
+    if member not in values:
+        raise AlpacaError(NOT_IMPLEMENTED, f"dome.{member} is not implemented by the simulator")
+    return values[member]
+
+
+def dome_put(dome: Dome, member: str) -> None:
+    if member == "openshutter":
+        dome.open_shutter()
+    elif member == "closeshutter":
+        dome.close_shutter()
+    else:
+        raise AlpacaError(NOT_IMPLEMENTED, f"dome.{member} cannot be set on the simulator")
+
+
 @dataclass
 class Fault:
     mode: str = "ok"  # ok | nan | out_of_range | malformed | silent | error
@@ -102,6 +128,7 @@ class AlpacaSimulator:
         self.telescope = SimulatedTelescope(cfg.site, clock)
         self.weather = SimulatedWeatherStation(cfg.monitors.simulator, clock)
         self.safety = SimulatedSafetyMonitor(self.weather)
+        self.dome = SimulatedDome(clock=clock)
         self.fault = Fault()
         self.server_tid = 0
 
@@ -119,9 +146,19 @@ class AlpacaSimulator:
             if member not in values:
                 raise AlpacaError(NOT_IMPLEMENTED, f"observingconditions.{member} is not measured here")
             return values[member]
+        if device == "dome":
+            return dome_get(self.dome, member)
         if member == "issafe":
             return self.safety.is_safe()
         raise AlpacaError(NOT_IMPLEMENTED, f"safetymonitor.{member} is not implemented by the simulator")
+
+    def put(self, device: str, member: str, form: dict[str, str]) -> None:
+        if device == "telescope":
+            telescope_put(self.telescope, member, form)
+        elif device == "dome":
+            dome_put(self.dome, member)
+        else:
+            raise AlpacaError(NOT_IMPLEMENTED, f"{device}.{member} cannot be set on the simulator")
 
 
 COMMON = {
@@ -132,7 +169,7 @@ COMMON = {
     "driverversion": "1.0",
     "supportedactions": [],
 }
-INTERFACE_VERSION = {"telescope": 4, "observingconditions": 2, "safetymonitor": 3}
+INTERFACE_VERSION = {"telescope": 4, "observingconditions": 2, "safetymonitor": 3, "dome": 2}
 
 
 def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
@@ -211,9 +248,7 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
         if member == "connected":
             return reply(form)
         try:
-            if device != "telescope":
-                raise AlpacaError(NOT_IMPLEMENTED, f"{device}.{member} cannot be set on the simulator")
-            telescope_put(sim.telescope, member, form)
+            sim.put(device, member, form)
         except AlpacaError as err:
             return reply(form, error=err)
         return reply(form)
