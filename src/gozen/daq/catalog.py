@@ -94,7 +94,7 @@ def insert_exposures(conn: Connection, req: ExposureRequest, count: int) -> list
 class ExposureOutcome:
     """Where an exposure stands, as the queue server waits on it."""
 
-    state: str | None  # None: no such exposure
+    state: ExposureState | None  # None: no such exposure
     start_at: datetime | None  # set when daq:control armed it
     files_written: int
     files_lost: int
@@ -114,7 +114,11 @@ def exposure_outcome(engine: Engine, exp_id: int) -> ExposureOutcome:
         ).scalar_one()
     lost = int(counts.pop(DaqFileState.LOST, 0))
     return ExposureOutcome(
-        row.state if row else None, row.start_at if row else None, sum(counts.values()), lost, bool(busy)
+        ExposureState(row.state) if row else None,
+        row.start_at if row else None,
+        sum(counts.values()),
+        lost,
+        bool(busy),
     )
 
 
@@ -318,12 +322,11 @@ def finish_exposures(engine: Engine, grace: timedelta, give_up: bool = True) -> 
     return finished
 
 
-def exposure_progress(engine: Engine, exp_ids: list[int]) -> tuple[int, int, dict[int, str]]:
+def exposure_progress(engine: Engine, exp_ids: list[int]) -> tuple[int, int, dict[int, ExposureState]]:
     """(files written, files expected, state by exposure) for a progress bar."""
     with engine.connect() as conn:
-        states = dict(
-            conn.execute(select(exposures.c.exp_id, exposures.c.state).where(exposures.c.exp_id.in_(exp_ids))).all()
-        )
+        q = select(exposures.c.exp_id, exposures.c.state).where(exposures.c.exp_id.in_(exp_ids))
+        states = {int(e): ExposureState(s) for e, s in conn.execute(q)}
         files = conn.execute(
             select(func.count()).select_from(daq_files).where(daq_files.c.exp_id.in_(exp_ids))
         ).scalar_one()

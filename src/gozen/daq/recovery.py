@@ -17,6 +17,7 @@ from gozen.config import Config
 from gozen.daq.layout import writer_of
 from gozen.daq.ring import FLAG_DAMAGED, FLAG_MISSING
 from gozen.daq.volumes import VolumeState
+from gozen.db.states import DaqFileState
 
 PART_RE = re.compile(r"^\.TMQ(\d)(\d{8})(\d{8})(\d{2})\.fits\.part$")
 
@@ -65,7 +66,7 @@ def salvage(stale: StalePart, cfg: Config, host: str, writer_name: str) -> dict[
     return {
         "exp_id": stale.exp_id,
         "det_id": stale.det_id,
-        "state": "written",
+        "state": DaqFileState.WRITTEN,
         "path": str(final),
         "filename": final.name,
         "daq_host": host,
