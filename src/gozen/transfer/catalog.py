@@ -37,6 +37,18 @@ class Job:
     previous_node: str | None = None  # the node of previous_path
 
 
+def _read(engine: Engine, q: Any) -> list[Any]:
+    """The rows of one query."""
+    with engine.connect() as conn:
+        return list(conn.execute(q).all())
+
+
+def _write(engine: Engine, statement: Any) -> int:
+    """One statement in its own transaction; how many rows it changed."""
+    with engine.begin() as conn:
+        return int(conn.execute(statement).rowcount)
+
+
 def register(engine: Engine, rows: list[dict[str, Any]], replication: int) -> int:
     """Catalogue files (once each, by name) and queue `replication` copies of each; how many were new."""
     new = 0
@@ -186,12 +198,12 @@ def place(engine: Engine, job: Job, node: str, path: str, quota: int | None = No
 
 def verified(engine: Engine, job: Job, node: str, path: str) -> None:
     """The copy landed whole on the node: the replica counts."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(replicas)
-            .where(_mine(job))
-            .values(state=ReplicaState.VERIFIED, node=node, path=path, verified_at=utcnow(), last_error=None)
-        )
+    _write(
+        engine,
+        update(replicas)
+        .where(_mine(job))
+        .values(state=ReplicaState.VERIFIED, node=node, path=path, verified_at=utcnow(), last_error=None),
+    )
 
 
 def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> None:
@@ -201,20 +213,17 @@ def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> 
         values["state"] = ReplicaState.FAILED
     else:
         values.update(state=ReplicaState.QUEUED, next_try_at=utcnow() + retry_in)
-    with engine.begin() as conn:
-        conn.execute(update(replicas).where(_mine(job)).values(**values))
+    _write(engine, update(replicas).where(_mine(job)).values(**values))
 
 
 def release(engine: Engine, job: Job, why: str, retry_in: timedelta) -> None:
     """Back to the queue after retry_in, still naming where it was going: a copy may be whole there already."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(replicas)
-            .where(_mine(job))
-            .values(
-                state=ReplicaState.QUEUED, claimed_by=None, last_error=why[:2000], next_try_at=utcnow() + retry_in
-            )
-        )
+    _write(
+        engine,
+        update(replicas)
+        .where(_mine(job))
+        .values(state=ReplicaState.QUEUED, claimed_by=None, last_error=why[:2000], next_try_at=utcnow() + retry_in),
+    )
 
 
 def archived(file_id: Any = files.c.id) -> Any:
@@ -307,28 +316,27 @@ def bytes_on_nodes(engine: Engine) -> dict[str, int]:
 
 def mark_daq_deleted(engine: Engine, file_id: int) -> None:
     """The janitor is deleting the DAQ copy (recorded before the file goes)."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(files).where(files.c.id == file_id).values(daq_state=DaqCopyState.DELETED, daq_deleted_at=utcnow())
-        )
+    _write(
+        engine,
+        update(files).where(files.c.id == file_id).values(daq_state=DaqCopyState.DELETED, daq_deleted_at=utcnow()),
+    )
 
 
 def mark_daq_present(engine: Engine, file_id: int) -> None:
     """Undo mark_daq_deleted: the file could not be deleted after all."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(files).where(files.c.id == file_id).values(daq_state=DaqCopyState.PRESENT, daq_deleted_at=None)
-        )
+    _write(
+        engine, update(files).where(files.c.id == file_id).values(daq_state=DaqCopyState.PRESENT, daq_deleted_at=None)
+    )
 
 
 def mark_daq_missing(engine: Engine, file_id: int) -> None:
     """The DAQ copy is gone without the janitor (found by audit): copies come from elsewhere from now on."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(files)
-            .where(files.c.id == file_id, files.c.daq_state == DaqCopyState.PRESENT)
-            .values(daq_state=DaqCopyState.MISSING, daq_deleted_at=utcnow())
-        )
+    _write(
+        engine,
+        update(files)
+        .where(files.c.id == file_id, files.c.daq_state == DaqCopyState.PRESENT)
+        .values(daq_state=DaqCopyState.MISSING, daq_deleted_at=utcnow()),
+    )
 
 
 @dataclass(frozen=True)
@@ -450,19 +458,17 @@ def node_replicas(engine: Engine, node: str, has_archive: bool) -> list[Any]:
         .where(replicas.c.node == node, replicas.c.state == ReplicaState.VERIFIED)
         .order_by(replicas.c.verified_at, replicas.c.id)
     )
-    with engine.connect() as conn:
-        return list(conn.execute(q).all())
+    return _read(engine, q)
 
 
 def expire(engine: Engine, replica_id: int) -> bool:
     """A verified replica is being removed by its node's retention; False if it is no longer verified."""
-    with engine.begin() as conn:
-        n = conn.execute(
-            update(replicas)
-            .where(replicas.c.id == replica_id, replicas.c.state == ReplicaState.VERIFIED)
-            .values(state=ReplicaState.EXPIRED, expired_at=utcnow())
-        ).rowcount
-    return n == 1
+    going = (
+        update(replicas)
+        .where(replicas.c.id == replica_id, replicas.c.state == ReplicaState.VERIFIED)
+        .values(state=ReplicaState.EXPIRED, expired_at=utcnow())
+    )
+    return _write(engine, going) == 1
 
 
 # -- audit: the catalog as it is, and its repairs ----------------------------------------
@@ -488,33 +494,32 @@ def replica_now(engine: Engine, replica_id: int) -> Any:
 
 def requeue_damaged(engine: Engine, replica_id: int, why: str) -> None:
     """A verified replica found missing or damaged: to be copied again, anywhere, from a good source."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(replicas)
-            .where(replicas.c.id == replica_id, replicas.c.state == ReplicaState.VERIFIED)
-            .values(
-                state=ReplicaState.QUEUED,
-                node=None,
-                path=None,
-                attempts=0,
-                last_error=why,
-                next_try_at=None,
-                verified_at=None,
-            )
-        )
+    _write(
+        engine,
+        update(replicas)
+        .where(replicas.c.id == replica_id, replicas.c.state == ReplicaState.VERIFIED)
+        .values(
+            state=ReplicaState.QUEUED,
+            node=None,
+            path=None,
+            attempts=0,
+            last_error=why,
+            next_try_at=None,
+            verified_at=None,
+        ),
+    )
 
 
 def requeue_stuck(engine: Engine, ids: list[int]) -> int:
     """Copies given up, or waiting after errors: back in the queue, to be tried now."""
     if not ids:
         return 0
-    with engine.begin() as conn:
-        n = conn.execute(
-            update(replicas)
-            .where(replicas.c.id.in_(ids), replicas.c.state.in_((ReplicaState.FAILED, ReplicaState.QUEUED)))
-            .values(state=ReplicaState.QUEUED, attempts=0, next_try_at=None, claimed_by=None)
-        ).rowcount
-    return int(n)
+    return _write(
+        engine,
+        update(replicas)
+        .where(replicas.c.id.in_(ids), replicas.c.state.in_((ReplicaState.FAILED, ReplicaState.QUEUED)))
+        .values(state=ReplicaState.QUEUED, attempts=0, next_try_at=None, claimed_by=None),
+    )
 
 
 def copies_now(engine: Engine) -> tuple[dict[int, Any], list[Any], set[int]]:
@@ -607,12 +612,12 @@ def packages_to_send(engine: Engine) -> list[str]:
 
 def package_failed(engine: Engine, package: str, why: str) -> None:
     """Note why a package could not be sent (it is sent again next pass)."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(exports)
-            .where(exports.c.package == package, exports.c.state == ExportState.PACKAGED)
-            .values(last_error=why[:2000])
-        )
+    _write(
+        engine,
+        update(exports)
+        .where(exports.c.package == package, exports.c.state == ExportState.PACKAGED)
+        .values(last_error=why[:2000]),
+    )
 
 
 def package_files(engine: Engine, package: str) -> list[Any]:
@@ -620,19 +625,17 @@ def package_files(engine: Engine, package: str) -> list[Any]:
     q = select(exports.c.file_id, exports.c.night, exports.c.source_path, exports.c.manifest).where(
         exports.c.package == package, exports.c.state == ExportState.PACKAGED
     )
-    with engine.connect() as conn:
-        return list(conn.execute(q).all())
+    return _read(engine, q)
 
 
 def package_exported(engine: Engine, package: str) -> int:
     """A package's files and manifest are proven at the archive; how many files."""
-    with engine.begin() as conn:
-        n = conn.execute(
-            update(exports)
-            .where(exports.c.package == package, exports.c.state == ExportState.PACKAGED)
-            .values(state=ExportState.EXPORTED, exported_at=utcnow(), last_error=None)
-        ).rowcount
-    return int(n)
+    return _write(
+        engine,
+        update(exports)
+        .where(exports.c.package == package, exports.c.state == ExportState.PACKAGED)
+        .values(state=ExportState.EXPORTED, exported_at=utcnow(), last_error=None),
+    )
 
 
 def awaiting_receipt(engine: Engine) -> list[tuple[str, str]]:
