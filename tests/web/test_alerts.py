@@ -7,7 +7,7 @@ from playwright.sync_api import Browser, expect
 from sqlalchemy import insert
 
 from gozen.config import parse_config
-from gozen.couriers.outbox import enqueue
+from gozen.couriers.store import enqueue
 from gozen.db.engine import make_engine
 from gozen.db.tables import alerts
 from gozen.db.types import utcnow

@@ -25,6 +25,7 @@ from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
+from gozen.db.states import RecipeState
 from gozen.db.tables import recipes
 from gozen.queue import store
 from gozen.web.app import create_app
@@ -138,7 +139,7 @@ def recipe_count(fleet: Fleet, name: str) -> int:
 
 
 def queue_mode(fleet: Fleet) -> str:
-    return str(store.get_state(make_engine(fleet.cfg.database_url)).get("mode", ("normal", None))[0] or "normal")
+    return str(store.queue_status(make_engine(fleet.cfg.database_url)).mode)
 
 
 def test_cross_site_text_plain_recipe_is_refused_and_not_stored(
@@ -224,9 +225,9 @@ def test_cross_origin_request_with_basic_credentials_is_refused(fleet: Fleet) ->
 def test_scripts_with_a_token_need_no_origin(fleet: Fleet) -> None:
     bearer = {"Authorization": f"Bearer {API_TOKEN}"}
     assert httpx.post(f"{fleet.web_url}/api/queue/pause", headers=bearer, timeout=60).status_code == 200
-    assert store.get_state(make_engine(fleet.cfg.database_url))["paused"][0] is True
+    assert store.queue_status(make_engine(fleet.cfg.database_url)).paused is True
     assert httpx.post(f"{fleet.web_url}/api/queue/resume", headers=bearer, timeout=60).status_code == 200
-    assert store.get_state(make_engine(fleet.cfg.database_url))["paused"][0] is False
+    assert store.queue_status(make_engine(fleet.cfg.database_url)).paused is False
 
 
 def test_login_form_without_its_token_is_refused(fleet: Fleet) -> None:
@@ -245,7 +246,7 @@ def test_public_origins_may_send_state_changes(tmp_path: Path) -> None:
         assert c.post("/api/queue/pause").status_code == 200
         c.headers["Origin"] = "https://gozen.example.org:8443"
         assert c.post("/api/queue/resume").status_code == 403
-        assert store.get_state(make_engine(cfg.database_url))["paused"][0] is True
+        assert store.queue_status(make_engine(cfg.database_url)).paused is True
 
 
 # -- headers and the CSP ---------------------------------------------------------------------------
@@ -295,16 +296,20 @@ def test_data_page_reloads_itself_under_the_csp(fleet: Fleet, browser: Browser) 
 
 
 # -- an audit trail for queue actions ----------------------------------------------------------------
-def test_queue_mode_pause_and_abort_from_the_web_leave_events_naming_the_user(fleet: Fleet) -> None:
-    engine = make_engine(fleet.cfg.database_url)
-    with httpx.Client(base_url=fleet.web_url, timeout=60) as c:
-        assert login(c, OPERATOR, fleet.web_url).status_code == 303
+def test_queue_mode_pause_and_abort_from_the_web_leave_events_naming_the_user(tmp_path: Path) -> None:
+    with serve_app(tmp_path) as (url, cfg), httpx.Client(base_url=url, timeout=60) as c:
+        engine = make_engine(cfg.database_url)
+        assert login(c, OPERATOR, url).status_code == 303
         for path in ("/api/queue/mode/maintenance", "/api/queue/mode/normal", "/api/queue/pause"):
             assert c.post(path).status_code == 200, path
         assert c.post("/api/queue/resume").status_code == 200
+        r = c.post("/api/queue/abort")  # nothing executes: nothing is stored to abort a later recipe
+        assert r.status_code == 409 and r.json()["detail"] == "nothing is executing"
+        recipe = f'{{"name": "{RECIPE_NAME}-ABORT", "steps": [{{"park": {{}}}}]}}'
+        uuid = c.post("/api/recipes", content=recipe, headers={"Content-Type": "application/json"}).json()["uuid"]
+        store.set_state(engine, uuid, RecipeState.EXECUTING, "started")  # as the queue server does
         assert c.post("/api/queue/abort").status_code == 200
     kinds = {"queue_mode", "queue_paused", "queue_resumed", "queue_abort"}
     mine = [e for e in recent_events(engine, 200) if e.kind in kinds and e.data.get("by") == OPERATOR[0]]
-    assert [e.kind for e in mine[:5]] == ["queue_abort", "queue_resumed", "queue_paused", "queue_mode", "queue_mode"]
+    assert [e.kind for e in mine] == ["queue_abort", "queue_resumed", "queue_paused", "queue_mode", "queue_mode"]
     assert "queue mode set to maintenance by ops" in [e.message for e in mine]
-    store.clear_state(engine, "abort")  # nothing runs in this fleet to take the request
