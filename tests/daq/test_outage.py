@@ -64,18 +64,23 @@ def told(engine: Engine, source: str, kind: str) -> int:
     return sum(1 for e in recent_events(engine, 200, kind=kind) if e.source == source)
 
 
+def writer_away(cfg: Config, engine: Engine) -> tuple[Context, Outage, Readout, Writer, int]:
+    """A readout, and a writer that knows of an armed exposure and then loses its database."""
+    ctx, outage = program(cfg, "daq:writer-01")
+    readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
+    writer.attach(timeout_s=5)
+    exp_id = queue_exposure(cfg, engine)
+    writer.poll()  # the writer learns of an armed exposure before its frames come
+    assert exp_id in writer.exposures
+    go_away(ctx, outage)
+    return ctx, outage, readout, writer, exp_id
+
+
 def test_a_writer_keeps_writing_while_the_database_is_away_and_records_every_file_once(
     daq: tuple[Config, Engine],
 ) -> None:
     cfg, engine = daq
-    ctx, outage = program(cfg, "daq:writer-01")
-    readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
-    writer.attach(timeout_s=5)
-    known = queue_exposure(cfg, engine)
-    writer.poll()  # the writer learns of an armed exposure before its frames come
-    assert known in writer.exposures
-
-    go_away(ctx, outage)
+    ctx, outage, readout, writer, known = writer_away(cfg, engine)
     read(readout, engine, known)
     unheard = queue_exposure(cfg, engine)  # armed while the writer cannot ask about it
     read(readout, engine, unheard)
@@ -104,12 +109,7 @@ def test_rows_spooled_by_a_writer_stopped_during_an_outage_are_recorded_once_by_
     daq: tuple[Config, Engine],
 ) -> None:
     cfg, engine = daq
-    ctx, outage = program(cfg, "daq:writer-01")
-    readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
-    writer.attach(timeout_s=5)
-    exp_id = queue_exposure(cfg, engine)
-    writer.poll()
-    go_away(ctx, outage)
+    ctx, outage, readout, writer, exp_id = writer_away(cfg, engine)
     read(readout, engine, exp_id)
     drain(writer)
     writer.stop_cleanly()  # supervisord's SIGTERM while the database is away
