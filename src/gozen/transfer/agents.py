@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gozen.config import Config
 from gozen.db.events import Severity, record_event
 from gozen.db.states import DaqCopyState
-from gozen.service import Context, Service
+from gozen.service import Context, Service, first_line
 from gozen.transfer import catalog, rsync
 from gozen.transfer.copy import BadSource, ReplicaMismatch, copy_verified, quarantine_path, xxh3_of
 from gozen.transfer.placement import Node, NoNode, Placement
@@ -154,8 +154,7 @@ class CopyAgent(Service):
         try:
             return self.work(job)
         except Exception as err:  # the database went away, or a bug: the runner waits and calls again
-            first_line = (str(err).strip().splitlines() or [""])[0]
-            self.unsettled = (job, f"the pass copying it failed: {type(err).__name__}: {first_line}")
+            self.unsettled = (job, f"the pass copying it failed: {type(err).__name__}: {first_line(err)}")
             raise
 
     def release_unsettled(self) -> None:
