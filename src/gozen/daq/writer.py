@@ -131,9 +131,8 @@ class Writer:
 
     def flush_records(self) -> None:
         """Insert the queued rows; while the database is away they wait in the spool (files are safe on disk)."""
-        for r in (
-            self.files.flush() or []
-        ):  # set aside with the reason: retrying a row the database refuses would hold back the rest
+        # A row the database refuses is set aside with the reason: retrying it would hold back the rest.
+        for r in self.files.flush() or []:
             self.event(
                 "file_row_refused",
                 f"exp {r.row.get('exp_id')} det {r.row.get('det_id')}",
