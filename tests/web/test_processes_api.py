@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
+from gozen.monitors.board import Reading, heartbeat, heartbeat_key, publish
 from tests.conftest import API_TOKEN, OPERATOR, VIEWER, Fleet
 
 STOP_URL = "/api/processes/buf-node0/work:ticker/stop"
@@ -108,3 +110,30 @@ def test_page_shows_hosts_states_and_unreachable(web: httpx.Client) -> None:
     assert 'id="host-buf-node2"' in page and "UNREACHABLE" in page and "connection refused" in page
     assert 'data-program="work:ticker"' in page and "state-RUNNING" in page
     assert web.get("/processes/fragment").status_code == 200
+
+
+def test_a_running_program_whose_heartbeat_is_stale_is_marked_and_a_fresh_one_is_not(
+    fleet: Fleet, web: httpx.Client
+) -> None:
+    engine = make_engine(fleet.cfg.database_url)
+    hung, alive = ("buf-node0", "work:other"), ("buf-node1", "work:other")
+    beat = Reading(heartbeat_key(*hung), "", "", max_age_s=30)
+    publish(engine, hung[1], [beat], when=datetime.now(UTC) - timedelta(seconds=120), history=False)
+    heartbeat(engine, *alive, max_age_s=60)
+    try:
+        body = web.get("/api/processes").json()
+        procs = {(h["host"], p["full_name"]): p for h in body["hosts"] for p in h["processes"]}
+        assert procs[hung]["state"] == "RUNNING" and procs[hung]["heartbeat"]["stale"] is True
+        assert procs[hung]["heartbeat"]["age_s"] >= 120
+        assert procs[alive]["heartbeat"]["stale"] is False and procs[alive]["heartbeat"]["age_s"] < 60
+        assert procs[("buf-node1", "work:ticker")]["heartbeat"] is None  # never beats: nothing to say
+        assert body["summary"]["no_heartbeat"] >= 1 and body["summary"]["heartbeats_known"] is True
+        page = web.get("/").text
+        hung_host = page.split('data-host="buf-node0"', 1)[1].split("</section>", 1)[0]
+        hung_row = hung_host.split('data-program="work:other"', 1)[1].split("</tr>", 1)[0]
+        assert re.search(r"no heartbeat for 1[2-9]\d s", hung_row), hung_row
+        alive_host = page.split('data-host="buf-node1"', 1)[1].split("</section>", 1)[0]
+        assert "no heartbeat" not in alive_host
+        assert 'id="no-heartbeat"' in page
+    finally:
+        heartbeat(engine, *hung, max_age_s=3600)  # fresh again for the other tests of this fleet
