@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, select
 from gozen.config import Site
 from gozen.db.engine import make_engine
 from gozen.db.tables import daq_files, events, exposures, replicas
+from gozen.monitors.board import snapshot
 from gozen.sky import zenith_radec
 from tests.conftest import (
     OPERATOR,
@@ -166,21 +167,22 @@ def exposure_states(engine: Engine, ids: list[int]) -> dict[int, tuple[str, int]
     """exp_id -> (state, files written) for the given exposures."""
     with engine.connect() as conn:
         states: dict[int, str] = dict(
-            conn.execute(select(exposures.c.exp_id, exposures.c.state).where(exposures.c.exp_id.in_(ids)))
+            conn.execute(select(exposures.c.exp_id, exposures.c.state).where(exposures.c.exp_id.in_(ids))).tuples()
         )
         written: dict[int, int] = dict(
             conn.execute(
                 select(daq_files.c.exp_id, func.count())
                 .where(daq_files.c.exp_id.in_(ids), daq_files.c.state == "written")
                 .group_by(daq_files.c.exp_id)
-            )
+            ).tuples()
         )
     return {i: (str(states.get(i)), int(written.get(i, 0))) for i in ids}
 
 
 def recipe_exposures(engine: Engine, uuid: str) -> list[int]:
     with engine.connect() as conn:
-        return [int(i) for i in conn.execute(select(exposures.c.exp_id).where(exposures.c.recipe_uuid == uuid))]
+        q = select(exposures.c.exp_id).where(exposures.c.recipe_uuid == uuid)
+        return [int(i) for i in conn.execute(q).scalars()]
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,27 @@ def events_since(engine: Engine, after_id: int) -> list[Event]:
 def last_event_id(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+
+
+def heartbeats(fleet: Fleet) -> dict[str, datetime]:
+    """program -> when it last said it was alive (`service.<host>.<group:name>.alive_at`)."""
+    prefix = f"service.{HOST}."
+    board = snapshot(engine_of(fleet), prefix).values
+    return {k.removeprefix(prefix).removesuffix(".alive_at"): datetime.fromisoformat(v.time) for k, v in board.items()}
+
+
+def silent_since(fleet: Fleet, since: datetime, programs_: list[str]) -> str | None:
+    """Those of `programs_` that have not said they are alive since `since`."""
+    beats = heartbeats(fleet)
+    silent = [p for p in programs_ if p not in beats or beats[p] <= since]
+    return "; ".join(f"{p} (last {beats[p]:%H:%M:%S})" if p in beats else f"{p} (none)" for p in silent) or None
+
+
+def stale_heartbeats(fleet: Fleet) -> str | None:
+    """Programs whose heartbeat is older than its own limit (a few periods): hung, or stopped."""
+    prefix = f"service.{HOST}."
+    board = snapshot(engine_of(fleet), prefix).values
+    return "; ".join(f"{k.removeprefix(prefix)} since {v.time}" for k, v in sorted(board.items()) if v.stale) or None
 
 
 # -- asking for work ----------------------------------------------------------------------------------

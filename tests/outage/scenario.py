@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from gozen.db.events import spooled
 from gozen.db.types import utcnow
 from tests.conftest import WAIT_S, Fleet, run_gozen, wait_until
 from tests.outage.observatory import (
@@ -30,6 +31,7 @@ from tests.outage.observatory import (
     pids,
     recipe,
     recipe_exposures,
+    stale_heartbeats,
     submit_recipe,
     wait_flowing,
     web_get,
@@ -191,6 +193,13 @@ def after_outage(
     checks.add("events of the outage are in the events table with their real times", outage_events)
     checks.add("supervisord's events during the outage are in the events table with their times", supervisord_events)
     checks.add("the couriers read and post after the outage", feed_posted)
+    checks.add("the events spooled during the outage are written", lambda: spool_left(fleet))
+    checks.add("no program's heartbeat is stale after the outage", lambda: stale_heartbeats(fleet))
+
+
+def spool_left(fleet: Fleet) -> str | None:
+    left = spooled(fleet.cfg.data_dir / "spool")
+    return f"still spooled: {[p.name for p in left]}" if left else None
 
 
 def audit(fleet: Fleet, checks: Checks) -> None:

@@ -25,6 +25,7 @@ from tests.outage.observatory import (
     expose,
     exposure_states,
     pids,
+    silent_since,
     start_observatory,
     wait_flowing,
 )
@@ -99,6 +100,7 @@ def test_a_connection_killed_mid_pass_is_reconnected(
 
     checks.add("daq:control arms exposures again (written by the writers)", armed_and_written)
     checks.add("transfer:pop-01 copies again", copied)
+    checks.add("the killed programs say they are alive", lambda: silent_since(obs, killed_at, list(KILLED)))
     checks.wait(2 * WAIT_S, obs.dump)
     checks.final("the killed programs did not exit", lambda: "; ".join(exited(obs, before)) or None)
     checks.final(
