@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select
 from gozen.config import Config
 from gozen.daq import catalog
 from gozen.daq.backlog import spool_path
-from gozen.daq.control import RESUME_LEAD_S, Control
+from gozen.daq.control import RESUME_LEAD_S, Control, arm_next
 from gozen.daq.readout import Readout
 from gozen.daq.writer import Writer
 from gozen.db.events import recent_events, use_spool
@@ -196,3 +196,31 @@ def reports(engine: Engine, exp_id: int) -> int:
 def readout_knows(readout: Readout, exp_id: int) -> bool:
     """The readout's look-out has taken the exposure (it is read from there, database or not)."""
     return readout.feed is not None and (readout.feed.last or 0) >= exp_id
+
+
+def test_an_exposure_armed_as_the_database_went_is_armed_anew_not_lost(daq: tuple[Config, Engine]) -> None:
+    cfg, engine = daq
+    ctx, outage = program(cfg, "daq:readout-01")
+    readout, writer = Readout(cfg, ctx.engine, 0, HOST, ctx=ctx), Writer(cfg, engine, 0, HOST)
+    writer.attach(timeout_s=5)
+    thread = threading.Thread(target=readout.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: readout.feed is not None and readout.feed.last is not None, WAIT_S, what="look-out")
+        go_away(ctx, outage)
+        assert wait_until(lambda: readout.db.away, WAIT_S, what="the readout to miss its database")
+        exp_id = queue_exposure(cfg, engine)  # armed just as the database went: no readout saw it
+        end = catalog.exposure_info(engine, exp_id).start_at + timedelta(seconds=FRAMES / cfg.camera.fps)
+        assert wait_until(lambda: utcnow() > end + timedelta(seconds=0.5), WAIT_S, what="the exposure over")
+        outage.on = False
+        # daq:control arms it anew once the readout has queued it again (with time to see it this time).
+        assert wait_until(lambda: arm_next(cfg, engine, HOST, lead_s=2.0) == exp_id, WAIT_S, what="armed anew")
+        assert wait_until(lambda: reports(engine, exp_id) == len(CHIPS), WAIT_S, what="read and reported")
+    finally:
+        ctx.stop.set()
+        thread.join(WAIT_S)
+    drain(writer)
+    audit_written(engine, exp_id, CHIPS)
+    assert catalog.exposure_info(engine, exp_id).start_at > end  # read at its new start
+    assert told(engine, "daq:readout-01", "exposure_requeued") == 1
+    assert told(engine, "daq:readout-01", "frames_lost") == 0

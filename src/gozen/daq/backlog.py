@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -22,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.db.events import Severity
+from gozen.db.types import utcnow
 from gozen.service import Backoff, Context, is_outage
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,9 @@ class DatabaseWatch:
     """A hot loop's view of the database: away since when, when to ask it again (capped backoff).
 
     Its outage is one `database_unavailable` event and one `database_back` (with the events
-    spooled meanwhile written), however many writes failed. Shared by a program's threads.
+    spooled meanwhile written), however many writes failed; it is back when a write succeeds
+    (a database that answers reads but refuses writes, as a read-only SQLite file does, is
+    still away). Shared by a program's threads.
     """
 
     def __init__(self, ctx: Context) -> None:
@@ -53,6 +57,8 @@ class DatabaseWatch:
         self.trouble = ctx.trouble("database_unavailable", "database_back", "database")
         self.backoff = Backoff(FIRST_RETRY_S, MAX_RETRY_S)
         self.retry_at = 0.0
+        self.down_at: datetime | None = None  # while away: when it went
+        self.outages: deque[tuple[datetime, datetime]] = deque(maxlen=8)  # the last ones, (down, back)
         self._lock = threading.Lock()
 
     @property
@@ -70,28 +76,41 @@ class DatabaseWatch:
     def failed(self, err: BaseException) -> None:
         with self._lock:
             self.retry_at = time.monotonic() + self.backoff.next()
+            if self.down_at is None:
+                self.down_at = utcnow()
             why = f"the database does not answer: {type(err).__name__}: {_first_line(err)}"
             try:
                 self.trouble.failing(why)
             except Exception:  # not even the event spool: the log has it
                 log.exception("%s: could not record database_unavailable", self.ctx.program)
 
-    def answered(self) -> None:
-        if not self.trouble.active:
+    def answered(self, wrote: bool) -> None:
+        """The database answered (`wrote`: a write succeeded, so it is back)."""
+        self.retry_at = 0.0
+        if not self.trouble.active and self.down_at is None:
+            return
+        self.backoff.reset()
+        if not wrote:
             return
         with self._lock:
-            if not self.trouble.active:
-                return
-            self.backoff.reset()
-            self.retry_at = 0.0
+            if self.down_at is not None:
+                self.outages.append((self.down_at, utcnow()))
+                self.down_at = None
             try:
                 self.ctx.catch_up()
                 self.trouble.ok(f"the database answers again after {self.trouble.down_for_s:.0f} s")
             except Exception as err:  # away again already: the next answer tells it
                 log.warning("%s: could not record the database's return yet: %s", self.ctx.program, err)
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """fn(), unless the database is in its backoff (DatabaseAway); an outage is noted, and raised."""
+    def was_away_during(self, start: datetime, end: datetime) -> bool:
+        """True when the database was away (for this program) at some time between start and end."""
+        with self._lock:
+            spans = [*self.outages, *([(self.down_at, None)] if self.down_at is not None else [])]
+        return any(end > down and (back is None or start < back) for down, back in spans)
+
+    def call(self, fn: Callable[[], T], wrote: bool = False) -> T:
+        """fn() (`wrote`: it writes), unless the database is in its backoff (DatabaseAway); an outage
+        is noted, and raised."""
         self.check()
         try:
             out = fn()
@@ -99,13 +118,14 @@ class DatabaseWatch:
             if is_outage(err):
                 self.failed(err)
             raise
-        self.answered()
+        self.answered(wrote)
         return out
 
     def heartbeat(self, period_s: float) -> None:
-        """The program's heartbeat on the status board (at most every few seconds); none while the database is away."""
+        """The program's heartbeat on the status board (at most every few seconds; at once while
+        the database seems away, so its return is noticed); none while it is away."""
         try:
-            self.call(partial(self.ctx.heartbeat, period_s))
+            self.call(partial(self.ctx.heartbeat, period_s, force=self.away), wrote=True)
         except (SQLAlchemyError, DatabaseAway):
             pass  # a stale heartbeat is the truth: this program cannot reach the database
 
@@ -138,7 +158,7 @@ class Backlog(Generic[T]):
         self.rows = []
         self.path.unlink(missing_ok=True)
         self.spooled = False
-        self.watch.answered()
+        self.watch.answered(wrote=True)
         return out
 
     def spill(self) -> None:

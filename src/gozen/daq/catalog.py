@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
@@ -191,12 +192,37 @@ def exposure_info(engine: Engine, exp_id: int) -> ExposureInfo:
     return _exposure_info(r)
 
 
-def armed_exposure_infos(engine: Engine, known: Collection[int]) -> list[ExposureInfo]:
-    """Exposures armed now but not among `known`: a writer learns of them before their frames come,
-    so frames that arrive while the database is away still find what their header needs."""
-    q = select(exposures).where(exposures.c.state == ExposureState.ARMED, exposures.c.exp_id.not_in(list(known)))
+def armed_exposure_infos(engine: Engine, known: Mapping[int, datetime]) -> list[ExposureInfo]:
+    """Exposures armed now, but not as `known` (exp_id -> start): a writer learns of them before
+    their frames come, so frames that arrive while the database is away still find their header."""
+    q = select(exposures).where(exposures.c.state == ExposureState.ARMED).order_by(exposures.c.exp_id)
     with engine.connect() as conn:
-        return [_exposure_info(r) for r in conn.execute(q.order_by(exposures.c.exp_id))]
+        return [_exposure_info(r) for r in conn.execute(q) if known.get(r.exp_id) != r.start_at]
+
+
+class Missed(StrEnum):
+    """What became of an exposure a readout saw only after it was over (requeue_missed)."""
+
+    REQUEUED = "requeued"  # by this call: it will be armed anew
+    REQUEUED_BEFORE = "requeued before"  # by another readout (it may be armed anew already)
+    KEPT = "kept"  # some chip of it was read or written, or it is closed: it is accounted as it is
+
+
+def requeue_missed(engine: Engine, exp_id: int, start_at: datetime) -> Missed:
+    """Queue again an armed exposure that no readout read because none could see it before it was
+    over (the database went away just after it was armed), instead of losing it."""
+    reports = select(readout_reports.c.det_id).where(readout_reports.c.exp_id == exp_id).exists()
+    files = select(daq_files.c.id).where(daq_files.c.exp_id == exp_id).exists()
+    with engine.begin() as conn:
+        row = conn.execute(select(exposures.c.state, exposures.c.start_at).where(exposures.c.exp_id == exp_id)).one()
+        if row.start_at != start_at:
+            return Missed.REQUEUED_BEFORE
+        n = conn.execute(
+            update(exposures)
+            .where(exposures.c.exp_id == exp_id, exposures.c.state == ExposureState.ARMED, ~reports, ~files)
+            .values(state=ExposureState.QUEUED, start_at=None, end_at=None, chips=None, snapshot=None)
+        ).rowcount
+    return Missed.REQUEUED if n == 1 else Missed.KEPT
 
 
 def _exposure_info(r: Row[Any]) -> ExposureInfo:

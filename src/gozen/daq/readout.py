@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -60,6 +60,7 @@ class Readout:
             self.rings[w] = ring
         self._scratch = np.empty(frame_bytes(cfg) // 2, np.uint16)
         self.feed: ArmedFeed | None = None  # while running
+        self.handled: dict[int, datetime] = {}  # exposure -> the start it was read (or reported) for
         for c in self.unrecognised:
             tell(self.ctx, "chip_unrecognised", f"det {c}", f"chip {c} did not answer at start: its frames are lost")
 
@@ -165,8 +166,16 @@ class Readout:
             except queue.Empty:
                 self.reports.flush()  # what waited for the database
                 continue
+            if self.handled.get(exp.exp_id) == exp.start_at:
+                continue  # seen again after the look-out went back for a requeued exposure
+            self.handled[exp.exp_id] = exp.start_at
+            if len(self.handled) > 256:
+                self.handled.pop(next(iter(self.handled)))
             try:
                 too_late = time.time() > exp.start_at.timestamp() + exp.n_frames / exp.fps
+                if too_late and self.requeued(exp):
+                    feed.rewind(exp.exp_id)  # to read it when it is armed anew
+                    continue
                 self.report(exp, {} if too_late else self.read_exposure(exp), too_late)
             except Exception as err:  # one exposure's fault: tell once, read the next
                 log.exception("%s: exposure %d failed", self.name, exp.exp_id)
@@ -176,6 +185,28 @@ class Readout:
                 failing.ok("exposures are read again")
         feed.join(timeout=10)
         release_rings(list(self.rings.values()), self.name)
+
+    def requeued(self, exp: ArmedExposure) -> bool:
+        """An exposure this readout saw only after it was over because the database was away (armed
+        just before it went): queued again if no chip of it was read. Missed for another reason (this
+        readout was not running), it is reported missed as it is."""
+        end = exp.start_at + timedelta(seconds=exp.n_frames / exp.fps)
+        if not self.db.was_away_during(exp.start_at, end):
+            return False
+        try:
+            missed = self.db.call(partial(catalog.requeue_missed, self.engine, exp.exp_id, exp.start_at))
+        except (SQLAlchemyError, DatabaseAway):
+            return False  # it is reported missed (and the report kept until the database answers)
+        if missed == catalog.Missed.REQUEUED:
+            tell(
+                self.ctx,
+                "exposure_requeued",
+                f"exp {exp.exp_id}",
+                f"exposure {exp.exp_id} was armed to start at {exp.start_at.isoformat()} but was over before "
+                "any readout could see it (the database was away): queued again, to be armed anew",
+                "warning",
+            )
+        return missed != catalog.Missed.KEPT
 
 
 class ArmedFeed(threading.Thread):
@@ -188,6 +219,13 @@ class ArmedFeed(threading.Thread):
         self.readout = readout
         self.exposures: queue.Queue[ArmedExposure] = queue.Queue()
         self.last: int | None = None  # the newest exposure it has queued (None: not asked yet)
+        self._lock = threading.Lock()
+
+    def rewind(self, exp_id: int) -> None:
+        """Look again from this exposure on (it was queued again, to be armed anew)."""
+        with self._lock:
+            if self.last is not None:
+                self.last = min(self.last, exp_id - 1)
 
     def run(self) -> None:
         r = self.readout
@@ -195,9 +233,13 @@ class ArmedFeed(threading.Thread):
             try:
                 if self.last is None:
                     self.last = r.db.call(self.start_after)
-                for exp in r.db.call(partial(catalog.armed_after, r.engine, self.last)):
-                    self.exposures.put(exp)
-                    self.last = exp.exp_id
+                since = self.last
+                armed = r.db.call(partial(catalog.armed_after, r.engine, since))
+                with self._lock:
+                    if self.last == since:  # not rewound meanwhile
+                        for exp in armed:
+                            self.exposures.put(exp)
+                            self.last = exp.exp_id
                 r.db.heartbeat(POLL_S)
             except (SQLAlchemyError, DatabaseAway):
                 pass  # noted by the watch; what is armed already is in the queue

@@ -43,7 +43,7 @@ POISON_AFTER_CRASHES = 2
 DB_AWAY_SLEEP_S = 0.5
 IDLE_SLEEP_S = 0.002
 # How often the writer asks which exposures are armed, to know them before their frames come.
-LOOK_AHEAD_EVERY_S = 0.5
+LOOK_AHEAD_EVERY_S = 0.2
 
 
 class HeaderFailed(Exception):
@@ -178,6 +178,9 @@ class Writer:
         return self.exposures[exp_id]
 
     def remember(self, exp: ExposureInfo) -> None:
+        known = self.exposures.get(exp.exp_id)
+        if known is not None and known.start_at != exp.start_at:  # armed anew: a new header
+            self.templates.pop(exp.exp_id, None)
         self.exposures[exp.exp_id] = exp
         if len(self.exposures) > 64:
             self.exposures.pop(next(iter(self.exposures)))
@@ -190,7 +193,8 @@ class Writer:
             return
         self.next_look_ahead = now + LOOK_AHEAD_EVERY_S
         try:
-            for exp in self.db.call(partial(catalog.armed_exposure_infos, self.engine, list(self.exposures))):
+            known = {e.exp_id: e.start_at for e in self.exposures.values()}
+            for exp in self.db.call(partial(catalog.armed_exposure_infos, self.engine, known)):
                 self.remember(exp)
         except SQLAlchemyError:
             pass  # noted by the watch; frames of exposures already known are written meanwhile
