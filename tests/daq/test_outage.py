@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, exc, func, select
 
 from gozen.config import Config
 from gozen.daq import catalog
@@ -224,3 +225,37 @@ def test_an_exposure_armed_as_the_database_went_is_armed_anew_not_lost(daq: tupl
     assert catalog.exposure_info(engine, exp_id).start_at > end  # read at its new start
     assert told(engine, "daq:readout-01", "exposure_requeued") == 1
     assert told(engine, "daq:readout-01", "frames_lost") == 0
+
+
+class WritesRefused:
+    """The database answers reads but refuses writes while `on` (a SQLite file made read-only)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.on = False
+        event.listen(engine, "before_cursor_execute", self._refuse)
+
+    def _refuse(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if self.on and not statement.lstrip().upper().startswith("SELECT"):
+            raise exc.OperationalError(statement, {}, Exception("attempt to write a readonly database (test)"))
+
+
+def test_a_database_that_refuses_writes_is_away_until_a_write_succeeds_told_once(daq: tuple[Config, Engine]) -> None:
+    cfg, engine = daq
+    ctx = make_context(cfg, "daq:writer-01", {"index": 0}, host=HOST)
+    refused = WritesRefused(ctx.engine)
+    readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
+    writer.attach(timeout_s=5)
+    refused.on = True
+    exp_id = queue_exposure(cfg, engine)
+    read(readout, engine, exp_id)  # the writer learns of it by reading: reads still work
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # reads succeed and writes fail, again and again
+        drain(writer)
+        writer.db.heartbeat(1.0)
+        time.sleep(0.1)
+    assert file_rows(engine) == 0 and writer.db.away
+    refused.on = False
+    assert wait_until(lambda: drain(writer) or file_rows(engine) == len(CHIPS), WAIT_S, what="rows recorded")
+    audit_written(engine, exp_id, CHIPS)
+    assert told(engine, "daq:writer-01", "database_unavailable") == 1
+    assert told(engine, "daq:writer-01", "database_back") == 1
