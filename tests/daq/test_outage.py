@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, exc, func, select
+from sqlalchemy import Engine, event, exc, func, select, update
 
 from gozen.config import Config
 from gozen.daq import catalog
@@ -25,7 +25,7 @@ from gozen.daq.readout import Readout
 from gozen.daq.writer import Writer
 from gozen.db.events import recent_events, use_spool
 from gozen.db.states import ExposureState
-from gozen.db.tables import daq_files, readout_reports
+from gozen.db.tables import daq_files, exposures, readout_reports
 from gozen.db.types import utcnow
 from gozen.monitors import board
 from gozen.service import Context, make_context, run_service
@@ -259,3 +259,21 @@ def test_a_database_that_refuses_writes_is_away_until_a_write_succeeds_told_once
     audit_written(engine, exp_id, CHIPS)
     assert told(engine, "daq:writer-01", "database_unavailable") == 1
     assert told(engine, "daq:writer-01", "database_back") == 1
+
+
+def test_after_an_outage_control_waits_its_grace_again_before_closing_an_exposure_incomplete(
+    daq: tuple[Config, Engine],
+) -> None:
+    cfg, engine = daq
+    exp_id = queue_exposure(cfg, engine)
+    with engine.begin() as conn:  # long over: its files would be given up on, were it not for the outage
+        conn.execute(update(exposures).where(exposures.c.exp_id == exp_id).values(end_at=utcnow() - timedelta(hours=1)))
+    control = Control(make_context(cfg, "daq:control", host=HOST))
+    control.run_once()
+    control.last_pass = time.monotonic() - 60  # a minute without a pass: the database was away
+    control.next_books = 0.0
+    control.run_once()
+    assert state(engine, exp_id) == ExposureState.ARMED  # the writers' spooled rows may be on their way
+    control.give_up_from = control.next_books = 0.0  # the grace has passed
+    control.run_once()
+    assert state(engine, exp_id) == ExposureState.INCOMPLETE
