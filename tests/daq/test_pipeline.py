@@ -21,7 +21,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.tables import daq_files, exposures, readout_reports
 from gozen.devices.camera import ExposureSpec
-from gozen.devices.simcamera import SimulatedCamera
+from gozen.devices.simulators.camera import SimulatedCamera
 from tests.conftest import START_S, WAIT_S, Fleet, free_port, gozen_cmd, start_fleet, wait_until
 
 CHIPS = [111, 112, 113, 114]

@@ -1,7 +1,7 @@
 """Poison items in the DAQ: a value astropy refuses, a slot nobody can handle, a slot writers die on.
 
 Readout and writer run in this process (real rings, camera simulator, files and SQLite), or as
-the real `gozen run daq-*` programs where a process must die or stop. Every test ends by
+the real `gozen run daq:*` programs where a process must die or stop. Every test ends by
 auditing the files and rows: the poison item is accounted for and the next items flow.
 """
 
@@ -220,27 +220,27 @@ def test_rings_are_removed_on_a_clean_stop_but_not_while_the_other_side_uses_the
     path = ring_path(cfg, HOST, 0, 0)
 
     def start(program: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"{program}.log", "ab")  # noqa: SIM115 - kept open for the child
+        log = open(tmp_path / f"{program.replace(':', '-')}.log", "ab")  # noqa: SIM115 - kept open for the child
         return subprocess.Popen(gozen_cmd(config_file, "run", program), env=env, stdout=log, stderr=log)
 
     def stop(proc: subprocess.Popen[bytes], sig: int) -> int:
         proc.send_signal(sig)
         return proc.wait(timeout=60)
 
-    readout = start("daq-readout-01")
+    readout = start("daq:readout-01")
     wait_until(lambda: _holds(readout.pid, path), 60, what="the readout's ring")
-    writer = start("daq-writer-01")
+    writer = start("daq:writer-01")
     wait_until(lambda: _holds(writer.pid, path), 60, what="the writer attached")
     assert stop(writer, signal.SIGTERM) == 0
     assert path.exists()  # the readout still writes into it
     assert stop(readout, signal.SIGTERM) == 0
     assert not path.exists(), (tmp_path / "daq-readout-01.log").read_text()
 
-    readout = start("daq-readout-01")  # a crash leaves the ring for the next start, which reuses it
+    readout = start("daq:readout-01")  # a crash leaves the ring for the next start, which reuses it
     wait_until(lambda: _holds(readout.pid, path), 60, what="the readout's ring again")
     inode = path.stat().st_ino
     assert stop(readout, signal.SIGKILL) == -signal.SIGKILL and path.exists()
-    readout = start("daq-readout-01")
+    readout = start("daq:readout-01")
     wait_until(lambda: _holds(readout.pid, path), 60, what="the ring reused")
     assert path.stat().st_ino == inode
     ring = Ring(path, ring_slots(cfg, 0, 0), frame_bytes(cfg))  # another user: the stopping readout leaves it
