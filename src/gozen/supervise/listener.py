@@ -9,6 +9,7 @@ it answered FAIL, so supervisord keeps it and sends it again: nothing is dropped
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from datetime import datetime
@@ -65,6 +66,8 @@ def describe_state_change(eventname: str, payload: dict[str, str]) -> dict[str, 
 
 def main(ctx: Context) -> None:
     # stdout is supervisord's protocol channel: logging goes to stderr (basicConfig's default).
+    # supervisord's SIGTERM ends the wait for the next event as Ctrl-C does: a clean exit, status 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_listener(ctx, sys.stdin, sys.stdout)
 
 
