@@ -16,7 +16,6 @@ from typing import Any
 
 from gozen.config import Notifier
 from gozen.couriers import store
-from gozen.couriers.store import enqueue as enqueue  # moved to couriers.store; tests/web import it here
 from gozen.db.types import utcnow
 from gozen.service import Context, Service, Trouble
 
