@@ -52,7 +52,7 @@ class DeviceUnavailable(Exception):
 
     def __init__(self, device: str, why: str) -> None:
         super().__init__(f"{device}: {why}")
-        self.device = device
+        self.device, self.why = device, why
 
 
 def is_outage(err: BaseException) -> bool:
