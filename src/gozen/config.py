@@ -359,11 +359,14 @@ class Monitors(Model):
     )
     gpsd: Gpsd = Field(default_factory=Gpsd, description="gpsd serving the GPS receiver (TPV and PPS reports).")
     ups_command: list[str] | None = Field(
-        None, description="NUT client command, e.g. [upsc, ups@localhost]; null: the simulated UPS."
+        None,
+        description="NUT client command, e.g. [upsc, ups@localhost]; null: the simulated UPS when "
+        "monitors.simulator.enabled, else none.",
     )
     sensors_command: list[str] | None = Field(
         None,
-        description="Thermometers: a command printing lm-sensors JSON (`sensors -j`); null: simulated thermometers.",
+        description="Thermometers: a command printing lm-sensors JSON (`sensors -j`); null: simulated thermometers "
+        "when monitors.simulator.enabled, else none.",
     )
     sensors_map: dict[str, str] = Field(
         default_factory=dict,

@@ -179,7 +179,10 @@ def registry(cfg: Config) -> list[Program]:
                 where=lambda cfg, _host: cfg.monitors.simulator.enabled,
                 startsecs=1,
             )
-            for device, what in (("alpaca", "Alpaca telescope, weather and safety devices"), ("gpsd", "GPS (gpsd)"))
+            for device, what in (
+                ("alpaca", "Alpaca telescope, weather, safety and dome devices"),
+                ("gpsd", "GPS (gpsd)"),
+            )
         ),
         _monitor(
             "telescope",
