@@ -95,11 +95,10 @@ class Monitor(Service):
         try:
             readings = self.read()
         except DeviceUnavailable as err:
-            why = str(err).removeprefix(f"{err.device}: ")
             if self.in_start_grace():
-                log.info("%s: waiting for the first reading from %s: %s", self.ctx.program, self.device, why)
+                log.info("%s: waiting for the first reading from %s: %s", self.ctx.program, self.device, err.why)
             else:
-                self.down.failing(f"{self.device} does not answer: {why}; its values will go stale")
+                self.down.failing(f"{self.device} does not answer: {err.why}; its values will go stale")
             return []
         self.answered = True
         self.down.ok(f"{self.device} answers again after {self.down.down_for_s:.0f} s")
