@@ -30,8 +30,8 @@ from gozen.config import parse_config
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
 from gozen.db.tables import replicas
-from gozen.transfer import catalog
 from gozen.service import Context
+from gozen.transfer import catalog
 from gozen.transfer.agents import CopyAgent
 
 console = Console(width=120)
