@@ -167,14 +167,14 @@ def exposure_states(engine: Engine, ids: list[int]) -> dict[int, tuple[str, int]
     """exp_id -> (state, files written) for the given exposures."""
     with engine.connect() as conn:
         states: dict[int, str] = dict(
-            conn.execute(select(exposures.c.exp_id, exposures.c.state).where(exposures.c.exp_id.in_(ids))).tuples()
+            conn.execute(select(exposures.c.exp_id, exposures.c.state).where(exposures.c.exp_id.in_(ids))).all()
         )
         written: dict[int, int] = dict(
             conn.execute(
                 select(daq_files.c.exp_id, func.count())
                 .where(daq_files.c.exp_id.in_(ids), daq_files.c.state == "written")
                 .group_by(daq_files.c.exp_id)
-            ).tuples()
+            ).all()
         )
     return {i: (str(states.get(i)), int(written.get(i, 0))) for i in ids}
 
