@@ -1,7 +1,7 @@
 """Benchmark: the real DAQ pipeline at Tomo-e Gozen rate, against `dd` and a plain astropy writer.
 
-Runs the same programs supervisord runs (`gozen run daq-control`, `daq-readout-NN`,
-`daq-writer-NN`: simulated camera, shared-memory rings, FITS cubes with headers and
+Runs the same programs supervisord runs (`gozen run daq:control`, `daq:readout-NN`,
+`daq:writer-NN`: simulated camera, shared-memory rings, FITS cubes with headers and
 checksums, rows in the database) with C chips at 2 fps for T seconds, then measures on the
 same volume, in the same run: `dd` sequential writes with fdatasync (the volume's limit)
 and astropy writing the same cubes the plain way (`PrimaryHDU(data).writeto`).
@@ -115,10 +115,11 @@ def run_pipeline(
     engine = make_engine(cfg.database_url)
     upgrade(engine)
     env = {**os.environ, "GOZEN_HOST": "bench"}
-    names = ["daq-control", "daq-readout-01", *[f"daq-writer-{i:02d}" for i in range(1, writers + 1)]]
+    names = ["daq:control", "daq:readout-01", *[f"daq:writer-{i:02d}" for i in range(1, writers + 1)]]
+    logs = {n: tmp / f"{n.replace(':', '-')}.log" for n in names}
     procs = {
         n: subprocess.Popen(
-            [sys.executable, "-m", "gozen", "-c", str(config), "run", n], env=env, stderr=open(tmp / f"{n}.log", "w")
+            [sys.executable, "-m", "gozen", "-c", str(config), "run", n], env=env, stderr=open(logs[n], "w")
         )
         for n in names
     }  # noqa: SIM115
@@ -126,7 +127,7 @@ def run_pipeline(
     drainer = threading.Thread(target=drain, args=(cfg.database_url, stop, delete), daemon=True)
     drainer.start()
     try:
-        wait_ready(tmp, names[1:], procs)
+        wait_ready(tmp, {n: logs[n] for n in names[1:]}, procs)
         n_exp = max(1, round(seconds * FPS / FRAMES))
         ids = catalog.request_exposures(engine, catalog.ExposureRequest("BENCH", FRAMES, FPS), n_exp)
         ps = {n: psutil.Process(p.pid) for n, p in procs.items()}
@@ -141,7 +142,7 @@ def run_pipeline(
                     break
                 for n, p in procs.items():
                     if p.poll() is not None:
-                        raise SystemExit(f"{n} exited: see {tmp / (n + '.log')}")
+                        raise SystemExit(f"{n} exited: see {logs[n]}")
                 time.sleep(0.5)
         wall = time.monotonic() - t0
         cpu = {n: 100 * (sum(p.cpu_times()[:2]) - cpu0[n]) / wall for n, p in ps.items()}
@@ -166,23 +167,25 @@ def run_pipeline(
     st = catalog.daq_stats(engine)
     span = (last - st.first_start).total_seconds() if last and st.first_start else wall
     stages = {
-        "readout": cpu["daq-readout-01"],
+        "readout": cpu["daq:readout-01"],
         "writers": sum(v for k, v in cpu.items() if "writer" in k),
-        "control": cpu["daq-control"],
+        "control": cpu["daq:control"],
     }
     return RunResult(
         chips, span, int(n_files), int(size or 0), n_exp * FRAMES * chips, int(missing or 0), int(dropped), stages
     )
 
 
-def wait_ready(tmp: Path, names: list[str], procs: dict[str, subprocess.Popen[bytes]], timeout_s: float = 120) -> None:
+def wait_ready(
+    tmp: Path, logs: dict[str, Path], procs: dict[str, subprocess.Popen[bytes]], timeout_s: float = 120
+) -> None:
     """Measure the steady state: start exposing once every readout and writer says it is ready."""
     deadline = time.monotonic() + timeout_s
     with console.status("starting readout and writers"):
-        while not all(" ready: " in (tmp / f"{n}.log").read_text() for n in names):
+        while not all(" ready: " in logs[n].read_text() for n in logs):
             for n, p in procs.items():
                 if p.poll() is not None:
-                    raise SystemExit(f"{n} exited: see {tmp / (n + '.log')}")
+                    raise SystemExit(f"{n} exited: see {logs[n]}")
             if time.monotonic() > deadline:
                 raise SystemExit(f"not ready after {timeout_s} s: see the logs in {tmp}")
             time.sleep(0.2)
