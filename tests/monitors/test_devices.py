@@ -16,9 +16,7 @@ from sqlalchemy import Engine
 
 from gozen.config import DeviceSimulator, parse_config
 from gozen.config import Gpsd as GpsdAddress
-from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
-from gozen.db.migrate import upgrade
 from gozen.devices.gps import Gpsd
 from gozen.devices.weather import SimulatedWeatherStation, dew_point
 from gozen.monitors.alpaca import TelescopeMonitor, WeatherMonitor
@@ -31,13 +29,6 @@ from tests.devices.servers import AlpacaServer
 from tests.monitors.contexts import monitor_context
 
 DATA = Path(__file__).parents[1] / "data"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    e = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    upgrade(e)
-    return e
 
 
 @pytest.fixture

@@ -20,9 +20,7 @@ from alpaca.safetymonitor import SafetyMonitor as AlpacaSafetyMonitor
 from sqlalchemy import Engine
 
 from gozen.config import AlpacaDevice, Config, parse_config
-from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
-from gozen.db.migrate import upgrade
 from gozen.devices.alpaca import ask
 from gozen.devices.simulators.alpaca import server_config
 from gozen.monitors.alpaca import WeatherMonitor
@@ -36,13 +34,6 @@ from tests.monitors.contexts import monitor_context
 NIGHT = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 GOOD = {"weather.humidity_pct": 60.0, "weather.wind_ms": 3.0, "weather.rain_mmh": 0.0}
 UVICORN_DEFAULT_KEEP_ALIVE_S = 5.0
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    e = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    upgrade(e)
-    return e
 
 
 def sim_config(tmp: Path) -> tuple[Path, Config]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import astropy.units as u
 import pytest
@@ -12,9 +11,7 @@ from astropy.time import Time
 from sqlalchemy import Engine
 
 from gozen.config import SafetyLimits, Site
-from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
-from gozen.db.migrate import upgrade
 from gozen.monitors.board import Reading, publish, snapshot
 from gozen.monitors.safety import SafetyMonitor, decide
 from gozen.sky import sun_altitude
@@ -23,13 +20,6 @@ from tests.monitors.contexts import monitor_context
 NIGHT = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # midnight at Kiso (JST = UTC + 9)
 NOON = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 GOOD = {"weather.humidity_pct": 60.0, "weather.wind_ms": 3.0, "weather.rain_mmh": 0.0, "weather.safe": True}
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    e = make_engine(f"sqlite:///{tmp_path / 's.db'}")
-    upgrade(e)
-    return e
 
 
 def board(engine: Engine, values: dict[str, object], when: datetime | None = None) -> None:

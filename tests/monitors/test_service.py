@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
-from gozen.db.migrate import upgrade
 from gozen.monitors.board import snapshot
 from gozen.monitors.power import PowerMonitor
 from gozen.service import run_service
@@ -18,13 +16,6 @@ from tests.conftest import WAIT_S, fake_command, wait_until
 from tests.monitors.contexts import monitor_context
 
 DATA = Path(__file__).parents[1] / "data"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    e = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    upgrade(e)
-    return e
 
 
 def test_a_monitor_outlives_its_device_going_away_and_coming_back(
