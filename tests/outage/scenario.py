@@ -40,7 +40,8 @@ from tests.outage.observatory import (
 OUTAGE_S = 30.0
 RECOVERY_S = 300.0  # a deadline, not a wait: the checks end as soon as everything holds
 RECIPE_WAIT_S = 15  # the recipe's wait step: the database goes in its middle, its exposure is asked for after
-NEW_OBJECT = "2026 OUT1"  # a close approach the feed lists only after the outage
+NEW_OBJECT = "2026 OUT1"
+AFTER_UP_S = 10.0  # a program may still be in a pass that failed as the database came back  # a close approach the feed lists only after the outage
 
 
 @dataclass
@@ -92,6 +93,7 @@ def survive(fleet: Fleet, services: Services, outage: Outage) -> Checks:
     checks.wait(RECOVERY_S, fleet.dump)
     checks.final("0 programs exited (supervisord's pids unchanged)", lambda: "; ".join(exited(fleet, before)) or None)
     audit(fleet, checks)
+    checks.final("no program finds the database away once it is back", lambda: away_again(fleet, window))
     return checks
 
 
@@ -198,8 +200,18 @@ def after_outage(
 
 
 def spool_left(fleet: Fleet) -> str | None:
-    left = spooled(fleet.cfg.data_dir / "spool")
-    return f"still spooled: {[p.name for p in left]}" if left else None
+    """Events, file rows and readout reports kept in data_dir/spool while the database was away."""
+    spool = fleet.cfg.data_dir / "spool"
+    left = {p.name for p in spooled(spool)} | {p.name for p in spool.glob("*") if p.is_file() and p.stat().st_size}
+    return f"still spooled: {sorted(left)}" if left else None
+
+
+def away_again(fleet: Fleet, window: Window) -> str | None:
+    """database_unavailable events timed after the database came back: a program that cannot use
+    it although it answers (e.g. a connection opened during the outage that stays read-only)."""
+    since = window.up_at + timedelta(seconds=AFTER_UP_S)
+    late = [e for e in events_between(engine_of(fleet), since, utcnow()) if e.kind == "database_unavailable"]
+    return "; ".join(f"{e.time:%H:%M:%S} {e.source}: {e.message}" for e in late[:10]) or None
 
 
 def audit(fleet: Fleet, checks: Checks) -> None:
