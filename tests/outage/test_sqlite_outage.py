@@ -9,8 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from gozen.db.engine import is_unavailable, make_engine
 from tests.conftest import Fleet
 from tests.outage.conftest import set_immutable, sqlite_files
 from tests.outage.observatory import Services, start_observatory
@@ -43,6 +46,31 @@ def test_an_immutable_database_file_refuses_writes_even_to_root(tmp_path: Path) 
     conn.execute("INSERT INTO t VALUES (2)")
     conn.commit()
     assert conn.execute("SELECT x FROM t").fetchall() == [(2,)]
+
+
+def test_a_connection_opened_while_the_file_was_unwritable_writes_once_it_is_back(tmp_path: Path) -> None:
+    """SQLite opens a file it cannot write read-only, and such a connection never writes again:
+    the engine must not keep it once the database is back (found under `gozen up`: daq:readout-01
+    failed "attempt to write a readonly database" minutes after the outage)."""
+    db = tmp_path / "gozen.db"
+    engine = make_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    engine.dispose()  # the next connection is opened during the outage
+    try:
+        set_immutable(sqlite_files(db), True)
+    except subprocess.CalledProcessError as err:
+        pytest.skip(f"chattr +i does not work here: {err.stderr}")
+    try:
+        with pytest.raises(sqlalchemy.exc.OperationalError) as away, engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+        assert is_unavailable(away.value)
+    finally:
+        set_immutable(sqlite_files(db), False)
+    with engine.begin() as conn:  # the first pass after the outage writes
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT x FROM t")).scalars().all() == [2]
 
 
 @pytest.fixture(scope="module")
