@@ -10,8 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from gozen.db.events import spooled
+from gozen.db.tables import exposures
 from gozen.db.types import utcnow
 from tests.conftest import WAIT_S, Fleet, run_gozen, wait_until
 from tests.outage.observatory import (
@@ -94,6 +96,7 @@ def survive(fleet: Fleet, services: Services, outage: Outage) -> Checks:
     checks.final("0 programs exited (supervisord's pids unchanged)", lambda: "; ".join(exited(fleet, before)) or None)
     audit(fleet, checks)
     checks.final("no program finds the database away once it is back", lambda: away_again(fleet, window))
+    print(summary(fleet, window, uuid))  # shown by `pytest -rP`: what the outage looked like
     return checks
 
 
@@ -226,6 +229,26 @@ def audit(fleet: Fleet, checks: Checks) -> None:
 
     checks.add("gozen audit reports 0 lost and exits 0", clean)
     checks.wait(2 * WAIT_S, fleet.dump)
+
+
+def summary(fleet: Fleet, window: Window, uuid: str) -> str:
+    """The outage as the events table and the catalog tell it."""
+    engine = engine_of(fleet)
+    inside = events_between(engine, window.down_at, window.up_at)
+    told = sorted({e.source for e in inside if e.kind == "database_unavailable"})
+    with engine.connect() as conn:
+        q = select(exposures.c.exp_id, exposures.c.requested_at, exposures.c.start_at).where(
+            exposures.c.recipe_uuid == uuid
+        )
+        asked = [f"exp {i} requested {r:%H:%M:%S}, start {s and f'{s:%H:%M:%S}'}" for i, r, s in conn.execute(q).all()]
+    return "\n".join(
+        [
+            f"outage {window.down_at:%H:%M:%S.%f} .. {window.up_at:%H:%M:%S.%f}",
+            f"{len(inside)} events timed inside it: {_kinds(inside)}",
+            f"database_unavailable told by {len(told)} programs: {', '.join(told)}",
+            f"the recipe's exposures: {asked}",
+        ]
+    )
 
 
 def _json(r: httpx.Response) -> dict[str, Any]:
