@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _sqlite_reopen_read_only)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -53,3 +55,15 @@ def ping(engine: Engine) -> None:
     """Raise unless the database answers a trivial query."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+# sqlite3 opens a file it cannot write read-only, and such a connection stays read-only after the
+# file is writable again; SELECT 1 (the pool's pre-ping) does not notice. Treat these errors as a
+# lost connection, so the pool drops it and the next checkout opens the file afresh.
+SQLITE_REOPEN = ("attempt to write a readonly database", "disk i/o error")
+
+
+def _sqlite_reopen_read_only(ctx: Any) -> None:
+    err = ctx.original_exception
+    if isinstance(err, sqlite3.OperationalError) and any(m in str(err).lower() for m in SQLITE_REOPEN):
+        ctx.is_disconnect = True
