@@ -163,20 +163,24 @@ def wait_flowing(fleet: Fleet, services: Services) -> None:
     wait_until(lambda: flowing(fleet, services) is None, START_S, 1.0, "exposures, copies and couriers", fleet.dump)
 
 
-def exposure_states(engine: Engine, ids: list[int]) -> dict[int, tuple[str, int]]:
-    """exp_id -> (state, files written) for the given exposures."""
+WHOLE = ("done", len(CHIPS), 0)  # an exposure written whole: every chip's file, no frame missing
+
+
+def exposure_states(engine: Engine, ids: list[int]) -> dict[int, tuple[str, int, int]]:
+    """exp_id -> (state, files written, frames missing from them); WHOLE when nothing was lost."""
     with engine.connect() as conn:
         states: dict[int, str] = dict(
             conn.execute(select(exposures.c.exp_id, exposures.c.state).where(exposures.c.exp_id.in_(ids))).all()
         )
-        written: dict[int, int] = dict(
-            conn.execute(
-                select(daq_files.c.exp_id, func.count())
+        files = {
+            int(i): (int(n), int(missing or 0))
+            for i, n, missing in conn.execute(
+                select(daq_files.c.exp_id, func.count(), func.sum(daq_files.c.frames_missing))
                 .where(daq_files.c.exp_id.in_(ids), daq_files.c.state == "written")
                 .group_by(daq_files.c.exp_id)
             ).all()
-        )
-    return {i: (str(states.get(i)), int(written.get(i, 0))) for i in ids}
+        }
+    return {i: (str(states.get(i)), *files.get(i, (0, 0))) for i in ids}
 
 
 def recipe_exposures(engine: Engine, uuid: str) -> list[int]:

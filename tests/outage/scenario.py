@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Engine, or_, select
 
 from gozen.db.events import spooled
 from gozen.db.tables import exposures
@@ -18,9 +18,9 @@ from gozen.db.types import utcnow
 from tests.conftest import WAIT_S, Fleet, run_gozen, wait_until
 from tests.outage.observatory import (
     AUTH,
-    CHIPS,
     HOST,
     TICKER,
+    WHOLE,
     Checks,
     Event,
     Services,
@@ -164,16 +164,16 @@ def after_outage(
             checks.give_up(f"the recipe ended {d['state']}: {d['history'][-3:]}")
         ids = recipe_exposures(engine, uuid)
         states = exposure_states(engine, ids)
-        if d["state"] != "done" or not ids or any(s != ("done", len(CHIPS)) for s in states.values()):
+        if d["state"] != "done" or not ids or any(s != WHOLE for s in states.values()):
             return f"recipe {d['state']} at {d['progress']}, exposures {states}"
         return None
 
     def queued_written() -> str | None:
-        states = exposure_states(engine, queued)
+        states = exposure_states(engine, sorted(set(queued) | set(in_flight(engine, window))))
         if any(s[0] in ("incomplete", "failed") for s in states.values()):
-            checks.give_up(f"exposures queued before the outage: {states}")
-        bad = {i: s for i, s in states.items() if s != ("done", len(CHIPS))}
-        return f"{bad}" if bad else None
+            checks.give_up(f"(state, files, frames missing): {states}")
+        bad = {i: s for i, s in states.items() if s != WHOLE}
+        return f"(state, files, frames missing): {bad}" if bad else None
 
     def outage_events() -> str | None:
         seen = events_between(engine, window.down_at, window.up_at)
@@ -194,12 +194,22 @@ def after_outage(
         return None if any(NEW_OBJECT in p for p in services.slack_payloads()) else "not posted yet"
 
     checks.add("the exposure the recipe asked for during the outage is written", recipe_exposure_written)
-    checks.add("the exposures queued as the database went are written", queued_written)
+    checks.add("the exposures queued, armed or taken as the database went are written whole", queued_written)
     checks.add("events of the outage are in the events table with their real times", outage_events)
     checks.add("supervisord's events during the outage are in the events table with their times", supervisord_events)
     checks.add("the couriers read and post after the outage", feed_posted)
     checks.add("the events spooled during the outage are written", lambda: spool_left(fleet))
     checks.add("no program's heartbeat is stale after the outage", lambda: stale_heartbeats(fleet))
+
+
+def in_flight(engine: Engine, window: Window) -> list[int]:
+    """Exposures queued or armed when the database went, or taken during the outage."""
+    q = select(exposures.c.exp_id).where(
+        exposures.c.requested_at <= window.up_at,
+        or_(exposures.c.start_at.is_(None), exposures.c.start_at >= window.down_at - timedelta(seconds=30)),
+    )
+    with engine.connect() as conn:
+        return [int(i) for i in conn.execute(q).scalars()]
 
 
 def spool_left(fleet: Fleet) -> str | None:
@@ -236,6 +246,8 @@ def summary(fleet: Fleet, window: Window, uuid: str) -> str:
     engine = engine_of(fleet)
     inside = events_between(engine, window.down_at, window.up_at)
     told = sorted({e.source for e in inside if e.kind == "database_unavailable"})
+    daq_events = [e for e in events_between(engine, window.down_at, utcnow()) if e.source.startswith("daq:")]
+    daq_events = [e for e in daq_events if not e.kind.startswith("database_")]
     with engine.connect() as conn:
         q = select(exposures.c.exp_id, exposures.c.requested_at, exposures.c.start_at).where(
             exposures.c.recipe_uuid == uuid
@@ -247,6 +259,7 @@ def summary(fleet: Fleet, window: Window, uuid: str) -> str:
             f"{len(inside)} events timed inside it: {_kinds(inside)}",
             f"database_unavailable told by {len(told)} programs: {', '.join(told)}",
             f"the recipe's exposures: {asked}",
+            *(f"{e.time:%H:%M:%S} {e.source} {e.kind}: {e.message}" for e in daq_events),
         ]
     )
 
