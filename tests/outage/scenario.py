@@ -43,8 +43,8 @@ OUTAGE_S = 30.0
 RECOVERY_S = 180.0  # a deadline, not a wait: the checks end as soon as everything holds
 RECIPE_WAIT_S = 15  # the recipe's wait step: the database goes in its middle, its exposure is asked for after
 NEW_OBJECT = "2026 OUT1"  # a close approach the feed lists only after the outage
-AFTER_UP_S = 10.0
-ENDED = ("done", "incomplete", "failed")  # an exposure in one of these states is as it will stay  # a program may still be in a pass that failed as the database came back
+AFTER_UP_S = 10.0  # a program may still be in a pass that failed as the database came back
+ENDED = ("done", "incomplete", "failed")  # an exposure in one of these states is as it will stay
 
 
 @dataclass
