@@ -7,15 +7,17 @@ stopped. These tests stop only a cluster of their own, made with initdb in a tem
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -43,14 +45,14 @@ class PrivatePostgres:
         """The database gozen uses (created by `init`)."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/gozen"
 
-    def _run(self, tool: str, *args: str) -> None:
+    def run(self, tool: str, *args: str) -> None:
         cmd = ["runuser", "-u", "postgres", "--", str(self.bin / tool), *args]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=PG_START_S + 30)
         if r.returncode != 0:
             raise AssertionError(f"{tool} {' '.join(args)} exited {r.returncode}: {r.stderr}\n{tail(self.log)}")
 
     def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+        self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(self.port),
@@ -71,7 +73,7 @@ class PrivatePostgres:
 
     def start(self) -> None:
         """Start the cluster and return once it answers a query over TCP."""
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(PG_START_S)), "start")
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(PG_START_S)), "start")
         deadline = time.monotonic() + WAIT_S
         while True:
             try:
@@ -83,9 +85,16 @@ class PrivatePostgres:
                     raise
                 time.sleep(0.2)
 
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the cluster: `fast` ends every session at once (clients see their connection die)."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", str(int(PG_START_S)), "stop")
+    def stop(self) -> None:
+        """Stop the cluster as `pg_ctl -m fast stop` does (SIGINT to the postmaster: every session
+        ends at once), but now: sent from here, not after starting runuser and pg_ctl."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + PG_START_S
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"PostgreSQL did not stop:\n{tail(self.log)}")
+            time.sleep(0.05)
 
     @property
     def running(self) -> bool:
@@ -112,7 +121,7 @@ def private_pg() -> Iterator[PrivatePostgres]:
     finally:
         if pg.running:
             try:
-                pg.stop("immediate")
+                pg.run("pg_ctl", "-D", str(pg.data), "-m", "immediate", "-w", "stop")
             except AssertionError:
                 pass  # nothing more to do than remove its folder
         shutil.rmtree(root, ignore_errors=True)
@@ -145,14 +154,3 @@ def sqlite_files(db: Path) -> list[Path]:
 
 def set_immutable(paths: list[Path], on: bool) -> None:
     subprocess.run(["chattr", "+i" if on else "-i", *map(str, paths)], check=True, capture_output=True, timeout=30)
-
-
-@contextmanager
-def unwritable(db: Path) -> Iterator[list[Path]]:
-    """The database file and its log are unwritable, for root too, while the block runs."""
-    paths = sqlite_files(db)
-    set_immutable(paths, True)
-    try:
-        yield paths
-    finally:
-        set_immutable(paths, False)

@@ -44,6 +44,9 @@ RECOVERY_S = 180.0  # a deadline, not a wait: the checks end as soon as everythi
 RECIPE_WAIT_S = 15  # the recipe's wait step: the database goes in its middle, its exposure is asked for after
 NEW_OBJECT = "2026 OUT1"  # a close approach the feed lists only after the outage
 AFTER_UP_S = 10.0  # a program may still be in a pass that failed as the database came back
+# The database goes this long after an exposure is armed: the worst moment, when some DAQ programs
+# may have learnt of it and others not yet.
+ARMED_FOR_S = 0.1
 ENDED = ("done", "incomplete", "failed")  # an exposure in one of these states is as it will stay
 
 
@@ -79,6 +82,15 @@ def survive(fleet: Fleet, services: Services, outage: Outage) -> Checks:
         fleet.dump,
     )
     queued = expose(fleet, "OUTAGE-PRE", frames=8, count_=3)  # the DAQ at work as the database goes
+    engine = engine_of(fleet)
+    wait_until(
+        lambda: any(s[0] == "armed" for s in exposure_states(engine, queued).values()),
+        2 * WAIT_S,
+        0.01,
+        "an exposure armed",
+        fleet.dump,
+    )
+    time.sleep(ARMED_FOR_S)
     checks = Checks()
     window = Window(utcnow(), utcnow())
     t0 = time.monotonic()
