@@ -31,8 +31,6 @@ from tests.outage.observatory import (
 )
 from tests.outage.scenario import Outage, survive
 
-pytestmark = pytest.mark.live
-
 # Programs whose pass is caught in a query when their connection is killed: daq:control looks for
 # queued exposures ten times a second, transfer:pop-01 claims copies every poll.
 KILLED = {"daq:control": "exposures", "transfer:pop-01": "replicas"}
@@ -63,6 +61,7 @@ def backends(pg: PrivatePostgres, pid: int) -> list[tuple[int, str | None, str |
     return [(int(p), s, w) for p, s, w in rows]
 
 
+@pytest.mark.live
 def test_a_connection_killed_mid_pass_is_reconnected(
     obs: Fleet,
     private_pg: PrivatePostgres,
@@ -110,6 +109,7 @@ def test_a_connection_killed_mid_pass_is_reconnected(
     checks.assert_none()
 
 
+@pytest.mark.live
 def test_postgresql_stopped_for_30_s_loses_nothing(
     obs: Fleet,
     private_pg: PrivatePostgres,
