@@ -21,6 +21,7 @@ from tests.outage.observatory import (
     Services,
     count,
     engine_of,
+    events_between,
     exited,
     expose,
     exposure_states,
@@ -106,6 +107,8 @@ def test_a_connection_killed_mid_pass_is_reconnected(
         "the killed programs reconnected",
         lambda: "; ".join(f"{n}: no connection" for n in KILLED if not backends(private_pg, before[n])) or None,
     )
+    told = [e for e in events_between(engine, killed_at, utcnow()) if e.source in KILLED]
+    print(f"killed at {killed_at:%H:%M:%S.%f}: {victims}; then", [f"{e.source} {e.kind}: {e.message}" for e in told])
     checks.assert_none()
 
 
