@@ -7,7 +7,6 @@ stopped. These tests stop only a cluster of their own, made with initdb in a tem
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -88,13 +87,12 @@ class PrivatePostgres:
     def stop(self) -> None:
         """Stop the cluster as `pg_ctl -m fast stop` does (SIGINT to the postmaster: every session
         ends at once), but now: sent from here, not after starting runuser and pg_ctl."""
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGINT)
-        deadline = time.monotonic() + PG_START_S
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"PostgreSQL did not stop:\n{tail(self.log)}")
-            time.sleep(0.05)
+        postmaster = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
+        postmaster.send_signal(signal.SIGINT)
+        try:
+            postmaster.wait(timeout=PG_START_S)
+        except psutil.TimeoutExpired:
+            raise AssertionError(f"PostgreSQL did not stop:\n{tail(self.log)}") from None
 
     @property
     def running(self) -> bool:
