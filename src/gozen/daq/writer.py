@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 POISON_AFTER_CRASHES = 2
 DB_AWAY_SLEEP_S = 0.5
 IDLE_SLEEP_S = 0.002
-# How often the writer asks which exposures are armed, to know them before their frames come.
-LOOK_AHEAD_EVERY_S = 0.2
+# How often the writer asks which exposures are armed, to know them before their frames come: as
+# often as a readout looks (readout.POLL_S). Between a readout learning an exposure and its writer
+# learning it, a database outage leaves the writer's slots of it waiting and the ring filling.
+LOOK_AHEAD_EVERY_S = 0.05
 
 
 class HeaderFailed(Exception):
