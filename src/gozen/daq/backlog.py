@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.db.events import Severity
 from gozen.db.types import utcnow
-from gozen.service import Backoff, Context, is_outage
+from gozen.service import Backoff, Context, first_line, is_outage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,7 +78,7 @@ class DatabaseWatch:
             self.retry_at = time.monotonic() + self.backoff.next()
             if self.down_at is None:
                 self.down_at = utcnow()
-            why = f"the database does not answer: {type(err).__name__}: {_first_line(err)}"
+            why = f"the database does not answer: {type(err).__name__}: {first_line(err)}"
             try:
                 self.trouble.failing(why)
             except Exception:  # not even the event spool: the log has it
@@ -195,10 +195,6 @@ def _iso(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [""])[0][:300]
 
 
 def tell(ctx: Context, kind: str, subject: str, message: str, severity: Severity = "error", **data: Any) -> None:
