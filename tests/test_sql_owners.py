@@ -18,7 +18,8 @@ STORES = {
     "db/engine.py",  # ping
     "db/docs.py",  # reads the table definitions to document them, runs no SQL
     "daq/catalog.py",  # exposures, daq_files, frames
-    "transfer/catalog.py",  # files, replicas, exports
+    "transfer/catalog.py",  # files, replicas (exports: export_counts, the archive flag)
+    "transfer/packages.py",  # exports: the packages of transfer:export
     "queue/store.py",  # recipes, queue_state, queue history
     "couriers/store.py",  # alerts, outbox, feed_state
     "monitors/board.py",  # status, status_history (the status board)

@@ -27,7 +27,7 @@ from astropy.io import fits
 
 from gozen.db.types import utcnow
 from gozen.service import Context, Service
-from gozen.transfer import catalog, rsync
+from gozen.transfer import packages, rsync
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Exporter(Service):
         """Catalogued files old enough, with a verified replica on this host, never packaged."""
         local = [n.name for n in self.cfg.local_nodes(self.host)]
         cutoff = utcnow() - timedelta(seconds=self.archive.min_age_s)
-        return catalog.export_candidates(self.engine, local, cutoff, limit)
+        return packages.export_candidates(self.engine, local, cutoff, limit)
 
     def package_new(self, result: ExportPass) -> None:
         now = utcnow()
@@ -124,22 +124,22 @@ class Exporter(Service):
                 self.archive.projects is None or row["project"] in self.archive.projects
             )
             (by_night[row["night"]] if wanted else skipped).append(row)
-        catalog.record_packages(self.engine, self.host, by_night, skipped)
+        packages.record_packages(self.engine, self.host, by_night, skipped)
         result.packaged += sum(len(rows) for rows in by_night.values())
         result.not_selected += len(skipped)
 
     # -- send ---------------------------------------------------------------
     def send_pending(self, result: ExportPass) -> None:
-        for package in catalog.packages_to_send(self.engine):
+        for package in packages.packages_to_send(self.engine):
             try:
                 result.exported += self.send_package(package)
             except (OSError, ValueError) as err:
                 why = f"package {package}: {err.strerror if isinstance(err, OSError) and err.strerror else err}"
                 result.errors.append(why)
-                catalog.package_failed(self.engine, package, why)
+                packages.package_failed(self.engine, package, why)
 
     def send_package(self, package: str) -> int:
-        rows = catalog.package_files(self.engine, package)
+        rows = packages.package_files(self.engine, package)
         if not rows:
             return 0
         night = rows[0].night
@@ -168,13 +168,13 @@ class Exporter(Service):
         rsync.send(self.staging, [rel], self.dest, self.timeout)
         if rsync.differing(self.staging, [rel], self.dest, self.timeout):
             raise ValueError(f"manifest {rel} differs at the archive after sending")
-        n = catalog.package_exported(self.engine, package)
+        n = packages.package_exported(self.engine, package)
         log.info("sent package %s: %d files", package, n)
         return n
 
     # -- receipts -----------------------------------------------------------
     def collect_receipts(self, result: ExportPass) -> None:
-        for package, night in catalog.awaiting_receipt(self.engine):
+        for package, night in packages.awaiting_receipt(self.engine):
             rel = f"{night}/receipts/{package}.json"
             local = self.staging / rel
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +190,7 @@ class Exporter(Service):
             self.settle(package, accepted, refused, result)
 
     def settle(self, package: str, accepted: set[str], refused: dict[str, str], result: ExportPass) -> None:
-        acknowledged, refusals = catalog.settle_package(self.engine, package, accepted, refused)
+        acknowledged, refusals = packages.settle_package(self.engine, package, accepted, refused)
         result.acknowledged += acknowledged
         result.rejected += len(refusals)
         for name, why in refusals:
