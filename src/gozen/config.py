@@ -140,6 +140,13 @@ class Host(Model):
         default_factory=SupervisorEndpoint, description="Its supervisord's XML-RPC endpoint."
     )
     programs: list[ExtraProgram] = Field(default_factory=list, description="Other programs supervised here.")
+    rsync_port: int | None = Field(
+        None,
+        gt=0,
+        lt=65536,
+        description="gozen runs an rsync daemon (storage:rsyncd) on address:rsync_port serving this host's storage "
+        "nodes, its DAQ volumes (read-only, for buffer hosts) and the archive directory if it holds it.",
+    )
 
     @field_validator("address")
     @classmethod

@@ -39,6 +39,7 @@ class ReplicaState(StrEnum):
 
     QUEUED = "queued"
     COPYING = "copying"
+    COPIED = "copied"  # on the node and fsynced, waiting for its proof read on the node's own host
     VERIFIED = "verified"
     FAILED = "failed"
     LOST = "lost"

@@ -166,7 +166,8 @@ replicas = Table(
         "state",
         String(16),
         nullable=False,
-        comment="queued, copying, verified, failed, lost, or expired (removed by the node's retention).",
+        comment="queued, copying, copied (on the node and fsynced, waiting for its proof on the node's host), "
+        "verified, failed, lost, or expired (removed by the node's retention).",
     ),
     Column("attempts", Integer, nullable=False, comment="Copies tried."),
     Column("last_error", Text, nullable=True, comment="Why the last attempt failed."),
@@ -176,6 +177,13 @@ replicas = Table(
     Column("queued_at", UtcDateTime, nullable=False, comment="When it was queued."),
     Column("verified_at", UtcDateTime, nullable=True, comment="When its checksum was verified on the node."),
     Column("expired_at", UtcDateTime, nullable=True, comment="When retention removed it from the node."),
+    Column(
+        "proved_at",
+        UtcDateTime,
+        nullable=True,
+        comment="When the copy was last proven whole: its checksum read from the node's disk on the node's own host "
+        "(or, for a node without a gozen host, an rsync checksum pass). The janitor trusts only recent proofs.",
+    ),
     UniqueConstraint("file_id", "node"),
     comment="Copies of catalogued files on storage nodes, and the copy jobs that make them.",
 )

@@ -128,9 +128,9 @@ def registry(cfg: Config) -> list[Program]:
             Program(
                 "transfer",
                 f"pop-{i:02d}",
-                frozenset({"buffer"}),
+                frozenset({"daq", "buffer"}),  # where the DAQ files can be read: on the DAQ host, or pulled
                 "gozen.transfer.agents:CopyAgent",
-                "copies queued files to the storage nodes and verifies them",
+                "copies queued files to the storage nodes (fsynced; proven by the node's host)",
             )
             for i in range(1, cfg.transfer.pop_workers + 1)
         ),
@@ -140,6 +140,23 @@ def registry(cfg: Config) -> list[Program]:
             frozenset({"daq", "storage"}),
             "gozen.monitors.df:DfMonitor",
             "measures the DAQ volumes' and storage nodes' free space",
+        ),
+        Program(
+            "storage",
+            "rsyncd",
+            frozenset(),
+            "gozen.transfer.rsyncd:main",
+            "the rsync daemon serving this host's storage nodes, DAQ volumes and archive directory",
+            where=lambda _cfg, host: host.rsync_port is not None,
+            startsecs=1,
+        ),
+        Program(
+            "storage",
+            "prover",
+            frozenset({"storage"}),
+            "gozen.transfer.prover:Prover",
+            "proves copies on this host's storage nodes by reading them back from disk",
+            where=lambda cfg, host: bool(cfg.local_nodes(host.name)),
         ),
         Program(
             "storage", "zfsmonitor", frozenset({"storage"}), "gozen.monitors.zfs:ZfsMonitor", "watches the ZFS pools"
@@ -213,6 +230,13 @@ def registry(cfg: Config) -> list[Program]:
             autorestart="unexpected",  # a shutdown recipe exits 0: it stays stopped
         ),
         *(_courier(feed) for feed in FEEDS),
+        Program(
+            "supervise",
+            "fleet",
+            frozenset({"couriers"}),
+            "gozen.supervise.fleet:FleetWatch",
+            "checks every host's supervisord, rsync daemon and the database; tells when one is unreachable",
+        ),
         Program(
             "courier",
             "watch",
