@@ -190,9 +190,10 @@ WARNINGS = {
         "hosts: [{name: a, supervisor: {address: 0.0.0.0, password: gozen}}]",
         "hosts[0].supervisor.password: shorter than 12 characters",
     ),
-    "remote_host_supervisor_unreachable_without_address": (
-        "hosts: [{name: a, address: 10.0.0.10}, {name: b, address: 10.0.0.20}]",
-        "hosts[1].supervisor.address: not set, so supervisord on b listens on 127.0.0.1 only",
+    "remote_host_supervisor_on_its_address_with_the_generated_password": (
+        "hosts: [{name: a, address: 10.0.0.10}, {name: b, address: 10.0.0.20, rsync_port: 8730}]\n"
+        "archive: {dest: archive, host: b}",
+        "hosts[1].supervisor: supervisord listens on 10.0.0.20:9001, which other machines can reach",
     ),
 }
 

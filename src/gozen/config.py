@@ -14,9 +14,10 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from gozen.addresses import host_port_problem, host_problem, is_loopback
+from gozen.addresses import host_port_problem, host_problem
+from gozen.config_secrets import SecretError, SecretFiles, expand_env, masked, read_secret_files
 from gozen.yamltext import YamlTextError, load_yaml_text
 
 CONFIG_ENV = "GOZEN_CONFIG"
@@ -29,6 +30,11 @@ ALL_ROLES: tuple[Role, ...] = ("web", "daq", "buffer", "storage", "archive", "qu
 # The alert feeds gozen reads, each by a `courier:<feed>` program (couriers.<feed> in gozen.yaml).
 FeedName = Literal["cneos", "gaia", "mpec", "maxi"]
 FEEDS: tuple[FeedName, ...] = ("cneos", "gaia", "mpec", "maxi")
+
+# A secret field: `KEY_file: PATH` may give it, `gozen config show` masks it ("url": only the password in it).
+SECRET: dict[str, Any] = {"secret": "value"}
+SECRET_URL: dict[str, Any] = {"secret": "url"}
+RSYNC_USER = "gozen"  # the one user of gozen's rsync daemons (storage:rsyncd)
 
 # Chips of one Tomo-e Gozen quadrant: columns 1..4 hold 6, 6, 5 and 4 chips.
 CHIPS_PER_COLUMN = (6, 6, 5, 4)
@@ -53,9 +59,8 @@ class Site(Model):
 class SupervisorEndpoint(Model):
     address: str | None = Field(
         None,
-        description="Address supervisord listens on and is reached at. Default: the host's address if it is a "
-        "loopback one, else 127.0.0.1 (reachable from this host only). Set it for other hosts to reach this one, "
-        "and firewall the port.",
+        description="Address supervisord listens on and is reached at (default: the host's address). "
+        "Firewall the port: only gozen's hosts may reach it.",
     )
     port: int = Field(9001, gt=0, lt=65536, description="supervisord inet_http_server port.")
     username: str = Field(
@@ -65,8 +70,9 @@ class SupervisorEndpoint(Model):
         None,
         min_length=1,
         max_length=256,
-        description="supervisord XML-RPC password (printable ASCII). Default: the install's generated password "
-        "in password_file.",
+        description="supervisord XML-RPC password (printable ASCII; `${ENV_VAR}` works). Default: the install's "
+        "generated password in password_file.",
+        json_schema_extra=SECRET,
     )
     password_file: Path | None = Field(
         None,
@@ -158,10 +164,8 @@ class Host(Model):
 
     @property
     def supervisor_bind(self) -> str:
-        """Where this host's supervisord listens: explicit, else loopback only."""
-        if self.supervisor.address:
-            return self.supervisor.address
-        return self.address if is_loopback(self.address) else "127.0.0.1"
+        """Where this host's supervisord listens: supervisor.address, else the host's address."""
+        return self.supervisor.address or self.address
 
 
 def tomoe_chip_ids(quadrants: tuple[int, ...] = (1, 2, 3, 4)) -> list[int]:
@@ -274,6 +278,26 @@ class Transfer(Model):
     janitor_every_s: float = Field(30.0, gt=0, description="How often transfer:janitor looks at the DAQ volumes.")
     retention_every_s: float = Field(60.0, gt=0, description="How often transfer:retention applies node limits.")
     rsync_timeout_s: float = Field(120.0, gt=0, description="rsync gives up on a silent peer after this long.")
+    rsync_password: str | None = Field(
+        None,
+        min_length=1,
+        description="Password of user gozen on gozen's rsync daemons (storage:rsyncd). Default: the install's "
+        "generated one in data_dir/run/rsync-password, made (0600) by the first `gozen up`; copy it to every host.",
+        json_schema_extra=SECRET,
+    )
+    proof_max_age_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="The janitor counts a verified replica only when its last proof (a checksum read on the node's "
+        "own host, or an rsync checksum pass) is younger than this; `gozen audit` refreshes proofs.",
+    )
+
+    @field_validator("rsync_password")
+    @classmethod
+    def _password_fits_a_secrets_file(cls, v: str | None) -> str | None:
+        if v is not None and (any(c < " " or c == "\x7f" for c in v) or v != v.strip()):
+            raise ValueError("no control characters, line breaks or spaces at the ends (rsyncd's secrets file)")
+        return v
 
     @model_validator(mode="after")
     def _low_water_is_below_high_water(self) -> Transfer:
@@ -440,7 +464,8 @@ class StorageNode(Volume):
     rsync_url: str | None = Field(
         None,
         description="With transport rsync: rsync://host:port/module (an rsync daemon serving `path`) "
-        "or host:/path (over ssh).",
+        "or host:/path (over ssh). Default: gozen's own daemon on the node's host "
+        "(rsync://gozen@ADDRESS:RSYNC_PORT/NAME) when that host has rsync_port.",
     )
     max_age_days: float | None = Field(
         None, gt=0, description="Retention: replicas older than this are removed, when safe (see retention)."
@@ -450,8 +475,12 @@ class StorageNode(Volume):
 class Archive(Model):
     dest: str = Field(
         ...,
-        description="Where packages go, for rsync: a directory (relative: under data_dir), "
-        "rsync://host:port/module or host:/path.",
+        description="Where packages go, for rsync: a directory on `host` (relative: under its data_dir; other "
+        "hosts reach it through that host's rsync daemon), rsync://host:port/module or host:/path.",
+    )
+    host: str | None = Field(
+        None,
+        description="The host holding a directory `dest` (default: the host with role archive, else the first host).",
     )
     data_types: list[str] = Field(
         default_factory=lambda: ["OBJECT"], description="DATA-TYP values exported; other files are not."
@@ -470,7 +499,12 @@ class Archive(Model):
 
 
 class Database(Model):
-    url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file data_dir/gozen.db.")
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default: SQLite file data_dir/gozen.db. Holds a password: give it as "
+        "`${ENV_VAR}` or `url_file: PATH`.",
+        json_schema_extra=SECRET_URL,
+    )
 
     @field_validator("url")
     @classmethod
@@ -524,7 +558,9 @@ class Web(Model):
         default_factory=list, description="People who may log in; none: an `admin` with a generated password."
     )
     api_tokens: list[ApiToken] = Field(default_factory=list, description="Tokens for scripts (Authorization: Bearer).")
-    session_secret: str | None = Field(None, description="Cookie signing key; default: a file in data_dir.")
+    session_secret: str | None = Field(
+        None, description="Cookie signing key; default: a file in data_dir.", json_schema_extra=SECRET
+    )
     cookie_secure: bool = Field(
         False, description="Send the session cookie only over HTTPS (set when a TLS proxy fronts the app)."
     )
@@ -567,7 +603,7 @@ class FollowUp(Model):
 
 class GcnKafka(Model):
     client_id: str = Field(..., description="NASA GCN Kafka client id (from gcn.nasa.gov).")
-    client_secret: str = Field(..., description="Its client secret.")
+    client_secret: str = Field(..., description="Its client secret.", json_schema_extra=SECRET)
     domain: str = Field("gcn.nasa.gov", description="GCN domain (its brokers are kafka.<domain>).")
     topics: list[str] = Field(
         default_factory=lambda: ["gcn.classic.text.MAXI_UNKNOWN", "gcn.classic.text.MAXI_KNOWN"],
@@ -634,10 +670,14 @@ class Couriers(Model):
 class Notifier(Model):
     name: str = Field(..., description="Name used in routing and the event log.")
     kind: Literal["slack", "apprise"] = Field("slack", description="Which sender posts the messages.")
-    url: str = Field(..., description="Slack incoming-webhook URL or an apprise URL.")
+    url: str = Field(
+        ..., description="Slack incoming-webhook URL or an apprise URL (both are secrets).", json_schema_extra=SECRET
+    )
     kinds: list[str] = Field(default_factory=lambda: ["*"], description="Message kinds routed here.")
     bot_token: str | None = Field(
-        None, description="Slack bot token (xoxb-...): plain-text snippets are then uploaded as files to `channel`."
+        None,
+        description="Slack bot token (xoxb-...): plain-text snippets are then uploaded as files to `channel`.",
+        json_schema_extra=SECRET,
     )
     channel: str | None = Field(None, description="Slack channel id for file uploads, e.g. C0123456789.")
     api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (a stand-in in tests).")
@@ -679,6 +719,8 @@ class Config(Model):
     web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
     notifiers: list[Notifier] = Field(default_factory=list, description="Slack and other services to tell.")
     couriers: Couriers = Field(default_factory=Couriers, description="Alert feeds read by courier:* programs.")
+    # The `KEY_file` files the secrets were read from (load_config/parse_config), for `gozen config check`.
+    _secret_files: SecretFiles = PrivateAttr(default_factory=SecretFiles)
 
     @model_validator(mode="after")
     def _names_are_unique_and_known(self) -> Config:
@@ -697,8 +739,12 @@ class Config(Model):
                 if v.host is not None and v.host not in known:
                     raise ValueError(f"{what}[{i}].host: unknown host {v.host!r}")
         for i, n in enumerate(self.storage_nodes):
-            if n.transport == "rsync" and not n.rsync_url:
-                raise ValueError(f"storage_nodes[{i}].rsync_url: needed with transport rsync")
+            if n.transport == "rsync" and not n.rsync_url and self.host_of(n).rsync_port is None:
+                raise ValueError(
+                    f"storage_nodes[{i}].rsync_url: needed with transport rsync, unless its host "
+                    f"({self.host_of(n).name}) has rsync_port (then gozen's own rsync daemon serves it)"
+                )
+        self._check_archive_host(known)
         endpoints = [(h.address, h.supervisor.port) for h in self.hosts]
         if len(set(endpoints)) != len(endpoints):
             raise ValueError("hosts: two hosts share one supervisord address:port")
@@ -709,12 +755,37 @@ class Config(Model):
             )
         return self
 
+    def _check_archive_host(self, known: set[str]) -> None:
+        """archive.host is a host; a directory archive other hosts export to has an rsync daemon in front."""
+        if self.archive is None:
+            return
+        if self.archive.host is not None and self.archive.host not in known:
+            raise ValueError(f"archive.host: unknown host {self.archive.host!r}")
+        holder = self.archive_host()
+        if self.archive_is_remote() or holder is None or holder.rsync_port is not None or len(self.hosts) == 1:
+            return
+        exporters = [h.name for h in self.hosts if h.name != holder.name and "storage" in h.roles]
+        if exporters:
+            raise ValueError(
+                f"archive.dest: {self.archive.dest!r} is a directory on {holder.name}, but "
+                f"{', '.join(exporters)} export to it (transfer:export) and {holder.name} runs no rsync daemon: "
+                f"set hosts[{self.hosts.index(holder)}].rsync_port (or give archive.dest as rsync://... or host:/path)"
+            )
+
     # -- derived values -------------------------------------------------
     def host(self, name: str) -> Host:
         for h in self.hosts:
             if h.name == name:
                 return h
         raise ConfigError(f"hosts: no host named {name!r} (known: {', '.join(h.name for h in self.hosts)})")
+
+    def host_of(self, place: Volume) -> Host:
+        """The host holding a DAQ volume or storage node (`host`, default the first host)."""
+        if place.host is not None:
+            for h in self.hosts:
+                if h.name == place.host:
+                    return h
+        return self.hosts[0]
 
     def daq_volume_dirs(self, host: str) -> list[tuple[Volume, Path]]:
         """This host's DAQ volumes that are there (a missing one is the caller's to report)."""
@@ -732,21 +803,85 @@ class Config(Model):
         """Storage nodes whose disks are on this host."""
         return [n for n in self.storage_nodes if n.host in (None, host)]
 
-    def archive_dest(self) -> str | None:
-        """The archive's rsync destination, a relative directory made absolute under data_dir."""
+    # -- rsync: gozen's own daemons (storage:rsyncd) ---------------------
+    def rsync_password(self) -> str | None:
+        """The password of user gozen on gozen's rsync daemons: transfer.rsync_password, else the
+        install's generated one (data_dir/run/rsync-password); None when neither is here."""
+        if self.transfer.rsync_password is not None:
+            return self.transfer.rsync_password
+        try:
+            text = self.rsync_password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text or None
+
+    @property
+    def rsync_password_file(self) -> Path:
+        """Where `gozen up` keeps the generated rsync password (when transfer.rsync_password is not given)."""
+        return self.data_dir / RSYNC_PASSWORD_FILE
+
+    def rsync_module_url(self, host: Host, module: str) -> str | None:
+        """rsync://gozen@ADDRESS:PORT/MODULE on `host`'s daemon; None when it runs none."""
+        if host.rsync_port is None:
+            return None
+        return f"rsync://{RSYNC_USER}@{host.address}:{host.rsync_port}/{module}"
+
+    def node_rsync_url(self, node: StorageNode) -> str | None:
+        """Where rsync reaches `node`: its rsync_url, else gozen's daemon on its host (None: neither)."""
+        return node.rsync_url or self.rsync_module_url(self.host_of(node), node.name)
+
+    def daq_rsync_url(self, volume: Volume) -> str | None:
+        """The read-only module `daq-<volume>` serving a DAQ volume on its host's daemon (None: no daemon)."""
+        return self.rsync_module_url(self.host_of(volume), f"daq-{volume.name}")
+
+    # -- the archive -------------------------------------------------------
+    def archive_is_remote(self) -> bool:
+        """archive.dest names a place elsewhere (rsync://... or host:/path), not a directory on archive.host."""
+        if self.archive is None:
+            return False
+        d = self.archive.dest
+        return d.startswith("rsync://") or ":" in d.split("/", 1)[0]
+
+    def archive_host(self) -> Host | None:
+        """The host holding a directory archive: archive.host, else the one with role archive, else the first."""
+        if self.archive is None:
+            return None
+        if self.archive.host is not None:
+            return self.host(self.archive.host)
+        return next((h for h in self.hosts if "archive" in h.roles), self.hosts[0])
+
+    def archive_dest_for(self, host: str) -> str | None:
+        """Where `host` sends packages: the directory itself on the host holding it, its rsync module
+        (rsync://gozen@ADDRESS:PORT/archive) on any other, or archive.dest as given when it is remote."""
         if self.archive is None:
             return None
         local = self.archive_local_dir()
-        return str(local) if local else self.archive.dest
+        if local is None:
+            return self.archive.dest
+        holder = self.archive_host()
+        url = self.rsync_module_url(holder, ARCHIVE_MODULE) if holder is not None and holder.name != host else None
+        return url or str(local)
+
+    def archive_dest(self) -> str | None:
+        """The archive's destination as seen from the host holding it (see archive_dest_for)."""
+        holder = self.archive_host()
+        return self.archive_dest_for(holder.name) if holder is not None else None
 
     def archive_local_dir(self) -> Path | None:
-        """The archive's directory when it is a path here, not rsync://... or host:path."""
-        if self.archive is None:
+        """The archive's directory (on archive.host) when it is a path, not rsync://... or host:path."""
+        if self.archive is None or self.archive_is_remote():
             return None
-        d = self.archive.dest
-        if d.startswith("rsync://") or ":" in d.split("/", 1)[0]:
-            return None
-        return self.under_data_dir(Path(d))
+        return self.under_data_dir(Path(self.archive.dest))
+
+    def holds_archive(self, host: str) -> bool:
+        """True when the archive is a directory on `host`."""
+        holder = self.archive_host()
+        return self.archive_local_dir() is not None and holder is not None and holder.name == host
+
+    @property
+    def secret_files(self) -> dict[str, Path]:
+        """The files secrets were read from (`KEY_file`), by key path."""
+        return dict(self._secret_files.paths)
 
     @property
     def database_url(self) -> str:
@@ -760,6 +895,9 @@ class Config(Model):
     def log_dir(self) -> Path:
         return self.data_dir / "log"
 
+
+RSYNC_PASSWORD_FILE = Path("run/rsync-password")
+ARCHIVE_MODULE = "archive"
 
 _KEY_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[[0-9]+\]|\.[A-Za-z_][A-Za-z0-9_]*)*): ")
 
@@ -817,11 +955,17 @@ def parse_config(data: Any, base_dir: Path | None = None, source: str = "config"
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    files = SecretFiles()
+    try:
+        data = read_secret_files(expand_env(data), Config, base_dir or Path.cwd(), files)
+    except SecretError as err:
+        raise ConfigError(f"{source}:\n{err}") from None
     try:
         cfg = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"{source}:\n{format_validation_error(err)}") from None
     cfg = _resolved(cfg, base_dir or Path.cwd())
+    cfg._secret_files = files
     overlaps = overlapping_paths(cfg)
     if overlaps:
         raise ConfigError(f"{source}:\n" + "\n".join(overlaps))
@@ -861,9 +1005,9 @@ def overlapping_paths(cfg: Config) -> list[str]:
     places += [
         (f"storage_nodes[{i}].path", n.host, cfg.under_data_dir(n.path)) for i, n in enumerate(cfg.storage_nodes)
     ]
-    archive = cfg.archive_local_dir()
-    if archive is not None:
-        places.append(("archive.dest", None, archive))
+    archive, holder = cfg.archive_local_dir(), cfg.archive_host()
+    if archive is not None and holder is not None:
+        places.append(("archive.dest", holder.name if len(cfg.hosts) > 1 else None, archive))
     resolved = [(key, host, path.resolve()) for key, host, path in places]
     problems = []
     for i, (key_a, host_a, a) in enumerate(resolved):
@@ -894,5 +1038,7 @@ def load_config(path: str | Path | None = None) -> Config:
     return parse_config(data, base_dir=p.resolve().parent, source=str(p))
 
 
-def dump_config(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+def dump_config(cfg: Config, secrets: bool = False) -> str:
+    """The config as YAML; secrets shown as *** unless `secrets`."""
+    dumped = cfg.model_dump(mode="json")
+    return yaml.safe_dump(dumped if secrets else masked(cfg, dumped), sort_keys=False)

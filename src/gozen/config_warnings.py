@@ -52,11 +52,6 @@ def _supervisors(cfg: Config) -> list[str]:
             out.append(
                 f"hosts[{i}].supervisor.password_file: {sup.password_file} can be read by other users (chmod 600 it)"
             )
-        if len(cfg.hosts) > 1 and sup.address is None and not is_loopback(h.address):
-            out.append(
-                f"hosts[{i}].supervisor.address: not set, so supervisord on {h.name} listens on 127.0.0.1 only and "
-                f"the web app and `gozen ps` on other hosts cannot reach it (set it to {h.address} to allow them)"
-            )
     return out
 
 
