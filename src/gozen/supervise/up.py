@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gozen.config import Config, ConfigError, Host
 from gozen.service import HOST_ENV
+from gozen.supervise.access import ensure_password_file
 from gozen.supervise.render import render_supervisord_conf
 
 
@@ -33,7 +34,8 @@ def this_host(cfg: Config, name: str | None) -> Host:
 
 
 def prepare(cfg: Config, host: Host, config_file: Path | None) -> Path:
-    """Create the data dirs and write supervisord.conf (0600; it holds the password); returns its path."""
+    """Create the data dirs, the install's rsync password if a host runs an rsync daemon, and write
+    supervisord.conf (0600; it holds the password); returns its path."""
     for d in (cfg.data_dir, cfg.log_dir, cfg.run_dir):
         d.mkdir(parents=True, exist_ok=True)
     # Volumes and nodes given relative to data_dir are the simulator's directories: make them.
@@ -41,6 +43,8 @@ def prepare(cfg: Config, host: Host, config_file: Path | None) -> Path:
     for v in [*cfg.daq_volumes, *cfg.storage_nodes]:
         if not v.path.is_absolute() and v.host in (None, host.name):
             cfg.under_data_dir(v.path).mkdir(parents=True, exist_ok=True)
+    if cfg.transfer.rsync_password is None and any(h.rsync_port is not None for h in cfg.hosts):
+        ensure_password_file(cfg.rsync_password_file)  # the install's rsync password, like supervisord's
     conf = cfg.run_dir / f"supervisord-{host.name}.conf"
     write_private(conf, render_supervisord_conf(cfg, host, config_file, Path.cwd()))
     return conf
