@@ -636,8 +636,26 @@ class Couriers(Model):
             "retention_blocked",
             "replica_corrupted",
             "replica_missing",
+            "host_unreachable",
+            "rsyncd_unreachable",
+            "database_unreachable",
         ],
         description="Events (warnings and errors) told at once, as messages of kind `failure`.",
+    )
+    recovery_kinds: list[str] = Field(
+        default_factory=lambda: [
+            "host_back",
+            "rsyncd_back",
+            "database_back",
+            "device_back",
+            "node_ok",
+            "archive_export_ok",
+            "retention_ok",
+            "disk_ok",
+            "process_running",
+        ],
+        description="Recoveries told once each, as `failure` messages, when the failure they end was told "
+        "(host_back ends host_unreachable ...; process_running: a program RUNNING again after process_exited).",
     )
     drops_threshold: int = Field(1, ge=1, description="Frames dropped in one exposure (frames_lost) before it is told.")
     group_window_s: float = Field(

@@ -68,23 +68,65 @@ def ps(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each host")] = 3.0,
 ) -> None:
-    """Every host's programs: state, uptime, pid (hosts asked concurrently over XML-RPC)."""
+    """Every host's programs: state, uptime, pid (hosts asked concurrently over XML-RPC). A host that
+    does not answer is one row with the reason, then its last known programs (from supervise:fleet)."""
     from gozen.supervise.client import fetch_all
 
     hosts = fetch_all(config(ctx).hosts, timeout_s=timeout)
+    seen = _last_seen(ctx) if any(not h.reachable for h in hosts) else {}
     if as_json:
-        typer.echo(json.dumps([asdict(h) for h in hosts], default=str, indent=2))
+        rows = [{**asdict(h), "last_seen": None if h.reachable else _seen_json(seen.get(h.host))} for h in hosts]
+        typer.echo(json.dumps(rows, default=str, indent=2))
     else:
         table = Table("host", "group:program", "state", "uptime", "pid", box=None, header_style="bold")
         for h in hosts:
             if not h.reachable:
-                table.add_row(h.host, "", "[bold red]UNREACHABLE[/]", "", f"[red]{escape(h.error or '')}[/]")
+                _unreachable_rows(table, h.host, h.error or "", seen.get(h.host))
             for p in h.processes:
                 style = STATE_STYLE.get(p.state, "")
                 table.add_row(h.host, p.full_name, f"[{style}]{p.state}[/]", uptime_words(p.uptime_s), str(p.pid or ""))
         out.print(table)
     if any(not h.reachable for h in hosts):
         raise typer.Exit(1)
+
+
+def _last_seen(ctx: typer.Context) -> dict[str, Any]:
+    """What supervise:fleet last saw of each host; nothing when the database cannot say (ps still works)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gozen.db.engine import make_engine
+    from gozen.supervise.fleet import last_seen
+
+    url = make_url(config(ctx).database_url)
+    if url.get_backend_name() == "sqlite" and not Path(str(url.database)).exists():
+        return {}  # no database here (yet): nothing was seen
+    try:
+        return last_seen(make_engine(url.render_as_string(hide_password=False)))
+    except SQLAlchemyError:
+        return {}
+
+
+def _seen_json(last: Any) -> dict[str, Any] | None:
+    return None if last is None else asdict(last)
+
+
+def _unreachable_rows(table: Table, host: str, error: str, last: Any) -> None:
+    """One clean row for a host that does not answer, then its last known programs, greyed."""
+    why = error.removeprefix(f"{host}: ")
+    since = f" since {last.unreachable_since:%H:%M:%S} UTC" if last and last.unreachable_since else ""
+    table.add_row(host, f"[red]unreachable{since}: {escape(why)}[/]", "[bold red]UNREACHABLE[/]", "", "")
+    if last is None or not last.programs:
+        return
+    at = f"{last.programs_at:%H:%M:%S}" if last.programs_at else "?"
+    for p in last.programs:
+        table.add_row(
+            f"[dim]{host}[/]",
+            f"[dim]{escape(p.name)}[/]",
+            f"[dim]{p.state} (last seen {at})[/]",
+            f"[dim]{uptime_words(p.uptime_s)}[/]",
+            f"[dim]{p.pid or ''}[/]",
+        )
 
 
 def _act(ctx: typer.Context, action: Literal["start", "stop", "restart"], target: str) -> None:

@@ -19,6 +19,7 @@ from gozen.durations import uptime_words
 from gozen.monitors.board import heartbeat_key, snapshot
 from gozen.service import is_outage
 from gozen.supervise.client import HostStatus, HostUnreachable, ProcessActionError, SupervisorClient, fetch_all
+from gozen.supervise.fleet import HostSeen, last_seen
 from gozen.web.auth import Identity
 from gozen.web.security import current_identity, require_operator
 
@@ -43,6 +44,11 @@ class Overview:
 
     hosts: list[HostStatus]
     beats: Heartbeats | None
+    seen: dict[str, HostSeen] | None = None  # what supervise:fleet last saw of each host (None: unknown)
+
+    def last(self, host: str) -> HostSeen | None:
+        """What supervise:fleet last saw of an unreachable host: since when, its last known programs."""
+        return self.seen.get(host) if self.seen else None
 
     def beat(self, host: str, program: str) -> Heartbeat | None:
         return self.beats.get((host, program)) if self.beats else None
@@ -72,9 +78,22 @@ def heartbeats(engine: Engine, hosts: list[HostStatus]) -> Heartbeats | None:
     return beats
 
 
+def fleet_seen(engine: Engine, hosts: list[HostStatus]) -> dict[str, HostSeen] | None:
+    """supervise:fleet's last view of the hosts that do not answer now (None while the database is away)."""
+    if all(h.reachable for h in hosts):
+        return {}
+    try:
+        return last_seen(engine)
+    except DBAPIError as err:
+        if not is_outage(err):
+            raise
+        return None
+
+
 def overview(request: Request, tail_bytes: int) -> Overview:
     hosts = fetch_all(request.app.state.cfg.hosts, tail_bytes=tail_bytes)
-    return Overview(hosts, heartbeats(request.app.state.engine, hosts))
+    engine = request.app.state.engine
+    return Overview(hosts, heartbeats(engine, hosts), fleet_seen(engine, hosts))
 
 
 def _summary(seen: Overview) -> dict[str, Any]:
@@ -115,6 +134,8 @@ async def processes_fragment(request: Request) -> Response:
 
 def _host_json(h: HostStatus, seen: Overview) -> dict[str, Any]:
     d = asdict(h)
+    last = None if h.reachable else seen.last(h.host)
+    d["last_seen"] = None if last is None else asdict(last)
     for p, raw in zip(h.processes, d["processes"], strict=True):
         beat = seen.beat(h.host, p.full_name)
         raw["full_name"] = p.full_name
