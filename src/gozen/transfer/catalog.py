@@ -236,26 +236,35 @@ def archived(file_id: Any = files.c.id) -> Any:
 
 
 def deletable_from_daq(
-    engine: Engine, volume: str, host: str, replication: int, require_archive: bool = False, limit: int = 500
+    engine: Engine,
+    volume: str,
+    host: str,
+    replication: int,
+    proved_after: datetime,
+    require_archive: bool = False,
+    limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """DAQ copies on a volume with `replication` verified replicas elsewhere, or archived; oldest first.
-
-    With require_archive, only files the archive has acknowledged.
-    """
-    n_verified = (
+    """DAQ copies on a volume with `replication` proven replicas (verified, and proved_at not before
+    `proved_after`), or archived; oldest first. With require_archive, only files the archive has acknowledged.
+    `proven` counts the proofs (the caller still leaves out a "replica" that is the DAQ copy itself)."""
+    n_proven = (
         select(func.count())
         .select_from(replicas)
-        .where(replicas.c.file_id == files.c.id, replicas.c.state == ReplicaState.VERIFIED)
+        .where(
+            replicas.c.file_id == files.c.id,
+            replicas.c.state == ReplicaState.VERIFIED,
+            replicas.c.proved_at >= proved_after,
+        )
         .scalar_subquery()
     )
-    safe = archived() if require_archive else or_(n_verified >= replication, archived())
+    safe = archived() if require_archive else or_(n_proven >= replication, archived())
     q = (
         select(
             files.c.id,
             files.c.daq_path,
             files.c.size_bytes,
             files.c.filename,
-            n_verified.label("verified"),
+            n_proven.label("proven"),
             archived().label("archived"),
         )
         .where(files.c.daq_state == DaqCopyState.PRESENT, files.c.daq_volume == volume, files.c.daq_host == host)
@@ -562,3 +571,66 @@ def node_contents(engine: Engine) -> tuple[set[str], list[Any], set[str]]:
             ).scalars()
         )
     return known, kept, acked
+
+
+# -- janitor and audit proofs ------------------------------------------------------
+def proven_replicas(engine: Engine, file_id: int, proved_after: datetime) -> list[Any]:
+    """(node, path, proved_at) of each verified replica of a file proven at or after `proved_after`."""
+    q = select(replicas.c.node, replicas.c.path, replicas.c.proved_at).where(
+        replicas.c.file_id == file_id,
+        replicas.c.state == ReplicaState.VERIFIED,
+        replicas.c.proved_at >= proved_after,
+    )
+    return _read(engine, q)
+
+
+def unproven_on_daq(
+    engine: Engine, volume: str, host: str, replication: int, proved_after: datetime, limit: int = 20
+) -> list[Any]:
+    """DAQ copies on a volume, not archived, whose file has `replication` verified replicas but fewer proven
+    since `proved_after`, oldest first: (id, filename, verified, proven, last_proof)."""
+    is_verified = and_(replicas.c.file_id == files.c.id, replicas.c.state == ReplicaState.VERIFIED)
+    n_verified = select(func.count()).select_from(replicas).where(is_verified).scalar_subquery()
+    n_proven = (
+        select(func.count()).select_from(replicas).where(is_verified, replicas.c.proved_at >= proved_after)
+    ).scalar_subquery()
+    last_proof = select(func.max(replicas.c.proved_at)).where(is_verified).scalar_subquery()
+    q = (
+        select(
+            files.c.id,
+            files.c.filename,
+            n_verified.label("verified"),
+            n_proven.label("proven"),
+            last_proof.label("last_proof"),
+        )
+        .where(files.c.daq_state == DaqCopyState.PRESENT, files.c.daq_volume == volume, files.c.daq_host == host)
+        .where(n_verified >= replication, n_proven < replication, ~archived())
+        .order_by(files.c.registered_at, files.c.id)
+        .limit(limit)
+    )
+    return _read(engine, q)
+
+
+def prove(engine: Engine, replica_id: int, path: str, when: datetime) -> bool:
+    """A verified replica read back whole (read from its node's disk, or an rsync checksum pass) at `when`:
+    its proof is renewed. False if the replica is no longer verified at that path."""
+    renewed = (
+        update(replicas)
+        .where(replicas.c.id == replica_id, replicas.c.state == ReplicaState.VERIFIED, replicas.c.path == path)
+        .values(proved_at=when)
+    )
+    return _write(engine, renewed) == 1
+
+
+def stale_proofs(engine: Engine, proved_after: datetime) -> int:
+    """Verified replicas with no proof since `proved_after` (the janitor does not count them)."""
+    q = (
+        select(func.count())
+        .select_from(replicas)
+        .where(
+            replicas.c.state == ReplicaState.VERIFIED,
+            or_(replicas.c.proved_at.is_(None), replicas.c.proved_at < proved_after),
+        )
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
