@@ -1,4 +1,4 @@
-"""`gozen audit`: the catalog checked against the disks, every verified copy read back."""
+"""`gozen audit`: the catalog checked against the disks, every verified copy here read back, proofs renewed."""
 
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ app = typer.Typer()
 def audit(
     ctx: typer.Context,
     repair: Annotated[bool, typer.Option(help="Queue bad or missing replicas to be copied again")] = True,
-    host: Annotated[str | None, typer.Option(help="DAQ host whose copies to check too")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="This host (default: $GOZEN_HOST, else the only host, else this machine)")
+    ] = None,
 ) -> None:
-    """Check the catalog against the disks: every verified copy is read back and checksummed."""
+    """Check the catalog against the disks: every verified copy on this host's nodes is read back from the
+    disk and its proof renewed; other hosts' copies by an rsync checksum pass against a DAQ copy here, else
+    by the audit on their host. Whether every file has its copies is counted over the whole catalog."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from gozen.transfer.audit import audit as run_audit
@@ -35,8 +39,10 @@ def audit(
     table = Table("", "", box=None, show_header=False)
     for name, value in (
         ("files catalogued", rep.files),
-        ("replicas checked", rep.replicas_checked),
+        ("replicas read back here", rep.replicas_checked),
         ("GB read", f"{rep.bytes_read / 1e9:.2f}"),
+        ("replicas on other hosts checked by rsync checksum", rep.rsync_checked),
+        ("proofs renewed", rep.proofs_renewed),
         ("replicas missing", len(rep.missing)),
         ("replicas corrupted", len(rep.corrupted)),
         ("DAQ copies missing", len(rep.daq_missing)),
@@ -44,7 +50,9 @@ def audit(
         ("damaged replicas kept aside", len(rep.quarantined)),
         ("damaged replicas removed (good copy made)", rep.quarantine_cleared),
         ("queued to copy again", rep.requeued),
-        ("replicas on other hosts (not read)", rep.elsewhere),
+        ("replicas on other hosts (left to their audit)", rep.elsewhere),
+        ("other hosts' replicas differing (rsync)", len(rep.differing)),
+        ("verified replicas without a recent proof", rep.stale_proofs),
         ("files acknowledged by the archive", rep.archived),
         ("files short of copies", rep.unreplicated),
         ("  of which copies under way", rep.in_progress),
@@ -55,13 +63,19 @@ def audit(
         table.add_row(
             name,
             f"[red]{value}[/]"
-            if value and name.startswith(("replicas m", "replicas c", "DAQ", "files lost", "  of which stuck"))
+            if value
+            and name.startswith(("replicas m", "replicas c", "DAQ", "files lost", "  of which stuck", "other hosts'"))
             else str(value),
         )
     out.print(table)
+    for owner, n in sorted(rep.elsewhere_hosts.items()):
+        out.print(f"  {n} replicas on {escape(owner)}'s nodes: proven by `gozen audit` on {escape(owner)}")
+    for why in rep.unreachable:
+        out.print(f"  not reached: {escape(why)}")
     for what, items in (
         ("missing", rep.missing),
         ("corrupted", rep.corrupted),
+        ("differs from the DAQ copy (its host's audit repairs it)", rep.differing),
         ("DAQ copy missing", rep.daq_missing),
         ("short of copies", rep.short),
         ("lost", rep.lost_files),

@@ -1,6 +1,11 @@
 """`gozen audit`: check the catalog against the disks: copies missing, corrupted, short, lost or not catalogued.
 
-Every verified replica on this host is read back and checksummed. The scan works on a snapshot
+Every verified replica on this host's nodes is read back from the disk (its cached pages dropped
+first) and checksummed, and its proof renewed (replicas.proved_at): the janitor frees DAQ copies
+only on recent proofs. A replica on another host's node is proven here by an rsync `--checksum
+--dry-run` pass against the DAQ copy when the DAQ copy is on this host; otherwise it is that
+host's audit's to read. Whether each file has its copies, and none is lost, is counted over the
+whole catalog wherever the audit runs. The scan works on a snapshot
 of the catalog; whatever looked wrong is looked at again afterwards, and what moved meanwhile
 (the janitor deleting, an agent copying, retention expiring) is not a problem. With --repair a
 bad replica is moved off its final name (kept aside until a good copy exists elsewhere) and
@@ -22,8 +27,10 @@ from sqlalchemy import Engine
 from gozen.config import Config
 from gozen.db.events import record_event
 from gozen.db.states import DaqCopyState, ReplicaState
-from gozen.transfer import catalog
-from gozen.transfer.copy import quarantine_path, xxh3_of
+from gozen.db.types import utcnow
+from gozen.transfer import catalog, rsync
+from gozen.transfer.copy import quarantine_path, xxh3_from_disk
+from gozen.transfer.janitor import proof_cutoff
 
 log = logging.getLogger(__name__)
 SOURCE = "gozen audit"
@@ -41,7 +48,13 @@ class AuditReport:
     quarantined: list[str] = field(default_factory=list)  # damaged replicas kept aside: no good copy yet
     quarantine_cleared: int = 0  # damaged replicas removed now that a good copy exists
     requeued: int = 0
-    elsewhere: int = 0  # verified replicas on other hosts' nodes: theirs to audit (`gozen audit --host`)
+    elsewhere: int = 0  # verified replicas on other hosts' nodes not proven here: theirs to audit
+    elsewhere_hosts: dict[str, int] = field(default_factory=dict)  # of those, how many per host
+    proofs_renewed: int = 0  # replicas read back whole (here, or by an rsync checksum pass): proved_at now
+    rsync_checked: int = 0  # of those, replicas on other hosts' nodes proven by an rsync checksum pass
+    differing: list[str] = field(default_factory=list)  # other hosts' replicas an rsync pass found different
+    unreachable: list[str] = field(default_factory=list)  # nodes an rsync pass could not reach: "node: why"
+    stale_proofs: int = 0  # verified replicas (whole catalog) with no proof in transfer.proof_max_age_s
     archived: int = 0  # files the archive has acknowledged: a copy outside the observatory
     unreplicated: int = 0  # files with fewer good storage copies than required (in progress included)
     in_progress: int = 0  # of those, files whose missing copies are queued or being copied: no problem
@@ -56,7 +69,9 @@ class AuditReport:
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.corrupted or self.daq_missing or self.lost_files or self.short)
+        return not (
+            self.missing or self.corrupted or self.daq_missing or self.lost_files or self.short or self.differing
+        )
 
 
 @dataclass(frozen=True)
@@ -83,24 +98,88 @@ def audit(
         by_file.setdefault(r.file_id, []).append(r)
     total = sum(f.size_bytes * sum(r.node in local for r in by_file.get(f.id, [])) for f in cat)
     suspects: list[_Suspect] = []
+    remote: dict[tuple[Path, str, str], list[tuple[Any, Any]]] = {}  # (DAQ dir, node URL dir, node) -> (file, rep)
     for f in cat:
-        if f.daq_state == DaqCopyState.PRESENT and f.daq_host == host and not _whole(f.daq_path, f.size_bytes):
+        daq_here = f.daq_state == DaqCopyState.PRESENT and f.daq_host == host
+        if daq_here and not _whole(f.daq_path, f.size_bytes):
             suspects.append(_Suspect("daq_missing", f))
+            daq_here = False
         for r in by_file.get(f.id, []):
             if r.node not in local:
-                rep.elsewhere += 1
+                where = _rsync_dest(cfg, r) if daq_here else None
+                if where is None:
+                    _left(cfg, rep, r.node, 1)
+                else:
+                    remote.setdefault((Path(f.daq_path).parent, where, r.node), []).append((f, r))
                 continue
             rep.replicas_checked += 1
+            began = utcnow()
             problem = _check(r.path, f.size_bytes, f.checksum_xxh3)
             rep.bytes_read += f.size_bytes if problem != "missing" else 0
             if problem:
                 suspects.append(_Suspect(problem, f, r))
+            elif catalog.prove(engine, r.id, r.path, began):
+                rep.proofs_renewed += 1
             if progress:
                 progress(rep.bytes_read, total)
+    _rsync_proofs(cfg, engine, remote, rep)
     bad_ids = _confirm(cfg, engine, host, suspects, rep, repair)
     _copies(cfg, engine, host, cat, bad_ids, rep, repair)
     _orphans(cfg, engine, host, rep, repair)
+    rep.stale_proofs = catalog.stale_proofs(engine, proof_cutoff(cfg))
     return rep
+
+
+# -- replicas on other hosts' nodes --------------------------------------------------
+def _left(cfg: Config, rep: AuditReport, node: str, n: int) -> None:
+    """n replicas on `node` not proven here: left to the audit on the node's host."""
+    conf = next((c for c in cfg.storage_nodes if c.name == node), None)
+    owner = cfg.host_of(conf).name if conf is not None else f"(node {node}, not configured)"
+    rep.elsewhere += n
+    rep.elsewhere_hosts[owner] = rep.elsewhere_hosts.get(owner, 0) + n
+
+
+def _rsync_dest(cfg: Config, r: Any) -> str | None:
+    """The rsync URL of the directory holding replica r on its node, or None (no daemon, not under the node)."""
+    node = next((n for n in cfg.storage_nodes if n.name == r.node), None)
+    url = cfg.node_rsync_url(node) if node is not None else None
+    if node is None or url is None or not r.path:
+        return None
+    try:
+        rel = Path(r.path).parent.relative_to(cfg.under_data_dir(node.path))
+    except ValueError:
+        return None
+    return rsync.join(url, *rel.parts)
+
+
+def _rsync_proofs(
+    cfg: Config, engine: Engine, remote: dict[tuple[Path, str, str], list[tuple[Any, Any]]], rep: AuditReport
+) -> None:
+    """Prove other hosts' replicas by an rsync `--checksum --dry-run` pass against the DAQ copy here: their
+    node's daemon reads each file back and compares it with the DAQ copy. One run per directory."""
+    password = cfg.rsync_password()
+    down: set[str] = set()
+    for (daq_dir, dest, node), pairs in remote.items():
+        if node in down:
+            _left(cfg, rep, node, len(pairs))
+            continue
+        names = {Path(f.daq_path).name: r for f, r in pairs if Path(r.path).name == Path(f.daq_path).name}
+        began = utcnow()
+        try:
+            bad = set(rsync.differing(daq_dir, sorted(names), dest, cfg.transfer.rsync_timeout_s, password))
+        except rsync.RsyncError as err:
+            rep.unreachable.append(f"{node}: {err.strerror or err}")
+            _left(cfg, rep, node, len(pairs))
+            down.add(node)
+            continue
+        if len(pairs) > len(names):
+            _left(cfg, rep, node, len(pairs) - len(names))
+        for name, r in names.items():
+            rep.rsync_checked += 1
+            if name in bad:
+                rep.differing.append(f"{node}:{r.path}")
+            elif catalog.prove(engine, r.id, r.path, began):
+                rep.proofs_renewed += 1
 
 
 def _check(path: str | None, size: int, checksum: str) -> str | None:
@@ -108,7 +187,7 @@ def _check(path: str | None, size: int, checksum: str) -> str | None:
     if not _whole(path, size):
         return "missing"
     try:
-        return None if xxh3_of(Path(str(path))) == checksum else "corrupted"
+        return None if xxh3_from_disk(Path(str(path))) == checksum else "corrupted"
     except OSError:
         return "missing"  # gone while it was read
 
