@@ -774,21 +774,28 @@ class Config(Model):
         return self
 
     def _check_archive_host(self, known: set[str]) -> None:
-        """archive.host is a host; a directory archive other hosts export to has an rsync daemon in front."""
-        if self.archive is None:
-            return
-        if self.archive.host is not None and self.archive.host not in known:
+        if self.archive is not None and self.archive.host is not None and self.archive.host not in known:
             raise ValueError(f"archive.host: unknown host {self.archive.host!r}")
+
+    def archive_unreachable(self) -> str | None:
+        """Why hosts that export cannot reach a directory archive (None: they can).
+
+        Other hosts send to a directory on archive.host through its rsync daemon; without one they
+        would each write to a directory of their own. `gozen config check` refuses it.
+        """
         holder = self.archive_host()
-        if self.archive_is_remote() or holder is None or holder.rsync_port is not None or len(self.hosts) == 1:
-            return
+        if self.archive_local_dir() is None or holder is None or holder.rsync_port is not None:
+            return None
         exporters = [h.name for h in self.hosts if h.name != holder.name and "storage" in h.roles]
-        if exporters:
-            raise ValueError(
-                f"archive.dest: {self.archive.dest!r} is a directory on {holder.name}, but "
-                f"{', '.join(exporters)} export to it (transfer:export) and {holder.name} runs no rsync daemon: "
-                f"set hosts[{self.hosts.index(holder)}].rsync_port (or give archive.dest as rsync://... or host:/path)"
-            )
+        if not exporters:
+            return None
+        assert self.archive is not None
+        return (
+            f"archive.dest: {self.archive.dest!r} is a directory on {holder.name}, but {', '.join(exporters)} "
+            f"export to it (transfer:export) and {holder.name} runs no rsync daemon: set "
+            f"hosts[{self.hosts.index(holder)}].rsync_port (or archive.host, or give archive.dest as rsync://... "
+            "or host:/path)"
+        )
 
     # -- derived values -------------------------------------------------
     def host(self, name: str) -> Host:

@@ -11,7 +11,14 @@ from gozen.config import Config
 
 def config_warnings(cfg: Config) -> list[str]:
     """One line per doubtful setting, each naming its key path; empty when all looks meant."""
-    return [*_roles(cfg), *_cpus(cfg), *_supervisors(cfg)]
+    return [*config_refusals(cfg), *_roles(cfg), *_cpus(cfg), *_supervisors(cfg), *_secret_files(cfg)]
+
+
+def config_refusals(cfg: Config) -> list[str]:
+    """Settings that load but cannot work across hosts: `gozen config check` exits 2 on them, `gozen up`
+    warns (a config whose hosts share one data_dir still runs)."""
+    why = cfg.archive_unreachable()
+    return [why] if why else []
 
 
 def _roles(cfg: Config) -> list[str]:
@@ -60,3 +67,18 @@ def _readable_by_others(path: Path) -> bool:
         return bool(path.stat().st_mode & 0o077)
     except OSError:
         return False  # not made yet: `gozen up` makes it 0600
+
+
+def _secret_files(cfg: Config) -> list[str]:
+    files = dict(cfg.secret_files)
+    if cfg.transfer.rsync_password is None:
+        files["transfer.rsync_password"] = cfg.rsync_password_file
+    out = [
+        f"{key}: {path} can be read by other users (chmod 600 it)"
+        for key, path in files.items()
+        if _readable_by_others(path)
+    ]
+    short = cfg.transfer.rsync_password
+    if short is not None and len(short) < 12 and any(h.rsync_port for h in cfg.hosts):
+        out.append("transfer.rsync_password: shorter than 12 characters, and gozen's rsync daemons take it")
+    return out

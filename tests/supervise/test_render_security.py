@@ -5,7 +5,6 @@ from __future__ import annotations
 import configparser
 import os
 import signal
-import socket
 import stat
 import subprocess
 import xmlrpc.client
@@ -31,10 +30,10 @@ def conf_of(tmp_path: Path, host: dict[str, Any], **extra: Any) -> tuple[configp
     return ini, text
 
 
-def test_a_host_without_supervisor_block_binds_loopback_not_its_network_address(tmp_path: Path) -> None:
+def test_a_host_without_supervisor_block_binds_its_configured_address_not_every_address(tmp_path: Path) -> None:
     ini, _ = conf_of(tmp_path, {"name": "daq1", "address": "10.0.0.10", "roles": []})
-    assert ini["inet_http_server"]["port"] == "127.0.0.1:9001"
-    assert ini["supervisorctl"]["serverurl"] == "http://127.0.0.1:9001"
+    assert ini["inet_http_server"]["port"] == "10.0.0.10:9001"
+    assert ini["supervisorctl"]["serverurl"] == "http://10.0.0.10:9001"
 
 
 def test_an_explicit_supervisor_address_is_where_supervisord_listens(tmp_path: Path) -> None:
@@ -125,23 +124,15 @@ def test_a_remote_host_without_supervisor_address_is_not_looked_for_on_this_mach
     assert connect_address(cfg.host("b")) == "10.0.0.20"
 
 
-def _own_network_address() -> str:
-    for addrs in psutil.net_if_addrs().values():
-        for a in addrs:
-            if a.family == socket.AF_INET and not a.address.startswith("127."):
-                return str(a.address)
-    pytest.skip("this machine has no non-loopback IPv4 address")
-
-
 def _listening(pid: int) -> set[tuple[str, int]]:
     conns = psutil.Process(pid).net_connections(kind="inet")
     return {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
 
 
-def test_real_supervisord_listens_on_loopback_only_and_refuses_gozen_gozen(tmp_path: Path) -> None:
+def test_real_supervisord_listens_on_the_hosts_address_only_and_refuses_gozen_gozen(tmp_path: Path) -> None:
     port = free_port()
-    # The host's address is this machine's network address: before, supervisord listened there.
-    host = {"name": "solo", "address": _own_network_address(), "roles": [], "supervisor": {"port": port}}
+    address = "127.0.0.23"  # the host's own address, as on a fleet of machines (not 127.0.0.1, not 0.0.0.0)
+    host = {"name": "solo", "address": address, "roles": [], "supervisor": {"port": port}}
     cfg = write_config(tmp_path / "gozen.yaml", {"data_dir": str(tmp_path / "var"), "hosts": [host]})
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - kept open for the child
     proc = subprocess.Popen(gozen_cmd(tmp_path / "gozen.yaml", "up"), stdout=log, stderr=log, start_new_session=True)
@@ -152,9 +143,9 @@ def test_real_supervisord_listens_on_loopback_only_and_refuses_gozen_gozen(tmp_p
             dump=lambda: (tmp_path / "up.log").read_text(),
         )
         assert "supervise:events" in {p.full_name for p in status.processes}
-        assert _listening(proc.pid) == {("127.0.0.1", port)}
+        assert _listening(proc.pid) == {(address, port)}
         with pytest.raises(xmlrpc.client.ProtocolError) as refused:
-            xmlrpc.client.ServerProxy(f"http://gozen:gozen@127.0.0.1:{port}/RPC2").supervisor.getState()
+            xmlrpc.client.ServerProxy(f"http://gozen:gozen@{address}:{port}/RPC2").supervisor.getState()
         assert refused.value.errcode == 401
         conf = cfg.run_dir / "supervisord-solo.conf"
         assert stat.S_IMODE(conf.stat().st_mode) == 0o600 and "password=gozen\n" not in conf.read_text()
@@ -190,3 +181,27 @@ def test_real_supervisord_takes_a_password_with_at_slash_colon_percent(tmp_path:
         proc.wait(timeout=60)
         log.close()
     assert proc.returncode == 0
+
+
+def test_up_makes_the_rsync_password_once_0600_when_a_host_runs_an_rsync_daemon(tmp_path: Path) -> None:
+    plain = parse_config({"data_dir": str(tmp_path / "plain"), "hosts": [{"name": "solo", "roles": []}]})
+    prepare(plain, plain.hosts[0], None)
+    assert not plain.rsync_password_file.exists() and plain.rsync_password() is None  # no daemon: no password
+    cfg = parse_config(
+        {"data_dir": str(tmp_path / "var"), "hosts": [{"name": "solo", "roles": [], "rsync_port": 8730}]}
+    )
+    prepare(cfg, cfg.hosts[0], None)
+    password = cfg.rsync_password()
+    assert password and len(password) >= 24
+    assert stat.S_IMODE(cfg.rsync_password_file.stat().st_mode) == 0o600
+    prepare(cfg, cfg.hosts[0], None)
+    assert cfg.rsync_password() == password  # kept: every host has a copy of it
+    given = parse_config(
+        {
+            "data_dir": str(tmp_path / "given"),
+            "hosts": [{"name": "solo", "roles": [], "rsync_port": 8730}],
+            "transfer": {"rsync_password": "a-configured-one"},
+        }
+    )
+    prepare(given, given.hosts[0], None)
+    assert not given.rsync_password_file.exists() and given.rsync_password() == "a-configured-one"

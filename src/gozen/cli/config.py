@@ -22,12 +22,15 @@ def config_show(ctx: typer.Context) -> None:
 @app.command("check")
 def config_check(file: Path) -> None:
     """Exit 0 if FILE is a valid gozen.yaml, else 2 with each wrong key path and why."""
-    from gozen.config_warnings import config_warnings
+    from gozen.config_warnings import config_refusals, config_warnings
 
     try:
         cfg = load_config(file)
     except ConfigError as e:
         raise fail(str(e)) from None
+    refused = config_refusals(cfg)
+    if refused:
+        raise fail(f"{file}:\n" + "\n".join(refused))
     for line in config_warnings(cfg):
         warn(line)
     out.print(
