@@ -43,6 +43,7 @@ def test_a_database_that_stops_is_one_error_event_and_its_return_one_info_event(
     assert last_seen(engine)["store1"].reachable is False
     private_pg.stop()
     try:
+
         def spooled_text() -> str:
             return "".join(p.read_text() for p in spooled(spool))
 

@@ -6,10 +6,12 @@ per host; a host that does not answer is reported as unreachable, never raised.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import logging
 import re
 import socket
+import time
 import xmlrpc.client
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -95,10 +97,19 @@ _XML_INVALID = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+@dataclass(frozen=True)
+class Identification:
+    """What a host's supervisord says it is, and where its clock stands against ours."""
+
+    identifier: str  # supervisord's `identifier` (gozen renders gozen-<version>-<host>)
+    clock_offset_s: tuple[float, float] | None  # its clock minus ours lies in (low, high); None: unknown
+
+
 class _TimeoutTransport(xmlrpc.client.Transport):
     def __init__(self, timeout_s: float) -> None:
         super().__init__()
         self.timeout_s = timeout_s
+        self.last_date: str | None = None  # the Date header of the last answer (supervisord's clock)
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         conn = super().make_connection(host)
@@ -109,6 +120,8 @@ class _TimeoutTransport(xmlrpc.client.Transport):
         # As xmlrpc.client.Transport.parse_response, with XML-invalid bytes dropped before parsing
         # (per chunk: such bytes are ASCII and never part of a multi-byte UTF-8 character).
         stream = response
+        if hasattr(response, "getheader"):
+            self.last_date = response.getheader("Date")
         if hasattr(response, "getheader") and response.getheader("Content-Encoding", "") == "gzip":
             stream = xmlrpc.client.GzipDecodedResponse(response)
         parser, unmarshaller = self.getparser()
@@ -151,17 +164,18 @@ class SupervisorClient:
         self.host = host
         self._timeout_s = timeout_s
 
-    def _proxy(self) -> Any:
+    def _proxy(self, transport: _TimeoutTransport | None = None) -> Any:
         # A fresh proxy per call: ServerProxy is not safe to share between threads. The address and
         # password come from where `gozen up` wrote them into supervisord.conf (supervise.access).
         try:
             url = rpc_url(self.host)
         except SupervisorPasswordMissing as err:
             raise HostUnreachable(str(err)) from None
-        return xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(self._timeout_s), allow_none=True)
+        transport = transport or _TimeoutTransport(self._timeout_s)
+        return xmlrpc.client.ServerProxy(url, transport=transport, allow_none=True)
 
-    def _call(self, method: str, *args: Any) -> Any:
-        proxy = self._proxy()
+    def _call(self, method: str, *args: Any, transport: _TimeoutTransport | None = None) -> Any:
+        proxy = self._proxy(transport)
         try:
             return getattr(proxy, method)(*args)
         except xmlrpc.client.Fault:
@@ -209,6 +223,32 @@ class SupervisorClient:
             supervisor_state=state,
             elapsed_s=(datetime.now(UTC) - t0).total_seconds(),
         )
+
+    def identify(self, within_s: float = 1.0, max_calls: int = 8, spacing_s: float = 0.13) -> Identification:
+        """supervisord's identifier and its clock against ours, from the Date headers of its answers.
+
+        A Date header is whole seconds, so one answer puts the offset in a window a second wide
+        (plus the round trip); answers spaced a fraction of a second apart narrow it, until it is
+        clearly within `within_s` or clearly outside (at most `max_calls` calls).
+        """
+        low, high = float("-inf"), float("inf")
+        identifier = ""
+        for i in range(max_calls):
+            transport = _TimeoutTransport(self._timeout_s)
+            sent = time.time()
+            identifier = self._call("supervisor.getIdentification", transport=transport)
+            received = time.time()
+            if transport.last_date is None:
+                return Identification(identifier, None)
+            date = email.utils.parsedate_to_datetime(transport.last_date).timestamp()
+            low, high = max(low, date - received), min(high, date + 1 - sent)
+            if low > high:  # a clock was stepped meanwhile: start again from this answer
+                low, high = date - received, date + 1 - sent
+            if (-within_s <= low and high <= within_s) or high < -within_s or low > within_s:
+                break
+            if i + 1 < max_calls:
+                time.sleep(spacing_s)
+        return Identification(identifier, (low, high))
 
     def _with_tails(self, raw: list[dict[str, Any]], tail_bytes: int) -> list[dict[str, Any]]:
         calls = []
