@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
+from gozen import __version__
 from gozen.config import parse_config
 from gozen.supervise.render import render_supervisord_conf
 
@@ -36,6 +37,7 @@ def test_programs_are_named_group_program_and_logs_are_per_host(tmp_path: Path) 
     assert ini["eventlistener:supervise"]["events"] == "PROCESS_STATE,TICK_60"
     assert "gozen-master-www-dashboard.out.log" in ini["program:www-dashboard"]["stdout_logfile"]
     assert f'GOZEN_CONFIG="{tmp_path / "gozen.yaml"}"' in ini["supervisord"]["environment"]
+    assert ini["supervisord"]["identifier"] == f"gozen-{__version__}-gozen-master"  # `gozen fleet check` reads it
 
     buf = render_supervisord_conf(cfg, cfg.host("buf0"), None, tmp_path)
     assert "www-dashboard" not in buf and "GOZEN_CONFIG" not in buf and "[eventlistener:supervise]" in buf

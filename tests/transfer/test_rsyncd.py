@@ -20,7 +20,7 @@ import pytest
 
 from gozen.config import Config
 from gozen.supervise.up import prepare
-from gozen.transfer.rsyncd import RsyncdConfigError, render_rsyncd_conf, write_rsyncd_files
+from gozen.transfer.rsyncd import RsyncdConfigError, modules, render_rsyncd_conf, write_rsyncd_files
 from tests.conftest import START_S, free_port, gozen_cmd, tail, wait_until, write_config
 
 
@@ -187,6 +187,7 @@ def test_modules_serve_only_this_hosts_places_from_loopback_and_the_configured_h
     assert "[daq-v1]" in texts["daq1"] and "[node1]" not in texts["daq1"] and "[archive]" not in texts["daq1"]
     assert "[node1]" in texts["store1"] and "[daq-v1]" not in texts["store1"]
     assert "[archive]" in texts["head"] and "[node1]" not in texts["head"]
+    assert [modules(cfg, h) for h in cfg.hosts] == [[("daq-v1", True)], [("node1", False)], [("archive", False)]]
     assert "address = 127.0.0.12\nport = 8730" in texts["store1"]
     assert "hosts allow = 127.0.0.0/8 127.0.0.11 127.0.0.12 127.0.0.14\n" in texts["store1"]
     assert "auth users = gozen\n" in texts["store1"] and f"secrets file = {secrets}\n" in texts["store1"]

@@ -12,6 +12,7 @@ import shlex
 from collections import defaultdict
 from pathlib import Path
 
+from gozen import __version__
 from gozen.config import CONFIG_ENV, DATA_DIR_ENV, Config, ConfigError, Host
 from gozen.service import HOST_ENV
 from gozen.supervise.access import ensure_password_file, supervisor_password
@@ -86,7 +87,7 @@ def _supervisord_sections(cfg: Config, host: Host, workdir: Path, env: dict[str,
     return f"""; Rendered by `gozen up --host {host.name}`; edit gozen.yaml, not this file.
 [supervisord]
 nodaemon=true
-identifier=gozen-{host.name}
+identifier=gozen-{__version__}-{host.name}
 {user}logfile={_esc(str(log_dir / f"supervisord-{host.name}.log"), "data_dir")}
 logfile_maxbytes={LOG_MAX_BYTES}
 logfile_backups={LOG_BACKUPS}

@@ -60,6 +60,11 @@ def modules_for(cfg: Config, host: Host) -> list[Module]:
     return out
 
 
+def modules(cfg: Config, host: Host) -> list[tuple[str, bool]]:
+    """(module name, read_only) of each module `host`'s daemon serves (for `gozen fleet check`)."""
+    return [(m.name, m.read_only) for m in modules_for(cfg, host)]
+
+
 def allowed_addresses(cfg: Config) -> list[str]:
     """Loopback and every configured host's address (names resolved: rsyncd does no reverse lookup here)."""
     out = [LOOPBACK]
