@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import Engine
 
 from gozen.cli.console import err, out
 from gozen.cli.context import config, engine, this_host
@@ -49,13 +50,14 @@ def transfer_status(ctx: typer.Context) -> None:
             f"[red]{n.failed}[/]" if n.failed else "0",
             str(n.expired),
         )
-    out.print(f"{n_files} files catalogued; {unplaced} copies waiting for a node")
+    out.print(f"{n_files} files catalogued; {unplaced} copies not yet on a node")
+    _waiting(db)
     if n_failed:
         out.print(
             f"[red]{n_failed} copies failed for good[/] (no source left to copy from; `gozen audit` retries them)"
         )
         for name, why in failures:
-            out.print(f"  failed: {escape(name)}: {escape(why)}")
+            out.print(f"  [red]failed (gave up)[/]: {escape(name)}: {escape(why)}")
     out.print(table)
     exports = export_counts(db)
     if exports:
@@ -65,6 +67,21 @@ def transfer_status(ctx: typer.Context) -> None:
         out.print(f"oldest file not yet fully replicated: registered {age.total_seconds():.0f} s ago")
     else:
         out.print("every catalogued file has all its verified copies")
+
+
+def _waiting(db: Engine) -> None:
+    """Copies that failed and wait for their retry: not to be mistaken for copies given up."""
+    from gozen.transfer import catalog
+
+    waiting_copies = getattr(catalog, "waiting_copies", None)
+    if waiting_copies is None:
+        return
+    n, soonest = waiting_copies(db)
+    if not n:
+        return
+    out.print(f"[yellow]{n} copies waiting for a node[/] (they failed and are tried again)")
+    for name, why, retry_in_s in soonest:
+        out.print(f"  waiting for a node (retry in {max(0.0, retry_in_s):.0f} s): {escape(name)}: {escape(why)}")
 
 
 @app.command("janitor")
