@@ -18,7 +18,7 @@ def every_role(tmp_path: Path) -> Config:
     return parse_config(
         {
             "data_dir": str(tmp_path),
-            "hosts": [{"name": "all", "roles": list(ALL_ROLES)}],
+            "hosts": [{"name": "all", "roles": list(ALL_ROLES), "rsync_port": 8730}],
             "couriers": {f: {"url": f"http://127.0.0.1:9/{f}"} for f in FEEDS},
             "storage_nodes": [{"name": "n0", "path": "storage/n0", "max_bytes": 2**30}],
         }

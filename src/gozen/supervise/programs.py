@@ -183,7 +183,7 @@ def registry(cfg: Config) -> list[Program]:
             frozenset({"archive"}),
             "gozen.transfer.export:ArchiveSimulator",
             "plays the public archive in a local directory",
-            where=lambda cfg, _host: cfg.archive_local_dir() is not None,
+            where=lambda cfg, host: cfg.holds_archive(host.name),
         ),
         # The devices the monitors read, before the monitors.
         *(
@@ -231,8 +231,8 @@ def registry(cfg: Config) -> list[Program]:
         ),
         *(_courier(feed) for feed in FEEDS),
         Program(
-            "supervise",
             "fleet",
+            "watch",
             frozenset({"couriers"}),
             "gozen.supervise.fleet:FleetWatch",
             "checks every host's supervisord, rsync daemon and the database; tells when one is unreachable",
