@@ -80,3 +80,40 @@ def test_page_refreshes_itself_when_a_process_changes_elsewhere(fleet: Fleet, pa
 def test_without_login_the_buttons_are_hidden(fleet: Fleet, page: Page) -> None:
     page.goto(f"{fleet.web_url}/")
     expect(row(page, "buf-node0", "work:ticker").locator('button[data-action="stop"]')).to_be_hidden()
+
+
+def test_an_unreachable_host_is_greyed_with_its_last_known_programs(fleet: Fleet, page: Page) -> None:
+    from datetime import UTC, datetime
+
+    from gozen.db.engine import make_engine
+    from gozen.monitors.board import publish
+    from gozen.service import Context
+    from gozen.supervise.client import HostStatus, ProcessInfo
+    from gozen.supervise.fleet import FleetWatch, host_readings
+
+    engine = make_engine(fleet.cfg.database_url)
+    down = fleet.cfg.host("buf-node2")
+    t0 = datetime.now(UTC)
+    seen = ProcessInfo(
+        "buf-node2", "work", "ticker", "RUNNING", 4242, t0, None, 3600.0, 0, "", "pid 4242, uptime 1:00:00"
+    )
+    earlier = HostStatus("buf-node2", down.address, down.supervisor.port, True, processes=[seen])
+    publish(engine, "supervise:fleet", host_readings(earlier, None, 600), history=False)  # when it answered
+    FleetWatch(Context(fleet.cfg, "daq-master", engine, "supervise:fleet")).run_once()  # now it does not
+
+    page.goto(f"{fleet.web_url}/")
+    section = page.locator('section[data-host="buf-node2"]')
+    expect(section).to_have_class("host unreachable")
+    expect(section.locator(".since")).to_contain_text("unreachable since ")
+    last = row(page, "buf-node2", "work:ticker")
+    expect(last).to_have_class("last-known")
+    expect(last.locator(".state")).to_have_text("RUNNING")
+    expect(last.locator(".pid")).to_have_text("4242")
+    expect(last.locator("button")).to_have_count(0)  # nothing to start or stop on a host that does not answer
+    opacity = section.locator("table.last-known").evaluate("t => getComputedStyle(t).opacity")
+    assert float(opacity) < 1  # greyed
+    expect(page.locator("#updated")).not_to_have_text("now")  # refreshed in place: still shown after it
+    expect(row(page, "buf-node2", "work:ticker").locator(".pid")).to_have_text("4242")
+    expect(row(page, "buf-node1", "work:ticker")).not_to_have_class("last-known")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "processes-unreachable.png"), full_page=True)
