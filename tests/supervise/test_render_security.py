@@ -17,7 +17,7 @@ import pytest
 from gozen.config import ConfigError, parse_config
 from gozen.supervise.access import connect_address, rpc_url, supervisor_password
 from gozen.supervise.client import SupervisorClient
-from gozen.supervise.render import UnsafeConfValue, render_supervisord_conf
+from gozen.supervise.render import ProgramGroupClash, UnsafeConfValue, render_supervisord_conf
 from gozen.supervise.up import prepare
 from tests.conftest import free_port, gozen_cmd, wait_until, write_config
 
@@ -205,3 +205,15 @@ def test_up_makes_the_rsync_password_once_0600_when_a_host_runs_an_rsync_daemon(
     )
     prepare(given, given.hosts[0], None)
     assert not given.rsync_password_file.exists() and given.rsync_password() == "a-configured-one"
+
+
+def test_a_program_in_an_event_listeners_group_is_refused_naming_both(tmp_path: Path) -> None:
+    clash = {"group": "supervise", "name": "extra", "command": "sleep 60"}  # supervise:events is a listener
+    with pytest.raises(
+        ProgramGroupClash, match=r"group 'supervise' holds the event listener supervise:events and also"
+    ):
+        conf_of(tmp_path, {"name": "solo", "roles": [], "programs": [clash]})
+    cfg_file = tmp_path / "gozen.yaml"
+    write_config(cfg_file, {"data_dir": str(tmp_path / "up"), "hosts": [{"name": "solo", "programs": [clash]}]})
+    r = subprocess.run(gozen_cmd(cfg_file, "up"), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "supervise:extra" in r.stderr, r.stderr

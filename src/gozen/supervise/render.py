@@ -65,6 +65,7 @@ def render_supervisord_conf(cfg: Config, host: Host, config_file: Path | None, w
         parts.append(_program_section(p, cfg.log_dir / f"{host.name}-{p.group}-{p.name}", workdir))
         if p.listener_events is None:
             groups[p.group].append(f"{p.group}-{p.name}")
+    _check_listener_groups(programs)
     for group, names in groups.items():
         parts.append(f"[group:{group}]\nprograms={','.join(names)}\npriority={GROUP_PRIORITY.get(group, 999)}\n")
     text = "\n".join(parts)
@@ -105,6 +106,25 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=http://{address}
 {credentials}"""
+
+
+class ProgramGroupClash(ConfigError):
+    """Two supervisord groups of one name: an event listener's (its section is named by its group) and another's."""
+
+
+def _check_listener_groups(programs: list[Program]) -> None:
+    """An event listener is a process group of its own, named by its group: no other program may use that
+    name (supervisord would refuse to start, or one group would hide the other)."""
+    for p in programs:
+        if p.listener_events is None:
+            continue
+        other = next((q for q in programs if q is not p and q.group == p.group), None)
+        if other is not None:
+            raise ProgramGroupClash(
+                f"programs: group {p.group!r} holds the event listener {p.full_name} and also {other.full_name}: "
+                "supervisord makes a listener's group a process group of its own, so give one of them another "
+                "group (hosts[].programs or the registry)"
+            )
 
 
 def _check_sections(text: str, programs: list[Program], groups: dict[str, list[str]]) -> None:
