@@ -24,6 +24,7 @@ from gozen.transfer.agents import push_once
 from gozen.transfer.audit import audit as run_audit
 from gozen.transfer.export import Exporter, receive_once
 from gozen.transfer.janitor import sweep
+from gozen.transfer.prover import Prover
 from gozen.transfer.retention import Retention, marks
 from tests.conftest import WAIT_S, free_port, wait_until
 from tests.transfer.test_transfer import W, copy_agent, drain, make_daq_files, replica_rows
@@ -97,6 +98,13 @@ def retention_of(cfg: Config, engine: Engine, host: str = "localhost") -> Retent
     return Retention(Context(cfg, host, engine, "transfer:retention"))
 
 
+def prove(cfg: Config, engine: Engine) -> None:
+    """storage:prover of the nodes' host (here: the first) reads every copied replica back from the disk."""
+    prover = Prover(Context(cfg, cfg.hosts[0].name, engine, "storage:prover"))
+    while prover.run_once():
+        pass
+
+
 def unqueue(engine: Engine) -> None:
     """Skip the backoff wait of every queued copy."""
     with engine.begin() as conn:
@@ -116,6 +124,7 @@ def test_a_remote_node_gets_verified_copies_by_rsync_and_drains_after_its_daemon
     engine = make_daq_files(cfg)
     push_once(cfg, engine, "localhost", scan=False)
     agent = copy_agent(cfg, engine)
+    agent.batch_files = 1  # one copy per pass: the daemon goes away between two
     assert agent.run_once()  # no df reading of node3 yet: its free space is unknown, nothing is sent
     assert "free space unknown" in (replica_rows(engine)[0].last_error or "")
     df = DfMonitor(Context(cfg, "localhost", engine, "storage:dfmonitor"))
@@ -133,6 +142,7 @@ def test_a_remote_node_gets_verified_copies_by_rsync_and_drains_after_its_daemon
     agent.placement.nodes[0].down_until = 0
     unqueue(engine)
     drain(cfg, engine)
+    prove(cfg, engine)
     rows = replica_rows(engine)
     assert [r.state for r in rows] == ["verified"] * 4
     for r in rows:
@@ -147,6 +157,9 @@ def test_a_remote_node_gets_verified_copies_by_rsync_and_drains_after_its_daemon
     found = run_audit(cfg, engine, "daq1", repair=True)
     assert found.corrupted == [f"node3:{victim.path}"] and found.lost == 0
     drain(cfg, engine)
+    waiting = run_audit(cfg, engine, "daq1")  # copied again, its proof to come: under way, not short
+    assert waiting.clean and waiting.in_progress == 1 and waiting.short == []
+    prove(cfg, engine)
     after = run_audit(cfg, engine, "daq1")
     assert after.clean and after.replicas_checked == 4 and after.lost == 0 and not after.orphans
 

@@ -295,7 +295,10 @@ def _copies(
             continue
         rep.unreplicated += 1
         under_way = [
-            r for r in mine if r.state == ReplicaState.COPYING or (r.state == ReplicaState.QUEUED and not r.last_error)
+            r
+            for r in mine
+            if r.state in (ReplicaState.COPYING, ReplicaState.COPIED)  # copied: on the node, its proof to come
+            or (r.state == ReplicaState.QUEUED and not r.last_error)
         ]
         if good + len(under_way) >= required:
             rep.in_progress += 1

@@ -6,10 +6,16 @@ Layout at the archive's destination (what SMOKA-like archives ingest):
     <night>/manifests/<package>.json    what a package holds: file, size, xxh3, key header values
     <night>/receipts/<package>.json     written by the archive: the files it accepted, and refused
 
-A pass packages the catalogued files not yet exported (one package per night per pass), sends
-each package's files, proves them with a checksum dry run, and only then sends the manifest: a
-manifest at the archive means its files are whole there. Receipts mark files acknowledged;
-a refused file is recorded as an event and packaged again. Every step may be run again.
+A pass packages the catalogued files not yet exported that have a verified replica on this
+host's own nodes (one package per night per pass, named NIGHT-HOST-NNN), sends each of this
+host's packages' files, proves them with a checksum dry run, and only then sends the manifest:
+a manifest at the archive means its files are whole there. Receipts (of this host's packages)
+mark files acknowledged; a refused file is recorded as an event and packaged again. Every step
+may be run again. Several storage hosts export at once: claiming a file for a package is one
+transaction in which a file another exporter claimed first is simply left to it.
+
+The archive is reached at cfg.archive_dest_for(host): the directory itself on the host holding
+it, else that host's rsync daemon (module `archive`, password cfg.rsync_password()).
 """
 
 from __future__ import annotations
@@ -88,14 +94,15 @@ class Exporter(Service):
         self.cfg, self.engine, self.host = ctx.cfg, ctx.engine, ctx.host
         self.archive = ctx.cfg.archive
         self.period_s = self.archive.every_s
-        self.dest = self.cfg.archive_dest() or ""
+        self.dest = self.cfg.archive_dest_for(self.host) or ""
+        self.password = self.cfg.rsync_password()
         self.staging = self.cfg.data_dir / "export"
         self.timeout = self.cfg.transfer.rsync_timeout_s
         self.failing = ctx.trouble("archive_export_failing", "archive_export_ok", self.dest)
 
     # -- package ------------------------------------------------------------
     def candidates(self, limit: int = 5000) -> list[Any]:
-        """Catalogued files old enough, with a verified replica on this host, never packaged."""
+        """Catalogued files old enough, with a verified replica on this host's own nodes, never packaged."""
         local = [n.name for n in self.cfg.local_nodes(self.host)]
         cutoff = utcnow() - timedelta(seconds=self.archive.min_age_s)
         return packages.export_candidates(self.engine, local, cutoff, limit)
@@ -124,13 +131,13 @@ class Exporter(Service):
                 self.archive.projects is None or row["project"] in self.archive.projects
             )
             (by_night[row["night"]] if wanted else skipped).append(row)
-        packages.record_packages(self.engine, self.host, by_night, skipped)
-        result.packaged += sum(len(rows) for rows in by_night.values())
-        result.not_selected += len(skipped)
+        packaged, not_selected = packages.record_packages(self.engine, self.host, by_night, skipped)
+        result.packaged += packaged
+        result.not_selected += not_selected
 
     # -- send ---------------------------------------------------------------
     def send_pending(self, result: ExportPass) -> None:
-        for package in packages.packages_to_send(self.engine):
+        for package in packages.packages_to_send(self.engine, self.host):
             try:
                 result.exported += self.send_package(package)
             except (OSError, ValueError) as err:
@@ -149,8 +156,8 @@ class Exporter(Service):
             src = Path(r.source_path)
             by_dir[src.parent].append(src.name)
         for src_dir, names in by_dir.items():
-            rsync.send(src_dir, names, night_dir, self.timeout)
-            bad = rsync.differing(src_dir, names, night_dir, self.timeout)
+            rsync.send(src_dir, names, night_dir, self.timeout, self.password)
+            bad = rsync.differing(src_dir, names, night_dir, self.timeout, self.password)
             if bad:
                 raise ValueError(f"{len(bad)} files differ at the archive after sending, e.g. {bad[0]}")
         manifest = {
@@ -165,8 +172,8 @@ class Exporter(Service):
         local = self.staging / rel
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_text(json.dumps(manifest, indent=1))
-        rsync.send(self.staging, [rel], self.dest, self.timeout)
-        if rsync.differing(self.staging, [rel], self.dest, self.timeout):
+        rsync.send(self.staging, [rel], self.dest, self.timeout, self.password)
+        if rsync.differing(self.staging, [rel], self.dest, self.timeout, self.password):
             raise ValueError(f"manifest {rel} differs at the archive after sending")
         n = packages.package_exported(self.engine, package)
         log.info("sent package %s: %d files", package, n)
@@ -174,12 +181,12 @@ class Exporter(Service):
 
     # -- receipts -----------------------------------------------------------
     def collect_receipts(self, result: ExportPass) -> None:
-        for package, night in packages.awaiting_receipt(self.engine):
+        for package, night in packages.awaiting_receipt(self.engine, self.host):
             rel = f"{night}/receipts/{package}.json"
             local = self.staging / rel
             local.parent.mkdir(parents=True, exist_ok=True)
             try:
-                if not rsync.fetch(rsync.join(self.dest, rel), local, self.timeout):
+                if not rsync.fetch(rsync.join(self.dest, rel), local, self.timeout, self.password):
                     continue
                 receipt = json.loads(local.read_text())
                 accepted = set(receipt.get("accepted", []))
