@@ -28,6 +28,7 @@ from gozen.transfer.agents import push_once
 from gozen.transfer.audit import audit as run_audit
 from gozen.transfer.export import receive_once
 from gozen.transfer.janitor import sweep
+from gozen.transfer.prover import Prover
 from tests.conftest import WAIT_S, gozen_cmd, wait_until
 from tests.transfer.test_archive import RsyncDaemon, config, exporter
 from tests.transfer.test_transfer import (
@@ -68,10 +69,12 @@ class AgentLoop:
 
     def loop(self) -> None:
         df = DfMonitor(Context(self.cfg, "daq1", self.engine, "storage:dfmonitor"))
+        prover = Prover(Context(self.cfg, "localhost", self.engine, "storage:prover"))  # rsync nodes' host
         while not self.stop.is_set():
             if self.publish_df:
                 publish(self.engine, "storage:dfmonitor", df.sample())
-            if not self.agent.run_once():
+            copied = self.agent.run_once()
+            if not prover.run_once() and not copied:
                 self.stop.wait(self.cfg.transfer.poll_s)
 
     def __enter__(self) -> AgentLoop:

@@ -24,6 +24,7 @@ from gozen.service import Context
 from gozen.transfer import catalog
 from gozen.transfer.agents import CopyAgent, push_once
 from gozen.transfer.janitor import sweep
+from gozen.transfer.prover import Prover
 from tests.conftest import WAIT_S, wait_until
 from tests.daq.test_writer import run_exposure
 
@@ -79,10 +80,13 @@ def copy_agent(cfg: Config, engine: Engine, host: str = "localhost") -> CopyAgen
 
 
 def drain(cfg: Config, engine: Engine, host: str = "localhost", max_passes: int | None = None) -> None:
-    """Copy until the queue is empty; or, given max_passes, until then (copies no node can take stay queued)."""
+    """Copy (and prove, on the nodes' host) until the queue is empty; or, given max_passes, until then
+    (copies no node can take stay queued)."""
     agent = copy_agent(cfg, engine, host)
+    prover = Prover(Context(cfg, cfg.hosts[0].name, engine, "storage:prover"))
     for _ in range(max_passes or 1000):
-        if not agent.run_once():
+        copied = agent.run_once()
+        if not prover.run_once() and not copied:
             return
     if max_passes is None:
         raise AssertionError("the copy queue never emptied")

@@ -1,7 +1,13 @@
-"""`transfer:push` registers DAQ files; `transfer:pop-NN` copies them to storage nodes and verifies them."""
+"""`transfer:push` registers DAQ files; `transfer:pop-NN` copies them to storage nodes, durably.
+
+A copy to a local node is proven here at once (read back from the disk); one to an rsync node is
+sent with others of the same night in one rsync run, fsynced on the node, and proven there by
+`storage:prover` (or, for a node on no gozen storage host, by an rsync checksum pass from here).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -19,8 +25,8 @@ from gozen.db.events import Severity, record_event
 from gozen.db.states import DaqCopyState
 from gozen.service import Context, Service, first_line
 from gozen.transfer import catalog, rsync
-from gozen.transfer.copy import BadSource, ReplicaMismatch, copy_verified, quarantine_path, xxh3_of
-from gozen.transfer.placement import Node, NoNode, Placement
+from gozen.transfer.copy import BadSource, ReplicaMismatch, copy_verified, quarantine_path, xxh3_from_disk, xxh3_of
+from gozen.transfer.placement import Node, NoNode, Placement, archive_source, daq_url, prover_host, reach_of
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +110,8 @@ class Pusher(Service):
 
 
 # -- pop ---------------------------------------------------------------------
-def rsync_verified(src: Path, dest_dir: str, checksum: str, timeout_s: float) -> None:
-    """src -> dest_dir/NAME by rsync (a temporary name there, renamed by rsync), then proved by checksum."""
-    got = xxh3_of(src)
-    if got != checksum:
-        raise BadSource(f"{src} reads checksum {got}, the catalog says {checksum}")
-    rsync.send(src.parent, [src.name], dest_dir, timeout_s)
-    if rsync.differing(src.parent, [src.name], dest_dir, timeout_s):
-        raise ReplicaMismatch(f"{dest_dir}/{src.name}: the copy's checksum differs from its source's")
+BATCH_FILES = 8  # copies to one rsync node sent by one rsync run
+BATCH_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -127,41 +127,57 @@ class SourceNotes:
         return "; ".join(parts) if parts else "no source: the DAQ copy is gone, no verified replica, not archived"
 
 
+def rsync_password(cfg: Config) -> str | None:
+    """The password of gozen's rsync daemons, if this host knows it."""
+    known = getattr(cfg, "rsync_password", None)  # from the fleet's config work
+    return known() if known is not None else None
+
+
 class CopyAgent(Service):
-    """`transfer:pop-NN`: claims one copy job at a time, places, copies and verifies it, and settles it."""
+    """`transfer:pop-NN`: claims copy jobs it can read the source of, places, copies and settles them."""
+
+    batch_files, batch_bytes = BATCH_FILES, BATCH_BYTES
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.cfg, self.engine, self.host, self.name = ctx.cfg, ctx.engine, ctx.host, ctx.program
         self.agent_id = f"{self.host}:{self.name}:{os.getpid()}"
-        self.placement = Placement(self.cfg, self.engine)
+        self.placement = Placement(self.cfg, self.engine, self.host)
+        self.reach = reach_of(self.cfg, self.host)
+        self.password = rsync_password(self.cfg)
+        self.proven_by_host = {n.name: prover_host(self.cfg, n) is not None for n in self.cfg.storage_nodes}
         self.t = self.cfg.transfer
+        self.lease = timedelta(seconds=self.t.lease_s)
         self.period_s = self.t.poll_s
         self.staging = self.cfg.data_dir / "transfer-staging"
         self.failing: set[str] = set()  # nodes whose last copy from this agent failed: one event per outage
-        self.unsettled: tuple[catalog.Job, str] | None = None  # claimed by a pass that died, and why
+        self.in_hand: list[catalog.Job] = []  # claimed by this pass, settled or not
+        self.unsettled: tuple[list[catalog.Job], str] | None = None  # claimed by a pass that died, and why
 
     def retry_in(self, attempts: int) -> timedelta:
         """Capped exponential backoff: retry_base_s, doubling, never more than retry_max_s."""
         return timedelta(seconds=min(self.t.retry_max_s, self.t.retry_base_s * 2 ** min(max(attempts - 1, 0), 40)))
 
     def run_once(self) -> bool:
-        """Copy and verify one replica; False when there was nothing to do."""
+        """Copy one job (with the batch that goes along to the same node); False when there was nothing to do."""
         self.release_unsettled()
-        job = catalog.claim(self.engine, self.agent_id, timedelta(seconds=self.t.lease_s))
+        job = catalog.claim(self.engine, self.agent_id, self.lease, self.reach)
         if job is None:
             return False
+        self.in_hand = [job]
         try:
             return self.work(job)
         except Exception as err:  # the database went away, or a bug: the runner waits and calls again
-            self.unsettled = (job, f"the pass copying it failed: {type(err).__name__}: {first_line(err)}")
+            self.unsettled = (self.in_hand, f"the pass copying it failed: {type(err).__name__}: {first_line(err)}")
             raise
 
     def release_unsettled(self) -> None:
-        """The job of a pass that died goes back to the queue after its retry delay, not when its lease runs out."""
+        """Jobs of a pass that died go back to the queue after their retry delay, not when the lease runs out
+        (a job the pass settled is no longer this agent's: releasing it changes nothing)."""
         if self.unsettled is not None:
             dropped, why = self.unsettled
-            catalog.release(self.engine, dropped, why, self.retry_in(dropped.attempts))
+            for job in dropped:
+                catalog.release(self.engine, job, why, self.retry_in(job.attempts))
             self.unsettled = None
 
     def teardown(self) -> None:
@@ -179,11 +195,18 @@ class CopyAgent(Service):
         if placed is None:
             return True
         node, dst = placed
-        notes = SourceNotes()
+        if node.transport == "rsync" and job.daq_state == DaqCopyState.PRESENT and self.daq_is_here(job):
+            self.send_batch(job, node, dst)
+        else:
+            self.copy_one(job, node, dst, SourceNotes())
+        return True
+
+    def copy_one(self, job: catalog.Job, node: Node, dst: Path, notes: SourceNotes, daq: bool = True) -> None:
+        """Copy from the first source that works (the DAQ copy first, unless `daq` is False) and settle."""
         try:
-            for label, src in self.sources(job, notes):
+            for label, src in self.sources(job, notes, daq):
                 try:
-                    self.copy(node, src, dst, job.checksum_xxh3)
+                    self.copy(job, node, src, dst)
                 except BadSource as err:
                     notes.bad.append(f"{label}: {err}")
                     continue
@@ -192,20 +215,24 @@ class CopyAgent(Service):
                         raise  # the node's fault
                     notes.gone.append(f"{label} {src} went away while copying")
                     continue
-                catalog.verified(self.engine, job, node.name, str(dst))
-                self.clear_quarantine(job.filename)
-                self.node_back(node)
-                return True
+                self.copy_done(job, node)
+                return
         except ReplicaMismatch as err:
             self.node_failure(job, node, str(err), "replica_mismatch", mark_down=False)
-            return True
+            return
         except OSError as err:
             self.node_failure(job, node, f"{node.name}: {err.strerror or err}", "node_failed")
-            return True
+            return
         finally:
-            self.staged(job.filename).unlink(missing_ok=True)
+            staged = self.staged(job.filename)
+            staged.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not there, or another fetched copy is in it
+                staged.parent.rmdir()
         self.no_source(job, notes)
-        return True
+
+    def copy_done(self, job: catalog.Job, node: Node) -> None:
+        self.clear_quarantine(job.filename)
+        self.node_back(node)
 
     def place(self, job: catalog.Job) -> tuple[Node, Path] | None:
         """A node and path for the copy, recorded in the catalog; None (job back in the queue) if no node can.
@@ -229,40 +256,153 @@ class CopyAgent(Service):
                 return node, dst
             exclude.add(node.name)  # another copy of this file was just placed there, or its quota is full
 
-    def copy(self, node: Node, src: Path, dst: Path, checksum: str) -> None:
+    def copy(self, job: catalog.Job, node: Node, src: Path, dst: Path) -> None:
+        """One copy from src, settled in the catalog: verified (proven here), or copied (proven on the node)."""
         if dst.exists() and os.path.samefile(src, dst):  # a node on the DAQ volume: not a second copy
             raise OSError(errno.EINVAL, f"{dst} is its own source (the node's path is on a DAQ volume?)")
         if node.transport == "rsync":
-            assert node.rsync_url is not None  # the config requires it
-            rsync_verified(src, rsync.join(node.rsync_url, dst.parent.name), checksum, self.t.rsync_timeout_s)
-        elif dst.exists() and dst.stat().st_size == src.stat().st_size and xxh3_of(dst) == checksum:
-            pass  # an agent died after the rename, before the row: it is there already
-        else:
-            copy_verified(src, dst, checksum)
+            bad = self.send(node, [(job, src)])
+            if bad:
+                raise BadSource(bad[job.replica_id])
+            damaged = self.landed(node, [(job, src)])
+            if damaged:
+                raise ReplicaMismatch(damaged[job.replica_id])
+            return
+        if not (dst.exists() and dst.stat().st_size == src.stat().st_size and xxh3_from_disk(dst) == job.checksum_xxh3):
+            copy_verified(src, dst, job.checksum_xxh3)  # else an agent died after the rename, before the row
+        catalog.verified(self.engine, job, node.name, str(dst))
+
+    # -- rsync nodes: one run per batch, fsynced, the source checked as it is read ---------------
+    def send_batch(self, first: catalog.Job, node: Node, first_dst: Path) -> None:
+        """The job and more of the same night whose DAQ copies are here, to `node` in one rsync run."""
+        night = first.filename[4:12]
+        batch = [(first, first_dst)]
+        if self.batch_files > 1:
+            more = catalog.claim_batch(
+                self.engine,
+                self.agent_id,
+                self.lease,
+                self.reach.daq_hosts,
+                node.name,
+                night,
+                self.batch_files - 1,
+                self.batch_bytes - first.size_bytes,
+            )
+            self.in_hand += more
+            for job in more:
+                dst = node.path / night / job.filename
+                if catalog.place(self.engine, job, node.name, str(dst), node.max_bytes):
+                    batch.append((job, dst))
+                else:  # the node's quota is full: it goes back, untried
+                    catalog.unclaim(self.engine, job)
+        ready: list[tuple[catalog.Job, Path]] = []
+        others: list[tuple[catalog.Job, Path, SourceNotes]] = []
+        for job, dst in batch:
+            notes = SourceNotes()
+            daq = list(self._local("the DAQ copy", Path(job.daq_path), job.size_bytes, notes))
+            if daq:
+                ready.append((job, daq[0][1]))
+            else:
+                others.append((job, dst, notes))
+        try:
+            bad = self.send(node, ready) if ready else {}
+            damaged = self.landed(node, [(job, src) for job, src in ready if job.replica_id not in bad])
+        except OSError as err:
+            for job, _ in ready:
+                self.node_failure(job, node, f"{node.name}: {err.strerror or err}", "node_failed")
+            return
+        for job, _ in ready:
+            if job.replica_id in damaged:
+                self.node_failure(job, node, damaged[job.replica_id], "replica_mismatch", mark_down=False)
+            elif job.replica_id not in bad:
+                self.copy_done(job, node)
+        by_id = {job.replica_id: dst for job, dst in batch}
+        for job, _ in ready:
+            if job.replica_id in bad:
+                others.append((job, by_id[job.replica_id], SourceNotes(bad=[f"the DAQ copy: {bad[job.replica_id]}"])))
+        for job, dst, notes in others:  # from a replica or the archive, one at a time
+            self.copy_one(job, node, dst, notes, daq=False)
+
+    def send(self, node: Node, items: list[tuple[catalog.Job, Path]]) -> dict[int, str]:
+        """Send the sources to the node in one rsync run; {replica id: why} of those whose source read wrong
+        (taken off the node again). Raises OSError when the node cannot take them."""
+        assert node.rsync_url is not None  # placement reaches only rsync nodes with a URL
+        night = items[0][0].filename[4:12]
+        dest = rsync.join(node.rsync_url, night)
+        sums = rsync.send_durable([src for _, src in items], dest, self.t.rsync_timeout_s, self.password)
+        bad = {}
+        for job, src in items:
+            got = sums.get(src.name)
+            if got != job.checksum_xxh3:
+                what = f"reads checksum {got}" if got else "was not sent"
+                bad[job.replica_id] = f"{src} {what} (rsync's xxh3), the catalog says {job.checksum_xxh3}"
+        if bad:
+            names = [src.name for job, src in items if job.replica_id in bad]
+            rsync.remove(dest, names, self.t.rsync_timeout_s, self.password)
+        return bad
+
+    def landed(self, node: Node, items: list[tuple[catalog.Job, Path]]) -> dict[int, str]:
+        """The copies are on the node, fsynced: copied (the node's host proves them), or proven here by an
+        rsync checksum pass and verified. {replica id: why} of those that pass found different."""
+        if not items:
+            return {}
+        night = items[0][0].filename[4:12]
+        by_host = self.proven_by_host.get(node.name, False)
+        differ: set[str] = set()
+        if not by_host:
+            assert node.rsync_url is not None
+            dest = rsync.join(node.rsync_url, night)
+            for parent in {src.parent for _, src in items}:
+                names = [src.name for _, src in items if src.parent == parent]
+                differ.update(rsync.differing(parent, names, dest, self.t.rsync_timeout_s, self.password))
+        bad = {}
+        for job, src in items:
+            dst = str(node.path / night / job.filename)
+            if src.name in differ:
+                bad[job.replica_id] = f"{node.name}:{dst}: the copy's checksum differs from its source's"
+            elif by_host:
+                catalog.copied(self.engine, job, node.name, dst)
+            else:
+                catalog.verified(self.engine, job, node.name, dst)
+        return bad
 
     # -- where the bytes come from -------------------------------------------
-    def sources(self, job: catalog.Job, notes: SourceNotes) -> Iterator[tuple[str, Path]]:
+    def daq_is_here(self, job: catalog.Job) -> bool:
+        return self.reach.daq_hosts is None or job.daq_host in self.reach.daq_hosts
+
+    def sources(self, job: catalog.Job, notes: SourceNotes, daq: bool = True) -> Iterator[tuple[str, Path]]:
         """The DAQ copy, then any verified replica, then the archive's copy: each a local path, whole in size."""
         night = job.filename[4:12]
-        if job.daq_state == DaqCopyState.PRESENT:
-            yield from self._local("the DAQ copy", Path(job.daq_path), job.size_bytes, notes)
+        if daq and job.daq_state == DaqCopyState.PRESENT:
+            if self.daq_is_here(job):
+                yield from self._local("the DAQ copy", Path(job.daq_path), job.size_bytes, notes)
+            elif job.daq_volume in self.reach.daq_volumes:
+                yield from self._fetched("the DAQ copy", self.daq_copy_url(job), job, notes)
         for r in catalog.verified_replicas(self.engine, job.file_id):
             node = self.placement.by_name(r["node"])
             label = f"the replica on {r['node']}"
             if node is None or not r["path"]:
-                notes.unreachable.append(f"{label}: not a node this agent knows")
+                notes.unreachable.append(f"{label}: not a node this agent reaches")
             elif node.transport == "local":
                 yield from self._local(label, Path(r["path"]), job.size_bytes, notes)
             else:
                 assert node.rsync_url is not None
                 yield from self._fetched(label, rsync.join(node.rsync_url, night, job.filename), job, notes)
-        if self.cfg.archive is not None and catalog.is_archived(self.engine, job.file_id):
-            local = self.cfg.archive_local_dir()
-            if local is not None:
-                yield from self._local("the archive's copy", local / night / job.filename, job.size_bytes, notes)
-            else:
-                url = rsync.join(self.cfg.archive.dest, night, job.filename)
+        archive = archive_source(self.cfg, self.host)
+        if archive is not None and catalog.is_archived(self.engine, job.file_id):
+            if archive.startswith("rsync://") or ":" in archive.split("/", 1)[0]:
+                url = rsync.join(archive, night, job.filename)
                 yield from self._fetched("the archive's copy", url, job, notes)
+            else:
+                path = Path(archive) / night / job.filename
+                yield from self._local("the archive's copy", path, job.size_bytes, notes)
+
+    def daq_copy_url(self, job: catalog.Job) -> str:
+        """The DAQ copy on its host's rsync daemon: the volume's module, and the path under the volume."""
+        volume = next(v for v in self.cfg.daq_volumes if v.name == job.daq_volume)
+        url = daq_url(self.cfg, job.daq_volume)
+        assert url is not None  # reach_of pulls only volumes with a URL
+        return rsync.join(url, str(Path(job.daq_path).relative_to(self.cfg.under_data_dir(volume.path))))
 
     def _local(self, label: str, path: Path, size: int, notes: SourceNotes) -> Iterator[tuple[str, Path]]:
         try:
@@ -279,14 +419,15 @@ class CopyAgent(Service):
         yield label, path
 
     def staged(self, filename: str) -> Path:
-        return self.staging / f".{filename}.{os.getpid()}.part"
+        """Where a fetched source waits, under its own name (rsync sends it on by that name)."""
+        return self.staging / str(os.getpid()) / filename
 
     def _fetched(self, label: str, url: str, job: catalog.Job, notes: SourceNotes) -> Iterator[tuple[str, Path]]:
         """A remote copy brought here first (and checked), to be copied on from here."""
         dest = self.staged(job.filename)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if not rsync.fetch(url, dest, self.t.rsync_timeout_s):
+            if not rsync.fetch(url, dest, self.t.rsync_timeout_s, self.password):
                 notes.gone.append(f"{label} {url} is gone")
                 return
         except OSError as err:

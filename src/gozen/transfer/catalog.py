@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -18,7 +18,8 @@ from gozen.db.states import DaqCopyState, DaqFileState, ExportState, ReplicaStat
 from gozen.db.tables import daq_files, exports, files, replicas
 from gozen.db.types import utcnow
 
-ON_NODE = (ReplicaState.COPYING, ReplicaState.VERIFIED)  # a replica holding (or getting) room on its node
+# A replica holding (or getting) room on its node: being copied, copied and waiting for its proof, or verified.
+ON_NODE = (ReplicaState.COPYING, ReplicaState.COPIED, ReplicaState.VERIFIED)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,42 @@ class Job:
     agent: str = ""  # who holds the claim: settling is refused to anyone else (a lease that ran out)
     daq_state: str = DaqCopyState.PRESENT  # present: the DAQ copy is a source; otherwise replicas or the archive are
     previous_node: str | None = None  # the node of previous_path
+    daq_host: str = ""
+    daq_volume: str = ""
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The sources a copy agent can read, so that it claims only copies it can make.
+
+    daq_hosts: hosts whose DAQ copies are on this machine (None: every host's, a one-host setup);
+    daq_volumes: DAQ volumes it pulls from their host's rsync daemon; nodes: storage nodes whose
+    verified replicas it can read; archive: whether it can read the archive's copies.
+    """
+
+    daq_hosts: frozenset[str] | None = None
+    daq_volumes: frozenset[str] = frozenset()
+    nodes: frozenset[str] = frozenset()
+    archive: bool = False
+
+    def where(self) -> Any:
+        """The files this agent can copy, as a WHERE clause on files."""
+        present = files.c.daq_state == DaqCopyState.PRESENT
+        if self.daq_hosts is None:
+            daq = present
+        else:
+            daq = and_(present, or_(files.c.daq_host.in_(self.daq_hosts), files.c.daq_volume.in_(self.daq_volumes)))
+        other = aliased(replicas)
+        a_replica = (
+            select(other.c.id)
+            .where(other.c.file_id == files.c.id, other.c.state == ReplicaState.VERIFIED, other.c.node.in_(self.nodes))
+            .exists()
+        )
+        elsewhere = or_(a_replica, archived()) if self.archive else a_replica
+        # With no source left anywhere, any agent takes the copy: to try again, and in the end give it up.
+        any_replica = select(other.c.id).where(other.c.file_id == files.c.id, other.c.state == ReplicaState.VERIFIED)
+        nowhere = and_(~any_replica.exists(), ~archived())
+        return or_(daq, and_(~present, or_(elsewhere, nowhere)))
 
 
 def _read(engine: Engine, q: Any) -> list[Any]:
@@ -97,70 +134,140 @@ def known_filenames(engine: Engine, names: list[str]) -> set[str]:
         return set(conn.execute(select(files.c.filename).where(files.c.filename.in_(names))).scalars())
 
 
-def claim(engine: Engine, agent: str, lease: timedelta) -> Job | None:
-    """Take the oldest copy job that is due, or one whose agent's lease ran out; None if there is none.
-
-    On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED, so agents on
-    several hosts never take the same job; on SQLite the UPDATE itself holds the one write
-    lock, and its WHERE re-checks the state, which gives the same guarantee.
-    """
-    now = utcnow()
-    due = or_(
+def _due(now: datetime, lease: timedelta) -> Any:
+    """Copy jobs to take: queued and due, or copying under an agent whose lease ran out."""
+    return or_(
         and_(
             replicas.c.state == ReplicaState.QUEUED,
             or_(replicas.c.next_try_at.is_(None), replicas.c.next_try_at <= now),
         ),
         and_(replicas.c.state == ReplicaState.COPYING, replicas.c.claimed_at < now - lease),
     )
-    pick = select(replicas.c.id).where(due).order_by(replicas.c.id).limit(1).with_for_update(skip_locked=True)
+
+
+def claim(engine: Engine, agent: str, lease: timedelta, reach: Reach | None = None) -> Job | None:
+    """Take the oldest copy job that is due, or one whose agent's lease ran out, among the files this
+    agent can read (`reach`; None: any); None if there is none.
+
+    On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED, so agents on
+    several hosts never take the same job; on SQLite the UPDATE itself holds the one write
+    lock, and its WHERE re-checks the state, which gives the same guarantee.
+    """
+    now = utcnow()
+    due = _due(now, lease)
+    pick = select(replicas.c.id).join(files, files.c.id == replicas.c.file_id).where(due)
+    if reach is not None:
+        pick = pick.where(reach.where())
+    pick = pick.order_by(replicas.c.id).limit(1).with_for_update(skip_locked=True, of=replicas)
     with engine.begin() as conn:
         rid = conn.execute(pick).scalar()
-        if rid is None:
+        if rid is None or not _take(conn, [rid], due, agent, now):
             return None
-        got = conn.execute(
+        return _job(conn, rid, agent)
+
+
+def claim_batch(
+    engine: Engine,
+    agent: str,
+    lease: timedelta,
+    daq_hosts: frozenset[str] | None,
+    node: str,
+    night: str,
+    limit: int,
+    max_bytes: int,
+) -> list[Job]:
+    """More due copy jobs to go with one already placed on `node`, to be sent in the same run: files of
+    the same night whose DAQ copy is on this machine (`daq_hosts`, None: any), with no copy on `node` yet,
+    one copy of each file, oldest first, together at most `limit` files and `max_bytes`."""
+    now = utcnow()
+    due = _due(now, lease)
+    on_node = aliased(replicas)
+    pick = (
+        select(replicas.c.id, replicas.c.file_id, files.c.size_bytes)
+        .join(files, files.c.id == replicas.c.file_id)
+        .where(due, files.c.daq_state == DaqCopyState.PRESENT, func.substr(files.c.filename, 5, 8) == night)
+        .where(
+            ~select(on_node.c.id)
+            .where(on_node.c.file_id == replicas.c.file_id, on_node.c.node == node, on_node.c.state.in_(ON_NODE))
+            .exists()
+        )
+        .order_by(replicas.c.id)
+        .limit(limit * 4)
+        .with_for_update(skip_locked=True, of=replicas)
+    )
+    if daq_hosts is not None:
+        pick = pick.where(files.c.daq_host.in_(daq_hosts))
+    with engine.begin() as conn:
+        chosen: list[int] = []
+        seen: set[int] = set()
+        size = 0
+        for rid, fid, nbytes in conn.execute(pick).all():
+            if fid in seen or len(chosen) >= limit or size + nbytes > max_bytes:
+                continue
+            chosen.append(rid)
+            seen.add(fid)
+            size += nbytes
+        if not chosen:
+            return []
+        _take(conn, chosen, due, agent, now)
+        got = conn.execute(select(replicas.c.id).where(replicas.c.id.in_(chosen), replicas.c.claimed_by == agent))
+        return [_job(conn, rid, agent) for rid in sorted(got.scalars())]
+
+
+def _take(conn: Connection, ids: list[int], due: Any, agent: str, now: datetime) -> int:
+    """Claim the rows that are still due (the WHERE re-checks it: on SQLite the UPDATE holds the lock)."""
+    return int(
+        conn.execute(
             update(replicas)
-            .where(replicas.c.id == rid, due)
+            .where(replicas.c.id.in_(ids), due)
             .values(state=ReplicaState.COPYING, claimed_by=agent, claimed_at=now, attempts=replicas.c.attempts + 1)
         ).rowcount
-        if got != 1:
-            return None
-        r = conn.execute(
-            select(
-                replicas.c.file_id,
-                replicas.c.attempts,
-                replicas.c.node,
-                replicas.c.path,
-                files.c.filename,
-                files.c.size_bytes,
-                files.c.checksum_xxh3,
-                files.c.daq_path,
-                files.c.daq_state,
-            )
-            .join(files, files.c.id == replicas.c.file_id)
-            .where(replicas.c.id == rid)
-        ).one()
-        taken = conn.execute(
-            select(replicas.c.node).where(
-                replicas.c.file_id == r.file_id,
-                replicas.c.id != rid,
-                replicas.c.node.is_not(None),
-                replicas.c.state.in_(ON_NODE),
-            )
-        ).scalars()
-        return Job(
-            rid,
-            r.file_id,
-            r.filename,
-            r.size_bytes,
-            r.checksum_xxh3,
-            r.daq_path,
-            r.attempts,
-            frozenset(taken),
-            r.path,
-            agent,
-            r.daq_state,
-            r.node,
+    )
+
+
+def _job(conn: Connection, rid: int, agent: str) -> Job:
+    """The claimed job of replica `rid`, with the nodes that hold (or are getting) the file's other copies."""
+    r = conn.execute(
+        select(
+            replicas.c.file_id,
+            replicas.c.attempts,
+            replicas.c.node,
+            replicas.c.path,
+            files.c.filename,
+            files.c.size_bytes,
+            files.c.checksum_xxh3,
+            files.c.daq_path,
+            files.c.daq_state,
+            files.c.daq_host,
+            files.c.daq_volume,
         )
+        .join(files, files.c.id == replicas.c.file_id)
+        .where(replicas.c.id == rid)
+    ).one()
+    taken = conn.execute(
+        select(replicas.c.node).where(
+            replicas.c.file_id == r.file_id,
+            replicas.c.id != rid,
+            replicas.c.node.is_not(None),
+            replicas.c.state.in_(ON_NODE),
+        )
+    ).scalars()
+    return Job(
+        rid,
+        r.file_id,
+        r.filename,
+        r.size_bytes,
+        r.checksum_xxh3,
+        r.daq_path,
+        r.attempts,
+        frozenset(taken),
+        r.path,
+        agent,
+        r.daq_state,
+        r.node,
+        r.daq_host or "",
+        r.daq_volume or "",
+    )
 
 
 def _mine(job: Job) -> Any:
@@ -197,13 +304,94 @@ def place(engine: Engine, job: Job, node: str, path: str, quota: int | None = No
 
 
 def verified(engine: Engine, job: Job, node: str, path: str) -> None:
-    """The copy landed whole on the node: the replica counts."""
+    """The copy landed whole on the node and was just proven (read back from the node's disk, or an rsync
+    checksum pass): the replica counts."""
+    now = utcnow()
     _write(
         engine,
         update(replicas)
         .where(_mine(job))
-        .values(state=ReplicaState.VERIFIED, node=node, path=path, verified_at=utcnow(), last_error=None),
+        .values(state=ReplicaState.VERIFIED, node=node, path=path, verified_at=now, proved_at=now, last_error=None),
     )
+
+
+def copied(engine: Engine, job: Job, node: str, path: str) -> None:
+    """The copy is on the node and fsynced there: it waits for its proof by the node's own host."""
+    _write(
+        engine,
+        update(replicas)
+        .where(_mine(job))
+        .values(state=ReplicaState.COPIED, node=node, path=path, claimed_by=None, claimed_at=None, last_error=None),
+    )
+
+
+def unclaim(engine: Engine, job: Job) -> None:
+    """Give a job back untried (it could not go with its batch): due again at once, the try not counted."""
+    _write(
+        engine,
+        update(replicas)
+        .where(_mine(job))
+        .values(state=ReplicaState.QUEUED, claimed_by=None, node=None, path=None, attempts=replicas.c.attempts - 1),
+    )
+
+
+# -- proofs on the node's own host (storage:prover) ----------------------------------
+@dataclass(frozen=True)
+class Copied:
+    """A copied replica claimed by a prover, to be read back from its node's disk."""
+
+    replica_id: int
+    filename: str
+    node: str
+    path: str
+    size_bytes: int
+    checksum_xxh3: str
+
+
+def claim_copied(engine: Engine, prover: str, nodes: list[str], lease: timedelta, limit: int) -> list[Copied]:
+    """Take up to `limit` copied replicas on `nodes` to prove (or ones whose prover's lease ran out),
+    oldest first; FOR UPDATE SKIP LOCKED on PostgreSQL, so provers never read the same copy twice."""
+    now = utcnow()
+    due = and_(
+        replicas.c.state == ReplicaState.COPIED,
+        replicas.c.node.in_(nodes),
+        or_(replicas.c.claimed_by.is_(None), replicas.c.claimed_at < now - lease),
+    )
+    pick = select(replicas.c.id).where(due).order_by(replicas.c.id).limit(limit).with_for_update(skip_locked=True)
+    with engine.begin() as conn:
+        ids = list(conn.execute(pick).scalars())
+        if not ids:
+            return []
+        conn.execute(update(replicas).where(replicas.c.id.in_(ids), due).values(claimed_by=prover, claimed_at=now))
+        rows = conn.execute(
+            select(replicas.c.id, files.c.filename, replicas.c.node, replicas.c.path, files.c.size_bytes)
+            .add_columns(files.c.checksum_xxh3)
+            .join(files, files.c.id == replicas.c.file_id)
+            .where(replicas.c.id.in_(ids), replicas.c.claimed_by == prover)
+            .order_by(replicas.c.id)
+        ).all()
+    return [Copied(*r) for r in rows]
+
+
+def _proving(c: Copied, prover: str) -> Any:
+    return and_(replicas.c.id == c.replica_id, replicas.c.claimed_by == prover, replicas.c.state == ReplicaState.COPIED)
+
+
+def proven(engine: Engine, c: Copied, prover: str) -> bool:
+    """Read back whole from the node's disk: verified, proved now. False if the claim was lost meanwhile."""
+    now = utcnow()
+    done = update(replicas).where(_proving(c, prover))
+    done = done.values(state=ReplicaState.VERIFIED, verified_at=now, proved_at=now, claimed_by=None, last_error=None)
+    return _write(engine, done) == 1
+
+
+def disproven(engine: Engine, c: Copied, prover: str, why: str) -> bool:
+    """Missing or damaged on the node: back in the queue, to be copied again anywhere, at once."""
+    again = update(replicas).where(_proving(c, prover))
+    again = again.values(
+        state=ReplicaState.QUEUED, node=None, path=None, claimed_by=None, next_try_at=None, last_error=why[:2000]
+    )
+    return _write(engine, again) == 1
 
 
 def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> None:
@@ -358,6 +546,7 @@ class NodeBacklog:
     verified_bytes: int
     expired: int = 0
     recent_bytes: int = 0  # verified within RATE_WINDOW
+    proving: int = 0  # of `copying`: on the node and fsynced, waiting for the proof read on the node's host
 
     @property
     def rate_mb_s(self) -> float:
@@ -390,7 +579,11 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
         oldest = conn.execute(
             select(func.min(files.c.registered_at))
             .join(replicas, replicas.c.file_id == files.c.id)
-            .where(replicas.c.state.in_((ReplicaState.QUEUED, ReplicaState.COPYING, ReplicaState.FAILED)))
+            .where(
+                replicas.c.state.in_(
+                    (ReplicaState.QUEUED, ReplicaState.COPYING, ReplicaState.COPIED, ReplicaState.FAILED)
+                )
+            )
         ).scalar()
         n_files = conn.execute(select(func.count()).select_from(files)).scalar_one()
     by_node: dict[str, dict[str, int]] = {}
@@ -407,12 +600,13 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
         NodeBacklog(
             n,
             d[ReplicaState.QUEUED],
-            d[ReplicaState.COPYING],
+            d[ReplicaState.COPYING] + d[ReplicaState.COPIED],  # copied: still in hand until proven
             d[ReplicaState.VERIFIED],
             d[ReplicaState.FAILED],
             d["verified_bytes"],
             d[ReplicaState.EXPIRED],
             int(recent.get(n, 0)),
+            d[ReplicaState.COPIED],
         )
         for n, d in sorted(by_node.items())
     ]
@@ -442,18 +636,10 @@ def export_counts(engine: Engine) -> dict[str, int]:
 
 
 # -- retention: replicas on a storage node -----------------------------------------
-def node_replicas(engine: Engine, node: str, has_archive: bool) -> list[Any]:
+def node_replicas(engine: Engine, node: str, has_archive: bool, proved_after: datetime | None = None) -> list[Any]:
     """Verified replicas on a node, oldest first: id, path, verified_at, size_bytes, filename, and `safe`
-    to remove (archived when there is an archive; else another verified replica on another node)."""
-    if has_archive:
-        safe = archived(replicas.c.file_id)
-    else:
-        other = aliased(replicas)
-        safe = (
-            select(other.c.id)
-            .where(other.c.file_id == replicas.c.file_id, other.c.node != node, other.c.state == ReplicaState.VERIFIED)
-            .exists()
-        )
+    to remove (see removable: archived, or another verified replica proven since proved_after)."""
+    safe = removable(node, has_archive, proved_after)
     q = (
         select(
             replicas.c.id,
@@ -634,3 +820,42 @@ def stale_proofs(engine: Engine, proved_after: datetime) -> int:
     )
     with engine.connect() as conn:
         return int(conn.execute(q).scalar_one())
+
+
+def removable(node: str, has_archive: bool, proved_after: datetime | None) -> Any:
+    """True where a replica on `node` may go: the archive acknowledged its file (with an archive), else
+    another verified replica on another node, proven since proved_after (when given)."""
+    if has_archive:
+        return archived(replicas.c.file_id)
+    other = aliased(replicas)
+    proven = other.c.proved_at >= proved_after if proved_after is not None else true()
+    return (
+        select(other.c.id)
+        .where(
+            other.c.file_id == replicas.c.file_id,
+            other.c.node != node,
+            other.c.state == ReplicaState.VERIFIED,
+            proven,
+        )
+        .exists()
+    )
+
+
+def expire_if_safe(engine: Engine, replica_id: int, node: str, has_archive: bool, proved_after: datetime) -> bool:
+    """Retention removing a verified replica, only if it is still safe to (checked in the same transaction,
+    the file's row locked on PostgreSQL: two hosts' retention never both remove each other's "other copy").
+    False if it is no longer verified or no longer safe."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            fid = select(replicas.c.file_id).where(replicas.c.id == replica_id).scalar_subquery()
+            conn.execute(select(files.c.id).where(files.c.id == fid).with_for_update())
+        going = (
+            update(replicas)
+            .where(
+                replicas.c.id == replica_id,
+                replicas.c.state == ReplicaState.VERIFIED,
+                removable(node, has_archive, proved_after),
+            )
+            .values(state=ReplicaState.EXPIRED, expired_at=utcnow())
+        )
+        return int(conn.execute(going).rowcount) == 1

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from gozen.config import Config
-from gozen.transfer.catalog import bytes_on_nodes
+from gozen.config import Config, StorageNode
+from gozen.transfer.catalog import Reach, bytes_on_nodes
 
 OFFLINE_COOLDOWN_S = 30.0
 CATALOG_CACHE_S = 5.0
@@ -37,10 +37,71 @@ class Node:
     why_down: str = ""
 
 
+def node_url(cfg: Config, node: StorageNode) -> str | None:
+    """The node's rsync URL: its rsync_url, else its host's gozen rsync daemon (config.node_rsync_url)."""
+    derived = getattr(cfg, "node_rsync_url", None)  # from the fleet's config work; rsync_url until it lands
+    return derived(node) if derived is not None else node.rsync_url
+
+
+def reachable_nodes(cfg: Config, host: str | None) -> list[StorageNode]:
+    """Nodes an agent on `host` can write and read: rsync nodes with a URL, local ones mounted on this host."""
+    out = []
+    for n in cfg.storage_nodes:
+        if n.transport == "rsync":
+            if node_url(cfg, n):
+                out.append(n)
+        elif host is None or n in cfg.local_nodes(host):
+            out.append(n)
+    return out
+
+
+def daq_url(cfg: Config, volume_name: str) -> str | None:
+    """The rsync URL of a DAQ volume on its host's gozen rsync daemon (read-only), if it has one."""
+    derived = getattr(cfg, "daq_rsync_url", None)  # from the fleet's config work
+    volume = next((v for v in cfg.daq_volumes if v.name == volume_name), None)
+    return derived(volume) if derived is not None and volume is not None else None
+
+
+def archive_source(cfg: Config, host: str) -> str | None:
+    """Where an agent on `host` reads the archive's copies: a directory here, or an rsync URL."""
+    if cfg.archive is None:
+        return None
+    derived = getattr(cfg, "archive_dest_for", None)  # from the fleet's config work; archive_dest() until then
+    return derived(host) if derived is not None else cfg.archive_dest()
+
+
+def reach_of(cfg: Config, host: str) -> Reach:
+    """What a copy agent on `host` can read: the DAQ copies on this machine (every host's in a one-host
+    setup); with role buffer, DAQ volumes of other hosts served by their rsync daemon; the verified
+    replicas on the nodes it reaches; the archive."""
+    one_host = len(cfg.hosts) == 1
+    me = next((h for h in cfg.hosts if h.name == host), None)
+    pulled: frozenset[str] = frozenset()
+    if me is not None and "buffer" in me.roles:
+        away = [v for v in cfg.daq_volumes if (v.host or cfg.hosts[0].name) != host]
+        pulled = frozenset(v.name for v in away if daq_url(cfg, v.name))
+    return Reach(
+        daq_hosts=None if one_host else frozenset({host}),
+        daq_volumes=pulled,
+        nodes=frozenset(n.name for n in reachable_nodes(cfg, host)),
+        archive=archive_source(cfg, host) is not None,
+    )
+
+
+def prover_host(cfg: Config, node: StorageNode) -> str | None:
+    """The gozen host whose storage:prover proves copies on `node` (a node without host: the first
+    host's), or None when it is not a gozen host with role storage (the agent proves the copy itself)."""
+    name = node.host or cfg.hosts[0].name
+    host = next((h for h in cfg.hosts if h.name == name), None)
+    return name if host is not None and "storage" in host.roles else None
+
+
 class Placement:
-    def __init__(self, cfg: Config, engine: Engine | None = None) -> None:
+    def __init__(self, cfg: Config, engine: Engine | None = None, host: str | None = None) -> None:
+        """Places on the nodes an agent on `host` can reach (None: every node)."""
         self.nodes = [
-            Node(n.name, cfg.under_data_dir(n.path), n.transport, n.rsync_url, n.max_bytes) for n in cfg.storage_nodes
+            Node(n.name, cfg.under_data_dir(n.path), n.transport, node_url(cfg, n), n.max_bytes)
+            for n in reachable_nodes(cfg, host)
         ]
         self.reserve = cfg.transfer.node_reserve_bytes
         # A node that failed is left alone this long: never longer than a copy's longest retry delay.
