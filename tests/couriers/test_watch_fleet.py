@@ -105,7 +105,7 @@ def test_a_recovery_written_before_its_spooled_failure_is_still_told_after_it(tm
     courier = make_watcher(cfg, engine)
     courier.pass_once()
     t0 = utcnow()
-    common = {"host": "head", "source": "supervise:fleet", "subject": "database"}
+    common = {"host": "head", "source": "fleet:watch", "subject": "database"}
     record_event(engine, kind="database_back", message="back", time=t0 + timedelta(seconds=40), **common)
     record_event(engine, kind="database_unreachable", message="away", severity="error", time=t0, **common)
     courier.pass_once()

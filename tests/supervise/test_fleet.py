@@ -1,4 +1,4 @@
-"""supervise:fleet against real supervisord and rsync daemons: one event when a host, daemon or the
+"""fleet:watch against real supervisord and rsync daemons: one event when a host, daemon or the
 database stops answering for longer than the grace, one when it is back; the board keeps each host's
 last known programs."""
 
@@ -113,7 +113,7 @@ def fleet_config(tmp: Path, hosts: list[dict[str, Any]], **extra: Any) -> Config
 
 
 def watcher(cfg: Config, engine: Engine, down_after_s: float = 1.0) -> FleetWatch:
-    w = FleetWatch(Context(cfg, "head", engine, "supervise:fleet"))
+    w = FleetWatch(Context(cfg, "head", engine, "fleet:watch"))
     w.down_after_s = down_after_s
     return w
 
@@ -171,7 +171,7 @@ def test_a_host_that_stops_answering_is_one_error_event_and_its_return_one_info_
     for _ in range(3):
         w.run_once()
     assert [e.id for e in events_of(engine, "host_unreachable")] == [down.id]  # once, however long
-    assert (down.subject, down.severity, down.source, down.host) == ("store2", "error", "supervise:fleet", "head")
+    assert (down.subject, down.severity, down.source, down.host) == ("store2", "error", "fleet:watch", "head")
     assert f"store2's supervisord at 127.0.0.1:{port2} has not answered for" in down.message
     assert "connection refused" in down.message
     assert down.data and down.data["port"] == port2

@@ -1,4 +1,4 @@
-"""supervise:fleet and a PostgreSQL that stops: one database_unreachable (spooled while it is away,
+"""fleet:watch and a PostgreSQL that stops: one database_unreachable (spooled while it is away,
 written before its return) and one database_back; the hosts are still watched meanwhile."""
 
 from __future__ import annotations

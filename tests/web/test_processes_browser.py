@@ -98,8 +98,8 @@ def test_an_unreachable_host_is_greyed_with_its_last_known_programs(fleet: Fleet
         "buf-node2", "work", "ticker", "RUNNING", 4242, t0, None, 3600.0, 0, "", "pid 4242, uptime 1:00:00"
     )
     earlier = HostStatus("buf-node2", down.address, down.supervisor.port, True, processes=[seen])
-    publish(engine, "supervise:fleet", host_readings(earlier, None, 600), history=False)  # when it answered
-    FleetWatch(Context(fleet.cfg, "daq-master", engine, "supervise:fleet")).run_once()  # now it does not
+    publish(engine, "fleet:watch", host_readings(earlier, None, 600), history=False)  # when it answered
+    FleetWatch(Context(fleet.cfg, "daq-master", engine, "fleet:watch")).run_once()  # now it does not
 
     page.goto(f"{fleet.web_url}/")
     section = page.locator('section[data-host="buf-node2"]')

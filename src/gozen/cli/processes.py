@@ -69,7 +69,7 @@ def ps(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each host")] = 3.0,
 ) -> None:
     """Every host's programs: state, uptime, pid (hosts asked concurrently over XML-RPC). A host that
-    does not answer is one row with the reason, then its last known programs (from supervise:fleet)."""
+    does not answer is one row with the reason, then its last known programs (from fleet:watch)."""
     from gozen.supervise.client import fetch_all
 
     hosts = fetch_all(config(ctx).hosts, timeout_s=timeout)
@@ -91,7 +91,7 @@ def ps(
 
 
 def _last_seen(ctx: typer.Context) -> dict[str, Any]:
-    """What supervise:fleet last saw of each host; nothing when the database cannot say (ps still works)."""
+    """What fleet:watch last saw of each host; nothing when the database cannot say (ps still works)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -1,4 +1,4 @@
-"""`supervise:fleet`: every few seconds, is every host's supervisord, rsync daemon and the database there?
+"""`fleet:watch`: every few seconds, is every host's supervisord, rsync daemon and the database there?
 
 A host, daemon or database that has not answered for `DOWN_AFTER_S` (a few passes, so one slow
 answer is no alarm) is one error event (`host_unreachable`, `rsyncd_unreachable`,
@@ -89,12 +89,12 @@ class ProgramSeen:
 
 @dataclass(frozen=True)
 class HostSeen:
-    """What supervise:fleet last saw of a host."""
+    """What fleet:watch last saw of a host."""
 
     host: str
     reachable: bool
     checked_at: datetime
-    stale: bool  # the watcher has not looked for a while: supervise:fleet may not be running
+    stale: bool  # the watcher has not looked for a while: fleet:watch may not be running
     error: str | None = None
     unreachable_since: datetime | None = None
     programs: list[ProgramSeen] = field(default_factory=list)
@@ -123,7 +123,7 @@ def host_readings(status: HostStatus, since: datetime | None, max_age_s: float) 
 
 
 def last_seen(engine: Engine) -> dict[str, HostSeen]:
-    """Every host supervise:fleet has put on the board, by name."""
+    """Every host fleet:watch has put on the board, by name."""
     fields: dict[str, dict[str, Any]] = {}
     board = snapshot(engine, PREFIX)
     for key, v in board.values.items():
@@ -197,7 +197,7 @@ class _WatchContext(Context):
 
 
 class FleetWatch(Service):
-    """`supervise:fleet`: one pass every `period_s` over every host, its rsync daemon and the database."""
+    """`fleet:watch`: one pass every `period_s` over every host, its rsync daemon and the database."""
 
     period_s = 5.0
     down_after_s = 15.0  # a failure lasting this long (a few passes) is told

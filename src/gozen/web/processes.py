@@ -44,10 +44,10 @@ class Overview:
 
     hosts: list[HostStatus]
     beats: Heartbeats | None
-    seen: dict[str, HostSeen] | None = None  # what supervise:fleet last saw of each host (None: unknown)
+    seen: dict[str, HostSeen] | None = None  # what fleet:watch last saw of each host (None: unknown)
 
     def last(self, host: str) -> HostSeen | None:
-        """What supervise:fleet last saw of an unreachable host: since when, its last known programs."""
+        """What fleet:watch last saw of an unreachable host: since when, its last known programs."""
         return self.seen.get(host) if self.seen else None
 
     def beat(self, host: str, program: str) -> Heartbeat | None:
@@ -79,7 +79,7 @@ def heartbeats(engine: Engine, hosts: list[HostStatus]) -> Heartbeats | None:
 
 
 def fleet_seen(engine: Engine, hosts: list[HostStatus]) -> dict[str, HostSeen] | None:
-    """supervise:fleet's last view of the hosts that do not answer now (None while the database is away)."""
+    """fleet:watch's last view of the hosts that do not answer now (None while the database is away)."""
     if all(h.reachable for h in hosts):
         return {}
     try:
