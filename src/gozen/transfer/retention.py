@@ -1,8 +1,11 @@
 """`transfer:retention`: keep each storage node within its limits (max_bytes, max_age_days).
 
 Oldest replicas go first, and only safe ones: with an archive configured, files the archive
-has acknowledged; without one, files that have another verified replica on another node. A
-last copy is never removed: a node that cannot get under its limit says so in an event, once.
+has acknowledged; without one, files that have another verified replica on another node whose
+proof is recent (transfer.proof_max_age_s, as the janitor's). Safety is checked again in the
+transaction that removes the replica, so two hosts' retention never each remove the copy the
+other counted on. A last copy is never removed: a node that cannot get under its limit says so
+in an event, once.
 Removed replicas stay in the catalog as `expired`, with the time they went.
 """
 
@@ -17,6 +20,7 @@ from gozen.config import StorageNode
 from gozen.db.types import utcnow
 from gozen.service import Context, Service, Trouble
 from gozen.transfer import catalog
+from gozen.transfer.janitor import proof_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class Retention(Service):
         return [n for n in self.cfg.local_nodes(self.host) if n.max_bytes or n.max_age_days]
 
     def sweep_node(self, node: StorageNode, dry_run: bool = False) -> list[Removal]:
-        rows = catalog.node_replicas(self.engine, node.name, self.cfg.archive is not None)
+        rows = catalog.node_replicas(self.engine, node.name, self.cfg.archive is not None, proof_cutoff(self.cfg))
         held = sum(r.size_bytes for r in rows)
         to_free = 0.0
         if node.max_bytes and rows:
@@ -71,7 +75,7 @@ class Retention(Service):
                 unsafe += 1
                 continue
             why = "older than max_age_days" if too_old and to_free <= 0 else "over max_bytes"
-            if not dry_run and not self.expire(r.id, r.path):
+            if not dry_run and not self.expire(r.id, r.path, node.name):
                 continue
             done.append(Removal(node.name, r.path, r.size_bytes, why))
             to_free -= r.size_bytes
@@ -79,9 +83,11 @@ class Retention(Service):
             self.report(node, done, unsafe, to_free > 0)
         return done
 
-    def expire(self, replica_id: int, path: str) -> bool:
-        """The catalog first (so an audit never counts a verified replica that is going), then the file."""
-        if not catalog.expire(self.engine, replica_id):
+    def expire(self, replica_id: int, path: str, node: str) -> bool:
+        """The catalog first (so an audit never counts a verified replica that is going), then the file;
+        False (nothing removed) when it is no longer verified or no longer safe to remove."""
+        has_archive = self.cfg.archive is not None
+        if not catalog.expire_if_safe(self.engine, replica_id, node, has_archive, proof_cutoff(self.cfg)):
             return False
         Path(path).unlink(missing_ok=True)
         return True
@@ -96,7 +102,9 @@ class Retention(Service):
             self.blocked[node.name] = self.ctx.trouble("retention_blocked", "retention_ok", node.name, "warning")
         blocked = self.blocked[node.name]
         if still_over and unsafe > 0:
-            safe_means = "acknowledged by the archive" if self.cfg.archive else "with a verified replica elsewhere"
+            safe_means = (
+                "acknowledged by the archive" if self.cfg.archive else "with a recently proven replica elsewhere"
+            )
             blocked.failing(f"over its limit, but {unsafe} replicas are not yet {safe_means}: they stay")
         else:
             blocked.ok("within its limits again")
