@@ -127,12 +127,6 @@ class SourceNotes:
         return "; ".join(parts) if parts else "no source: the DAQ copy is gone, no verified replica, not archived"
 
 
-def rsync_password(cfg: Config) -> str | None:
-    """The password of gozen's rsync daemons, if this host knows it."""
-    known = getattr(cfg, "rsync_password", None)  # from the fleet's config work
-    return known() if known is not None else None
-
-
 class CopyAgent(Service):
     """`transfer:pop-NN`: claims copy jobs it can read the source of, places, copies and settles them."""
 
@@ -144,7 +138,7 @@ class CopyAgent(Service):
         self.agent_id = f"{self.host}:{self.name}:{os.getpid()}"
         self.placement = Placement(self.cfg, self.engine, self.host)
         self.reach = reach_of(self.cfg, self.host)
-        self.password = rsync_password(self.cfg)
+        self.password = self.cfg.rsync_password()
         self.proven_by_host = {n.name: prover_host(self.cfg, n) is not None for n in self.cfg.storage_nodes}
         self.t = self.cfg.transfer
         self.lease = timedelta(seconds=self.t.lease_s)

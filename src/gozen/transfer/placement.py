@@ -39,8 +39,7 @@ class Node:
 
 def node_url(cfg: Config, node: StorageNode) -> str | None:
     """The node's rsync URL: its rsync_url, else its host's gozen rsync daemon (config.node_rsync_url)."""
-    derived = getattr(cfg, "node_rsync_url", None)  # from the fleet's config work; rsync_url until it lands
-    return derived(node) if derived is not None else node.rsync_url
+    return cfg.node_rsync_url(node)
 
 
 def reachable_nodes(cfg: Config, host: str | None) -> list[StorageNode]:
@@ -57,17 +56,13 @@ def reachable_nodes(cfg: Config, host: str | None) -> list[StorageNode]:
 
 def daq_url(cfg: Config, volume_name: str) -> str | None:
     """The rsync URL of a DAQ volume on its host's gozen rsync daemon (read-only), if it has one."""
-    derived = getattr(cfg, "daq_rsync_url", None)  # from the fleet's config work
     volume = next((v for v in cfg.daq_volumes if v.name == volume_name), None)
-    return derived(volume) if derived is not None and volume is not None else None
+    return cfg.daq_rsync_url(volume) if volume is not None else None
 
 
 def archive_source(cfg: Config, host: str) -> str | None:
     """Where an agent on `host` reads the archive's copies: a directory here, or an rsync URL."""
-    if cfg.archive is None:
-        return None
-    derived = getattr(cfg, "archive_dest_for", None)  # from the fleet's config work; archive_dest() until then
-    return derived(host) if derived is not None else cfg.archive_dest()
+    return cfg.archive_dest_for(host)
 
 
 def reach_of(cfg: Config, host: str) -> Reach:
@@ -78,7 +73,7 @@ def reach_of(cfg: Config, host: str) -> Reach:
     me = next((h for h in cfg.hosts if h.name == host), None)
     pulled: frozenset[str] = frozenset()
     if me is not None and "buffer" in me.roles:
-        away = [v for v in cfg.daq_volumes if (v.host or cfg.hosts[0].name) != host]
+        away = [v for v in cfg.daq_volumes if cfg.host_of(v).name != host]
         pulled = frozenset(v.name for v in away if daq_url(cfg, v.name))
     return Reach(
         daq_hosts=None if one_host else frozenset({host}),
@@ -91,9 +86,8 @@ def reach_of(cfg: Config, host: str) -> Reach:
 def prover_host(cfg: Config, node: StorageNode) -> str | None:
     """The gozen host whose storage:prover proves copies on `node` (a node without host: the first
     host's), or None when it is not a gozen host with role storage (the agent proves the copy itself)."""
-    name = node.host or cfg.hosts[0].name
-    host = next((h for h in cfg.hosts if h.name == name), None)
-    return name if host is not None and "storage" in host.roles else None
+    host = cfg.host_of(node)
+    return host.name if "storage" in host.roles else None
 
 
 class Placement:
