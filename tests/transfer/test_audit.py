@@ -141,3 +141,16 @@ def test_the_audit_on_the_daq_host_proves_other_hosts_copies_by_rsync_against_th
     assert "not reached: node2: rsync exit" in r.stdout, r.stdout
     lost = next(line for line in r.stdout.splitlines() if "files lost" in line)
     assert lost.split()[-1] == "0", r.stdout
+
+
+def test_a_copy_waiting_for_its_proof_is_under_way_not_short(tmp_path: Path) -> None:
+    _, cfg, engine, rows = fleet(tmp_path, "rsync://127.0.0.1:1/node1")
+    with engine.begin() as conn:  # on node2, fsynced, store2's prover has not read it yet
+        fid = conn.execute(select(files.c.id).where(files.c.filename == rows[0]["filename"])).scalar_one()
+        conn.execute(
+            replicas.update()
+            .where(replicas.c.file_id == fid, replicas.c.node == "node2")
+            .values(state="copied", proved_at=None)
+        )
+    rep = run_audit(cfg, engine, "store1")
+    assert (rep.unreplicated, rep.in_progress, rep.short) == (1, 1, []) and rep.clean and rep.lost == 0
