@@ -343,12 +343,12 @@ def test_two_exporters_and_four_copy_agents_race_without_a_duplicate_or_a_crash(
         " WHERE package IS NOT NULL GROUP BY 1"
     )
     print("packages by host:", per_host)
-    claims = fleet.query(
-        "SELECT claimed_by, count(*) FROM replicas r JOIN files f ON f.id = r.file_id"
-        " WHERE f.registered_at >= %s GROUP BY claimed_by",
-        t0,
-    )
-    print("copies by agent:", claims)
+    raced = fleet.query("SELECT count(DISTINCT package), count(*) FROM exports WHERE packaged_at >= %s", t0)
+    race_files = fleet.query(
+        "SELECT count(*) FROM files f JOIN exposures e ON e.exp_id = f.exp_id WHERE e.object = 'RACE'"
+    )[0][0]
+    assert race_files == 16, f"8 exposures of 2 chips made {race_files} files"
+    print("since the burst: packages, files packaged:", raced)
     assert not crashes(fleet), crashes(fleet)
     no_fatal(fleet)
 
@@ -364,10 +364,15 @@ class Told:
     ended: datetime  # when it ended: its recovery is told after this, once
 
 
-def told(fleet: Fleet, f: Told) -> list[str]:
-    """What is missing about one fault: its error event within 60 s, the Slack message within 60 s,
-    the recovery message."""
+def told(fleet: Fleet, f: Told, db_away: tuple[datetime, datetime]) -> list[str]:
+    """What is missing about one fault: its error event within 60 s (its real time: an event made
+    while the database is away is spooled with it), the Slack message within 60 s, the recovery
+    message once, after the fault ended. The Slack deadline of another fault is moved by the time
+    the database was away within its 60 s: the outbox is in the database."""
     problems = []
+    window_end = f.at + timedelta(seconds=60)
+    overlap = min(window_end, db_away[1]) - max(f.at, db_away[0])
+    slack_s = 60 + (overlap.total_seconds() if f.kinds != ("database_unreachable",) and overlap > timedelta(0) else 0)
     rows = fleet.query(
         "SELECT time, kind, severity, subject, message FROM events WHERE time >= %s AND kind = ANY(%s) ORDER BY id",
         f.at - timedelta(seconds=2),
@@ -381,8 +386,8 @@ def told(fleet: Fleet, f: Told) -> list[str]:
     posts = [p for p in fleet.slack.since(f.at) if f.host in p.text and any(k in p.text for k in f.kinds)]
     if not posts:
         problems.append(f"{f.what}: no Slack message with {f.kinds} and {f.host}")
-    elif (posts[0].at - f.at).total_seconds() > 60:
-        problems.append(f"{f.what}: Slack told {(posts[0].at - f.at).total_seconds():.0f} s after")
+    elif (posts[0].at - f.at).total_seconds() > slack_s:
+        problems.append(f"{f.what}: Slack told {(posts[0].at - f.at).total_seconds():.0f} s after (> {slack_s:.0f} s)")
     back = [p for p in fleet.slack.since(f.at) if f.host in p.text and any(k in p.text for k in f.back)]
     if not back:
         problems.append(f"{f.what}: no recovery message {f.back} naming {f.host} on Slack")
@@ -401,8 +406,8 @@ def writer_mid_file(fleet: Fleet, exp_id: int, det_id: int) -> bool:
 
 
 def test_a_killed_host_a_cut_link_a_database_restart_and_a_killed_writer_lose_nothing(fleet: Fleet) -> None:
-    """store1 killed for 2 min; 20 s in, store2's link cut for 1 min; 40 s in, PostgreSQL stopped for
-    30 s (inside the cut); a few seconds in, daq:writer-01 killed -9 mid-exposure. Exposures go on."""
+    """store1 killed for 2 min; 20 s in, store2's link cut for 1 min; 50 s in, PostgreSQL stopped for
+    the last 30 s of the cut; a few seconds in, daq:writer-01 killed -9 mid-exposure. Exposures go on."""
     resume(fleet)
     expose(fleet, "WARM", count=1)
     wait_until(lambda: not_flowed(fleet) is None or fleet.query("SELECT count(*) FROM files")[0][0] > 0, WAIT_S, 2.0)
@@ -422,10 +427,11 @@ def test_a_killed_host_a_cut_link_a_database_restart_and_a_killed_writer_lose_no
     sleep_until(t0, 20)
     at_cut = now()
     fleet.cut("store2")
-    sleep_until(t0, 40)
+    # The database goes 30 s after the cut: the fleet watch tells a host after ~20-25 s.
+    sleep_until(t0, 50)
     at_pg = now()
     fleet.pg.stop()
-    sleep_until(t0, 70)
+    sleep_until(t0, 80)
     fleet.pg.start()
     pg_back = now()
     sleep_until(t0, 80)
@@ -451,7 +457,7 @@ def test_a_killed_host_a_cut_link_a_database_restart_and_a_killed_writer_lose_no
     problems: list[str] = []
 
     def all_told() -> bool:
-        problems[:] = [p for f in faults for p in told(fleet, f)]
+        problems[:] = [p for f in faults for p in told(fleet, f, (at_pg, pg_back))]
         return not problems
 
     try:
@@ -480,6 +486,13 @@ def test_a_killed_host_a_cut_link_a_database_restart_and_a_killed_writer_lose_no
     assert sorted(r[0] for r in rows) == [111, 112], rows
     for det, _state, expected, written, missing in rows:
         assert written + missing == expected, f"chip {det}: {written} written + {missing} missing != {expected}"
+    # Nothing lost: every exposure asked for during the faults is written whole.
+    during = fleet.query(
+        "SELECT e.exp_id, e.state, count(d.id), coalesce(sum(d.frames_missing), 0) FROM exposures e"
+        " LEFT JOIN daq_files d ON d.exp_id = e.exp_id AND d.state = 'written'"
+        " WHERE e.object = 'DURING' GROUP BY e.exp_id, e.state ORDER BY e.exp_id"
+    )
+    assert len(during) == 6 and all(r[1:] == ("done", 2, 0) for r in during), f"exposures during the faults: {during}"
     no_fatal(fleet)
     assert not problems, "\n".join(problems) + "\n" + fleet.dump()
     assert not crashes(fleet), crashes(fleet)
