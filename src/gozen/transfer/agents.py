@@ -131,6 +131,7 @@ class CopyAgent(Service):
     """`transfer:pop-NN`: claims copy jobs it can read the source of, places, copies and settles them."""
 
     batch_files, batch_bytes = BATCH_FILES, BATCH_BYTES
+    rsync_fsync = True  # the receiver fsyncs each file before its rename
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -323,7 +324,9 @@ class CopyAgent(Service):
         assert node.rsync_url is not None  # placement reaches only rsync nodes with a URL
         night = items[0][0].filename[4:12]
         dest = rsync.join(node.rsync_url, night)
-        sums = rsync.send_durable([src for _, src in items], dest, self.t.rsync_timeout_s, self.password)
+        sums = rsync.send_durable(
+            [src for _, src in items], dest, self.t.rsync_timeout_s, self.password, fsync=self.rsync_fsync
+        )
         bad = {}
         for job, src in items:
             got = sums.get(src.name)

@@ -69,7 +69,12 @@ def send(src_dir: Path, names: Sequence[str], dest_dir: str, timeout_s: float, p
 
 
 def send_durable(
-    paths: Sequence[Path], dest_dir: str, timeout_s: float, password: str | None = None, min_rate_b_s: float = 1e6
+    paths: Sequence[Path],
+    dest_dir: str,
+    timeout_s: float,
+    password: str | None = None,
+    min_rate_b_s: float = 1e6,
+    fsync: bool = True,
 ) -> dict[str, str]:
     """Copy each file to dest_dir/NAME in one rsync run, fsynced there before it takes its name.
 
@@ -82,7 +87,7 @@ def send_durable(
             "-t",
             "--ignore-times",
             "--whole-file",
-            "--fsync",
+            *(["--fsync"] if fsync else []),
             "--checksum-choice=xxh3",
             "--out-format=%C %n",
             "--mkpath",
