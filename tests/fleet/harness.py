@@ -441,6 +441,11 @@ class Fleet:
     def dump(self) -> str:
         """Every host's programs, log tails, the latest events, the outbox and what Slack got."""
         out = []
+        try:
+            r = self.gozen("head", "ps", timeout_s=60)
+            out.append(f"--- `gozen ps` on head (exit {r.returncode})\n{r.stdout}{r.stderr}")
+        except subprocess.TimeoutExpired:
+            out.append("--- `gozen ps` on head: no answer within 60 s")
         for name, h in self.hosts.items():
             alive = h.proc is not None and h.proc.poll() is None
             st = self.status(name, timeout_s=3)

@@ -260,9 +260,8 @@ def test_every_host_runs_its_programs(fleet: Fleet) -> None:
     for s in STORAGE_HOSTS:
         assert {"storage:rsyncd", "storage:prover", "transfer:export"} <= progs[s], progs[s]
         assert not any(p.startswith("transfer:pop") for p in progs[s]), progs[s]
-    assert {"storage:rsyncd", "archive:simulator", "supervise:fleet", "courier:sender", "www:dashboard"} <= progs[
-        "head"
-    ]
+    head = {"storage:rsyncd", "archive:simulator", "fleet:watch", "courier:watch", "courier:sender", "www:dashboard"}
+    assert head <= progs["head"], progs["head"]
     # Every host answers on its own address only.
     for name, h in hosts.items():
         assert h["address"] == fleet.hosts[name].address
