@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import downgrade, upgrade
 from gozen.db.tables import files, replicas
+from gozen.db.types import utcnow
 from gozen.monitors.board import publish
 from gozen.monitors.df import DfMonitor
 from gozen.service import Context
@@ -323,3 +325,45 @@ def test_a_copy_still_being_written_is_flushed_before_its_cache_is_dropped(tmp_p
     before = read_bytes()
     assert xxh3_from_disk(path) == xxhash.xxh3_64(data).hexdigest()
     assert read_bytes() - before >= len(data)
+
+
+# -- proofs renewed, waits told -----------------------------------------------------------------------
+def age_proofs(engine: Engine, days: float) -> None:
+    with engine.begin() as conn:
+        conn.execute(replicas.update().values(proved_at=utcnow() - timedelta(days=days)))
+
+
+def test_an_idle_prover_renews_old_proofs_and_catches_a_copy_gone_bad_since(
+    tmp_path: Path, sqlite: Engine, daemons: Daemons
+) -> None:
+    hosts = [{"name": "daq1", "roles": ["daq"]}, {**STORE, "rsync_port": free_port()}]
+    cfg = fleet_config(tmp_path, hosts, [NODE1])
+    daemons.start(cfg)
+    catalog.register(sqlite, daq_files_of(cfg, "daq1", 6, 1), 1)
+    p = prover(cfg, sqlite, "store1")
+    run_until_idle(agent(cfg, sqlite, "daq1"), p)
+    age_proofs(sqlite, 5)  # older than half of proof_max_age_s (7 days)
+    rotten = rows(sqlite)[0]
+    with open(rotten.path, "r+b") as f:  # bit rot since the copy was proven
+        f.write(b"\xff" * 8)
+    p.run_once()  # nothing copied waiting: renews the 4 oldest proofs
+    p.run_once()
+    after = {r.id: r for r in rows(sqlite)}
+    assert after[rotten.id].state == "queued" and "from disk" in after[rotten.id].last_error
+    assert Path(rotten.path).with_name(f".{rotten.filename}.bad").is_file()
+    fresh = utcnow() - timedelta(minutes=5)
+    assert all(r.proved_at > fresh for i, r in after.items() if i != rotten.id)
+    assert any(e.subject == rotten.filename for e in recent_events(sqlite, 20, kind="replica_mismatch"))
+
+
+def test_copies_waiting_to_be_tried_again_are_told_soonest_first(tmp_path: Path, sqlite: Engine) -> None:
+    cfg = fleet_config(tmp_path, [{"name": "daq1", "roles": ["daq"]}], [{"name": "node1", "path": "storage/node1"}])
+    catalog.register(sqlite, daq_files_of(cfg, "daq1", 3, 1), 1)
+    a = agent(cfg, sqlite, "daq1")
+    jobs = [catalog.claim(sqlite, a.agent_id, a.lease) for _ in range(3)]
+    for job, wait_s in zip(jobs, (30, 10, 60), strict=True):
+        assert job is not None
+        catalog.failed(sqlite, job, f"node1: down {wait_s}", timedelta(seconds=wait_s))
+    n, some = catalog.waiting_copies(sqlite, limit=2)
+    assert n == 3 and [why for _, why, _ in some] == ["node1: down 10", "node1: down 30"]
+    assert 0 < some[0][2] <= 10

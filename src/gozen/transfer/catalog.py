@@ -394,6 +394,20 @@ def disproven(engine: Engine, c: Copied, prover: str, why: str) -> bool:
     return _write(engine, again) == 1
 
 
+def old_proofs(engine: Engine, nodes: list[str], proved_before: datetime, limit: int) -> list[Copied]:
+    """Verified replicas on `nodes` last proven before `proved_before` (or never), oldest proof first."""
+    q = (
+        select(replicas.c.id, files.c.filename, replicas.c.node, replicas.c.path, files.c.size_bytes)
+        .add_columns(files.c.checksum_xxh3)
+        .join(files, files.c.id == replicas.c.file_id)
+        .where(replicas.c.state == ReplicaState.VERIFIED, replicas.c.node.in_(nodes), replicas.c.path.is_not(None))
+        .where(or_(replicas.c.proved_at.is_(None), replicas.c.proved_at < proved_before))
+        .order_by(replicas.c.proved_at.is_not(None), replicas.c.proved_at, replicas.c.id)
+        .limit(limit)
+    )
+    return [Copied(*r) for r in _read(engine, q)]
+
+
 def failed(engine: Engine, job: Job, error: str, retry_in: timedelta | None) -> None:
     """Back to the queue after retry_in, or failed for good when retry_in is None."""
     values: dict[str, Any] = {"last_error": error[:2000], "claimed_by": None, "node": None, "path": None}
@@ -611,6 +625,24 @@ def backlog(engine: Engine) -> tuple[list[NodeBacklog], int, datetime | None, in
         for n, d in sorted(by_node.items())
     ]
     return out, unplaced, oldest, int(n_files)
+
+
+def waiting_copies(engine: Engine, limit: int = 5) -> tuple[int, list[tuple[str, str, float]]]:
+    """Copies waiting to be tried again after an error: how many, and (file, why, retry in s) for the
+    first few, soonest first."""
+    now = utcnow()
+    waiting = and_(replicas.c.state == ReplicaState.QUEUED, replicas.c.next_try_at > now)
+    q = (
+        select(files.c.filename, replicas.c.last_error, replicas.c.next_try_at)
+        .join(files, files.c.id == replicas.c.file_id)
+        .where(waiting)
+        .order_by(replicas.c.next_try_at, replicas.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(replicas).where(waiting)).scalar_one()
+        some = [(name, why or "", max((at - now).total_seconds(), 0.0)) for name, why, at in conn.execute(q)]
+    return int(n), some
 
 
 def failed_copies(engine: Engine, limit: int = 5) -> tuple[int, list[tuple[str, str]]]:

@@ -3,7 +3,9 @@
 Copy agents leave a replica `copied` once rsync has written it and fsynced it on the node. The
 prover drops the file's pages from the page cache, reads it back from the disk and compares its
 xxh3 with the catalog's: whole, it becomes `verified` with `proved_at`; missing or damaged, it is
-set aside (`.NAME.bad`) and queued to be copied again, with a `replica_mismatch` event.
+set aside (`.NAME.bad`) and queued to be copied again, with a `replica_mismatch` event. With no copy
+waiting, it renews the oldest proofs on its nodes (older than half of transfer.proof_max_age_s), a few
+per pass, so the janitor can still free DAQ files kept longer than that without a manual audit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from gozen.config import Config, StorageNode
+from gozen.db.types import utcnow
 from gozen.service import Context, Service
 from gozen.transfer import catalog
 from gozen.transfer.copy import fsync_dir, quarantine_path, xxh3_from_disk
@@ -22,6 +25,7 @@ from gozen.transfer.placement import prover_host
 log = logging.getLogger(__name__)
 
 BATCH = 8  # copies claimed per pass
+RENEW_PER_PASS = 4  # old proofs renewed per idle pass
 
 
 def proven_here(cfg: Config, host: str) -> list[StorageNode]:
@@ -39,6 +43,7 @@ class Prover(Service):
         self.nodes = {n.name: self.cfg.under_data_dir(n.path) for n in proven_here(self.cfg, self.host)}
         self.lease = timedelta(seconds=self.cfg.transfer.lease_s)
         self.period_s = self.cfg.transfer.poll_s
+        self.renew_after = timedelta(seconds=self.cfg.transfer.proof_max_age_s / 2)
 
     def run_once(self) -> bool:
         """Prove up to BATCH copies; False when none were waiting."""
@@ -49,7 +54,31 @@ class Prover(Service):
         todo = catalog.claim_copied(self.engine, self.prover_id, mounted, self.lease, BATCH)
         for copied in todo:
             self.prove(copied)
+        if not todo:
+            self.renew(mounted)
         return bool(todo)
+
+    def renew(self, nodes: list[str]) -> int:
+        """Read back the verified replicas with the oldest proofs and renew them; how many were renewed."""
+        renewed = 0
+        for r in catalog.old_proofs(self.engine, nodes, utcnow() - self.renew_after, RENEW_PER_PASS):
+            path = Path(r.path)
+            try:
+                got: str | None = xxh3_from_disk(path)
+            except FileNotFoundError:
+                got = None
+            except OSError as err:
+                log.warning("%s: proof not renewed, cannot be read: %s", path, err.strerror or err)
+                continue
+            if got == r.checksum_xxh3:
+                renewed += catalog.prove(self.engine, r.replica_id, r.path, utcnow())
+                continue
+            why = f"{path} is not on {r.node}" if got is None else f"{path} on {r.node} reads checksum {got} from disk"
+            if got is not None:
+                os.replace(path, quarantine_path(path))
+            catalog.requeue_damaged(self.engine, r.replica_id, why)
+            self.ctx.event("replica_mismatch", r.filename, f"{why}: set aside and queued to be copied again", "error")
+        return renewed
 
     def prove(self, c: catalog.Copied) -> None:
         path = Path(c.path)
