@@ -1,7 +1,8 @@
 """Benchmark: copy-and-verify DAQ-sized FITS files to a storage node, against `cp` and `rsync -a`.
 
 Makes GB of 12-frame Tomo-e cubes (54 MB each) with gozen's writer, catalogues them, and
-times the copy agents copying every file, fsyncing it and checksumming what landed; in the
+times the copy agents copying every file, fsyncing it and checksumming what landed (read back
+from the disk, its cached pages dropped); in the
 same run, `cp -r` and `rsync -a` of the same files to fresh directories. After one untimed
 warm-up copy, each round runs every contender in turn (order rotated), caches dropped before
 each (when run as root), timed until synced; the table gives the median of the rounds.
@@ -148,7 +149,7 @@ def main() -> None:
         shutil.rmtree(path, ignore_errors=True)
         return path
 
-    gozen_label = f"gozen: {args.workers} agent(s) copy + fsync + verify (xxh3 of what landed)"
+    gozen_label = f"gozen: {args.workers} agent(s) copy + fsync + read back from disk + xxh3"
     contenders = [
         (gozen_label, gozen_reset, gozen_copy),
         (
