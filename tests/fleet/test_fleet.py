@@ -482,6 +482,13 @@ def test_a_killed_host_a_cut_link_a_database_restart_and_a_killed_writer_lose_no
         kill9,
     )
     print("the exposure writer-01 died in:", rows)
+    print(
+        "packages by exporter (after the faults):",
+        fleet.query(
+            "SELECT substring(package from '-([^-]+)-[0-9]+$'), count(DISTINCT package), count(*) FROM exports"
+            " WHERE package IS NOT NULL GROUP BY 1"
+        ),
+    )
     assert sorted(r[0] for r in rows) == [111, 112], rows
     for det, _state, expected, written, missing in rows:
         assert written + missing == expected, f"chip {det}: {written} written + {missing} missing != {expected}"
