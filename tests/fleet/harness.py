@@ -220,7 +220,11 @@ class Fleet:
         for h in self.example["hosts"]:
             disk = self.hosts_dir / h["name"]
             disk.mkdir(parents=True, exist_ok=True)
-            mount("-t", "tmpfs", "-o", f"size={HOST_DISK},mode=0755", f"fleet-{h['name']}", str(disk))
+            try:
+                mount("-t", "tmpfs", "-o", f"size={HOST_DISK},mode=0755", f"fleet-{h['name']}", str(disk))
+            except AssertionError:
+                self.stop()  # the disks mounted so far
+                raise
             self.hosts[h["name"]] = Host(h["name"], h["address"], disk, self.tmp / f"up-{h['name']}.log")
         assert list(self.hosts) == names
         self.env = {
