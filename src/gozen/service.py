@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 HOST_ENV = "GOZEN_HOST"
 MIN_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 60.0
+MAX_BACKOFF_S = 15.0  # short: every program is back within ~15 s of the database (a ping costs nothing)
 HEARTBEAT_EVERY_S = 10.0  # at most this often: each is a write to the status board
 
 
