@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,3 +49,14 @@ class CubeMaker:
         for k in range(FRAMES):
             cube.write_frame(k, self.frames[(seed + k) % 4], self.scratch, k, 0.0, 0)
         return cube
+
+
+def drop_caches(smoke: bool = False) -> str:
+    os.sync()
+    if smoke:  # a check that it runs: not worth emptying the page cache of a machine others use
+        return "kept (smoke)"
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return "dropped"
+    except OSError:
+        return "kept (not root)"

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import xxhash
-from cubes import PIXELS, CubeMaker
+from cubes import PIXELS, CubeMaker, drop_caches
 from rich.console import Console
 from rich.table import Table
 
@@ -156,17 +156,6 @@ def worker(cfg: Config, host: str, program: str, batch: int, fsync: bool = True)
             if time.monotonic() > deadline:
                 raise SystemExit(f"{host} {program}: not every replica verified after {WORKER_LIMIT_S} s")
             time.sleep(0.01)
-
-
-def drop_caches(smoke: bool) -> str:
-    os.sync()
-    if smoke:  # a check that it runs: not worth emptying the page cache of a machine others use
-        return "kept (smoke)"
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return "dropped"
-    except OSError:
-        return "kept (not root)"
 
 
 def main() -> None:

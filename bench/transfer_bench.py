@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from cubes import PIXELS, CubeMaker
+from cubes import PIXELS, CubeMaker, drop_caches
 from rich.console import Console
 from rich.table import Table
 
@@ -36,17 +36,6 @@ from gozen.transfer import catalog
 from gozen.transfer.agents import CopyAgent
 
 console = Console(width=120)
-
-
-def drop_caches(smoke: bool = False) -> str:
-    os.sync()
-    if smoke:  # a check that it runs: not worth emptying the page cache of a machine others use
-        return "kept (smoke)"
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return "dropped"
-    except OSError:
-        return "kept (not root)"
 
 
 def make_files(src: Path, n: int) -> list[dict[str, object]]:

@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ import pytest
 import sqlalchemy.exc
 import yaml
 from playwright.sync_api import expect
+from sqlalchemy import Engine
 
 from gozen.config import Config, load_config
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
+from gozen.db.migrate import downgrade, upgrade
 from gozen.supervise.client import SupervisorClient
 from gozen.web.auth import hash_password, token_sha256
 
@@ -152,10 +155,10 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", str(p)], check=False)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A scratch PostgreSQL database on the local server, dropped afterwards."""
-    name = f"gozen_t_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def scratch_pg_database(prefix: str = "gozen_t") -> Iterator[str]:
+    """The URL of a new database on the local PostgreSQL server, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -163,6 +166,25 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A scratch PostgreSQL database on the local server, dropped afterwards."""
+    with scratch_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    """An engine on the scratch PostgreSQL database with gozen's schema, removed again afterwards."""
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    try:
+        yield engine
+    finally:
+        downgrade(engine, "base")
+        engine.dispose()
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Config:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine
 
@@ -19,7 +17,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events, record_event
 from gozen.db.migrate import upgrade
 from gozen.db.types import utcnow
-from tests.conftest import PG_ADMIN_URL, START_S, WAIT_S, free_port, start_fleet, ticker, wait_until
+from tests.conftest import START_S, WAIT_S, free_port, scratch_pg_database, start_fleet, ticker, wait_until
 from tests.couriers.test_couriers import Server, make_sender, make_watcher
 from tests.supervise.test_fleet import Supervisord, events_of, host, passes_until, running, watcher
 
@@ -30,14 +28,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'gozen.db'}"
         return
-    name = f"gozen_w_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_pg_database("gozen_w") as url:
+        yield url
 
 
 def slack_config(tmp: Path, slack: Server, hosts: list[dict[str, object]], db_url: str) -> Config:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import xxhash
 from astropy.io import fits
 from sqlalchemy import Engine, select
@@ -20,7 +19,6 @@ from sqlalchemy import Engine, select
 from gozen.config import Config, parse_config
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
-from gozen.db.migrate import downgrade, upgrade
 from gozen.db.tables import exports, files, replicas
 from gozen.db.types import utcnow
 from gozen.service import Context
@@ -51,17 +49,6 @@ def fleet_config(tmp: Path, pg_url: str) -> Config:
             "transfer": {"replication": 2},
         }
     )
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[Engine]:
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    try:
-        yield engine
-    finally:
-        downgrade(engine, "base")
-        engine.dispose()
 
 
 def add_files(cfg: Config, engine: Engine, first: int, n: int) -> list[str]:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 
 from gozen.config import Config, parse_config
 from gozen.db.engine import make_engine
-from gozen.db.migrate import downgrade, upgrade
+from gozen.db.migrate import upgrade
 from gozen.db.tables import files, replicas
 from gozen.db.types import utcnow
 from gozen.service import Context
@@ -41,17 +39,6 @@ def two_hosts(tmp: Path, url: str, max_bytes: int) -> Config:
             "transfer": {"replication": 2},
         }
     )
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[Engine]:
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    try:
-        yield engine
-    finally:
-        downgrade(engine, "base")
-        engine.dispose()
 
 
 def verified_per_file(engine: Engine) -> Counter[str]:
