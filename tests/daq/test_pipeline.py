@@ -170,7 +170,8 @@ def test_kill_9_of_a_writer_leaves_no_half_file_and_says_which_frames_were_lost(
     for f in files.values():
         if f["path"]:
             assert Path(f["path"]).stat().st_size == f["size_bytes"]  # a final name is always a whole file
-    parts = list(Path(daq.cfg.data_dir).rglob("*.part"))
+    # On the DAQ volumes (a copy agent's own .part on a storage node is a copy under way, not the writer's).
+    parts = [p for _v, root in daq.cfg.daq_volume_dirs("daq1") for p in root.rglob("*.part")]
     assert parts == []
     removed = [e for e in recent_events(engine, 100, kind="partial_file_removed") if e.data["exp_id"] == exp_id]
     assert {e.data["det_id"] for e in removed} == {111, 113}
