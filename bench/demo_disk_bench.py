@@ -6,7 +6,7 @@ rings) and at the end the growth rate, overall and over the second half (the ste
 
     .venv/bin/python bench/demo_disk_bench.py --minutes 120            # the README's 2-hour figure
     .venv/bin/python bench/demo_disk_bench.py --minutes 10 --every-s 60
-    .venv/bin/python bench/demo_disk_bench.py --smoke                  # half a minute, for CI
+    .venv/bin/python bench/demo_disk_bench.py --smoke                  # 12 s, for CI
 
 By default the built-in simulated default is used with only its ports changed to free ones
 (so the run does not collide with another observatory on this machine); `--default-ports`
@@ -188,10 +188,10 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the data dir at the end")
     ap.add_argument("--default-ports", action="store_true", help="no config at all, as ./dev up (ports 8470, 9001...)")
     ap.add_argument("--budget-gb", type=float, default=BUDGET_GB, help="the budget compared with, GB")
-    ap.add_argument("--smoke", action="store_true", help="half a minute, measured every 10 s (CI)")
+    ap.add_argument("--smoke", action="store_true", help="12 s, measured every 4 s (CI)")
     args = ap.parse_args()
     if args.smoke:
-        args.minutes, args.every_s = 0.5, 10.0
+        args.minutes, args.every_s = 0.2, 4.0
     return run(args)
 
 
