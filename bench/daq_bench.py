@@ -39,7 +39,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from gozen.config import load_config, tomoe_chip_ids
-from gozen.daq import catalog
+from gozen.daq import catalog, stats
 from gozen.daq.layout import SHM_DIR
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
@@ -164,7 +164,7 @@ def run_pipeline(
             )
         ).one()
         dropped = conn.execute(select(func.coalesce(func.sum(readout_reports.c.frames_dropped), 0))).scalar_one()
-    st = catalog.daq_stats(engine)
+    st = stats.daq_stats(engine)
     span = (last - st.first_start).total_seconds() if last and st.first_start else wall
     stages = {
         "readout": cpu["daq:readout-01"],

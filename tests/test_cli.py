@@ -79,7 +79,9 @@ def test_a_database_that_does_not_answer_is_one_line_without_its_password(tmp_pa
 
 
 def test_gozen_host_names_this_host_when_several_are_configured(tmp_path: Path) -> None:
-    config = write(tmp_path, {"hosts": [{"name": "a1", "supervisor": {"port": 9101}}, {"name": "a2"}]})
+    config = write(
+        tmp_path, {"hosts": [{"name": "a1", "supervisor": {"port": 9101}}, {"name": "a2", "roles": ["web"]}]}
+    )
     assert gozen("db", "upgrade", "-c", config).exit_code == 0
     r = gozen("transfer", "janitor", "--dry-run", "-c", config)
     assert r.exit_code == 2 and "pass --host" in r.stderr

@@ -94,9 +94,32 @@ ERRORS = {
         'hosts: [{name: a, programs: [{group: bi, name: mb, command: "java\\n[program:evil]"}]}]',
         "hosts[0].programs[0].command: one line without control characters",
     ),
-    "camera_driver_alpaca_before_its_adapter": (
-        "camera: {driver: alpaca}",
-        "camera.driver: alpaca is not supported yet (the Alpaca camera adapter is issue 14); use simulator",
+    "daq_hosts_without_their_chips": (
+        "hosts: [{name: a, roles: [daq]}, {name: b, address: 127.0.0.2, roles: [daq]}]",
+        "hosts[].chips: several DAQ hosts share the camera; give each its chips: hosts[0] (a), hosts[1] (b)",
+    ),
+    "chip_read_on_two_hosts": (
+        "camera: {chips: [111, 112]}\n"
+        "hosts: [{name: a, roles: [daq], chips: [111]},\n"
+        "        {name: b, address: 127.0.0.2, roles: [daq], chips: [111, 112]}]",
+        "hosts[1].chips: chip 111 is read on a already",
+    ),
+    "chip_read_nowhere": (
+        "camera: {chips: [111, 112, 113]}\n"
+        "hosts: [{name: a, roles: [daq], chips: [111]}, {name: b, address: 127.0.0.2, roles: [daq], chips: [112]}]",
+        "hosts[].chips: no DAQ host reads chips [113] of camera.chips",
+    ),
+    "chips_not_a_quadrant": (
+        "hosts: [{name: a, chips: [Q5]}]",
+        "hosts[0].chips: 'Q5': a detector id (e.g. 111) or a quadrant (Q1, Q2, Q3, Q4)",
+    ),
+    "two_daq_masters": (
+        "hosts: [{name: a, roles: [daq-master]}, {name: b, address: 127.0.0.2, roles: [daq, daq-master]}]",
+        "hosts[].roles: one host runs daq:control, daq-master is on a, b",
+    ),
+    "full_readout_of_another_size": (
+        "camera: {readout: full, width_px: 1000}",
+        "camera.readout: full is Tomo-e Gozen's 2160 x 1200 readout",
     ),
     "extra_program_command_unbalanced_quote": (
         'hosts: [{name: a, programs: [{group: bi, name: mb, command: "java -jar \'x"}]}]',
@@ -191,7 +214,7 @@ WARNINGS = {
         "hosts[0].supervisor.password: shorter than 12 characters",
     ),
     "remote_host_supervisor_on_its_address_with_the_generated_password": (
-        "hosts: [{name: a, address: 10.0.0.10}, {name: b, address: 10.0.0.20, rsync_port: 8730}]\n"
+        "hosts: [{name: a, address: 10.0.0.10}, {name: b, address: 10.0.0.20, rsync_port: 8730, roles: [storage]}]\n"
         "archive: {dest: archive, host: b}",
         "hosts[1].supervisor: supervisord listens on 10.0.0.20:9001, which other machines can reach",
     ),

@@ -18,6 +18,7 @@ STORES = {
     "db/engine.py",  # ping
     "db/docs.py",  # reads the table definitions to document them, runs no SQL
     "daq/catalog.py",  # exposures, daq_files, frames
+    "daq/stats.py",  # read-only: what the DAQ did, per host and per chip
     "transfer/catalog.py",  # files, replicas (exports: export_counts, the archive flag)
     "transfer/packages.py",  # exports: the packages of transfer:export
     "queue/store.py",  # recipes, queue_state, queue history

@@ -99,7 +99,7 @@ def test_up_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
 
 def test_up_with_several_hosts_needs_to_know_which_one_it_is(tmp_path: Path) -> None:
     (tmp_path / "gozen.yaml").write_text(
-        "hosts: [{name: a1, supervisor: {port: 9101}}, {name: a2, supervisor: {port: 9102}}]\n"
+        "hosts: [{name: a1, supervisor: {port: 9101}}, {name: a2, supervisor: {port: 9102}, roles: [web]}]\n"
     )
     r = subprocess.run(gozen_cmd(tmp_path / "gozen.yaml", "up"), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "pass --host" in r.stderr and "a1, a2" in r.stderr

@@ -24,8 +24,19 @@ CONFIG_ENV = "GOZEN_CONFIG"
 CONFIG_MAX_BYTES = 4_000_000
 DATA_DIR_ENV = "GOZEN_DATA_DIR"
 
-Role = Literal["web", "daq", "buffer", "storage", "archive", "queue", "monitors", "couriers"]
-ALL_ROLES: tuple[Role, ...] = ("web", "daq", "buffer", "storage", "archive", "queue", "monitors", "couriers")
+Role = Literal["web", "daq", "daq-master", "buffer", "storage", "archive", "queue", "monitors", "couriers"]
+ALL_ROLES: tuple[Role, ...] = (
+    "web",
+    "daq",
+    "daq-master",
+    "buffer",
+    "storage",
+    "archive",
+    "queue",
+    "monitors",
+    "couriers",
+)
+DEFAULT_ROLES: tuple[Role, ...] = tuple(r for r in ALL_ROLES if r != "daq-master")
 
 # The alert feeds gozen reads, each by a `courier:<feed>` program (couriers.<feed> in gozen.yaml).
 FeedName = Literal["cneos", "gaia", "mpec", "maxi"]
@@ -141,7 +152,10 @@ class ExtraProgram(Model):
 class Host(Model):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Host name as shown on the pages.")
     address: str = Field("127.0.0.1", description="The host's network address (IPv4 or name); see supervisor.address.")
-    roles: list[Role] = Field(default_factory=lambda: list(ALL_ROLES), description="What runs here.")
+    roles: list[Role] = Field(
+        default_factory=lambda: list(DEFAULT_ROLES),
+        description="What runs here (default: every role but daq-master; daq:control then runs on the first DAQ host).",
+    )
     supervisor: SupervisorEndpoint = Field(
         default_factory=SupervisorEndpoint, description="Its supervisord's XML-RPC endpoint."
     )
@@ -153,6 +167,19 @@ class Host(Model):
         description="gozen runs an rsync daemon (storage:rsyncd) on address:rsync_port serving this host's storage "
         "nodes, its DAQ volumes (read-only, for buffer hosts) and the archive directory if it holds it.",
     )
+    chips: list[int | str] | None = Field(
+        None,
+        description="On a host with role daq: the chips its readouts read, as detector ids (111) or quadrants "
+        "(Q1..Q4: the camera.chips in it). Several DAQ hosts share camera.chips between them; a lone one reads all.",
+    )
+
+    @field_validator("chips")
+    @classmethod
+    def _chips_are_ids_or_quadrants(cls, v: list[int | str] | None) -> list[int | str] | None:
+        for c in v or []:
+            if isinstance(c, str) and c not in QUADRANT_NAMES:
+                raise ValueError(f"{c!r}: a detector id (e.g. 111) or a quadrant ({', '.join(QUADRANT_NAMES)})")
+        return v
 
     @field_validator("address")
     @classmethod
@@ -166,6 +193,17 @@ class Host(Model):
     def supervisor_bind(self) -> str:
         """Where this host's supervisord listens: supervisor.address, else the host's address."""
         return self.supervisor.address or self.address
+
+
+QUADRANT_NAMES = ("Q1", "Q2", "Q3", "Q4")
+
+
+def _expand_chips(chips: list[int | str], camera: list[int]) -> list[int]:
+    """Detector ids, with quadrant names (Q1..Q4) replaced by the camera's chips in that quadrant."""
+    out: list[int] = []
+    for c in chips:
+        out.extend([d for d in camera if d // 100 == int(c[1])] if isinstance(c, str) else [c])
+    return out
 
 
 def tomoe_chip_ids(quadrants: tuple[int, ...] = (1, 2, 3, 4)) -> list[int]:
@@ -193,10 +231,39 @@ class CameraFaults(Model):
     corrupted_rate: float = Field(0.0, ge=0, le=1, description="Chance that any frame is damaged.")
 
 
+class CameraAlpaca(Model):
+    """An ASCOM Alpaca camera server: one Alpaca Camera device per chip."""
+
+    address: str = Field(
+        "127.0.0.1:11111", description="host:port of the ASCOM Alpaca server (the simulator's by default)."
+    )
+    devices: dict[int, int] | None = Field(
+        None,
+        description="Detector id -> Alpaca camera device number (default: camera.chips in order, devices 0, 1, ...).",
+    )
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one Alpaca request.")
+
+    @field_validator("address")
+    @classmethod
+    def _address_is_host_port(cls, v: str) -> str:
+        why = host_port_problem(v)
+        if why:
+            raise ValueError(why)
+        return v
+
+
 class Camera(Model):
     driver: Literal["simulator", "alpaca"] = Field(
-        "simulator", description="Camera driver: simulator (alpaca is refused until its adapter exists)."
+        "simulator",
+        description="Camera driver: simulator (the built-in Tomo-e Gozen camera), or alpaca (ASCOM Alpaca cameras, "
+        "one device per chip, at camera.alpaca).",
     )
+    readout: Literal["light", "full"] = Field(
+        "light",
+        description="light: the width_px x height_px light-sensitive pixels; full: the whole 2160 x 1200 readout "
+        "with the reference (optical black) and overscan regions (DATASEC/BIASSEC in each header).",
+    )
+    alpaca: CameraAlpaca = Field(default_factory=CameraAlpaca, description="Where the Alpaca cameras are.")
     chips: list[int] = Field(
         default_factory=lambda: [111, 112, 113, 114],
         min_length=1,
@@ -208,14 +275,6 @@ class Camera(Model):
     frames_per_exposure: int = Field(12, gt=0, description="Frames in one exposure (NAXIS3).")
     faults: CameraFaults = Field(default_factory=CameraFaults, description="Simulated faults (simulator only).")
 
-    @field_validator("driver")
-    @classmethod
-    def _driver_is_implemented(cls, v: str) -> str:
-        # Accepted by the schema so configs can name it, refused until something can drive it.
-        if v == "alpaca":
-            raise ValueError("alpaca is not supported yet (the Alpaca camera adapter is issue 14); use simulator")
-        return v
-
     @field_validator("chips")
     @classmethod
     def _chip_ids_follow_tomoe_scheme(cls, chips: list[int]) -> list[int]:
@@ -226,6 +285,15 @@ class Camera(Model):
         if len(set(chips)) != len(chips):
             raise ValueError("chip ids repeat")
         return chips
+
+    @model_validator(mode="after")
+    def _full_readout_is_tomoe_geometry(self) -> Camera:
+        if self.readout == "full" and (self.width_px, self.height_px) != (2000, 1128):
+            raise ValueError(
+                "readout: full is Tomo-e Gozen's 2160 x 1200 readout around 2000 x 1128 light-sensitive pixels; "
+                f"width_px x height_px is {self.width_px} x {self.height_px} (use readout: light)"
+            )
+        return self
 
 
 class Daq(Model):
@@ -763,6 +831,7 @@ class Config(Model):
                     f"({self.host_of(n).name}) has rsync_port (then gozen's own rsync daemon serves it)"
                 )
         self._check_archive_host(known)
+        self._check_chip_split()
         endpoints = [(h.address, h.supervisor.port) for h in self.hosts]
         if len(set(endpoints)) != len(endpoints):
             raise ValueError("hosts: two hosts share one supervisord address:port")
@@ -772,6 +841,34 @@ class Config(Model):
                 f"storage_nodes, {len(self.storage_nodes)} configured (the janitor could never free the DAQ volumes)"
             )
         return self
+
+    def _check_chip_split(self) -> None:
+        """Every chip of the camera is read on exactly one DAQ host."""
+        daq = [(i, h) for i, h in enumerate(self.hosts) if "daq" in h.roles]
+        masters = [h.name for h in self.hosts if "daq-master" in h.roles]
+        if len(masters) > 1:
+            raise ValueError(f"hosts[].roles: one host runs daq:control, daq-master is on {', '.join(masters)}")
+        given = [(i, h) for i, h in daq if h.chips is not None]
+        for i, h in enumerate(self.hosts):
+            if h.chips is not None and "daq" not in h.roles:
+                raise ValueError(f"hosts[{i}].chips: {h.name} has no role daq, so no readout reads chips there")
+        if len(daq) > 1 and len(given) != len(daq):
+            bare = ", ".join(f"hosts[{i}] ({h.name})" for i, h in daq if h.chips is None)
+            raise ValueError(f"hosts[].chips: several DAQ hosts share the camera; give each its chips: {bare}")
+        camera = set(self.camera.chips)
+        seen: dict[int, str] = {}
+        for i, h in given:
+            chips = _expand_chips(h.chips or [], self.camera.chips)
+            foreign = [c for c in chips if c not in camera]
+            if foreign:
+                raise ValueError(f"hosts[{i}].chips: {foreign} are not in camera.chips")
+            for c in chips:
+                if c in seen:
+                    raise ValueError(f"hosts[{i}].chips: chip {c} is read on {seen[c]} already")
+                seen[c] = h.name
+        unread = [c for c in self.camera.chips if c not in seen]
+        if given and unread:
+            raise ValueError(f"hosts[].chips: no DAQ host reads chips {unread} of camera.chips")
 
     def _check_archive_host(self, known: set[str]) -> None:
         if self.archive is not None and self.archive.host is not None and self.archive.host not in known:
@@ -798,6 +895,37 @@ class Config(Model):
         )
 
     # -- derived values -------------------------------------------------
+    def chips_of(self, host: str) -> list[int]:
+        """The chips this host's readouts read, in camera.chips order (none on a host without role daq).
+
+        A host the config does not name (a test's, a bench's) reads the whole camera when at most one
+        DAQ host is configured."""
+        if host not in {h.name for h in self.hosts} and len(self.daq_hosts()) <= 1:
+            return list(self.camera.chips)
+        h = self.host(host)
+        if "daq" not in h.roles:
+            return []
+        mine = set(_expand_chips(h.chips, self.camera.chips)) if h.chips is not None else set(self.camera.chips)
+        return [c for c in self.camera.chips if c in mine]
+
+    def daq_host_of_chip(self, det_id: int) -> str | None:
+        """The DAQ host whose readouts read this chip (None: not a chip of the camera)."""
+        for h in self.daq_hosts():
+            if det_id in self.chips_of(h.name):
+                return h.name
+        return None
+
+    def daq_hosts(self) -> list[Host]:
+        return [h for h in self.hosts if "daq" in h.roles]
+
+    def daq_control_host(self) -> str | None:
+        """Where daq:control runs: the host with role daq-master, else the first DAQ host."""
+        for h in self.hosts:
+            if "daq-master" in h.roles:
+                return h.name
+        daq = self.daq_hosts()
+        return daq[0].name if daq else None
+
     def host(self, name: str) -> Host:
         for h in self.hosts:
             if h.name == name:

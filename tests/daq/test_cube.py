@@ -122,7 +122,8 @@ def test_header_template_renders_exactly_what_astropy_builds_for_each_chip(tmp_p
         assert template.render(det, "vol-x", name) == expected
     rows = np.zeros(3, FRAME_DTYPE)
     rows["FLAGS"] = [0, 1, 2]
-    assert FramesTableTemplate(3).render(rows, 1, 1) == frames_table(rows, 1, 1)
+    assert FramesTableTemplate(3).render(rows, 1, 1, None, None) == frames_table(rows, 1, 1)
+    assert FramesTableTemplate(3).render(rows, 1, 1, 1003.25, 2.5) == frames_table(rows, 1, 1, 1003.25, 2.5)
 
 
 def test_headers_take_monitor_values_from_the_board_and_say_when_they_are_stale(tmp_path: Path) -> None:

@@ -243,6 +243,6 @@ def test_rings_are_removed_on_a_clean_stop_but_not_while_the_other_side_uses_the
     readout = start("daq:readout-01")
     wait_until(lambda: _holds(readout.pid, path), 60, what="the ring reused")
     assert path.stat().st_ino == inode
-    ring = Ring(path, ring_slots(cfg, 0, 0), frame_bytes(cfg))  # another user: the stopping readout leaves it
+    ring = Ring(path, ring_slots(cfg, HOST, 0, 0), frame_bytes(cfg))  # another user: the stopping readout leaves it
     assert stop(readout, signal.SIGTERM) == 0 and path.exists()
     assert ring.close(remove_if_unused=True) and not path.exists()

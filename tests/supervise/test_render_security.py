@@ -118,7 +118,10 @@ def test_credentials_with_at_slash_colon_are_quoted_in_the_client_url(tmp_path: 
 
 
 def test_a_remote_host_without_supervisor_address_is_not_looked_for_on_this_machine(tmp_path: Path) -> None:
-    hosts = [{"name": "a", "address": "127.0.0.1"}, {"name": "b", "address": "10.0.0.20", "supervisor": {"port": 9102}}]
+    hosts = [
+        {"name": "a", "address": "127.0.0.1"},
+        {"name": "b", "address": "10.0.0.20", "supervisor": {"port": 9102}, "roles": ["storage"]},
+    ]
     cfg = parse_config({"data_dir": str(tmp_path), "hosts": hosts})
     # 127.0.0.1:9102 on this machine is not b's supervisord: b is tried where it is (and refused there).
     assert connect_address(cfg.host("b")) == "10.0.0.20"

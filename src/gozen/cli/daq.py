@@ -33,7 +33,8 @@ def daq_expose(
     """Run exposures with the DAQ programs that `gozen up` started."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from gozen.daq.catalog import ExposureRequest, daq_stats, exposure_progress, request_exposures
+    from gozen.daq.catalog import ExposureRequest, exposure_progress, request_exposures
+    from gozen.daq.stats import daq_stats
 
     cfg = config(ctx)
     try:
@@ -98,7 +99,7 @@ def daq_stats_cmd(
     """Rates and error counts of the DAQ: files, MB/s, frames missing, damaged and dropped."""
     from datetime import UTC, datetime, timedelta
 
-    from gozen.daq.catalog import daq_stats
+    from gozen.daq.stats import daq_stats
 
     st = daq_stats(engine(ctx), since=datetime.now(UTC) - timedelta(hours=hours))
     out.print(f"last {hours:g} h:")

@@ -308,8 +308,11 @@ def record_readout_reports(engine: Engine, rows: list[dict[str, Any]]) -> None:
             conn.execute(insert(readout_reports), new)
 
 
-def last_reported(engine: Engine, readout: str) -> int:
-    q = select(func.max(readout_reports.c.exp_id)).where(readout_reports.c.readout == readout)
+def last_reported(engine: Engine, readout: str, host: str) -> int:
+    """The newest exposure this readout (of this DAQ host) reported."""
+    q = select(func.max(readout_reports.c.exp_id)).where(
+        readout_reports.c.readout == readout, readout_reports.c.daq_host == host
+    )
     with engine.connect() as conn:
         return int(conn.execute(q).scalar() or 0)
 
@@ -358,66 +361,3 @@ def exposure_progress(engine: Engine, exp_ids: list[int]) -> tuple[int, int, dic
         ).scalar_one()
         chips = [c for c in conn.execute(select(exposures.c.chips).where(exposures.c.exp_id.in_(exp_ids))).scalars()]
     return int(files), sum(len(c or []) for c in chips), states
-
-
-@dataclass(frozen=True)
-class DaqStats:
-    exposures: int
-    files: int
-    bytes: int
-    first_start: datetime | None
-    last_file: datetime | None
-    frames_expected: int
-    frames_written: int
-    frames_missing: int
-    frames_damaged: int
-    frames_dropped: int
-    chips_unrecognised: int
-
-    @property
-    def mb_per_s(self) -> float:
-        if not self.first_start or not self.last_file or self.last_file <= self.first_start:
-            return 0.0
-        return self.bytes / 1e6 / (self.last_file - self.first_start).total_seconds()
-
-    @property
-    def error_rate(self) -> float:
-        return (self.frames_missing + self.frames_damaged) / self.frames_expected if self.frames_expected else 0.0
-
-
-def daq_stats(engine: Engine, since: datetime | None = None, exp_ids: list[int] | None = None) -> DaqStats:
-    fq = select(
-        func.count(),
-        func.coalesce(func.sum(daq_files.c.size_bytes), 0),
-        func.coalesce(func.sum(daq_files.c.frames_expected), 0),
-        func.coalesce(func.sum(daq_files.c.frames_written), 0),
-        func.coalesce(func.sum(daq_files.c.frames_missing), 0),
-        func.coalesce(func.sum(daq_files.c.frames_damaged), 0),
-        func.max(daq_files.c.created_at),
-    ).select_from(daq_files.join(exposures))
-    eq = select(func.count(), func.min(exposures.c.start_at)).where(exposures.c.start_at.is_not(None))
-    rq = select(
-        func.coalesce(func.sum(readout_reports.c.frames_dropped), 0),
-        func.count().filter(readout_reports.c.recognised.is_(False)),
-    ).select_from(readout_reports.join(exposures))
-    if since is not None:
-        fq, eq, rq = (q.where(exposures.c.start_at >= since) for q in (fq, eq, rq))
-    if exp_ids is not None:
-        fq, eq, rq = (q.where(exposures.c.exp_id.in_(exp_ids)) for q in (fq, eq, rq))
-    with engine.connect() as conn:
-        n, size, exp_f, written, missing, damaged, last = conn.execute(fq).one()
-        n_exp, first = conn.execute(eq).one()
-        dropped, unrec = conn.execute(rq).one()
-    return DaqStats(
-        int(n_exp),
-        int(n),
-        int(size),
-        first,
-        last,
-        int(exp_f),
-        int(written),
-        int(missing),
-        int(damaged),
-        int(dropped),
-        int(unrec),
-    )

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from gozen.daq.headers import BLOCK, FramesTableTemplate, padded
+from gozen.daq.headers import BLOCK, FRAME_DTYPE, FramesTableTemplate, padded
 from gozen.daq.ring import FLAG_DAMAGED, FLAG_MISSING
 
+NAN = float("nan")
 SIGN_FLIP = 0x0080  # on the byte-swapped words: flips the top bit of the big-endian high byte
 
 
@@ -33,6 +34,8 @@ class CubeResult:
     frames_written: int
     frames_missing: int
     frames_damaged: int
+    overscan_median: float | None = None  # median over the frames (None: no overscan read)
+    overscan_noise: float | None = None
 
 
 class CubeFile:
@@ -45,9 +48,10 @@ class CubeFile:
         self.n_frames = n_frames
         self.fsync = fsync
         self.next_index = 0
-        self.rows = np.zeros(n_frames, [("FRAME", "i4"), ("COUNTER", "i8"), ("GPSTIME", "f8"), ("FLAGS", "i4")])
+        self.rows = np.zeros(n_frames, FRAME_DTYPE.newbyteorder("="))
         self.rows["FRAME"] = np.arange(n_frames)
         self.rows["COUNTER"] = -1
+        self.rows["OSMED"] = self.rows["OSNOISE"] = np.nan
         self._hash = xxhash.xxh3_64()
         self._size = 0
         self._fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -62,9 +66,16 @@ class CubeFile:
             self._size += n
 
     def write_frame(
-        self, index: int, pixels: np.ndarray | None, scratch: np.ndarray, counter: int, gps_s: float, flags: int
+        self,
+        index: int,
+        pixels: np.ndarray | None,
+        scratch: np.ndarray,
+        counter: int,
+        gps_s: float,
+        flags: int,
+        overscan: tuple[float, float] = (NAN, NAN),
     ) -> None:
-        """Append frame `index` (uint16 pixels, or None when it never arrived)."""
+        """Append frame `index` (uint16 pixels, or None when it never arrived); overscan: its (median, noise)."""
         self._check_order(index, scratch)
         if pixels is None:
             self._write_blank(scratch)
@@ -74,21 +85,29 @@ class CubeFile:
             # (one numpy pass; as fast as a plain copy on this machine, see bench/daq_bench.py).
             np.bitwise_xor(pixels, 0x8000, out=scratch.view(">u2"))
             self._write(scratch)
-        self._done(index, counter, gps_s, flags)
+        self._done(index, counter, gps_s, flags, overscan)
 
-    def write_converted(self, index: int, raw: np.ndarray, counter: int, gps_s: float, flags: int) -> None:
+    def write_converted(
+        self,
+        index: int,
+        raw: np.ndarray,
+        counter: int,
+        gps_s: float,
+        flags: int,
+        overscan: tuple[float, float] = (NAN, NAN),
+    ) -> None:
         """Append a frame already in FITS byte order (carried over from another volume)."""
         self._check_order(index, raw)
         self._write(raw)
-        self._done(index, counter, gps_s, flags)
+        self._done(index, counter, gps_s, flags, overscan)
 
     def _check_order(self, index: int, scratch: np.ndarray) -> None:
         if index < self.next_index or index >= self.n_frames:
             raise ValueError(f"{self.final.name}: frame {index} out of order (next is {self.next_index})")
         self.fill_missing_until(index, scratch)
 
-    def _done(self, index: int, counter: int, gps_s: float, flags: int) -> None:
-        self.rows[index] = (index, counter, gps_s, flags)
+    def _done(self, index: int, counter: int, gps_s: float, flags: int, overscan: tuple[float, float]) -> None:
+        self.rows[index] = (index, counter, gps_s, flags, *overscan)
         self.next_index = index + 1
 
     def _write_blank(self, scratch: np.ndarray) -> None:
@@ -119,9 +138,19 @@ class CubeFile:
         flags = self.rows["FLAGS"]
         missing = int(np.count_nonzero(flags & FLAG_MISSING))
         damaged = int(np.count_nonzero(flags & FLAG_DAMAGED))
-        self._write(_table_template(self.n_frames).render(self.rows, missing, damaged))
+        os_median, os_noise = (_median_or_none(self.rows[k]) for k in ("OSMED", "OSNOISE"))
+        self._write(_table_template(self.n_frames).render(self.rows, missing, damaged, os_median, os_noise))
         assert self._size % BLOCK == 0
-        return CubeResult(self.final, self._size, self._hash.hexdigest(), self.n_frames - missing, missing, damaged)
+        return CubeResult(
+            self.final,
+            self._size,
+            self._hash.hexdigest(),
+            self.n_frames - missing,
+            missing,
+            damaged,
+            os_median,
+            os_noise,
+        )
 
     def commit(self) -> None:
         """fsync (per policy), close, and give the file its final name. Safe to run on another thread."""
@@ -145,6 +174,11 @@ class CubeFile:
             self.part.unlink()
         except OSError:
             pass
+
+
+def _median_or_none(values: np.ndarray) -> float | None:
+    known = values[~np.isnan(values)]
+    return float(np.median(known)) if known.size else None
 
 
 @cache

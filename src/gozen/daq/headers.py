@@ -239,10 +239,16 @@ def _to_header(cards: _Cards) -> fits.Header:
     return h
 
 
-FRAME_DTYPE = np.dtype([("FRAME", ">i4"), ("COUNTER", ">i8"), ("GPSTIME", ">f8"), ("FLAGS", ">i4")])
+FRAME_DTYPE = np.dtype(
+    [("FRAME", ">i4"), ("COUNTER", ">i8"), ("GPSTIME", ">f8"), ("FLAGS", ">i4"), ("OSMED", ">f4"), ("OSNOISE", ">f4")]
+)
+# Per-file overscan statistics in the FRAMES header (NaN, written as null, for a light-only readout).
+OVERSCAN_KEYS = {"OVSCMED": "median of the frames' overscan medians, ADU", "OVSCNOIS": "median overscan noise, ADU"}
 
 
-def frames_table(rows: np.ndarray, n_missing: int, n_damaged: int) -> bytes:
+def frames_table(
+    rows: np.ndarray, n_missing: int, n_damaged: int, os_median: float | None = None, os_noise: float | None = None
+) -> bytes:
     """The FRAMES binary-table HDU (header + data + padding) for the end of the file."""
     cols = fits.ColDefs(
         [
@@ -250,6 +256,8 @@ def frames_table(rows: np.ndarray, n_missing: int, n_damaged: int) -> bytes:
             fits.Column("COUNTER", "K", array=rows["COUNTER"]),
             fits.Column("GPSTIME", "D", unit="s", array=rows["GPSTIME"]),
             fits.Column("FLAGS", "J", array=rows["FLAGS"]),
+            fits.Column("OSMED", "E", unit="adu", array=rows["OSMED"]),
+            fits.Column("OSNOISE", "E", unit="adu", array=rows["OSNOISE"]),
         ]
     )
     h = fits.BinTableHDU.from_columns(cols, name="FRAMES").header
@@ -259,6 +267,13 @@ def frames_table(rows: np.ndarray, n_missing: int, n_damaged: int) -> bytes:
     h.comments["TTYPE4"] = f"{FLAG_MISSING}=missing {FLAG_DAMAGED}=damaged {FLAG_DROPPED}=dropped"
     h["NMISSING"] = (n_missing, "frames never received")
     h["NDAMAGED"] = (n_damaged, "frames received with a link error")
+    h.comments["TTYPE5"] = "overscan median (NaN: no overscan read)"
+    h.comments["TTYPE6"] = "overscan noise, 1.4826 x MAD"
+    for (key, comment), value in zip(OVERSCAN_KEYS.items(), (os_median, os_noise), strict=True):
+        if value is None:  # fitsverify warns of a keyword without a value
+            h.append(("COMMENT", f"{key}: no overscan in this readout"))
+        else:
+            h[key] = (round(value, 3), comment)
     data = rows.astype(FRAME_DTYPE).tobytes()
     head = h.tostring().encode("ascii")
     return head + data + b"\0" * (padded(len(data)) - len(data))
@@ -303,17 +318,27 @@ class FramesTableTemplate:
 
     def __init__(self, n_frames: int) -> None:
         rows = np.zeros(n_frames, FRAME_DTYPE)
-        self.head = bytearray(frames_table(rows, 0, 0)[: -padded(rows.nbytes)])
+        self.head = bytearray(frames_table(rows, 0, 0, 0.0, 0.0)[: -padded(rows.nbytes)])
         cards = [self.head[i : i + 80].decode("ascii") for i in range(0, len(self.head), 80)]
-        self.at = {
-            k: next(i for i, c in enumerate(cards) if c.startswith(k.ljust(8))) for k in ("NMISSING", "NDAMAGED")
+        self.comments = {
+            "NMISSING": "frames never received",
+            "NDAMAGED": "frames received with a link error",
+            **OVERSCAN_KEYS,
         }
-        self.comments = {"NMISSING": "frames never received", "NDAMAGED": "frames received with a link error"}
+        self.at = {k: next(i for i, c in enumerate(cards) if c.startswith(k.ljust(8))) for k in self.comments}
 
-    def render(self, rows: np.ndarray, n_missing: int, n_damaged: int) -> bytes:
+    def render(
+        self, rows: np.ndarray, n_missing: int, n_damaged: int, os_median: float | None, os_noise: float | None
+    ) -> bytes:
+        """The FRAMES HDU of one file; os_median/os_noise None: no overscan (a COMMENT card says so instead)."""
         head = bytearray(self.head)
-        for key, value in (("NMISSING", n_missing), ("NDAMAGED", n_damaged)):
+        values = (("NMISSING", n_missing), ("NDAMAGED", n_damaged), ("OVSCMED", os_median), ("OVSCNOIS", os_noise))
+        for key, value in values:
             i = self.at[key]
-            head[80 * i : 80 * (i + 1)] = fits.Card(key, value, self.comments[key]).image.encode("ascii")
+            if value is None:  # fitsverify warns of a keyword without a value
+                card = fits.Card("COMMENT", f"{key}: no overscan in this readout")
+            else:
+                card = fits.Card(key, round(value, 3) if isinstance(value, float) else value, self.comments[key])
+            head[80 * i : 80 * (i + 1)] = card.image.encode("ascii")
         data = rows.astype(FRAME_DTYPE).tobytes()
         return bytes(head) + data + b"\0" * (padded(len(data)) - len(data))

@@ -1,4 +1,8 @@
-"""Which readout reads which chip, which writer writes it, and the ring between them."""
+"""Which DAQ host and readout read which chip, which writer writes it, and the ring between them.
+
+Each DAQ host reads its own chips (`hosts[].chips`, all of camera.chips on a lone DAQ host)
+with `daq.readouts` readouts and `daq.writers` writers of its own.
+"""
 
 from __future__ import annotations
 
@@ -8,33 +12,34 @@ import os
 from pathlib import Path
 
 from gozen.config import Config
+from gozen.daq.geometry import geometry
 
 SHM_DIR = Path(os.environ.get("GOZEN_SHM_DIR", "/dev/shm"))
 
 
-def readout_chips(cfg: Config, readout: int) -> list[int]:
-    """Contiguous, even split of the configured chips over the readouts."""
-    chips, n = cfg.camera.chips, cfg.daq.readouts
-    per = math.ceil(len(chips) / n)
+def readout_chips(cfg: Config, host: str, readout: int) -> list[int]:
+    """Contiguous, even split of the host's chips over its readouts."""
+    chips, n = cfg.chips_of(host), cfg.daq.readouts
+    per = math.ceil(len(chips) / n) if chips else 0
     return chips[readout * per : (readout + 1) * per]
 
 
-def writer_of(cfg: Config, det_id: int) -> int:
-    """Chips are dealt round-robin over the writers."""
-    return cfg.camera.chips.index(det_id) % cfg.daq.writers
+def writer_of(cfg: Config, host: str, det_id: int) -> int:
+    """The host's chips are dealt round-robin over its writers."""
+    return cfg.chips_of(host).index(det_id) % cfg.daq.writers
 
 
-def ring_chips(cfg: Config, readout: int, writer: int) -> list[int]:
-    return [c for c in readout_chips(cfg, readout) if writer_of(cfg, c) == writer]
+def ring_chips(cfg: Config, host: str, readout: int, writer: int) -> list[int]:
+    return [c for c in readout_chips(cfg, host, readout) if writer_of(cfg, host, c) == writer]
 
 
-def ring_slots(cfg: Config, readout: int, writer: int) -> int:
-    n = len(ring_chips(cfg, readout, writer))
+def ring_slots(cfg: Config, host: str, readout: int, writer: int) -> int:
+    n = len(ring_chips(cfg, host, readout, writer))
     return max(4, math.ceil(n * cfg.camera.fps * cfg.daq.ring_seconds))
 
 
 def frame_bytes(cfg: Config) -> int:
-    return cfg.camera.width_px * cfg.camera.height_px * 2
+    return geometry(cfg.camera).frame_bytes
 
 
 def ring_path(cfg: Config, host: str, readout: int, writer: int) -> Path:
@@ -43,6 +48,6 @@ def ring_path(cfg: Config, host: str, readout: int, writer: int) -> Path:
     return SHM_DIR / f"gozen-{tag}-{host}-r{readout:02d}-w{writer:02d}.ring"
 
 
-def rings_of_writer(cfg: Config, writer: int) -> list[int]:
+def rings_of_writer(cfg: Config, host: str, writer: int) -> list[int]:
     """Readouts that send this writer frames."""
-    return [r for r in range(cfg.daq.readouts) if ring_chips(cfg, r, writer)]
+    return [r for r in range(cfg.daq.readouts) if ring_chips(cfg, host, r, writer)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -29,6 +30,9 @@ from gozen.service import Context, stop_on_signals
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05
+# A frame read out longer ago than this when the readout comes to its exposure is gone (the grabber
+# keeps a few seconds; a readout restarted mid-exposure must not invent the frames it missed).
+LATE_START_S = 3.0
 
 
 class Readout:
@@ -49,13 +53,15 @@ class Readout:
         self.reports = Backlog(
             spool_path(self.ctx, "reports"), self.db, lambda rows: catalog.record_readout_reports(engine, rows)
         )
-        self.chips = readout_chips(cfg, index)
+        self.chips = readout_chips(cfg, host, index)
         self.camera = camera or camera_from_config(cfg, index)
         self.recognised = self.camera.open(self.chips)
         self.unrecognised = [c for c in self.chips if c not in self.recognised]
         self.rings: dict[int, Ring] = {}
-        for w in sorted({writer_of(cfg, c) for c in self.chips}):
-            ring = Ring.create_or_open(ring_path(cfg, host, index, w), ring_slots(cfg, index, w), frame_bytes(cfg))
+        for w in sorted({writer_of(cfg, host, c) for c in self.chips}):
+            ring = Ring.create_or_open(
+                ring_path(cfg, host, index, w), ring_slots(cfg, host, index, w), frame_bytes(cfg)
+            )
             ring.prefault()
             self.rings[w] = ring
         self._scratch = np.empty(frame_bytes(cfg) // 2, np.uint16)
@@ -76,7 +82,21 @@ class Readout:
         counts: dict[int, Counter[str]] = {c: Counter() for c in chips}
         start_ns = int(exp.start_at.timestamp() * 1e9)
         self.camera.start_exposure(ExposureSpec(exp.exp_id, exp.n_frames, exp.fps, start_ns, exp.ra_deg, exp.dec_deg))
-        for i in range(exp.n_frames):
+        # A readout that starts (or restarts) mid-exposure finds the frames read out before it gone.
+        first = self.first_readable(exp)
+        if first:
+            for c in chips:
+                counts[c]["missed"] += first
+            tell(
+                self.ctx,
+                "frames_lost",
+                f"exp {exp.exp_id}",
+                f"exposure {exp.exp_id}: this readout started {first} frames into it; those frames of chips "
+                f"{chips} are counted missing",
+                missed=first * len(chips),
+                late_start=True,
+            )
+        for i in range(first, exp.n_frames):
             if self.ctx.stopping:
                 for c in chips:
                     counts[c]["missed"] += exp.n_frames - i
@@ -85,14 +105,20 @@ class Readout:
             for c in chips:
                 self._read_one(exp, c, i, counts[c])
         for c in chips:  # END lets the writer close at once; if the ring is full it closes on its timeout
-            ring = self.rings[writer_of(self.cfg, c)]
+            ring = self.rings[writer_of(self.cfg, self.host, c)]
             seq = ring.reserve()
             if seq is not None:
                 ring.publish(seq, kind=END, exp_id=exp.exp_id, det_id=c, n_frames=exp.n_frames)
         return counts
 
+    def first_readable(self, exp: ArmedExposure) -> int:
+        """The first frame not yet gone: frames read out longer than LATE_START_S ago are (a readout
+        reading on time is at most a frame behind; the grabber keeps no more than that)."""
+        late_s = time.time() - exp.start_at.timestamp() - LATE_START_S
+        return min(exp.n_frames, max(0, math.floor(late_s * exp.fps)))
+
     def _read_one(self, exp: ArmedExposure, det_id: int, index: int, counts: Counter[str]) -> None:
-        ring = self.rings[writer_of(self.cfg, det_id)]
+        ring = self.rings[writer_of(self.cfg, self.host, det_id)]
         seq = ring.reserve()
         into = ring.data(seq) if seq is not None else self._scratch
         info = self.camera.read_frame(det_id, index, into)
@@ -130,6 +156,7 @@ class Readout:
                     "exp_id": exp.exp_id,
                     "det_id": c,
                     "readout": self.name,
+                    "daq_host": self.host,
                     "recognised": c in self.recognised,
                     "frames_read": k["read"],
                     "frames_missed": missed,
@@ -253,7 +280,7 @@ class ArmedFeed(threading.Thread):
         r = self.readout
         spooled = max((int(row["exp_id"]) for row in r.reports.read_spool()), default=0)
         ended = catalog.last_ended_before(r.engine, utcnow() - timedelta(seconds=60))
-        return max(catalog.last_reported(r.engine, r.name), ended, spooled)
+        return max(catalog.last_reported(r.engine, r.name, r.host), ended, spooled)
 
 
 def main(ctx: Context) -> None:

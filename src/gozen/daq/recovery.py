@@ -30,7 +30,7 @@ class StalePart:
     volume: VolumeState
 
 
-def find_stale_parts(cfg: Config, writer: int, volumes: list[VolumeState]) -> list[StalePart]:
+def find_stale_parts(cfg: Config, host: str, writer: int, volumes: list[VolumeState]) -> list[StalePart]:
     """The `.part` files of this writer's chips on every volume."""
     found = []
     for v in volumes:
@@ -41,7 +41,7 @@ def find_stale_parts(cfg: Config, writer: int, volumes: list[VolumeState]) -> li
             if not m:
                 continue
             det_id = int(m.group(1)) * 100 + int(m.group(4))
-            if det_id in cfg.camera.chips and writer_of(cfg, det_id) == writer:
+            if det_id in cfg.chips_of(host) and writer_of(cfg, host, det_id) == writer:
                 found.append(StalePart(part, int(m.group(3)), det_id, v))
     return found
 

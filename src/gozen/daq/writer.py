@@ -101,12 +101,12 @@ class Writer:
     def attach(self, timeout_s: float | None = 120) -> bool:
         """Open the rings the readouts make, waiting for them (None: until stopped); False when stopped."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        for r in rings_of_writer(self.cfg, self.index):
+        for r in rings_of_writer(self.cfg, self.host, self.index):
             path = ring_path(self.cfg, self.host, r, self.index)
             while True:
                 try:
                     self.rings.append(
-                        Ring.wait_open(path, ring_slots(self.cfg, r, self.index), frame_bytes(self.cfg), 1)
+                        Ring.wait_open(path, ring_slots(self.cfg, self.host, r, self.index), frame_bytes(self.cfg), 1)
                     )
                     break
                 except FileNotFoundError:
@@ -146,7 +146,7 @@ class Writer:
 
     def remove_stale_parts(self) -> None:
         """Partial files of a writer that died: keep those that are whole, remove the rest and say so."""
-        for stale in find_stale_parts(self.cfg, self.index, self.volumes.volumes):
+        for stale in find_stale_parts(self.cfg, self.host, self.index, self.volumes.volumes):
             subject = f"exp {stale.exp_id} det {stale.det_id}"
             row = salvage(stale, self.cfg, self.host, self.name)
             if row is not None:

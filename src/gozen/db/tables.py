@@ -107,6 +107,18 @@ daq_files = Table(
     Column("naxis3", Integer, nullable=False, comment="NAXIS3"),
     Column("writer", String(64), nullable=False, comment="Writer program that made it."),
     Column("created_at", UtcDateTime, nullable=False, comment="When it got its final name."),
+    Column(
+        "overscan_median",
+        Float,
+        nullable=True,
+        comment="Median of the frames' overscan medians, ADU (NULL: a light-only readout has no overscan).",
+    ),
+    Column(
+        "overscan_noise",
+        Float,
+        nullable=True,
+        comment="Median of the frames' overscan noise (1.4826 x MAD), ADU (NULL: no overscan).",
+    ),
     UniqueConstraint("exp_id", "det_id"),
     comment="FITS files written by the DAQ: one per chip per exposure.",
 )
@@ -124,6 +136,12 @@ readout_reports = Table(
     Column("frames_damaged", Integer, nullable=False, comment="Frames delivered with a link error."),
     Column("frames_dropped", Integer, nullable=False, comment="Frames lost because the ring to the writer was full."),
     Column("created_at", UtcDateTime, nullable=False, comment="When the readout finished the chip."),
+    Column(
+        "daq_host",
+        String(128),
+        nullable=True,
+        comment="DAQ host of the readout (NULL: reported before the camera could be split over hosts).",
+    ),
     comment="What each readout saw of each chip in each exposure.",
 )
 

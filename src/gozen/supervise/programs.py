@@ -51,10 +51,6 @@ class Program:
         return wanted and (self.where is None or self.where(cfg, host))
 
 
-def _daq(name: str, entry: str, summary: str) -> Program:
-    return Program("daq", name, frozenset({"daq"}), entry, summary)
-
-
 def _daq_workers(kind: str, count: int, cpus: list[int] | None, summary: str) -> list[Program]:
     """daq:<kind>-01 .. -NN, each `gozen.daq.<kind>:main` told its index and pinned to `cpus`."""
     return [
@@ -108,7 +104,15 @@ def registry(cfg: Config) -> list[Program]:
             listener_events="PROCESS_STATE,TICK_60",  # the ticks are its heartbeat
             startsecs=1,
         ),
-        _daq("control", "gozen.daq.control:Control", "arms the requested exposures for the readouts"),
+        Program(
+            "daq",
+            "control",
+            frozenset({"daq", "daq-master"}),
+            "gozen.daq.control:Control",
+            "arms the requested exposures on every DAQ host and closes the books on them",
+            # One for the whole camera: on the host with role daq-master, else the first DAQ host.
+            where=lambda cfg, host: host.name == cfg.daq_control_host(),
+        ),
         *_daq_workers(
             "readout", cfg.daq.readouts, cfg.daq.readout_cpus, "reads its share of the chips into shared-memory rings"
         ),
