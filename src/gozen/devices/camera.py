@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gozen.service import DeviceUnavailable
+
 
 @dataclass(frozen=True)
 class FrameInfo:
@@ -46,3 +48,14 @@ class Camera(ABC):
     @abstractmethod
     def read_frame(self, det_id: int, index: int, into: np.ndarray) -> FrameInfo | None:
         """Copy frame `index` of chip det_id into `into` (uint16); None if it never arrived."""
+
+    def unrecognised_reason(self, det_id: int) -> str:
+        """Why open() left this chip out, for the event that tells it."""
+        return "it did not answer at start"
+
+    def take_faults(self) -> dict[int, DeviceUnavailable]:
+        """Chips whose device failed since the last call (each failure told once), for the readout's events.
+
+        A failed chip's frames are missed (read_frame gives None); the camera never raises from the
+        frame loop, so one chip's device cannot stop the others' readout."""
+        return {}
