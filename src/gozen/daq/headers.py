@@ -20,6 +20,7 @@ from gozen import __version__
 from gozen.config import Config
 from gozen.daq.cardtext import as_card_text, card_text_problem
 from gozen.daq.focalplane import chip_wcs
+from gozen.daq.geometry import Geometry, Section, geometry
 from gozen.daq.ring import FLAG_DAMAGED, FLAG_DROPPED, FLAG_MISSING
 from gozen.daq.snapshot import StatusSnapshot, StatusValue
 from gozen.fitstext import to_fits_text
@@ -141,7 +142,7 @@ def primary_header(
     daq_volume: str,
     filename: str,
 ) -> fits.Header:
-    cam = cfg.camera
+    geo = geometry(cfg.camera)
     snap = exp.snapshot
     frame_s = 1.0 / exp.fps
     gps_down = gps_up + timedelta(seconds=exp.n_frames * frame_s)
@@ -150,8 +151,8 @@ def primary_header(
     h["SIMPLE"] = (True, "conforms to FITS standard")
     h["BITPIX"] = (16, "16-bit integers")
     h["NAXIS"] = 3
-    h["NAXIS1"] = (cam.width_px, "pixels per row")
-    h["NAXIS2"] = (cam.height_px, "rows")
+    h["NAXIS1"] = (geo.width, "pixels per row")
+    h["NAXIS2"] = (geo.height, "rows")
     h["NAXIS3"] = (exp.n_frames, "frames")
     h["EXTEND"] = (True, "FRAMES table follows")
     h["BZERO"] = (32768, "uint16 stored as int16")
@@ -189,6 +190,7 @@ def primary_header(
     h["FILENAME"] = (filename, "original file name")
     h["ORIGIN"] = ("gozen", "")
     h["CREATOR"] = (f"gozen {__version__}", "software that wrote this file")
+    _sections(h, geo)
 
     _section(h, "observatory")
     h["OBSERVAT"] = (cfg.site.name[:68], "observatory")
@@ -224,9 +226,33 @@ def primary_header(
 
     _section(h, "WCS (approximate, no distortion)")
     if ra is not None and dec is not None:
-        for k, val in chip_wcs(det_id, ra, dec, cam.width_px, cam.height_px).items():
+        for k, val in frame_wcs(cfg, det_id, ra, dec).items():
             h[k] = val
     return _to_header(h)
+
+
+def _sections(h: _Cards, geo: Geometry) -> None:
+    """Where the light-sensitive pixels and the overscan are, as IRAF sections (1-based, inclusive):
+    ccdproc's trim_image(fits_section=DATASEC) and subtract_overscan(fits_section=BIASSEC) take them."""
+    ccd = Section(0, geo.data.x1 - geo.data.x0, 0, geo.data.y1 - geo.data.y0)
+    h["DATASEC"] = (geo.data.fits, "light-sensitive pixels")
+    if geo.bias is not None:
+        h["TRIMSEC"] = (geo.data.fits, "what to keep when trimming")
+        h["BIASSEC"] = (geo.bias.fits, "overscan: bias and read noise only")
+    h["CCDSEC"] = (ccd.fits, "detector pixels DATASEC holds")
+    if geo.reference is not None:
+        h.append(("COMMENT", f"{geo.reference.fits} and the rows above and below DATASEC: optical black", ""))
+        h.append(("COMMENT", "Overscan median and noise per frame: FRAMES table OSMED, OSNOISE;", ""))
+        h.append(("COMMENT", "per file: OVSCMED, OVSCNOIS in the FRAMES header.", ""))
+
+
+def frame_wcs(cfg: Config, det_id: int, ra0: float, dec0: float) -> dict[str, object]:
+    """The chip's WCS on the frame as written: CRPIX moved by DATASEC's offset in a full readout."""
+    cam, geo = cfg.camera, geometry(cfg.camera)
+    wcs = chip_wcs(det_id, ra0, dec0, cam.width_px, cam.height_px)
+    wcs["CRPIX1"] = round(float(wcs["CRPIX1"]) + geo.data.x0, 3)  # type: ignore[arg-type]
+    wcs["CRPIX2"] = round(float(wcs["CRPIX2"]) + geo.data.y0, 3)  # type: ignore[arg-type]
+    return wcs
 
 
 def _to_header(cards: _Cards) -> fits.Header:
@@ -305,7 +331,7 @@ class HeaderTemplate:
     def render(self, det_id: int, daq_volume: str, filename: str) -> bytes:
         values: dict[str, object] = {"DET-ID": det_id, "DAQ-VOL": daq_volume, "FILENAME": filename}
         if self.ra is not None and self.dec is not None:
-            wcs = chip_wcs(det_id, self.ra, self.dec, self.cfg.camera.width_px, self.cfg.camera.height_px)
+            wcs = frame_wcs(self.cfg, det_id, self.ra, self.dec)
             values |= {"CRPIX1": wcs["CRPIX1"], "CRPIX2": wcs["CRPIX2"]}
         out = bytearray(self.image)
         for key, i in self.index.items():

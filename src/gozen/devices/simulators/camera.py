@@ -5,6 +5,11 @@ frames (bias + sky + Poisson and read noise) is copied into the reader's buffer,
 per-chip star overlay, made once per exposure from the pointing, is added in place.
 Stars come from a fixed pseudo-random sky (seeded per 0.5-degree cell), so they follow
 the pointing from one exposure to the next.
+
+A full readout (`camera.readout: full`) frames the light area with optical black (bias, read
+noise and a little dark signal) and overscan columns (bias and read noise only). Each chip has
+its own bias level, which wanders by a few ADU from frame to frame; it is added in the same
+numpy pass that copies the pool frame, so it costs nothing.
 """
 
 from __future__ import annotations
@@ -17,12 +22,19 @@ import numpy as np
 
 from gozen.config import Camera as CameraConfig
 from gozen.daq.focalplane import PITCH_X_DEG, chip_center_deg, sky_to_pixel, tangent_to_sky
+from gozen.daq.geometry import Geometry, geometry
 from gozen.devices.camera import Camera, ExposureSpec, FrameInfo
 
 POOL_FRAMES = 8
 BIAS_ADU = 1000.0
 SKY_ADU = 300.0
-READ_NOISE_ADU = 2.0
+READ_NOISE_ADU = 4.4  # Tomo-e Gozen at mid gain: 4.1 e- read noise, 0.94 e-/ADU
+OPTICAL_BLACK_DARK_ADU = 1.0  # dark signal of the covered pixels in one frame
+CHIP_BIAS_SPREAD_ADU = 30  # each chip's bias level is within this of BIAS_ADU
+BIAS_DRIFT_ADU = 3.0  # and wanders this much ...
+BIAS_DRIFT_FRAMES = 600  # ... over this many frames (5 minutes at 2 fps)
+# The pool is made this far below BIAS_ADU; each frame's own bias offset (never negative) is added back.
+BIAS_HEADROOM_ADU = CHIP_BIAS_SPREAD_ADU + 10
 CELL_DEG = 0.5
 STARS_PER_DEG2 = 400
 PSF_SIGMA_PX = 1.1
@@ -31,13 +43,36 @@ ZERO_POINT_MAG = 24.0  # magnitude giving 1 ADU per frame
 MAX_STAR_PEAK_ADU = 60000
 
 
-def _noise_pool(width: int, height: int, seed: int) -> list[np.ndarray]:
+def _noise_frame(geo: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """One flat frame at BIAS_ADU - BIAS_HEADROOM_ADU: read noise everywhere, sky on the light area,
+    a little dark signal on the optical black (the covered pixels around it), bias alone in the overscan."""
+    base = BIAS_ADU - BIAS_HEADROOM_ADU
+    frame = rng.normal(base, READ_NOISE_ADU, size=(geo.height, geo.width))
+    if geo.full:
+        frame += OPTICAL_BLACK_DARK_ADU
+        assert geo.bias is not None
+        b = geo.bias
+        frame[:, b.x0 : b.x1] -= OPTICAL_BLACK_DARK_ADU  # the overscan columns: read past the pixels, no dark
+    d = geo.data
+    sky = rng.normal(base + SKY_ADU, math.sqrt(SKY_ADU + READ_NOISE_ADU**2), size=(d.y1 - d.y0, d.x1 - d.x0))
+    frame[d.y0 : d.y1, d.x0 : d.x1] = sky
+    return np.clip(np.rint(frame), 0, 65535).astype(np.uint16).ravel()
+
+
+def _noise_pool(geo: Geometry, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    sigma = math.sqrt(SKY_ADU + READ_NOISE_ADU**2)
-    return [
-        np.clip(rng.normal(BIAS_ADU + SKY_ADU, sigma, size=width * height), 0, 65535).astype(np.uint16)
-        for _ in range(POOL_FRAMES)
-    ]
+    return [_noise_frame(geo, rng) for _ in range(POOL_FRAMES)]
+
+
+def chip_bias_adu(det_id: int) -> int:
+    """The chip's own bias level, less BIAS_ADU (fixed per chip, within CHIP_BIAS_SPREAD_ADU)."""
+    return (det_id * 7919) % (2 * CHIP_BIAS_SPREAD_ADU + 1) - CHIP_BIAS_SPREAD_ADU
+
+
+def bias_offset(det_id: int, counter: int) -> np.uint16:
+    """What a frame adds to the pool frame: the headroom back, the chip's level and its slow drift."""
+    drift = BIAS_DRIFT_ADU * math.sin(2 * math.pi * counter / BIAS_DRIFT_FRAMES + det_id)
+    return np.uint16(BIAS_HEADROOM_ADU + chip_bias_adu(det_id) + round(drift))
 
 
 def stars_in_field(ra0: float, dec0: float, radius_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,8 +121,8 @@ class SimulatedCamera(Camera):
 
     def __init__(self, cfg: CameraConfig, seed: int = 0, gps_jitter_s: float = 0.0002) -> None:
         self.cfg = cfg
-        self.width, self.height = cfg.width_px, cfg.height_px
-        self._pool = _noise_pool(self.width, self.height, seed)
+        self.geometry = geometry(cfg)
+        self._pool = _noise_pool(self.geometry, seed)
         self._rng = random.Random(seed)
         self._jitter_ns = int(gps_jitter_s * 1e9)
         self._counters: dict[int, int] = {}
@@ -106,9 +141,16 @@ class SimulatedCamera(Camera):
 
     def start_exposure(self, spec: ExposureSpec) -> None:
         self._spec = spec
-        self._overlays = {
-            d: star_overlay(d, spec.ra_deg, spec.dec_deg, self.width, self.height) for d in self._counters
-        }
+        self._overlays = {d: self._stars(d, spec.ra_deg, spec.dec_deg) for d in self._counters}
+
+    def _stars(self, det_id: int, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
+        """The chip's star overlay, its indices in the frame (the light area is DATASEC of a full readout)."""
+        geo, cam = self.geometry, self.cfg
+        idx, adu = star_overlay(det_id, ra0, dec0, cam.width_px, cam.height_px)
+        if geo.full:
+            y, x = np.divmod(idx, cam.width_px)
+            idx = (y + geo.data.y0) * geo.width + x + geo.data.x0
+        return idx, adu
 
     def frame_start_ns(self, index: int) -> int:
         assert self._spec is not None, "start_exposure first"
@@ -126,7 +168,7 @@ class SimulatedCamera(Camera):
         f = self.cfg.faults
         if (det_id, index) in self._missed or (f.missed_rate and self._rng.random() < f.missed_rate):
             return None
-        np.copyto(into, self._pool[(det_id * 3 + counter) % POOL_FRAMES])
+        np.add(self._pool[(det_id * 3 + counter) % POOL_FRAMES], bias_offset(det_id, counter), out=into)
         idx, adu = self._overlays.get(det_id, (None, None))
         if idx is not None and idx.size:
             into[idx] += adu
