@@ -94,13 +94,99 @@ def _print_stats(st: Any) -> None:
 @app.command("stats")
 def daq_stats_cmd(
     ctx: typer.Context,
-    hours: Annotated[float, typer.Option(help="Look back this many hours")] = 24.0,
+    hours: Annotated[
+        float, typer.Option(min=0.01, max=24 * 31, help="Per host and chip: look back this many hours")
+    ] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Rates and error counts of the DAQ: files, MB/s, frames missing, damaged and dropped."""
+    """Tonight's totals, then per DAQ host and per chip: frames read, missing, damaged, dropped, MB/s, last file."""
+    import json
+    from dataclasses import asdict
     from datetime import UTC, datetime, timedelta
 
-    from gozen.daq.stats import daq_stats
+    from gozen.daq.stats import daq_overview, daq_stats, night_start, overview_json
 
-    st = daq_stats(engine(ctx), since=datetime.now(UTC) - timedelta(hours=hours))
-    out.print(f"last {hours:g} h:")
-    _print_stats(st)
+    cfg, db = config(ctx), engine(ctx)
+    now = datetime.now(UTC)
+    night_t0 = night_start(now, cfg.site.lon_deg)
+    tonight = daq_stats(db, since=night_t0)
+    ov = daq_overview(cfg, db, now - timedelta(hours=hours), now)
+    if as_json:
+        doc = overview_json(ov) | {"tonight": asdict(tonight) | {"since": night_t0, "mb_per_s": tonight.mb_per_s}}
+        typer.echo(json.dumps(doc, default=str, indent=2))
+        return
+    out.print(f"tonight (since {night_t0:%Y-%m-%d %H:%M} UTC, local noon):")
+    if tonight.exposures:
+        _print_stats(tonight)
+    else:
+        out.print("  no exposure yet")
+    if not any(c.seen for c in ov.chips):
+        out.print(f"last {hours:g} h: no DAQ data (no file and no readout report of an exposure that started then)")
+        return
+    out.print(f"\nlast {hours:g} h, per DAQ host:")
+    out.print(_hosts_table(ov))
+    out.print(f"\nlast {hours:g} h, per chip:")
+    out.print(_chips_table(ov))
+
+
+def _board(v: Any, unit: str) -> str:
+    if v is None:
+        return "[dim]–[/]"
+    text = f"{v.value:g}{unit} [dim]{v.age_words}[/]"
+    return f"[yellow]{text} (stale)[/]" if v.stale else text
+
+
+def _count(n: int) -> str:
+    return f"[red]{n}[/]" if n else "0"
+
+
+def _last(name: str | None, at: Any) -> str:
+    return f"{name} [dim]{at:%H:%M:%S}[/]" if name else "[dim]–[/]"
+
+
+def _hosts_table(ov: Any) -> Table:
+    t = Table("host", "up", "chips", "frames/s", "ring fill", "MB/s", "files", "missing", "dropped", "last file")
+    for h in ov.hosts:
+        up = "[green]up[/]" if h.up else ("[red]down: " + ", ".join(h.silent) + "[/]" if h.heartbeats else "[dim]–[/]")
+        t.add_row(
+            h.host if h.configured else f"{h.host} [dim](not configured)[/]",
+            up,
+            str(len(h.chips)),
+            _board(h.frames_per_s, "/s"),
+            _board(h.ring_fill_pct, "%"),
+            f"{h.mb_per_s:.1f}",
+            str(h.files),
+            _count(h.frames_missing),
+            _count(h.frames_dropped),
+            _last(h.last_file, h.last_file_at),
+        )
+    return t
+
+
+def _chips_table(ov: Any) -> Table:
+    from gozen.daq.stats import CHIP_STATE_WORDS, ChipState
+
+    t = Table(
+        "chip", "host", "state", "read", "missing", "damaged", "dropped", "files", "MB/s", "overscan", "last file"
+    )
+    style = {ChipState.OK: "green", ChipState.NO_DATA: "dim", ChipState.NOT_CONFIGURED: "dim"}
+    for c in ov.chips:
+        if not (c.configured or c.seen):
+            continue
+        overscan = (
+            "[dim]–[/]" if c.overscan_median is None else f"{c.overscan_median:.1f} ± {c.overscan_noise or 0:.2f}"
+        )
+        t.add_row(
+            str(c.det_id),
+            c.host or "[dim]–[/]",
+            f"[{style.get(c.state, 'red')}]{CHIP_STATE_WORDS[c.state]}[/]",
+            str(c.frames_read),
+            _count(c.frames_missing),
+            _count(c.frames_damaged),
+            _count(c.frames_dropped),
+            str(c.files),
+            f"{c.mb_per_s:.1f}",
+            overscan,
+            _last(c.last_file, c.last_file_at),
+        )
+    return t
