@@ -45,8 +45,8 @@ from tests.web.test_security import form_token, serve_app
 
 RETRY_S = 1  # web_section's refresh_s: pages and clients retry at the pages' own pace
 BANNER = f"The database is not answering; this page will retry in {RETRY_S} s"
-API_PATHS = ("/api/data", "/api/events", "/api/status", "/api/queue")
-PAGES = ("/data", "/events", "/monitors", "/queue")
+API_PATHS = ("/api/data", "/api/events", "/api/status", "/api/queue", "/api/daq")
+PAGES = ("/data", "/events", "/monitors", "/queue", "/daq")
 
 
 def assert_unavailable_json(r: httpx.Response) -> None:
