@@ -221,6 +221,21 @@ def test_night_starts_at_local_noon() -> None:
     assert night_start(datetime(2026, 1, 1, 2, 49, tzinfo=UTC), kiso) == noon - timedelta(days=1)
 
 
+def table_rows(output: str) -> dict[str, list[str]]:
+    """The rows of the command's tables by their first cell, cut where the header's columns start."""
+    rows: dict[str, list[str]] = {}
+    starts: list[int] = []
+    for line in output.splitlines():
+        words = line.split()
+        if words[:2] in (["host", "up"], ["chip", "host"]):
+            starts = [m.start() for m in re.finditer(r"(?<!\S)\S", line)]
+            starts = [i for i in starts if i == starts[0] or line[i - 2 : i] == "  "]  # "ring fill" is one column
+        elif starts and words:
+            cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+            rows[cells[0]] = cells
+    return rows
+
+
 def test_cli_stats_tables_json_and_no_data(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "gozen.yaml", config_data(tmp_path))
     engine = make_engine(cfg.database_url)
@@ -235,8 +250,7 @@ def test_cli_stats_tables_json_and_no_data(tmp_path: Path) -> None:
     text = runner.invoke(app, ["daq", "stats"], env=env)
     assert text.exit_code == 0, text.output
     assert "per DAQ host" in text.output and "per chip" in text.output
-    cells = [[c.strip() for c in ln.split("│")[1:-1]] for ln in text.output.splitlines() if ln.startswith("│")]
-    lines = {row[0]: row for row in cells}
+    lines = table_rows(text.output)
     assert lines["daq0"][1:3] == ["up", "3"] and re.fullmatch(r"14/s \d s ago", lines["daq0"][3])
     assert lines["daq1"][1] == "down: daq:writer-01" and re.fullmatch(r"90% 0:05:0\d ago \(stale\)", lines["daq1"][4])
     assert lines["121"][2:7] == ["frames dropped (ring full)", "24", "1", "0", "1"]

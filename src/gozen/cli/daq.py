@@ -11,6 +11,7 @@ from rich.table import Table
 from gozen.cli.console import fail, out
 from gozen.cli.context import config, engine
 
+PLAIN: dict[str, Any] = {"box": None, "header_style": "bold"}  # as `gozen ps`: columns a script can cut
 app = typer.Typer(help="Data acquisition: exposures and their accounting.", no_args_is_help=True)
 
 
@@ -145,7 +146,9 @@ def _last(name: str | None, at: Any) -> str:
 
 
 def _hosts_table(ov: Any) -> Table:
-    t = Table("host", "up", "chips", "frames/s", "ring fill", "MB/s", "files", "missing", "dropped", "last file")
+    t = Table(
+        "host", "up", "chips", "frames/s", "ring fill", "MB/s", "files", "missing", "dropped", "last file", **PLAIN
+    )
     for h in ov.hosts:
         up = "[green]up[/]" if h.up else ("[red]down: " + ", ".join(h.silent) + "[/]" if h.heartbeats else "[dim]–[/]")
         t.add_row(
@@ -167,7 +170,18 @@ def _chips_table(ov: Any) -> Table:
     from gozen.daq.stats import CHIP_STATE_WORDS, ChipState
 
     t = Table(
-        "chip", "host", "state", "read", "missing", "damaged", "dropped", "files", "MB/s", "overscan", "last file"
+        "chip",
+        "host",
+        "state",
+        "read",
+        "missing",
+        "damaged",
+        "dropped",
+        "files",
+        "MB/s",
+        "overscan",
+        "last file",
+        **PLAIN,
     )
     style = {ChipState.OK: "green", ChipState.NO_DATA: "dim", ChipState.NOT_CONFIGURED: "dim"}
     for c in ov.chips:
