@@ -16,8 +16,8 @@ from tests.conftest import WAIT_S, free_port, wait_until
 class AlpacaServer:
     """The Alpaca simulator served by uvicorn in a thread: stop() and it stops answering."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg, self.port = cfg, free_port()
+    def __init__(self, cfg: Config, port: int | None = None) -> None:
+        self.cfg, self.port = cfg, port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.server: uvicorn.Server | None = None
 

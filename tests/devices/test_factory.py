@@ -1,13 +1,10 @@
-"""The device factory: which class the config picks for each device, and the drivers it refuses."""
+"""The device factory: which class the config picks for each device."""
 
 from __future__ import annotations
 
-import pytest
-
-from gozen.config import Config, parse_config
+from gozen.config import parse_config
 from gozen.devices.dome import AlpacaDome, SimulatedDome
 from gozen.devices.factory import (
-    UnsupportedDriver,
     camera_from_config,
     dome_from_config,
     gps_from_config,
@@ -63,15 +60,10 @@ def test_no_simulated_values_on_a_real_site_a_device_not_configured_is_none() ->
     assert thermometers_from_config(cfg) is None
 
 
-def with_camera_driver(cfg: Config, driver: str) -> Config:
-    """The config as it would be if validation let `driver` through (config check refuses alpaca)."""
-    return cfg.model_copy(update={"camera": cfg.camera.model_copy(update={"driver": driver})})
+def test_camera_driver_alpaca_gets_the_alpaca_camera_at_camera_alpaca() -> None:
+    from gozen.devices.alpaca_camera import AlpacaCamera
 
-
-def test_an_alpaca_camera_is_refused_with_the_key_and_what_to_do() -> None:
-    cfg = with_camera_driver(parse_config({}), "alpaca")
-    with pytest.raises(UnsupportedDriver) as refused:
-        camera_from_config(cfg, 0)
-    assert str(refused.value) == (
-        "camera.driver: 'alpaca' has no adapter in gozen yet (the Alpaca camera is not written); use driver: simulator"
-    )
+    cfg = parse_config({"camera": {"driver": "alpaca", "alpaca": {"address": "192.0.2.9:11111", "devices": {111: 3}}}})
+    camera = camera_from_config(cfg, 0)
+    assert isinstance(camera, AlpacaCamera) and camera.where.address == "192.0.2.9:11111"
+    assert camera.numbers == {111: 3}

@@ -7,6 +7,7 @@ The simulated observatory's Alpaca devices and gpsd are its simulators served ov
 protocols (`sim:alpaca`, `sim:gpsd`), so the adapters below talk to them as to real hardware;
 the UPS, thermometers and dome are simulated in-process when none is configured and the
 simulated observatory is on; off, a device not configured is None (never invented values).
+A driver the config schema allows always has its adapter here.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "UnsupportedDriver",
     "camera_from_config",
     "dome_from_config",
     "gps_from_config",
@@ -39,20 +39,16 @@ __all__ = [
 ]
 
 
-class UnsupportedDriver(ValueError):
-    """The config names a driver gozen has no adapter for (yet)."""
-
-
 def camera_from_config(cfg: Config, index: int = 0) -> Camera:
-    """The camera as readout `index` drives it (the index seeds the simulator's noise)."""
-    if cfg.camera.driver == "simulator":
-        from gozen.devices.simulators.camera import SimulatedCamera
+    """The camera as readout `index` drives it (the index seeds the simulator's noise): the simulated
+    Tomo-e Gozen camera, or ASCOM Alpaca Camera devices at camera.alpaca, one per chip."""
+    if cfg.camera.driver == "alpaca":
+        from gozen.devices.alpaca_camera import AlpacaCamera
 
-        return SimulatedCamera(cfg.camera, seed=index, gps_jitter_s=cfg.daq.gps_jitter_s)
-    raise UnsupportedDriver(
-        f"camera.driver: {cfg.camera.driver!r} has no adapter in gozen yet "
-        "(the Alpaca camera is not written); use driver: simulator"
-    )
+        return AlpacaCamera(cfg.camera)
+    from gozen.devices.simulators.camera import SimulatedCamera
+
+    return SimulatedCamera(cfg.camera, seed=index, gps_jitter_s=cfg.daq.gps_jitter_s)
 
 
 def weather_from_config(cfg: Config) -> WeatherStation:

@@ -1,4 +1,5 @@
-"""`sim:alpaca`: an ASCOM Alpaca server with a simulated telescope, weather station, safety monitor and dome.
+"""`sim:alpaca`: an ASCOM Alpaca server with a simulated telescope, weather station, safety monitor and dome,
+and, when the camera is read over Alpaca (camera.driver: alpaca), one Camera device per chip.
 
 It follows the published Alpaca API, so the monitors and the queue talk to it exactly as to
 real devices: `GET|PUT /api/v1/{device_type}/{device_number}/{member}` answering
@@ -11,7 +12,9 @@ The devices are gozen's simulators (`SimulatedTelescope`, `SimulatedWeatherStati
 slew and the dome's shutter to move, the weather drifts with the time of day and has noise, a
 scripted humid spell comes back every `bad_weather_every_s`, devices drop out every
 `dropout_every_s`. For tests, `PUT /sim/weather` (JSON) pins weather values and
-`PUT /sim/fault` makes a device answer NaN, out-of-range values, malformed JSON or nothing.
+`PUT /sim/fault` makes a device answer NaN, out-of-range values, malformed JSON or nothing, or be
+gone (HTTP 400, as for a device the server does not have); `device` names a type ("camera") or one
+device ("camera/1"). The Camera devices are in `alpaca_camera.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -33,7 +36,11 @@ from gozen.devices.telescope import InvalidTarget, Parked, SimulatedTelescope
 from gozen.devices.weather import SimulatedWeatherStation
 from gozen.service import Context
 
+if TYPE_CHECKING:
+    from gozen.devices.simulators.alpaca_camera import CameraDevice
+
 NOT_IMPLEMENTED, INVALID_VALUE, PARKED, DRIVER_ERROR = 0x400, 0x401, 0x408, 0x500
+IMAGEBYTES = "application/imagebytes"
 KEEP_ALIVE_S = 600  # idle connections are kept this long (see server_config)
 LISTEN_BACKLOG = 2048  # connections the kernel queues while the event loop is busy
 
@@ -118,8 +125,8 @@ def dome_put(dome: Dome, member: str) -> None:
 
 @dataclass
 class Fault:
-    mode: str = "ok"  # ok | nan | out_of_range | malformed | silent | error
-    device: str = "*"
+    mode: str = "ok"  # ok | nan | out_of_range | malformed | silent | error | gone
+    device: str = "*"  # a device type, "type/number", or * for all
 
 
 class AlpacaSimulator:
@@ -129,6 +136,9 @@ class AlpacaSimulator:
         self.weather = SimulatedWeatherStation(cfg.monitors.simulator, clock)
         self.safety = SimulatedSafetyMonitor(self.weather)
         self.dome = SimulatedDome(clock=clock)
+        from gozen.devices.simulators.alpaca_camera import camera_devices  # it builds on this module
+
+        self.cameras = camera_devices(cfg, self.telescope.radec, clock)
         self.fault = Fault()
         self.server_tid = 0
 
@@ -136,7 +146,9 @@ class AlpacaSimulator:
         sim = self.cfg.monitors.simulator
         return bool(sim.dropout_every_s) and (self.clock() % sim.dropout_every_s) < sim.dropout_for_s
 
-    def get(self, device: str, member: str) -> Any:
+    def get(self, device: str, member: str, number: int = 0) -> Any:
+        if device == "camera":
+            return self.cameras[number].get(member)
         if device == "telescope":
             return telescope_get(self.telescope, member)
         if device == "observingconditions":
@@ -152,8 +164,10 @@ class AlpacaSimulator:
             return self.safety.is_safe()
         raise AlpacaError(NOT_IMPLEMENTED, f"safetymonitor.{member} is not implemented by the simulator")
 
-    def put(self, device: str, member: str, form: dict[str, str]) -> None:
-        if device == "telescope":
+    def put(self, device: str, member: str, form: dict[str, str], number: int = 0) -> None:
+        if device == "camera":
+            self.cameras[number].put(member, form)
+        elif device == "telescope":
             telescope_put(self.telescope, member, form)
         elif device == "dome":
             dome_put(self.dome, member)
@@ -179,12 +193,8 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
 
     def reply(request_params: dict[str, str], value: Any = None, error: AlpacaError | None = None) -> Response:
         sim.server_tid += 1
-        try:
-            ctid = int(request_params.get("clienttransactionid", "0"))
-        except ValueError:
-            ctid = 0
         body: dict[str, Any] = {
-            "ClientTransactionID": ctid if 0 <= ctid < 2**32 else 0,
+            "ClientTransactionID": _client_tid(request_params),
             "ServerTransactionID": sim.server_tid,
             "ErrorNumber": error.number if error else 0,
             "ErrorMessage": str(error) if error else "",
@@ -193,13 +203,15 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
             body["Value"] = value
         return JSONResponse(body)
 
-    async def faulty(device: str) -> Response | None:
+    async def faulty(device: str, number: int) -> Response | None:
         f = sim.fault
         if sim.dropped_out():
             await asyncio.sleep(30)  # a device that stopped answering: the client times out
             return PlainTextResponse("dropped out", status_code=503)
-        if f.mode == "ok" or f.device not in ("*", device):
+        if f.mode == "ok" or f.device not in ("*", device, f"{device}/{number}"):
             return None
+        if f.mode == "gone":
+            return PlainTextResponse(f"no {device} number {number} here", status_code=400)
         if f.mode == "silent":
             await asyncio.sleep(30)
             return PlainTextResponse("silent", status_code=503)
@@ -211,9 +223,10 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
 
     async def gate(device: str, number: int) -> Response | None:
         """The answer for an unknown device (HTTP 400) or a device at fault; None to go on."""
-        if device not in INTERFACE_VERSION or number != 0:
+        known = number in sim.cameras if device == "camera" else (device in INTERFACE_VERSION and number == 0)
+        if not known:
             return PlainTextResponse(f"no {device} number {number} here", status_code=400)
-        return await faulty(device)
+        return await faulty(device, number)
 
     @app.get("/api/v1/{device}/{number}/{member}")
     async def alpaca_get(device: str, number: int, member: str, request: Request) -> Response:
@@ -221,12 +234,14 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
         device, member = device.lower(), member.lower()
         if (answer := await gate(device, number)) is not None:
             return answer
-        if member == "interfaceversion":
+        if device == "camera" and member == "imagearray":
+            return image_array(sim.cameras[number], params, IMAGEBYTES in request.headers.get("accept", ""))
+        if device != "camera" and member == "interfaceversion":
             return reply(params, INTERFACE_VERSION[device])
-        if member in COMMON:
+        if device != "camera" and member in COMMON:
             return reply(params, COMMON[member])
         try:
-            value = sim.get(device, member)
+            value = sim.get(device, member, number)
         except AlpacaError as err:
             return reply(params, error=err)
         if sim.fault.mode == "nan" and isinstance(value, float):
@@ -245,13 +260,24 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
         device, member = device.lower(), member.lower()
         if (answer := await gate(device, number)) is not None:
             return answer
-        if member == "connected":
+        if device != "camera" and member == "connected":
             return reply(form)
         try:
-            sim.put(device, member, form)
+            sim.put(device, member, form, number)
         except AlpacaError as err:
             return reply(form, error=err)
         return reply(form)
+
+    def image_array(camera: CameraDevice, params: dict[str, str], imagebytes: bool) -> Response:
+        """ImageArray as ImageBytes when the client accepts them, else as JSON ([x][y] nested lists)."""
+        try:
+            if imagebytes:
+                sim.server_tid += 1
+                body = camera.image_bytes(_client_tid(params), sim.server_tid)
+                return Response(body, media_type=IMAGEBYTES)
+            return reply(params, camera.image_array().tolist())
+        except AlpacaError as err:  # as JSON either way: alpyca and gozen read an error from both
+            return reply(params, error=err)
 
     @app.get("/management/apiversions")
     async def api_versions(request: Request) -> Response:
@@ -277,6 +303,14 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
                 "UniqueID": f"gozen-sim-{t}-0",
             }
             for t in INTERFACE_VERSION
+        ] + [
+            {
+                "DeviceName": c.name,
+                "DeviceType": "Camera",
+                "DeviceNumber": n,
+                "UniqueID": f"gozen-sim-camera-{c.det_id}",
+            }
+            for n, c in sorted(sim.cameras.items())
         ]
         return reply({k.lower(): v for k, v in request.query_params.items()}, value)
 
@@ -293,6 +327,15 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
         return {"mode": sim.fault.mode, "device": sim.fault.device}
 
     return app
+
+
+def _client_tid(params: dict[str, str]) -> int:
+    """The client's transaction id, echoed back (0 when missing or not a uint32)."""
+    try:
+        ctid = int(params.get("clienttransactionid", "0"))
+    except ValueError:
+        return 0
+    return ctid if 0 <= ctid < 2**32 else 0
 
 
 def server_config(cfg: Config) -> uvicorn.Config:

@@ -128,6 +128,7 @@ class SimulatedCamera(Camera):
         self._counters: dict[int, int] = {}
         self._overlays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._spec: ExposureSpec | None = None
+        self._pointing: tuple[object, ...] | None = None
         faults = cfg.faults
         self._missed = {(f.det_id, f.frame) for f in faults.missed}
         self._corrupted = {(f.det_id, f.frame) for f in faults.corrupted}
@@ -141,7 +142,10 @@ class SimulatedCamera(Camera):
 
     def start_exposure(self, spec: ExposureSpec) -> None:
         self._spec = spec
-        self._overlays = {d: self._stars(d, spec.ra_deg, spec.dec_deg) for d in self._counters}
+        pointing = (spec.ra_deg, spec.dec_deg, tuple(self._counters))
+        if pointing != self._pointing:  # the same field again (or sim:alpaca's every frame): the same stars
+            self._pointing = pointing
+            self._overlays = {d: self._stars(d, spec.ra_deg, spec.dec_deg) for d in self._counters}
 
     def _stars(self, det_id: int, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
         """The chip's star overlay, its indices in the frame (the light area is DATASEC of a full readout)."""
