@@ -29,10 +29,12 @@ EXPECTED_STATES = {111: "ok", 112: "missing", 121: "dropped", 211: "damaged", 21
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The web app alone on a seeded SQLite database, behind a real uvicorn on 127.0.0.1."""
+    """The web app alone on a seeded SQLite database, behind a real uvicorn on 127.0.0.1.
+
+    The page reloads itself only when the test says (page.reload): a hover must not race a reload."""
     tmp = tmp_path_factory.mktemp("daq-page")
     port = free_port()
-    cfg = write_config(tmp / "gozen.yaml", config_data(tmp, web=web_section(port)))
+    cfg = write_config(tmp / "gozen.yaml", config_data(tmp, web=web_section(port) | {"refresh_s": 300}))
     engine = make_engine(cfg.database_url)
     upgrade(engine)
     seed(cfg, engine, datetime.now(UTC))
@@ -108,6 +110,7 @@ def test_focal_plane_shows_84_chips_in_their_places_coloured_by_state(app_url: s
     expect(page.locator("#legend li")).to_have_count(7)
     expect(page.locator('#legend li[data-state="not_configured"] [data-count]')).to_have_text("78")
     expect(page.locator("figcaption")).to_contain_text("north up, east left")
+    expect(page.locator("body")).to_have_attribute("data-reload-s", "300.0")  # page.js reloads it
     expect(page.locator('#daq-hosts tr[data-host="daq0"]')).to_contain_text("UP")
     expect(page.locator('#daq-hosts tr[data-host="daq1"]')).to_contain_text("DOWN")
     expect(page.locator('#daq-hosts tr[data-host="daq1"]')).to_contain_text("stale")
