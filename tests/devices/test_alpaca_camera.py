@@ -139,7 +139,7 @@ def test_a_camera_device_that_disappears_mid_exposure_gives_missed_frames_and_an
         flags = hdul["FRAMES"].data["FLAGS"]
         assert list(flags[-1:] & FLAG_MISSING) == [FLAG_MISSING] and not any(flags[:3] & FLAG_MISSING)
     [fault] = [e for e in recent_events(daq.engine, 20, kind="camera_fault") if e.subject == "det 112"]
-    assert "camera device 1 (det 112)" in fault.message and "400" in fault.message  # the server has no such device
+    assert "camera device 1 (det 112)" in fault.message and "no camera number 1 here" in fault.message
 
     daq.server.put("/sim/fault", {"mode": "ok"})  # plugged in again: the next exposure is whole
     counts, files = daq.expose(3)
@@ -162,3 +162,26 @@ def test_the_management_api_lists_one_camera_device_per_chip(daq: Daq) -> None:
     body = httpx.get(f"http://{daq.server.address}/management/v1/configureddevices", timeout=30).json()
     cameras = [(d["DeviceNumber"], d["DeviceName"]) for d in body["Value"] if d["DeviceType"] == "Camera"]
     assert cameras == [(0, "gozen simulated chip 111"), (1, "gozen simulated chip 112")]
+
+
+def test_a_simulated_camera_device_exposes_like_a_camera(daq: Daq) -> None:
+    from alpaca.exceptions import InvalidValueException
+
+    client = AlpacaClient(daq.server.address, 1)
+    client.Connected = True
+    assert (client.CameraXSize, client.CameraYSize, client.SensorType, client.MaxADU) == (W, H, 0, 65535)
+    with pytest.raises(InvalidValueException):
+        client.BinX = 2  # it does not bin
+    try:
+        client.StartX, client.NumX = 20, 50
+        client.StartExposure(0.3, True)
+        assert (client.ImageReady, client.CameraState) == (False, 2)  # exposing
+        wait_until(lambda: client.ImageReady, WAIT_S, 0.02, "the image")
+        light = np.array(client.ImageArray).T
+        assert light.shape == (H, 50) and client.LastExposureDuration == 0.3 and client.PercentCompleted == 100
+        client.StartExposure(0.001, False)  # a dark: bias and read noise, no sky
+        wait_until(lambda: client.ImageReady, WAIT_S, 0.02, "the dark")
+        dark = np.array(client.ImageArray).T
+        assert np.median(light) - np.median(dark) > 250 and abs(np.median(dark) - 1000) <= 35
+    finally:
+        client.StartX, client.NumX = 0, W  # as the readout left it
