@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
-from sqlalchemy import select
 
 from gozen.config import Config, parse_config
 from gozen.daq import catalog
-from gozen.daq.control import arm_next
 from gozen.daq.focalplane import sky_to_pixel
 from gozen.daq.geometry import FULL_HEIGHT, FULL_WIDTH, geometry
 from gozen.daq.headers import ExposureInfo, primary_header
@@ -25,10 +23,10 @@ from gozen.daq.snapshot import simulated_snapshot
 from gozen.daq.writer import Writer
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
-from gozen.db.tables import daq_files
 from gozen.devices.camera import ExposureSpec
 from gozen.devices.simulators.camera import SimulatedCamera, stars_in_field
 from tests.conftest import WAIT_S
+from tests.daq.exposing import expose
 
 CHIPS, FRAMES, FPS = [111, 112], 4, 10.0
 RA, DEC = 10.68, 41.27
@@ -51,20 +49,12 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, list[dict
     cfg = full_config(tmp_path_factory.mktemp("full"))
     engine = make_engine(cfg.database_url)
     upgrade(engine)
-    request = catalog.ExposureRequest("M31", FRAMES, FPS, ra_deg=RA, dec_deg=DEC)
-    [exp_id] = catalog.request_exposures(engine, request, 1)
-    assert arm_next(cfg, engine, "daq1") == exp_id
     readout, writer = Readout(cfg, engine, 0, "daq1"), Writer(cfg, engine, 0, "daq1")
     writer.attach(timeout_s=WAIT_S)
-    exp = catalog.armed_after(engine, exp_id - 1)[0]
-    readout.report(exp, readout.read_exposure(exp))
-    while writer.poll():
-        pass
-    writer.flusher.wait()
-    writer.poll()
-    with engine.connect() as conn:
-        q = select(daq_files).where(daq_files.c.exp_id == exp_id).order_by(daq_files.c.det_id)
-        rows = [dict(r._mapping) for r in conn.execute(q)]
+    _counts, files = expose(
+        cfg, engine, readout, writer, catalog.ExposureRequest("M31", FRAMES, FPS, ra_deg=RA, dec_deg=DEC)
+    )
+    rows = [files[c] for c in sorted(files)]
     assert [r["det_id"] for r in rows] == CHIPS and all(r["state"] == "written" for r in rows), rows
     return cfg, rows
 

@@ -16,20 +16,19 @@ import numpy as np
 import pytest
 from alpaca.camera import Camera as AlpacaClient
 from astropy.io import fits
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from gozen.config import Config, parse_config
 from gozen.daq import catalog
-from gozen.daq.control import arm_next
 from gozen.daq.readout import Readout
 from gozen.daq.ring import FLAG_MISSING
 from gozen.daq.writer import Writer
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
-from gozen.db.tables import daq_files
 from gozen.devices.alpaca_camera import AlpacaCamera, utc_ns
 from tests.conftest import WAIT_S, free_port, wait_until
+from tests.daq.exposing import expose
 from tests.devices.servers import AlpacaServer
 
 CHIPS, W, H, FPS = [111, 112], 200, 100, 5.0
@@ -64,18 +63,8 @@ class Daq:
 
     def expose(self, n_frames: int) -> tuple[dict[int, Counter[str]], dict[int, dict[str, Any]]]:
         """One exposure read and written; the readout's counts and the files' rows, per chip."""
-        [exp_id] = catalog.request_exposures(self.engine, catalog.ExposureRequest("ALPACA", n_frames, FPS), 1)
-        assert arm_next(self.cfg, self.engine, "daq1") == exp_id
-        exp = catalog.armed_after(self.engine, exp_id - 1)[0]
-        counts = self.readout.read_exposure(exp)
-        self.readout.report(exp, counts)
-        while self.writer.poll():
-            pass
-        self.writer.flusher.wait()
-        self.writer.poll()
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(daq_files).where(daq_files.c.exp_id == exp_id)).all()
-        return counts, {r.det_id: dict(r._mapping) for r in rows}
+        request = catalog.ExposureRequest("ALPACA", n_frames, FPS)
+        return expose(self.cfg, self.engine, self.readout, self.writer, request)
 
 
 @pytest.fixture(scope="module")
