@@ -201,7 +201,7 @@ def registry(cfg: Config) -> list[Program]:
                 startsecs=1,
             )
             for device, what in (
-                ("alpaca", "Alpaca telescope, weather, safety and dome devices"),
+                ("alpaca", "Alpaca telescope, weather, safety, dome and (driver alpaca) camera devices"),
                 ("gpsd", "GPS (gpsd)"),
             )
         ),
