@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.devices.alpaca_camera import AlpacaCamera, utc_ns
+from gozen.devices.camera import ExposureSpec
 from tests.conftest import WAIT_S, free_port, wait_until
 from tests.daq.exposing import expose
 from tests.devices.servers import AlpacaServer
@@ -174,3 +176,32 @@ def test_a_simulated_camera_device_exposes_like_a_camera(daq: Daq) -> None:
         assert np.median(light) - np.median(dark) > 250 and abs(np.median(dark) - 1000) <= 35
     finally:
         client.StartX, client.NumX = 0, W  # as the readout left it
+
+
+def test_a_camera_server_started_after_the_readout_is_read_from_the_next_exposure(tmp_path: Path) -> None:
+    """As under `gozen up`, where sim:alpaca and the readout start together: a device that does not answer
+    at start is kept, its failure told once however many exposures it misses, and read once it answers."""
+    port = free_port()
+    cfg = camera_config(tmp_path, port, fps=20.0)
+    camera = AlpacaCamera(cfg.camera)
+    assert camera.open([111]) == [111]
+
+    def exposure(exp_id: int) -> list[bool]:
+        camera.start_exposure(ExposureSpec(exp_id, 2, 20.0, time.time_ns() + 100_000_000, 10.0, 20.0))
+        into = np.empty(W * H, np.uint16)
+        got = []
+        for i in range(2):
+            camera.wait_frame(i)
+            got.append(camera.read_frame(111, i, into) is not None)
+        return got
+
+    assert exposure(1) == [False, False]
+    [(det, refused)] = camera.take_faults().items()
+    assert det == 111 and "Connection refused" in str(refused)
+    assert exposure(2) == [False, False] and camera.take_faults() == {}  # still down: told once
+    server = AlpacaServer(cfg, port)
+    server.start()
+    try:
+        assert exposure(3) == [True, True] and camera.take_faults() == {}
+    finally:
+        server.stop()

@@ -4,9 +4,10 @@ Each chip's device runs its exposure in a thread of its own (`DeviceRun`), as a 
 would: for every frame, at its time or as soon as the last one is in, `StartExposure(1/fps,
 light)`, `ImageReady`, then the image, fetched as ImageBytes, and `LastExposureStartTime` for
 its stamp. The readout waits for a frame (`wait_frame`) until every device has it or has failed;
-a device that fails is told once as a DeviceUnavailable naming it (`take_faults`) and its
-frames of that exposure are missed, while the other chips read on. It is tried again at the next
-exposure.
+a device that fails is told as a DeviceUnavailable naming it (`take_faults`; once, until it
+delivers again) and its frames of that exposure are missed, while the other chips read on. It is
+connected, checked and tried again at the next exposure, as is a device that did not answer when
+the readout started (a camera server started after it).
 
 The image is asked for with `Accept: application/imagebytes`, as alpyca does, but fetched here:
 alpyca's ImageArray has no timeout (a silent camera would hang the readout) and builds Python
@@ -37,6 +38,7 @@ from gozen.service import DeviceUnavailable
 
 log = logging.getLogger(__name__)
 POLL_S = 0.005  # ImageReady is asked this often once the exposure time has passed
+RETRY_S = 0.5  # a device not ready is asked again this often until its first frame is due
 KEEP_FRAMES = 4  # images a device holds for the readout (a grabber's buffer); older ones are dropped
 COLOR = 1  # SensorType Color: three planes per pixel, not a chip gozen can write
 # ImageBytes transmission element types (ASCOM ImageArrayElementTypes) -> numpy
@@ -54,6 +56,7 @@ class Chip:
     device: Any  # alpaca.camera.Camera
     name: str
     counter: int = 0  # exposures started: the chip's frame counter
+    ready: bool = False  # connected, and checked to be the chip the config describes
 
 
 @dataclass
@@ -108,18 +111,11 @@ def image_bytes(body: bytes) -> np.ndarray:
 class DeviceRun(threading.Thread):
     """One device through one exposure: its images, in order, until the end or its first failure."""
 
-    def __init__(
-        self,
-        chip: Chip,
-        spec: ExposureSpec,
-        first: int,
-        shape: tuple[int, int],
-        timeout_s: float,
-        changed: threading.Condition,
-    ) -> None:
+    def __init__(self, camera: AlpacaCamera, chip: Chip, spec: ExposureSpec, first: int) -> None:
         super().__init__(name=f"alpaca-{chip.det_id}", daemon=True)
-        self.chip, self.spec, self.timeout_s, self.changed = chip, spec, timeout_s, changed
-        self.shape = shape  # (NumX, NumY): the geometry's width x height
+        self.camera, self.chip, self.spec, self.changed = camera, chip, spec, camera.changed
+        self.timeout_s = camera.where.timeout_s
+        self.shape = (camera.geometry.width, camera.geometry.height)  # NumX, NumY
         self.next_index = first  # frames before it are done (taken or skipped)
         self.images: dict[int, Image] = {}
         self.fault: DeviceUnavailable | None = None
@@ -128,6 +124,8 @@ class DeviceRun(threading.Thread):
 
     def run(self) -> None:
         try:
+            if not self.chip.ready:  # not answering at start, or failed since: connected and checked again
+                self.prepare()
             for i in range(self.next_index, self.spec.n_frames):
                 if self.stopped.is_set():
                     return
@@ -144,7 +142,22 @@ class DeviceRun(threading.Thread):
             log.exception("%s: exposure %d failed", self.chip.name, self.spec.exp_id)
             self.failed(DeviceUnavailable(self.chip.name, f"{type(err).__name__}: {err}"))
 
+    def prepare(self) -> None:
+        """Connect and check the device, asking again until its first frame is due (a camera server
+        starting with the readout, as sim:alpaca under `gozen up`, answers a moment later)."""
+        first_ns = self.spec.start_ns + round(self.next_index * 1e9 / self.spec.fps)
+        while True:
+            try:
+                why = self.camera.prepare(self.chip)
+                break
+            except DeviceUnavailable:
+                if time.time_ns() + RETRY_S * 1e9 > first_ns or self.stopped.wait(RETRY_S):
+                    raise
+        if why is not None:
+            raise DeviceUnavailable(self.chip.name, why)
+
     def failed(self, err: DeviceUnavailable) -> None:
+        self.chip.ready = False  # a camera restarted meanwhile must be connected and set up again
         with self.changed:
             if self.fault is None:
                 self.fault = err
@@ -192,37 +205,42 @@ class AlpacaCamera(Camera):
         self.numbers = self.where.devices or {det: n for n, det in enumerate(self.cfg.chips)}
         self.why: dict[int, str] = {}
         self.faults: dict[int, DeviceUnavailable] = {}
+        self.down: set[int] = set()  # chips whose failure was told and that have not delivered since
         self.changed = threading.Condition()
         self.spec: ExposureSpec | None = None
 
     def open(self, det_ids: list[int]) -> list[int]:
+        """The chips whose device is the chip the config describes, or does not answer yet (a camera
+        server started after the readout): those are connected and checked at each exposure until they are."""
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(det_ids)))) as pool:
-            problems = dict(zip(det_ids, pool.map(self._connect, det_ids), strict=True))
+            problems = dict(zip(det_ids, pool.map(self._open_one, det_ids), strict=True))
         for det, why in problems.items():
             if why is not None:
                 self.why[det] = why
                 log.warning("chip %d not recognised: %s", det, why)
         return [d for d in det_ids if d in self.chips]
 
-    def _connect(self, det_id: int) -> str | None:
-        """Connect the chip's device and check it is the chip the config describes; why not, or None."""
+    def _open_one(self, det_id: int) -> str | None:
+        """Why the chip is not recognised, or None."""
         number = self.numbers.get(det_id)
         if number is None:
             return f"camera.alpaca.devices names no Alpaca camera device for chip {det_id}"
         name = f"camera device {number} (det {det_id}) at {self.where.address}"
         chip = Chip(det_id, number, AlpacaDevice(self.where.address, number), name)
         try:
-            guarded(chip.device, "Connected", name, lambda: setattr(chip.device, "Connected", True))
-            why = self._mismatch(chip)
+            why = self.prepare(chip)
         except DeviceUnavailable as err:
-            return str(err)
+            log.warning("%s; tried again at each exposure", err)
+            why = None
         if why is None:
             self.chips[det_id] = chip
         return why
 
-    def _mismatch(self, chip: Chip) -> str | None:
-        """The whole sensor, unbinned, as the frame geometry; why it cannot be, or None."""
+    def prepare(self, chip: Chip) -> str | None:
+        """Connect the device and set it to read the whole sensor, unbinned, as the frame geometry; why it
+        cannot be, or None (then the chip is ready). DeviceUnavailable when it does not answer."""
         dev, name, geo = chip.device, chip.name, self.geometry
+        guarded(dev, "Connected", name, lambda: setattr(dev, "Connected", True))
         size = (ask(dev, "CameraXSize", name), ask(dev, "CameraYSize", name))
         if size != (geo.width, geo.height):
             return (
@@ -245,6 +263,7 @@ class AlpacaCamera(Camera):
             return f"{name} has a colour sensor (SensorType Color: three planes); gozen writes one plane per chip"
         temp = optional(dev, "CCDTemperature", name)
         log.info("%s connected: %d x %d, SensorType %s, CCDTemperature %s", name, *size, sensor, temp)
+        chip.ready = True
         return None
 
     def unrecognised_reason(self, det_id: int) -> str:
@@ -256,15 +275,13 @@ class AlpacaCamera(Camera):
         self.spec = spec
         late_s = (time.time_ns() - spec.start_ns) / 1e9
         first = min(spec.n_frames, max(0, int(late_s * spec.fps)))  # frames already under way are not started
-        timeout_s = self.where.timeout_s
-        shape = (self.geometry.width, self.geometry.height)
-        self.runs = {d: DeviceRun(c, spec, first, shape, timeout_s, self.changed) for d, c in self.chips.items()}
+        self.runs = {d: DeviceRun(self, c, spec, first) for d, c in self.chips.items()}
         for run in self.runs.values():
             run.start()
 
     def wait_frame(self, index: int) -> None:
-        """Until every device has frame `index` or has failed (at most its requests' timeouts past the
-        frame's end: each request has one, so a device that stalls fails on its own)."""
+        """Until the frame's time has passed and every device has frame `index` or has failed (at most its
+        requests' timeouts past the frame's end: each request has one, so a device that stalls fails on its own)."""
         assert self.spec is not None, "start_exposure first"
         end_s = (self.spec.start_ns + (index + 1) * 1e9 / self.spec.fps) / 1e9
         deadline = max(end_s, time.time()) + 3 * self.where.timeout_s + 10
@@ -272,15 +289,20 @@ class AlpacaCamera(Camera):
             self.changed.wait_for(
                 lambda: all(r.done_with(index) for r in self.runs.values()), max(0.0, deadline - time.time())
             )
+            pending = [r for r in self.runs.values() if not r.done_with(index)]
             for det, run in self.runs.items():
-                if not run.done_with(index):
+                if run in pending:
                     run.stopped.set()
                     run.fault = DeviceUnavailable(
                         run.chip.name, f"frame {index}: no image by {deadline - end_s:.0f} s after it"
                     )
                 if run.fault is not None and not run.told:
                     run.told = True
-                    self.faults[det] = run.fault
+                    if det not in self.down:  # a device down exposure after exposure is told once
+                        self.down.add(det)
+                        self.faults[det] = run.fault
+        # As a camera reads a frame out at its time: not sooner when every device has failed.
+        time.sleep(max(0.0, end_s - time.time()))
 
     def read_frame(self, det_id: int, index: int, into: np.ndarray) -> FrameInfo | None:
         run = self.runs.get(det_id)
@@ -290,6 +312,9 @@ class AlpacaCamera(Camera):
             image = run.images.pop(index, None)
         if image is None:
             return None
+        if det_id in self.down:
+            self.down.discard(det_id)
+            log.info("%s delivers frames again", run.chip.name)
         rows = into.reshape(self.geometry.height, self.geometry.width)
         pixels = image.pixels if image.pixels.dtype == np.uint16 else np.clip(image.pixels, 0, 65535)
         np.copyto(rows, pixels.T, casting="unsafe")

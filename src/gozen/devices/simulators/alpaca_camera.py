@@ -14,11 +14,14 @@ import math
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from gozen.config import Camera as CameraConfig
 from gozen.config import CameraFaults, Config
+from gozen.daq.geometry import geometry
 from gozen.devices.camera import ExposureSpec
 from gozen.devices.simulators.alpaca import INVALID_VALUE, NOT_IMPLEMENTED, AlpacaError
 from gozen.devices.simulators.camera import BIAS_ADU, READ_NOISE_ADU, SimulatedCamera, chip_bias_adu
@@ -33,19 +36,35 @@ EXPOSURE_MIN_S, EXPOSURE_MAX_S = 0.001, 3600.0
 INT32, UINT16 = 2, 8  # ASCOM ImageArrayElementTypes: what ImageArray holds, what goes on the wire
 
 
+class SharedCamera:
+    """gozen's simulated camera, one for every chip, made at the first light exposure: its noise pool
+    takes a second or two, and sim:alpaca must answer the monitors at once."""
+
+    def __init__(self, cfg: CameraConfig, det_ids: list[int]) -> None:
+        self.cfg = cfg.model_copy(update={"faults": CameraFaults()})  # the simulator driver's faults, not served
+        self.det_ids = det_ids
+        self.geometry = geometry(cfg)
+
+    @cached_property
+    def camera(self) -> SimulatedCamera:
+        camera = SimulatedCamera(self.cfg, seed=0, gps_jitter_s=0.0)
+        camera.open(self.det_ids)
+        return camera
+
+
 class CameraDevice:
     """One chip of the simulated camera as an Alpaca Camera device."""
 
     def __init__(
         self,
-        camera: SimulatedCamera,
+        chips: SharedCamera,
         det_id: int,
         number: int,
         pointing: Callable[[], tuple[float, float]],
         clock: Callable[[], float],
     ) -> None:
-        self.camera, self.det_id, self.number, self.pointing, self.clock = camera, det_id, number, pointing, clock
-        self.width, self.height = camera.geometry.width, camera.geometry.height
+        self.chips, self.det_id, self.number, self.pointing, self.clock = chips, det_id, number, pointing, clock
+        self.width, self.height = chips.geometry.width, chips.geometry.height
         self.connected = False
         self.frame = {"startx": 0, "starty": 0, "numx": self.width, "numy": self.height, "binx": 1, "biny": 1}
         self.started_at: float | None = None
@@ -158,8 +177,9 @@ class CameraDevice:
         frame = np.empty(self.width * self.height, np.uint16)
         if light:
             ra, dec = self.pointing()
-            self.camera.start_exposure(ExposureSpec(0, 1, 1.0 / duration_s, int(now * 1e9), ra, dec))
-            self.camera.read_frame(self.det_id, 0, frame)
+            camera = self.chips.camera
+            camera.start_exposure(ExposureSpec(0, 1, 1.0 / duration_s, int(now * 1e9), ra, dec))
+            camera.read_frame(self.det_id, 0, frame)
         else:  # the shutter closed: bias and read noise
             level = BIAS_ADU + chip_bias_adu(self.det_id)
             frame[:] = np.clip(np.rint(self.rng.normal(level, READ_NOISE_ADU, frame.size)), 0, 65535)
@@ -200,7 +220,5 @@ def camera_devices(
     if cam.driver != "alpaca":
         return {}
     numbers = cam.alpaca.devices or {det: n for n, det in enumerate(cam.chips)}
-    # One simulated camera for all chips; its faults are the simulator driver's, not served here.
-    camera = SimulatedCamera(cam.model_copy(update={"faults": CameraFaults()}), seed=0, gps_jitter_s=0.0)
-    camera.open(list(numbers))
-    return {n: CameraDevice(camera, det, n, pointing, clock) for det, n in numbers.items()}
+    chips = SharedCamera(cam, list(numbers))
+    return {n: CameraDevice(chips, det, n, pointing, clock) for det, n in numbers.items()}
