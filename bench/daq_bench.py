@@ -7,16 +7,20 @@ same volume, in the same run: `dd` sequential writes with fdatasync (the volume'
 and astropy writing the same cubes the plain way (`PrimaryHDU(data).writeto`).
 
     .venv/bin/python bench/daq_bench.py --mode cpu    # volumes on tmpfs, files drained at once: 84 chips
+    .venv/bin/python bench/daq_bench.py --mode cpu --readout full   # 2160 x 1200 frames: 871 MB/s
     .venv/bin/python bench/daq_bench.py --mode disk   # volumes on the real disk: highest chip count with 0 drops
     .venv/bin/python bench/daq_bench.py --smoke       # 2 chips, one exposure, small dd: does it still run?
 
 In cpu mode each finished file is deleted as soon as its row lands, standing in for the
-transfer draining the DAQ, so tmpfs never fills.
+transfer draining the DAQ, so tmpfs never fills. Each run prints the load average before and
+after, and how busy the writers' CPU was in all (the writers' share and what else ran there):
+on a shared machine other work takes the writers' core.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -28,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -38,16 +43,18 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
 
-from gozen.config import load_config, tomoe_chip_ids
+from gozen.config import Config, load_config, tomoe_chip_ids
 from gozen.daq import catalog, stats
+from gozen.daq.cpus import cpu_sets
+from gozen.daq.cube import CubeFile, to_fits_order
+from gozen.daq.geometry import geometry
 from gozen.daq.layout import SHM_DIR
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
 from gozen.db.tables import daq_files, readout_reports
 
-console = Console(width=130)
+console = Console(width=150)
 FRAMES, FPS = 12, 2.0
-FRAME_BYTES = 2000 * 1128 * 2
 
 
 @dataclass
@@ -59,18 +66,24 @@ class RunResult:
     frames_expected: int
     frames_missing: int
     frames_dropped: int
-    cpu: dict[str, float]  # % of one core, by stage
+    cpu: dict[str, float]  # % of one core, by program
+    writer_core_busy: float  # % of the writers' CPUs busy in all (writers and anything else there)
+    load: tuple[float, float]  # 1-minute load average before and after
 
     @property
     def mb_s(self) -> float:
         return self.bytes / 1e6 / self.seconds
 
+    @property
+    def writers(self) -> list[float]:
+        return [v for k, v in sorted(self.cpu.items()) if "writer" in k]
 
-def write_config(tmp: Path, volume_root: Path, chips: int, writers: int, ring_seconds: float) -> Path:
+
+def write_config(tmp: Path, volume_root: Path, chips: int, writers: int, ring_seconds: float, readout: str) -> Path:
     cfg = {
         "data_dir": str(tmp / "var"),
         "hosts": [{"name": "bench", "roles": ["daq"], "supervisor": {"port": 9999}}],
-        "camera": {"chips": tomoe_chip_ids()[:chips], "fps": FPS, "frames_per_exposure": FRAMES},
+        "camera": {"chips": tomoe_chip_ids()[:chips], "fps": FPS, "frames_per_exposure": FRAMES, "readout": readout},
         "daq_volumes": [{"name": f"vol{i}", "path": str(volume_root / f"vol{i}")} for i in (1, 2)],
         "daq": {
             "readouts": 1,
@@ -107,10 +120,27 @@ def readout_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))[:1]
 
 
+def busy_pct(before: list[Any], after: list[Any], cpus: list[int]) -> float:
+    """How busy these CPUs were between two psutil.cpu_times(percpu=True), % of one CPU."""
+    total = idle = 0.0
+    for c in cpus:
+        d = [a - b for a, b in zip(after[c], before[c], strict=True)]
+        total += sum(d)
+        idle += after[c].idle - before[c].idle + after[c].iowait - before[c].iowait
+    return 100 * (total - idle) / total * len(cpus) if total else 0.0
+
+
 def run_pipeline(
-    tmp: Path, volume_root: Path, chips: int, seconds: float, writers: int, delete: bool, ring_seconds: float = 4.0
+    tmp: Path,
+    volume_root: Path,
+    chips: int,
+    seconds: float,
+    writers: int,
+    delete: bool,
+    ring_seconds: float = 4.0,
+    readout: str = "light",
 ) -> RunResult:
-    config = write_config(tmp, volume_root, chips, writers, ring_seconds)
+    config = write_config(tmp, volume_root, chips, writers, ring_seconds, readout)
     cfg = load_config(config)
     engine = make_engine(cfg.database_url)
     upgrade(engine)
@@ -132,6 +162,7 @@ def run_pipeline(
         ids = catalog.request_exposures(engine, catalog.ExposureRequest("BENCH", FRAMES, FPS), n_exp)
         ps = {n: psutil.Process(p.pid) for n, p in procs.items()}
         cpu0 = {n: sum(p.cpu_times()[:2]) for n, p in ps.items()}
+        load0, cores0 = os.getloadavg()[0], psutil.cpu_times(percpu=True)
         t0 = time.monotonic()
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"{chips} chips", total=n_exp * chips)
@@ -146,6 +177,8 @@ def run_pipeline(
                 time.sleep(0.5)
         wall = time.monotonic() - t0
         cpu = {n: 100 * (sum(p.cpu_times()[:2]) - cpu0[n]) / wall for n, p in ps.items()}
+        core_busy = busy_pct(cores0, psutil.cpu_times(percpu=True), cpu_sets(cfg)[1])
+        load = (load0, os.getloadavg()[0])
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
@@ -166,13 +199,17 @@ def run_pipeline(
         dropped = conn.execute(select(func.coalesce(func.sum(readout_reports.c.frames_dropped), 0))).scalar_one()
     st = stats.daq_stats(engine)
     span = (last - st.first_start).total_seconds() if last and st.first_start else wall
-    stages = {
-        "readout": cpu["daq:readout-01"],
-        "writers": sum(v for k, v in cpu.items() if "writer" in k),
-        "control": cpu["daq:control"],
-    }
     return RunResult(
-        chips, span, int(n_files), int(size or 0), n_exp * FRAMES * chips, int(missing or 0), int(dropped), stages
+        chips,
+        span,
+        int(n_files),
+        int(size or 0),
+        n_exp * FRAMES * chips,
+        int(missing or 0),
+        int(dropped),
+        cpu,
+        core_busy,
+        load,
     )
 
 
@@ -205,10 +242,11 @@ def dd_mb_s(volume: Path, total_mb: int) -> float:
     return int(m.group(1)) / 1e6 / float(m.group(2))
 
 
-def astropy_mb_s(volume: Path, n_files: int) -> float:
+def astropy_mb_s(volume: Path, n_files: int, cfg: Config) -> float:
     """The plain way: a uint16 cube handed to astropy, which scales, swaps and writes it."""
+    g = geometry(cfg.camera)
     rng = np.random.default_rng(0)
-    cube = rng.normal(1300, 17, size=(FRAMES, 1128, 2000)).astype(np.uint16)
+    cube = rng.normal(1300, 17, size=(FRAMES, g.height, g.width)).astype(np.uint16)
     t0 = time.perf_counter()
     total = 0
     for i in range(n_files):
@@ -221,21 +259,28 @@ def astropy_mb_s(volume: Path, n_files: int) -> float:
     return total / 1e6 / (time.perf_counter() - t0)
 
 
-def gozen_writer_mb_s(volume: Path, n_files: int) -> float:
-    """gozen's writer stage alone, unpaced, on the same cubes: header, convert, checksum, table, fsync, rename."""
+def gozen_writer_mb_s(volume: Path, n_files: int, cfg: Config) -> float:
+    """gozen's writer stage alone, unpaced, on the same cubes: header, frames as the readout leaves them in
+    the ring (FITS order), checksum, table, fsync, rename."""
     from cubes import CubeMaker
 
     from gozen.daq.flusher import Flusher
 
-    maker = CubeMaker()
+    g = geometry(cfg.camera)
+    template = CubeMaker(cfg).template  # its header; the frames are the geometry's
+    rng = np.random.default_rng(0)
+    frames = [to_fits_order(rng.normal(1300, 17, g.pixels).astype(np.uint16)) for _ in range(4)]
+    scratch = np.empty(g.pixels, np.uint16)
     flusher = Flusher()  # as in the writer: fsync and rename off the loop
     t0 = time.perf_counter()
     total = 0
     paths = []
     for i in range(n_files):
         path = volume / f"gozen-{i}.fits"
-        cube = maker.write(path, fsync=True, seed=i)
-        total += cube.finish(maker.scratch).size_bytes
+        cube = CubeFile(path, template.render(111, "bench", path.name), g.pixels, FRAMES, fsync=True)
+        for k in range(FRAMES):
+            cube.write_converted(k, frames[(i + k) % 4], scratch, k, 0.0, 0)
+        total += cube.finish(scratch).size_bytes
         flusher.submit(cube, None)
         paths.append(path)
     flusher.wait()
@@ -245,9 +290,8 @@ def gozen_writer_mb_s(volume: Path, n_files: int) -> float:
     return total / 1e6 / elapsed
 
 
-def report(mode: str, rows: list[RunResult], dd: float, astro: float, ours: float) -> None:
+def report(mode: str, readout: str, rows: list[RunResult], dd: float, astro: float, ours: float) -> None:
     table = Table(
-        "mode",
         "chips",
         "s",
         "files",
@@ -257,15 +301,16 @@ def report(mode: str, rows: list[RunResult], dd: float, astro: float, ours: floa
         "dropped",
         "CPU readout",
         "CPU writers",
+        "their CPU busy",
+        "load",
         "dd MB/s",
         "astropy MB/s",
         "vs dd",
         "vs astropy",
-        title=f"gozen DAQ benchmark ({mode})",
+        title=f"gozen DAQ benchmark ({mode}, {readout} readout)",
     )
     for r in rows:
         table.add_row(
-            mode,
             str(r.chips),
             f"{r.seconds:.0f}",
             str(r.files),
@@ -273,8 +318,10 @@ def report(mode: str, rows: list[RunResult], dd: float, astro: float, ours: floa
             str(r.frames_expected),
             str(r.frames_missing),
             str(r.frames_dropped),
-            f"{r.cpu['readout']:.0f}%",
-            f"{r.cpu['writers']:.0f}%",
+            f"{r.cpu['daq:readout-01']:.0f}%",
+            " + ".join(f"{w:.0f}" for w in r.writers) + f" = {sum(r.writers):.0f}%",
+            f"{r.writer_core_busy:.0f}%",
+            f"{r.load[0]:.1f}-{r.load[1]:.1f}",
             f"{dd:.0f}",
             f"{astro:.0f}",
             f"{r.mb_s / dd:.0%}",
@@ -294,8 +341,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--ring-seconds", type=float, default=4.0, help="ring depth (config daq.ring_seconds)")
+    ap.add_argument("--readout", choices=["light", "full"], default="light", help="config camera.readout")
     ap.add_argument("--volume", type=Path, help="where the DAQ volumes go (default: /dev/shm or the work dir)")
     ap.add_argument("--smoke", action="store_true", help="2 chips, one exposure, small baselines: a check it runs")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the programs' logs (the folder is printed)")
     args = ap.parse_args()
     dd_mb, baseline_files = 2048, 8
     if args.smoke:
@@ -303,13 +352,19 @@ def main() -> None:
     chips = args.chips or ([84] if args.mode == "cpu" else [42, 32, 24, 16, 8])
     base = args.volume or (SHM_DIR if args.mode == "cpu" else Path.cwd() / "var")
     base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gozen-bench-") as t, tempfile.TemporaryDirectory(dir=base) as v:
+    cfg = Config.model_validate({"camera": {"readout": args.readout}})
+    logs = contextlib.nullcontext(tempfile.mkdtemp(prefix="gozen-bench-")) if args.keep_logs else None
+    with logs or tempfile.TemporaryDirectory(prefix="gozen-bench-") as t, tempfile.TemporaryDirectory(dir=base) as v:
         tmp, vol = Path(t), Path(v)
+        if args.keep_logs:
+            console.print(f"logs in {tmp}")
         rows = []
         for c in chips:
             run_dir = tmp / f"c{c}"
             run_dir.mkdir()
-            r = run_pipeline(run_dir, vol, c, args.seconds, args.writers, args.mode == "cpu", args.ring_seconds)
+            r = run_pipeline(
+                run_dir, vol, c, args.seconds, args.writers, args.mode == "cpu", args.ring_seconds, args.readout
+            )
             console.print(f"{c} chips: {r.mb_s:.0f} MB/s, {r.frames_missing} missing, {r.frames_dropped} dropped")
             rows.append(r)
             shutil.rmtree(vol / "vol1", ignore_errors=True)
@@ -319,9 +374,9 @@ def main() -> None:
             if args.mode == "disk" and r.frames_missing == 0 and r.frames_dropped == 0:
                 break
         dd = dd_mb_s(vol, dd_mb)
-        astro = astropy_mb_s(vol, baseline_files)
-        ours = gozen_writer_mb_s(vol, baseline_files)
-    report(args.mode, rows, dd, astro, ours)
+        astro = astropy_mb_s(vol, baseline_files, cfg)
+        ours = gozen_writer_mb_s(vol, baseline_files, cfg)
+    report(args.mode, args.readout, rows, dd, astro, ours)
 
 
 if __name__ == "__main__":

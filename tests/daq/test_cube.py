@@ -11,7 +11,7 @@ import xxhash
 from astropy.io import fits
 
 from gozen.config import Config
-from gozen.daq.cube import CubeFile, part_name
+from gozen.daq.cube import CubeFile, part_name, to_fits_order
 from gozen.daq.headers import ExposureInfo, primary_header, tomoe_filename
 from gozen.daq.ring import FLAG_DAMAGED, FLAG_MISSING
 from gozen.daq.snapshot import simulated_snapshot
@@ -92,6 +92,20 @@ def test_cube_is_valid_fits_bit_exact_with_blank_and_flags(tmp_path: Path) -> No
         assert "[degC]" in h.comments["OUT-TMP"]
     with fits.open(final, do_not_scale_image_data=True) as raw:
         assert (raw[0].data[1] == -32768).all() and (raw[0].data[3] == -32768).all()
+
+
+def test_a_frame_in_fits_order_after_a_gap_is_written_from_where_it_is(tmp_path: Path) -> None:
+    cube, final, _ = make_cube(tmp_path, 3)
+    pixels = np.random.default_rng(2).integers(0, 65536, W * H, dtype=np.uint16)
+    in_ring = to_fits_order(pixels.copy())  # as the readout leaves it in the ring
+    scratch = np.empty(W * H, np.uint16)
+    cube.write_converted(2, in_ring, scratch, counter=5, gps_s=3.0, flags=0, overscan=(1001.5, 3.25))
+    cube.close(scratch)
+    with fits.open(final) as hdul:
+        assert np.array_equal(hdul[0].data[2].ravel(), pixels)  # the gap before it was made in scratch
+        table = hdul["FRAMES"].data
+        assert list(table["FLAGS"]) == [FLAG_MISSING, FLAG_MISSING, 0]
+        assert table["OSMED"][2] == 1001.5 and np.isnan(table["OSMED"][0])
 
 
 def test_headers_come_in_commented_sections(tmp_path: Path) -> None:

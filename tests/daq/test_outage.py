@@ -22,6 +22,7 @@ from gozen.daq import catalog
 from gozen.daq.backlog import spool_path
 from gozen.daq.control import RESUME_LEAD_S, Control, arm_next
 from gozen.daq.readout import Readout
+from gozen.daq.ring import BEGIN
 from gozen.daq.writer import Writer
 from gozen.db.events import recent_events, use_spool
 from gozen.db.states import ExposureState
@@ -66,44 +67,66 @@ def told(engine: Engine, source: str, kind: str) -> int:
 
 
 def writer_away(cfg: Config, engine: Engine) -> tuple[Context, Outage, Readout, Writer, int]:
-    """A readout, and a writer that knows of an armed exposure and then loses its database."""
+    """A readout, and a writer that loses its database as an exposure is armed (it has never asked about it)."""
     ctx, outage = program(cfg, "daq:writer-01")
     readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, ctx.engine, 0, HOST, ctx=ctx)
     writer.attach(timeout_s=5)
     exp_id = queue_exposure(cfg, engine)
-    writer.poll()  # the writer learns of an armed exposure before its frames come
-    assert exp_id in writer.exposures
     go_away(ctx, outage)
     return ctx, outage, readout, writer, exp_id
 
 
-def test_a_writer_keeps_writing_while_the_database_is_away_and_records_every_file_once(
+def test_a_writer_writes_what_the_ring_announces_while_the_database_is_away_and_records_every_file_once(
     daq: tuple[Config, Engine],
 ) -> None:
     cfg, engine = daq
-    ctx, outage, readout, writer, known = writer_away(cfg, engine)
-    read(readout, engine, known)
-    unheard = queue_exposure(cfg, engine)  # armed while the writer cannot ask about it
-    read(readout, engine, unheard)
+    ctx, outage, readout, writer, first = writer_away(cfg, engine)
+    read(readout, engine, first)
+    second = queue_exposure(cfg, engine)  # armed while the writer cannot ask about it
+    read(readout, engine, second)
     drain(writer)
     volume = cfg.under_data_dir(cfg.daq_volumes[0].path)
-    assert len(list(volume.rglob("*.fits"))) == len(CHIPS)  # the known exposure's files, written
+    assert len(list(volume.rglob("*.fits"))) == 2 * len(CHIPS)  # both written: the ring told what they are
     assert file_rows(engine) == 0 and spool_path(ctx, "files").exists()  # their rows wait on disk
-    assert readout.rings[0].peek() is not None  # the other's frames wait in the ring, none dropped
+    assert readout.rings[0].peek() is None and writer.quarantined == 0
 
     outage.on = False
     assert wait_until(
-        lambda: drain(writer) or len(files(engine, unheard)) == len(CHIPS), WAIT_S, what="the files recorded"
+        lambda: drain(writer) or len(files(engine, second)) == len(CHIPS), WAIT_S, what="the files recorded"
     )
-    audit_written(engine, known, CHIPS)
-    audit_written(engine, unheard, CHIPS)
+    audit_written(engine, first, CHIPS)
+    audit_written(engine, second, CHIPS)
     assert file_rows(engine) == 2 * len(CHIPS)  # each file exactly once
     assert not spool_path(ctx, "files").exists()
     control = Control(make_context(cfg, "daq:control", host=HOST))
     control.run_once()
-    assert state(engine, known) == state(engine, unheard) == ExposureState.DONE
+    assert state(engine, first) == state(engine, second) == ExposureState.DONE
     assert told(engine, "daq:writer-01", "database_unavailable") == 1
     assert told(engine, "daq:writer-01", "database_back") == 1
+
+
+def test_a_writer_that_missed_the_announcement_keeps_the_frames_in_the_ring_until_the_database_answers(
+    daq: tuple[Config, Engine],
+) -> None:
+    cfg, engine = daq
+    ctx, outage, readout, writer, exp_id = writer_away(cfg, engine)
+    read(readout, engine, exp_id)
+    ring = writer.rings[0]
+    announcement = ring.peek()
+    assert announcement is not None and announcement.kind == BEGIN
+    ring.release()  # taken by a writer that stopped before its frames: this one restarts after it
+    for _ in range(3):
+        drain(writer)
+    assert writer.db_away and ring.peek() is not None  # the frames wait for the database, none lost
+    assert not list(cfg.under_data_dir(cfg.daq_volumes[0].path).rglob("*.fits"))
+
+    outage.on = False
+    assert wait_until(
+        lambda: drain(writer) or len(files(engine, exp_id)) == len(CHIPS), WAIT_S, what="the files written"
+    )
+    audit_written(engine, exp_id, CHIPS)
+    assert writer.quarantined == 0 and ring.peek() is None
+    assert told(engine, "daq:writer-01", "database_unavailable") == 1
 
 
 def test_rows_spooled_by_a_writer_stopped_during_an_outage_are_recorded_once_by_the_next(
@@ -247,7 +270,7 @@ def test_a_database_that_refuses_writes_is_away_until_a_write_succeeds_told_once
     writer.attach(timeout_s=5)
     refused.on = True
     exp_id = queue_exposure(cfg, engine)
-    read(readout, engine, exp_id)  # the writer learns of it by reading: reads still work
+    read(readout, engine, exp_id)  # announced in the ring: the writer writes it, reads or not
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # reads succeed and writes fail, again and again
         drain(writer)

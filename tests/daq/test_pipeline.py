@@ -22,6 +22,7 @@ from gozen.db.events import recent_events
 from gozen.db.tables import daq_files, exposures, readout_reports
 from gozen.devices.camera import ExposureSpec
 from gozen.devices.simulators.camera import SimulatedCamera
+from gozen.monitors import board
 from tests.conftest import START_S, WAIT_S, Fleet, free_port, gozen_cmd, start_fleet, wait_until
 
 CHIPS = [111, 112, 113, 114]
@@ -126,6 +127,17 @@ def test_pixels_read_back_bit_exact_as_the_camera_made_them(daq: Fleet) -> None:
                 if det == 112 and i == 3:
                     continue  # never delivered
                 assert np.array_equal(cube[i].ravel(), expected), f"det {det} frame {i}"
+
+
+def test_the_readout_puts_its_frame_rate_and_ring_fill_on_the_board(daq: Fleet) -> None:
+    engine = make_engine(daq.cfg.database_url)
+    keys = {"daq.daq1.readout-01.frames_per_s", "daq.daq1.ring.r01w01.fill_pct", "daq.daq1.ring.r01w02.fill_pct"}
+    wait_until(lambda: keys <= set(board.snapshot(engine, "daq.daq1.").values), WAIT_S, what="the DAQ's board keys")
+    values = board.snapshot(engine, "daq.daq1.").values
+    rings = [values[k] for k in keys if k.endswith(".fill_pct")]
+    assert all(r.unit == "%" and 0 <= float(r.value) <= 100 and not r.stale for r in rings), rings  # type: ignore[arg-type]
+    rate = values["daq.daq1.readout-01.frames_per_s"]
+    assert rate.unit == "1/s" and float(rate.value) >= 0  # type: ignore[arg-type]
 
 
 def test_stats_command_reports_rates_and_errors(daq: Fleet) -> None:

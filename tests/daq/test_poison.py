@@ -24,7 +24,7 @@ from gozen.daq import catalog
 from gozen.daq.control import arm_next
 from gozen.daq.layout import frame_bytes, ring_path, ring_slots
 from gozen.daq.readout import Readout
-from gozen.daq.ring import FRAME, Ring
+from gozen.daq.ring import BEGIN, FRAME, Ring
 from gozen.daq.writer import Writer
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
@@ -160,31 +160,52 @@ from gozen.daq.writer import Writer
 cfg = parse_config(json.loads(sys.argv[1]))
 writer = Writer(cfg, make_engine(cfg.database_url), 0, "daq1")
 writer.attach(timeout_s=30)
-writer.handle = lambda meta, ring: os.kill(os.getpid(), signal.SIGKILL)  # dies on the first slot it takes
+handle = writer.handle
+def die_on(meta, ring):  # dies on the first slot of this kind it takes
+    if meta.kind == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    handle(meta, ring)
+writer.handle = die_on
 writer.poll()
 """
 
 
-def test_a_slot_that_two_writers_died_on_is_skipped_by_the_next_one(tmp_path: Path) -> None:
+def two_writers_die_on(tmp_path: Path, kind: int) -> tuple[Engine, int, int]:
+    """An exposure in the ring whose first slot of `kind` kills two writers in turn; a third drains the
+    ring and writes the next exposure. Returns the two exposures' ids."""
     cfg, engine = setup(tmp_path)
     readout = Readout(cfg, engine, 0, HOST)
     poison = queue_exposure(cfg, engine)
     read(readout, engine, poison)
     for _ in range(2):  # what supervisord's restarts did 200 times in the issue
-        p = subprocess.run([sys.executable, "-c", WRITER_THAT_DIES, json.dumps(config_data(tmp_path))], timeout=120)
-        assert p.returncode == -signal.SIGKILL
+        script = [sys.executable, "-c", WRITER_THAT_DIES, json.dumps(config_data(tmp_path)), str(kind)]
+        assert subprocess.run(script, timeout=120).returncode == -signal.SIGKILL
     writer = Writer(cfg, engine, 0, HOST)
     writer.attach(timeout_s=5)
     drain(writer)
     good = queue_exposure(cfg, engine)
     read(readout, engine, good)
     drain(writer)
+    return engine, poison, good
 
+
+def test_a_frame_that_two_writers_died_on_is_skipped_by_the_next_one(tmp_path: Path) -> None:
+    engine, poison, good = two_writers_die_on(tmp_path, FRAME)
     [event] = recent_events(engine, 10, kind="ring_slot_quarantined")
     assert event.subject == f"exp {poison} det 111" and "2 writer processes stopped" in event.message
     lost = files(engine, poison)[111]
     assert (lost.state, lost.frames_missing, lost.path) == ("lost", FRAMES, None)
     audit_written(engine, poison, [112, 113, 114])
+    audit_written(engine, good, CHIPS)
+
+
+def test_an_announcement_that_two_writers_died_on_is_skipped_and_its_exposure_asked_of_the_database(
+    tmp_path: Path,
+) -> None:
+    engine, poison, good = two_writers_die_on(tmp_path, BEGIN)
+    [event] = recent_events(engine, 10, kind="ring_slot_quarantined")
+    assert event.subject == f"exp {poison}" and "announcement" in event.message and event.severity == "warning"
+    audit_written(engine, poison, CHIPS)  # nothing lost with it
     audit_written(engine, good, CHIPS)
 
 

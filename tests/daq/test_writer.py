@@ -1,13 +1,16 @@
-"""Readout and writer in one process (real rings, files and database): volumes that fill or fail."""
+"""Readout and writer in one process (real rings, files and database): volumes that fill or fail, a
+readout restarted mid-exposure."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import xxhash
 from astropy.io import fits
@@ -22,7 +25,9 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.db.tables import daq_files, readout_reports
+from gozen.devices.camera import ExposureSpec
 from tests.conftest import WAIT_S
+from tests.daq.test_poison import drain
 
 W, H, FRAMES = 200, 100, 10  # 40 kB frames: 400 kB files
 
@@ -133,7 +138,8 @@ def test_a_whole_file_left_unnamed_by_a_dead_writer_is_salvaged_and_a_broken_one
 
 
 def test_a_full_ring_drops_frames_counted_per_chip_and_flagged_in_the_files(tmp_path: Path) -> None:
-    cfg = daq_config(tmp_path, [tmp_path / "vol"], ring_seconds=0.05)  # 4 slots: the writer falls behind
+    # 5 slots, the exposure's announcement and 4 frames: the writer falls behind
+    cfg = daq_config(tmp_path, [tmp_path / "vol"], ring_seconds=0.0625)
     engine = make_engine(cfg.database_url)
     upgrade(engine)
     catalog.request_exposures(engine, catalog.ExposureRequest("F1", FRAMES, 20.0), 1)
@@ -152,7 +158,7 @@ def test_a_full_ring_drops_frames_counted_per_chip_and_flagged_in_the_files(tmp_
     writer.flusher.wait()
     writer.poll()
     dropped = {c: k["dropped"] for c, k in counts.items()}
-    assert sum(dropped.values()) == 4 * FRAMES - 4  # only the first four frames fitted
+    assert sum(dropped.values()) == 4 * FRAMES - 4  # only the first four frames fitted, after the announcement
     with engine.connect() as conn:
         reports = {r.det_id: r.frames_dropped for r in conn.execute(select(readout_reports))}
         files = {r.det_id: r for r in conn.execute(select(daq_files))}
@@ -167,3 +173,76 @@ def test_files_are_striped_over_volumes_with_equal_room(tmp_path: Path) -> None:
     cfg = daq_config(tmp_path, [tmp_path / "a", tmp_path / "b"])  # one filesystem: equal free space
     _, rows = run_exposure(cfg)
     assert sorted(r["daq_volume"] for r in rows) == ["vol1", "vol1", "vol2", "vol2"]
+
+
+def read_frames(readout: Readout, exp: catalog.ArmedExposure, frames: range) -> None:
+    """Part of an exposure, as a readout that dies after them (kill -9) leaves it: no end-of-exposure mark."""
+    readout.camera.start_exposure(ExposureSpec(exp.exp_id, exp.n_frames, exp.fps, 0, exp.ra_deg, exp.dec_deg))
+    for i in frames:
+        for det in readout.recognised:
+            readout.read_one(exp, det, i, Counter())
+
+
+def test_frames_a_restarted_readout_sends_again_are_skipped_quietly(tmp_path: Path) -> None:
+    cfg = daq_config(tmp_path, [tmp_path / "vol"])
+    engine = make_engine(cfg.database_url)
+    upgrade(engine)
+    [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("F1", FRAMES, 20.0), 1)
+    assert arm_next(cfg, engine, "daq1") == exp_id
+    [exp] = catalog.armed_after(engine, exp_id - 1)
+    first = Readout(cfg, engine, 0, "daq1")
+    writer = Writer(cfg, engine, 0, "daq1")
+    writer.attach(timeout_s=WAIT_S)
+    first.announce_in_rings(exp, first.recognised, catalog.exposure_info(engine, exp_id))
+    read_frames(first, exp, range(4))
+    drain(writer)
+    again = Readout(cfg, engine, 0, "daq1")  # restarted at once: it reads the exposure from its start
+    again.report(exp, again.read_exposure(exp))
+    drain(writer)
+    assert writer.repeated == 4 * 4 and writer.quarantined == 0
+    assert not recent_events(engine, 10, kind="ring_slot_quarantined")
+    with engine.connect() as conn:
+        rows = conn.execute(select(daq_files)).all()
+    assert [(r.state, r.frames_written, r.frames_missing) for r in rows] == [("written", FRAMES, 0)] * 4
+
+
+def test_a_full_readout_file_moved_to_another_volume_keeps_its_overscan_statistics(tmp_path: Path) -> None:
+    small, big = tmp_path / "small", tmp_path / "big"
+    for p in (small, big):
+        p.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(p)], check=True)
+    try:
+        cfg = parse_config(
+            {
+                "data_dir": str(tmp_path / "var"),
+                "camera": {"fps": 20, "chips": [111], "readout": "full"},
+                "daq_volumes": [{"name": "vol1", "path": str(small)}, {"name": "vol2", "path": str(big)}],
+                "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 0.1, "frame_timeout_s": 1},
+            }
+        )
+        engine = make_engine(cfg.database_url)
+        upgrade(engine)
+        [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("F1", 3, 20.0), 1)
+        assert arm_next(cfg, engine, "daq1") == exp_id
+        readout, writer = Readout(cfg, engine, 0, "daq1"), Writer(cfg, engine, 0, "daq1")
+        writer.attach(timeout_s=WAIT_S)
+        [exp] = catalog.armed_after(engine, exp_id - 1)
+        readout.announce_in_rings(exp, [111], catalog.exposure_info(engine, exp_id))
+        read_frames(readout, exp, range(1))
+        drain(writer)  # the file is begun on vol1, with its first frame
+        (small / "ballast").write_bytes(b"x" * 12 * 2**20)  # then vol1 fills
+        read_frames(readout, exp, range(1, 3))
+        drain(writer)
+        with engine.connect() as conn:
+            [row] = conn.execute(select(daq_files)).all()
+        assert (row.state, row.daq_volume, row.frames_missing) == ("written", "vol2", 0)
+        assert (row.naxis1, row.naxis2) == (2160, 1200)
+        with fits.open(row.path, memmap=False) as hdul:  # a mapping left open would keep the mount busy
+            table = hdul["FRAMES"].data
+            assert np.isfinite(table["OSMED"]).all() and np.isfinite(table["OSNOISE"]).all()  # frame 0's came along
+            assert row.overscan_median == pytest.approx(float(np.median(table["OSMED"])))
+            assert row.overscan_noise == pytest.approx(float(np.median(table["OSNOISE"])))
+        assert [e.subject for e in recent_events(engine, 10, kind="volume_failed")] == ["vol1"]
+    finally:
+        for p in (small, big):
+            subprocess.run(["umount", str(p)], check=False)

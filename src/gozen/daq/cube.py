@@ -22,6 +22,17 @@ NAN = float("nan")
 SIGN_FLIP = 0x0080  # on the byte-swapped words: flips the top bit of the big-endian high byte
 
 
+def to_fits_order(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint16 pixels as the file stores them, in `out` (default: in place, as the readout does in the ring).
+
+    FITS wants big-endian int16 with BZERO=32768: the sign bit flipped, stored byte-swapped. One
+    numpy pass, as fast as a plain copy (in place too: numpy sees the same memory and does not copy).
+    """
+    target = pixels if out is None else out
+    np.bitwise_xor(pixels, 0x8000, out=target.view(">u2"))
+    return target
+
+
 def part_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.part")
 
@@ -81,23 +92,22 @@ class CubeFile:
             self._write_blank(scratch)
             flags |= FLAG_MISSING
         else:
-            # FITS wants big-endian int16 with BZERO=32768: flip the sign bit, stored byte-swapped
-            # (one numpy pass; as fast as a plain copy on this machine, see bench/daq_bench.py).
-            np.bitwise_xor(pixels, 0x8000, out=scratch.view(">u2"))
-            self._write(scratch)
+            self._write(to_fits_order(pixels, scratch))
         self._done(index, counter, gps_s, flags, overscan)
 
     def write_converted(
         self,
         index: int,
         raw: np.ndarray,
+        scratch: np.ndarray,
         counter: int,
         gps_s: float,
         flags: int,
         overscan: tuple[float, float] = (NAN, NAN),
     ) -> None:
-        """Append a frame already in FITS byte order (carried over from another volume)."""
-        self._check_order(index, raw)
+        """Append a frame already in FITS order (converted in the ring by the readout, or carried over from
+        another volume): written from where it is, no copy."""
+        self._check_order(index, scratch)  # the frames missing before it are made in scratch, never in raw
         self._write(raw)
         self._done(index, counter, gps_s, flags, overscan)
 

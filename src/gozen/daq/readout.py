@@ -17,15 +17,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.config import Config
-from gozen.daq import catalog
+from gozen.daq import announce, catalog
 from gozen.daq.backlog import Backlog, DatabaseAway, DatabaseWatch, spool_path, tell
 from gozen.daq.catalog import ArmedExposure
 from gozen.daq.cpus import cpu_sets, pin
+from gozen.daq.cube import to_fits_order
+from gozen.daq.geometry import geometry
+from gozen.daq.headers import ExposureInfo
 from gozen.daq.layout import frame_bytes, readout_chips, ring_path, ring_slots, writer_of
 from gozen.daq.ring import END, FLAG_DAMAGED, FLAG_MISSING, FRAME, Ring, release_rings
 from gozen.db.types import utcnow
 from gozen.devices.camera import Camera, ExposureSpec
 from gozen.devices.factory import camera_from_config
+from gozen.monitors.board import Reading, publish
 from gozen.service import Context, stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,8 @@ POLL_S = 0.05
 # A frame read out longer ago than this when the readout comes to its exposure is gone (the grabber
 # keeps a few seconds; a readout restarted mid-exposure must not invent the frames it missed).
 LATE_START_S = 3.0
+# How often the look-out thread puts the ring fill and frame rate on the status board.
+RATES_EVERY_S = 5.0
 
 
 class Readout:
@@ -65,21 +71,26 @@ class Readout:
             ring.prefault()
             self.rings[w] = ring
         self._scratch = np.empty(frame_bytes(cfg) // 2, np.uint16)
+        self.geometry = geometry(cfg.camera)
         self.feed: ArmedFeed | None = None  # while running
         self.handled: dict[int, datetime] = {}  # exposure -> the start it was read (or reported) for
+        self.rates = Rates(self)
         for c in self.unrecognised:
-            tell(self.ctx, "chip_unrecognised", f"det {c}", f"chip {c} did not answer at start: its frames are lost")
+            why = self.camera.unrecognised_reason(c)
+            tell(self.ctx, "chip_unrecognised", f"det {c}", f"chip {c}: {why}; its frames are lost")
 
     def announce(self) -> None:
         log.info("%s ready: chips %s, %d rings", self.name, self.recognised, len(self.rings))
 
-    def read_exposure(self, exp: ArmedExposure) -> dict[int, Counter[str]]:
-        """Read every frame of the exposure for our chips; returns per-chip counts.
+    def read_exposure(self, exp: ArmedExposure, info: ExposureInfo | None = None) -> dict[int, Counter[str]]:
+        """Read every frame of the exposure for our chips, announced first in each ring (`info`: the
+        exposure as the writers' headers need it; None: asked of the database here); per-chip counts.
 
         A stop ends it after the frame in hand: the frames not read are counted missed.
         """
         chips = [c for c in self.recognised if c in exp.chips]
         counts: dict[int, Counter[str]] = {c: Counter() for c in chips}
+        self.announce_in_rings(exp, chips, info if info is not None else self.exposure_info(exp))
         start_ns = int(exp.start_at.timestamp() * 1e9)
         self.camera.start_exposure(ExposureSpec(exp.exp_id, exp.n_frames, exp.fps, start_ns, exp.ra_deg, exp.dec_deg))
         # A readout that starts (or restarts) mid-exposure finds the frames read out before it gone.
@@ -103,7 +114,16 @@ class Readout:
                 break
             self.camera.wait_frame(i)
             for c in chips:
-                self._read_one(exp, c, i, counts[c])
+                self.read_one(exp, c, i, counts[c])
+            for det_id, err in self.camera.take_faults().items():
+                tell(
+                    self.ctx,
+                    "camera_fault",
+                    f"det {det_id}",
+                    f"exposure {exp.exp_id}: {err}; its frames are missed",
+                    det_id=det_id,
+                    exp_id=exp.exp_id,
+                )
         for c in chips:  # END lets the writer close at once; if the ring is full it closes on its timeout
             ring = self.rings[writer_of(self.cfg, self.host, c)]
             seq = ring.reserve()
@@ -111,15 +131,39 @@ class Readout:
                 ring.publish(seq, kind=END, exp_id=exp.exp_id, det_id=c, n_frames=exp.n_frames)
         return counts
 
+    def exposure_info(self, exp: ArmedExposure) -> ExposureInfo | None:
+        """The exposure for its announcement, when the caller did not bring it (None: the database is away)."""
+        try:
+            info = self.db.call(partial(catalog.exposure_info, self.engine, exp.exp_id))
+        except (SQLAlchemyError, DatabaseAway) as err:
+            log.warning("%s: exposure %d not announced (%s): its writers ask the database", self.name, exp.exp_id, err)
+            return None
+        return info if info.start_at == exp.start_at else None  # armed anew meanwhile
+
+    def announce_in_rings(self, exp: ArmedExposure, chips: list[int], info: ExposureInfo | None) -> None:
+        """A BEGIN slot before the exposure's frames in each ring that will carry some."""
+        if info is None:
+            return
+        for w in sorted({writer_of(self.cfg, self.host, c) for c in chips}):
+            if not announce.announce(self.rings[w], info):
+                log.warning(
+                    "%s: exposure %d not announced to writer %d (ring full): it asks the database",
+                    self.name,
+                    exp.exp_id,
+                    w + 1,
+                )
+
     def first_readable(self, exp: ArmedExposure) -> int:
         """The first frame not yet gone: frames read out longer than LATE_START_S ago are (a readout
         reading on time is at most a frame behind; the grabber keeps no more than that)."""
         late_s = time.time() - exp.start_at.timestamp() - LATE_START_S
         return min(exp.n_frames, max(0, math.floor(late_s * exp.fps)))
 
-    def _read_one(self, exp: ArmedExposure, det_id: int, index: int, counts: Counter[str]) -> None:
-        ring = self.rings[writer_of(self.cfg, self.host, det_id)]
+    def read_one(self, exp: ArmedExposure, det_id: int, index: int, counts: Counter[str]) -> None:
+        w = writer_of(self.cfg, self.host, det_id)
+        ring = self.rings[w]
         seq = ring.reserve()
+        self.rates.saw_fill(w, ring.fill())
         into = ring.data(seq) if seq is not None else self._scratch
         info = self.camera.read_frame(det_id, index, into)
         if info is None:
@@ -127,9 +171,16 @@ class Readout:
         else:
             counts["read"] += 1
             counts["damaged"] += info.link_error
+            self.rates.frames += 1
         if seq is None:
             counts["dropped"] += 1  # the writer is behind: counted, never waited for
             return
+        overscan = (math.nan, math.nan)
+        if info is not None:
+            overscan = self.geometry.overscan_stats(into)  # on the native pixels, before the conversion
+            # The conversion is done here, on the readout's CPU, so the writer writes the ring's memory as it
+            # is (bench/daq_bench.py --readout full: the writers' CPU share falls from ... to ...).
+            to_fits_order(into)
         flags = FLAG_MISSING if info is None else (FLAG_DAMAGED if info.link_error else 0)
         ring.publish(
             seq,
@@ -141,6 +192,9 @@ class Readout:
             counter=info.counter if info else -1,
             gps_ns=info.gps_ns if info else 0,
             flags=flags,
+            fits_order=1,
+            os_median=overscan[0],
+            os_noise=overscan[1],
         )
 
     def report(self, exp: ArmedExposure, counts: dict[int, Counter[str]], too_late: bool = False) -> None:
@@ -189,7 +243,7 @@ class Readout:
         failing = self.ctx.trouble("pass_failed", "pass_ok", self.name)
         while not self.ctx.stopping:
             try:
-                exp = feed.exposures.get(timeout=POLL_S)
+                exp, info = feed.exposures.get(timeout=POLL_S)
             except queue.Empty:
                 self.reports.flush()  # what waited for the database
                 continue
@@ -203,7 +257,7 @@ class Readout:
                 if too_late and self.requeued(exp):
                     feed.rewind(exp.exp_id)  # to read it when it is armed anew
                     continue
-                self.report(exp, {} if too_late else self.read_exposure(exp), too_late)
+                self.report(exp, {} if too_late else self.read_exposure(exp, info), too_late)
             except Exception as err:  # one exposure's fault: tell once, read the next
                 log.exception("%s: exposure %d failed", self.name, exp.exp_id)
                 failing.failing(f"exposure {exp.exp_id}: {type(err).__name__}: {err}"[:1000])
@@ -244,7 +298,7 @@ class ArmedFeed(threading.Thread):
     def __init__(self, readout: Readout) -> None:
         super().__init__(name=f"{readout.name}-feed", daemon=True)
         self.readout = readout
-        self.exposures: queue.Queue[ArmedExposure] = queue.Queue()
+        self.exposures: queue.Queue[tuple[ArmedExposure, ExposureInfo | None]] = queue.Queue()
         self.last: int | None = None  # the newest exposure it has queued (None: not asked yet)
         self._lock = threading.Lock()
 
@@ -257,15 +311,17 @@ class ArmedFeed(threading.Thread):
     def run(self) -> None:
         r = self.readout
         while not r.ctx.stopping:
+            r.rates.publish_when_due()
             try:
                 if self.last is None:
                     self.last = r.db.call(self.start_after)
                 since = self.last
                 armed = r.db.call(partial(catalog.armed_after, r.engine, since))
+                infos = [r.db.call(partial(catalog.exposure_info, r.engine, exp.exp_id)) for exp in armed]
                 with self._lock:
                     if self.last == since:  # not rewound meanwhile
-                        for exp in armed:
-                            self.exposures.put(exp)
+                        for exp, info in zip(armed, infos, strict=True):
+                            self.exposures.put((exp, info if info.start_at == exp.start_at else None))
                             self.last = exp.exp_id
                 r.db.heartbeat(POLL_S)
             except (SQLAlchemyError, DatabaseAway):
@@ -281,6 +337,41 @@ class ArmedFeed(threading.Thread):
         spooled = max((int(row["exp_id"]) for row in r.reports.read_spool()), default=0)
         ended = catalog.last_ended_before(r.engine, utcnow() - timedelta(seconds=60))
         return max(catalog.last_reported(r.engine, r.name, r.host), ended, spooled)
+
+
+class Rates:
+    """What the readout puts on the status board every RATES_EVERY_S: frames read per second and the
+    fullest each ring was (`daq.<host>.readout-NN.frames_per_s`, `daq.<host>.ring.rNNwMM.fill_pct`).
+    The frame loop only counts; the look-out thread publishes, without history (the DAQ page shows
+    the current values; drops are in the readout reports)."""
+
+    def __init__(self, readout: Readout) -> None:
+        self.readout = readout
+        self.frames = 0
+        self.peak: dict[int, int] = {}  # writer -> most slots in use since the last publish
+        self.since = time.monotonic()
+
+    def saw_fill(self, writer: int, fill: int) -> None:
+        if fill > self.peak.get(writer, 0):
+            self.peak[writer] = fill
+
+    def publish_when_due(self) -> None:
+        r = self.readout
+        span_s = time.monotonic() - self.since
+        if span_s < RATES_EVERY_S:
+            return
+        frames, peak = self.frames, self.peak
+        self.frames, self.peak, self.since = 0, {}, time.monotonic()
+        n = f"{r.index + 1:02d}"
+        max_age_s = 3 * RATES_EVERY_S
+        readings = [Reading(f"daq.{r.host}.readout-{n}.frames_per_s", round(frames / span_s, 2), "1/s", max_age_s)]
+        for w, ring in r.rings.items():
+            pct = 100 * max(peak.get(w, 0), ring.fill()) / ring.n_slots
+            readings.append(Reading(f"daq.{r.host}.ring.r{n}w{w + 1:02d}.fill_pct", round(pct, 1), "%", max_age_s))
+        try:
+            r.db.call(partial(publish, r.engine, r.name, readings, history=False), wrote=True)
+        except (SQLAlchemyError, DatabaseAway):
+            pass  # a stale value on the board is the truth: this readout cannot reach the database
 
 
 def main(ctx: Context) -> None:

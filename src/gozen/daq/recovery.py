@@ -52,8 +52,10 @@ def salvage(stale: StalePart, cfg: Config, host: str, writer_name: str) -> dict[
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # astropy only warns about a truncated file
             with fits.open(stale.path, memmap=False) as hdul:
-                n_frames = int(hdul[0].header["NAXIS3"])
-                flags = np.asarray(hdul["FRAMES"].data["FLAGS"])
+                h, table = hdul[0].header, hdul["FRAMES"]
+                n_frames, width, height = int(h["NAXIS3"]), int(h["NAXIS1"]), int(h["NAXIS2"])
+                flags = np.asarray(table.data["FLAGS"])
+                overscan = (table.header.get("OVSCMED"), table.header.get("OVSCNOIS"))  # absent: none read
                 whole = hdul[0].data is not None and len(flags) == n_frames
     except (OSError, ValueError, KeyError, Warning):
         return None
@@ -77,8 +79,10 @@ def salvage(stale: StalePart, cfg: Config, host: str, writer_name: str) -> dict[
         "frames_written": n_frames - missing,
         "frames_missing": missing,
         "frames_damaged": int(np.count_nonzero(flags & FLAG_DAMAGED)),
-        "naxis1": cfg.camera.width_px,
-        "naxis2": cfg.camera.height_px,
+        "naxis1": width,
+        "naxis2": height,
         "naxis3": n_frames,
+        "overscan_median": overscan[0],
+        "overscan_noise": overscan[1],
         "writer": writer_name,
     }

@@ -23,13 +23,33 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
-MAGIC = 0x676F7A656E_52_01  # "gozen" R 1
+NAN = float("nan")
+MAGIC = 0x676F7A656E_52_02  # "gozen" R 2 (2: BEGIN slots, overscan and FITS-order fields in the meta)
 PAGE = 4096
-META_FIELDS = ("seq", "kind", "exp_id", "det_id", "index", "n_frames", "counter", "gps_ns", "flags")
+META_DTYPE = np.dtype(
+    [
+        ("seq", "<i8"),
+        ("kind", "<i8"),
+        ("exp_id", "<i8"),
+        ("det_id", "<i8"),
+        ("index", "<i8"),
+        ("n_frames", "<i8"),
+        ("counter", "<i8"),
+        ("gps_ns", "<i8"),
+        ("flags", "<i8"),
+        ("nbytes", "<i8"),  # BEGIN: bytes of the announcement in this slot's data area
+        ("parts", "<i8"),  # BEGIN: slots the announcement spans (this one is part `index`)
+        ("fits_order", "<i8"),  # FRAME: 1 when the pixels are stored as FITS wants them (see readout.to_fits_order)
+        ("os_median", "<f8"),  # FRAME: the overscan's median and noise (NaN: none read)
+        ("os_noise", "<f8"),
+    ]
+)
+META_FIELDS: tuple[str, ...] = tuple(META_DTYPE.names or ())
 META_BYTES = 128
+assert META_DTYPE.itemsize <= META_BYTES
 
-# kinds of slot
-FRAME, END = 1, 2
+# kinds of slot: BEGIN announces an exposure (its ExposureInfo, see daq/announce.py) before its frames
+FRAME, END, BEGIN = 1, 2, 3
 # frame flags (also the FLAGS column of a file's frame table)
 FLAG_MISSING = 1  # the camera did not deliver it (or it was dropped before the writer)
 FLAG_DAMAGED = 2  # delivered with a link error: pixels kept, but not to be trusted
@@ -55,6 +75,14 @@ class SlotMeta:
     counter: int
     gps_ns: int
     flags: int
+    nbytes: int = 0
+    parts: int = 0
+    fits_order: int = 0
+    os_median: float = NAN
+    os_noise: float = NAN
+
+
+_UNSET = {f: NAN if META_DTYPE[f].kind == "f" else 0 for f in META_FIELDS}
 
 
 def _round_up(n: int, to: int) -> int:
@@ -102,15 +130,16 @@ class Ring:
             self._hdr[1], self._hdr[2] = n_slots, frame_bytes
             self._hdr[16] = self._hdr[32] = 0
             self._hdr[0] = MAGIC
-        elif (int(self._hdr[0]), int(self._hdr[1]), int(self._hdr[2])) != (MAGIC, n_slots, frame_bytes):
+        elif int(self._hdr[0]) != MAGIC:
+            raise RingMismatch(
+                f"ring {path} was made by another version of gozen: stop its readout and writer, remove it, start again"
+            )
+        elif (int(self._hdr[1]), int(self._hdr[2])) != (n_slots, frame_bytes):
             raise RingMismatch(
                 f"ring {path} holds {int(self._hdr[1])} slots of {int(self._hdr[2])} bytes, config wants "
                 f"{n_slots} of {frame_bytes}: stop its readout and writer, remove it, start again"
             )
-        self._meta = [
-            np.frombuffer(self._mm, np.int64, count=len(META_FIELDS), offset=PAGE + i * self.slot_bytes)
-            for i in range(n_slots)
-        ]
+        self._meta = np.ndarray((n_slots,), META_DTYPE, buffer=self._mm, offset=PAGE, strides=(self.slot_bytes,))
         self._data = [
             np.frombuffer(self._mm, np.uint16, count=frame_bytes // 2, offset=PAGE + i * self.slot_bytes + META_BYTES)
             for i in range(n_slots)
@@ -159,17 +188,43 @@ class Ring:
     def data(self, seq: int) -> np.ndarray:
         return self._data[seq % self.n_slots]
 
-    def publish(self, seq: int, **meta: int) -> None:
-        m = self._meta[seq % self.n_slots]
-        m[:] = [seq if f == "seq" else meta.get(f, 0) for f in META_FIELDS]
+    def publish(self, seq: int, **meta: float) -> None:
+        """Hand slot `seq` (its data written already) to the consumer, with its meta (unnamed fields 0, NaN)."""
+        self._set_meta(seq, meta)
         self._hdr[16] = seq + 1
+
+    def _set_meta(self, seq: int, meta: dict[str, float]) -> None:
+        self._meta[seq % self.n_slots] = tuple(seq if f == "seq" else meta.get(f, _UNSET[f]) for f in META_FIELDS)
+
+    def publish_bytes(self, kind: int, payload: bytes, **meta: int) -> bool:
+        """Publish `payload` (an announcement, not a frame) in as many slots as it needs, all at once;
+        False when the ring has not that many free."""
+        size = self.frame_bytes
+        parts = max(1, -(-len(payload) // size))
+        head = self.head
+        if head - self.tail + parts > self.n_slots:
+            return False
+        for part in range(parts):
+            chunk = np.frombuffer(payload[part * size : (part + 1) * size], np.uint8)
+            self._data[(head + part) % self.n_slots].view(np.uint8)[: chunk.size] = chunk
+            self._set_meta(head + part, {**meta, "kind": kind, "index": part, "parts": parts, "nbytes": chunk.size})
+        self._hdr[16] = head + parts  # the consumer sees every part or none
+        return True
+
+    def fill(self) -> int:
+        """Slots published and not yet released."""
+        return self.head - self.tail
 
     # -- consumer ------------------------------------------------------------
     def peek(self) -> SlotMeta | None:
         tail = self.tail
         if tail >= self.head:
             return None
-        return SlotMeta(*self._meta[tail % self.n_slots].tolist())
+        return SlotMeta(*self._meta[tail % self.n_slots].item())
+
+    def payload(self, meta: SlotMeta) -> bytes:
+        """The bytes a publish_bytes slot holds (part `meta.index` of `meta.parts`)."""
+        return self._data[meta.seq % self.n_slots].view(np.uint8)[: meta.nbytes].tobytes()
 
     def begin(self, seq: int) -> int:
         """Note that this process starts on slot `seq`; how many consumer processes have started on it.

@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.config import Config
 from gozen.daq import catalog
+from gozen.daq.announce import Announcements
 from gozen.daq.backlog import Backlog, DatabaseAway, DatabaseWatch, spool_path, tell
 from gozen.daq.cube import CubeFile, CubeResult
 from gozen.daq.flusher import Flusher
+from gozen.daq.geometry import geometry
 from gozen.daq.headers import (
     BLOCK,
     ExposureInfo,
@@ -30,7 +31,7 @@ from gozen.daq.headers import (
 )
 from gozen.daq.layout import frame_bytes, ring_path, ring_slots, rings_of_writer
 from gozen.daq.recovery import find_stale_parts, salvage
-from gozen.daq.ring import END, FLAG_MISSING, FRAME, Ring, SlotMeta, release_rings
+from gozen.daq.ring import BEGIN, END, FLAG_MISSING, FRAME, Ring, SlotMeta, release_rings
 from gozen.daq.volumes import NoVolume, VolumeChooser, VolumeState
 from gozen.db.events import Severity
 from gozen.db.states import DaqFileState
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 POISON_AFTER_CRASHES = 2
 DB_AWAY_SLEEP_S = 0.5
 IDLE_SLEEP_S = 0.002
-# How often the writer asks which exposures are armed, to know them before their frames come: as
-# often as a readout looks (readout.POLL_S). Between a readout learning an exposure and its writer
-# learning it, a database outage leaves the writer's slots of it waiting and the ring filling.
-LOOK_AHEAD_EVERY_S = 0.05
 
 
 class HeaderFailed(Exception):
@@ -80,6 +77,7 @@ class Writer:
     templates: dict[int, HeaderTemplate] = field(default_factory=dict)
     flusher: Flusher = field(default_factory=Flusher)
     quarantined: int = 0
+    repeated: int = 0  # frames a restarted readout sent again (the file has them already): skipped
     db_away: bool = False  # a ring slot waits for the database
     ctx: Context | None = None  # the program's; without one (tests, benches) a context of its own
 
@@ -91,8 +89,9 @@ class Writer:
         self.files = Backlog(
             spool_path(self.context, "files"), self.db, lambda rows: catalog.record_files(self.engine, rows)
         )
-        self.next_look_ahead = 0.0
         self.volumes = VolumeChooser(self.cfg, self.host)
+        self.announcements = Announcements()
+        self.geometry = geometry(self.cfg.camera)
         self.pixels = frame_bytes(self.cfg) // 2
         self.scratch = huge_page_buffer(self.pixels * 2).view(np.uint16)
         self.fsync = self.cfg.daq.fsync == "file"
@@ -175,6 +174,8 @@ class Writer:
 
     # -- files --------------------------------------------------------------
     def exposure(self, exp_id: int) -> ExposureInfo:
+        """Known from its BEGIN slot; asked of the database only when that was not seen (this writer
+        started after it was taken, or the readout could not announce it)."""
         if exp_id not in self.exposures:
             self.remember(self.db.call(partial(catalog.exposure_info, self.engine, exp_id)))
         return self.exposures[exp_id]
@@ -186,20 +187,6 @@ class Writer:
         self.exposures[exp.exp_id] = exp
         if len(self.exposures) > 64:
             self.exposures.pop(next(iter(self.exposures)))
-
-    def look_ahead(self) -> None:
-        """Learn the armed exposures before their frames come, so frames that arrive while the
-        database is away are written all the same."""
-        now = time.monotonic()
-        if now < self.next_look_ahead or not self.db.ready():
-            return
-        self.next_look_ahead = now + LOOK_AHEAD_EVERY_S
-        try:
-            known = {e.exp_id: e.start_at for e in self.exposures.values()}
-            for exp in self.db.call(partial(catalog.armed_exposure_infos, self.engine, known)):
-                self.remember(exp)
-        except SQLAlchemyError:
-            pass  # noted by the watch; frames of exposures already known are written meanwhile
 
     def template(self, exp: ExposureInfo) -> HeaderTemplate:
         if exp.exp_id not in self.templates:
@@ -303,9 +290,11 @@ class Writer:
                 "frames_written": res.frames_written,
                 "frames_missing": res.frames_missing,
                 "frames_damaged": res.frames_damaged,
-                "naxis1": self.cfg.camera.width_px,
-                "naxis2": self.cfg.camera.height_px,
+                "naxis1": self.geometry.width,
+                "naxis2": self.geometry.height,
                 "naxis3": oc.exp.n_frames,
+                "overscan_median": res.overscan_median,
+                "overscan_noise": res.overscan_noise,
                 "writer": self.name,
             }
         )
@@ -328,8 +317,8 @@ class Writer:
                 "frames_written": 0,
                 "frames_missing": exp.n_frames,
                 "frames_damaged": 0,
-                "naxis1": self.cfg.camera.width_px,
-                "naxis2": self.cfg.camera.height_px,
+                "naxis1": self.geometry.width,
+                "naxis2": self.geometry.height,
                 "naxis3": exp.n_frames,
                 "writer": self.name,
             }
@@ -351,9 +340,14 @@ class Writer:
                     raw = old.read(frame_len)
                     row = oc.cube.rows[i]
                     if len(raw) == frame_len and not row["FLAGS"] & FLAG_MISSING:
-                        self.scratch.view(np.uint8)[:] = np.frombuffer(raw, np.uint8)
                         new.cube.write_converted(
-                            i, self.scratch, int(row["COUNTER"]), float(row["GPSTIME"]), int(row["FLAGS"])
+                            i,
+                            np.frombuffer(raw, np.uint8),
+                            self.scratch,
+                            int(row["COUNTER"]),
+                            float(row["GPSTIME"]),
+                            int(row["FLAGS"]),
+                            (float(row["OSMED"]), float(row["OSNOISE"])),
                         )
         except OSError as read_err:
             log.error("could not read back %s: %s; those frames are counted missing", oc.cube.part, read_err)
@@ -362,6 +356,11 @@ class Writer:
 
     # -- the loop -----------------------------------------------------------
     def handle(self, meta: SlotMeta, ring: Ring) -> None:
+        if meta.kind == BEGIN:
+            exp = self.announcements.take(ring, meta)
+            if exp is not None:
+                self.remember(exp)
+            return
         key = (meta.exp_id, meta.det_id)
         if key in self.closed:
             return  # a late frame or END for a file already closed on its timeout
@@ -381,10 +380,13 @@ class Writer:
                 self.record_lost(exp, meta.det_id, f"no DAQ volume can take it: {err}")
                 return
         oc = self.open[key]
-        pixels = None if meta.flags & FLAG_MISSING else ring.data(meta.seq)
+        if meta.index < oc.cube.next_index:  # a restarted readout sent it again: the file has it
+            self.repeated += 1
+            log.debug("%s: exp %d det %d frame %d again, skipped", self.name, meta.exp_id, meta.det_id, meta.index)
+            return
         for _attempt in range(len(self.volumes.volumes) + 1):
             try:
-                oc.cube.write_frame(meta.index, pixels, self.scratch, meta.counter, meta.gps_ns / 1e9, meta.flags)
+                self.write(oc, meta, ring)
                 break
             except OSError as err:
                 try:
@@ -396,6 +398,14 @@ class Writer:
                     return
         if oc.cube.complete:
             self.close(key)
+
+    def write(self, oc: OpenCube, meta: SlotMeta, ring: Ring) -> None:
+        pixels = None if meta.flags & FLAG_MISSING else ring.data(meta.seq)
+        rest = (meta.counter, meta.gps_ns / 1e9, meta.flags, (meta.os_median, meta.os_noise))
+        if pixels is not None and meta.fits_order:  # converted by the readout: written from the ring as it is
+            oc.cube.write_converted(meta.index, pixels, self.scratch, *rest)
+        else:
+            oc.cube.write_frame(meta.index, pixels, self.scratch, *rest)
 
     def expire(self) -> None:
         now = time.monotonic()
@@ -436,6 +446,17 @@ class Writer:
         key = (meta.exp_id, meta.det_id)
         why = f"{type(err).__name__}: {err}"[:1000]
         self.quarantined += 1
+        if meta.kind == BEGIN:  # nothing is lost with it: the exposure is asked of the database instead
+            self.event(
+                "ring_slot_quarantined",
+                f"exp {meta.exp_id}",
+                f"ring slot {meta.seq} (the exposure's announcement) skipped, its files' header is asked of "
+                f"the database: {why}",
+                severity="warning",
+                exp_id=meta.exp_id,
+                reason=why,
+            )
+            return
         what = "frame" if meta.kind == FRAME else "end-of-exposure mark" if meta.kind == END else "slot"
         lost = "its frame is counted missing" if key in self.open else "its file is lost"
         self.event(
@@ -458,7 +479,6 @@ class Writer:
 
     def poll(self) -> int:
         """Handle what the rings hold; returns how many slots it took."""
-        self.look_ahead()
         n = 0
         for ring in self.rings:
             for _ in range(ring.n_slots):
