@@ -697,6 +697,7 @@ class Couriers(Model):
             "pool_degraded",
             "pool_errors",
             "frames_lost",
+            "daq_host_silent",
             "recipe_failed",
             "safety_changed",
             "device_unreachable",
