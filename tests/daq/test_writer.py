@@ -27,6 +27,7 @@ from gozen.db.migrate import upgrade
 from gozen.db.tables import daq_files, readout_reports
 from gozen.devices.camera import ExposureSpec
 from tests.conftest import WAIT_S
+from tests.daq.exposing import expose
 from tests.daq.test_poison import drain
 
 W, H, FRAMES = 200, 100, 10  # 40 kB frames: 400 kB files
@@ -60,21 +61,10 @@ def daq_config(tmp_path: Path, volumes: list[Path], **daq: Any) -> Config:
 def run_exposure(cfg: Config) -> tuple[Writer, list[dict[str, Any]]]:
     engine = make_engine(cfg.database_url)
     upgrade(engine)
-    [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("F1", FRAMES, 20.0), 1)
-    assert arm_next(cfg, engine, "daq1") == exp_id
-    readout = Readout(cfg, engine, 0, "daq1")
-    writer = Writer(cfg, engine, 0, "daq1")
+    readout, writer = Readout(cfg, engine, 0, "daq1"), Writer(cfg, engine, 0, "daq1")
     writer.attach(timeout_s=WAIT_S)
-    exp = catalog.armed_after(engine, exp_id - 1)[0]
-    readout.report(exp, readout.read_exposure(exp))
-    while writer.poll():
-        pass
-    writer.flusher.wait()
-    writer.poll()
-    with engine.connect() as conn:
-        q = select(daq_files).where(daq_files.c.exp_id == exp_id).order_by(daq_files.c.det_id)
-        rows = [dict(r._mapping) for r in conn.execute(q)]
-    return writer, rows
+    _, rows = expose(cfg, engine, readout, writer, catalog.ExposureRequest("F1", FRAMES, 20.0))
+    return writer, [rows[det] for det in sorted(rows)]
 
 
 def test_a_volume_that_fills_mid_file_is_skipped_and_nothing_is_lost(tmp_path: Path, mounts: list[Path]) -> None:
