@@ -5,7 +5,7 @@ read from README.md and used as it is, plus only keys it does not set (OVERLAY: 
 periods, simulator ports of their own): `gozen.yaml` holds every key and value of the example unchanged.
 
 Each host:
-- has its own loopback address (127.0.0.11 daq1, .12 store1, .13 store2, .14 head, from the example);
+- has its own loopback address (127.0.0.11 daq1, .15 daq2, .12 store1, .13 store2, .14 head, from the example);
 - has its own disk: a tmpfs mounted at `<tmp>/hosts/<name>` (its own free space, as on real machines);
 - runs `gozen up --host NAME` in its own mount namespace (`unshare --mount --propagation private`), in
   which its disk is bound onto the data dir and a tmpfs covers `<tmp>/hosts/`, so no host can read
@@ -51,7 +51,8 @@ import psycopg
 import yaml
 
 from gozen.config import Config, load_config
-from gozen.supervise.client import HostStatus, SupervisorClient
+from gozen.supervise.client import Action, HostStatus, SupervisorClient
+from gozen.supervise.programs import programs_for
 from tests.conftest import START_S, WAIT_S, free_port, tail, wait_until
 from tests.private_pg import PrivatePostgres
 
@@ -61,6 +62,7 @@ NFT_TABLE = "gozen_fleet_test"
 RPC_TIMEOUT_S = 10.0  # one XML-RPC call from the tests (a cut host: this long, then "unreachable")
 PASSWORD_FILES = ("run/supervisor-password", "run/rsync-password")  # copied to every host, as the README says
 HOST_DISK = "4g"  # each host's tmpfs: a limit, not memory taken
+CHIPS = [111, 112, 113, 114, 311, 312, 313, 314]  # the overlay's camera: quadrants 1 and 3, 4 chips each
 
 
 def readme_example() -> str:
@@ -80,13 +82,14 @@ def readme_example() -> str:
 def overlay(sim_host: str) -> dict[str, Any]:
     """Keys the example does not set, for a test that runs in minutes on a shared 2-core machine.
 
-    A small camera (2 chips of 200 x 100 px: files of ~200 kB), short periods, exports after 5 s;
-    the janitor's high-water mark at ~0 so it frees every DAQ file whose copies are proven, at once
-    (the example's 1 GiB volumes would otherwise never fill); four copy agents on the DAQ host, racing
-    (the race test); the simulated devices on the DAQ host's address on ports of their own."""
+    A small camera (8 chips of 200 x 100 px, files of ~200 kB: 4 in quadrant 1, read on daq1, and 4 in
+    quadrant 3, read on daq2), short periods, exports after 5 s; the janitor's high-water mark at ~0 so
+    it frees every DAQ file whose copies are proven, at once (the example's 1 GiB volumes would otherwise
+    never fill); four copy agents on each DAQ host, racing (the race test); the simulated devices on the
+    monitors host's address on ports of their own."""
     alpaca = f"{sim_host}:{free_port()}"
     return {
-        "camera": {"chips": [111, 112], "width_px": 200, "height_px": 100, "frames_per_exposure": 4},
+        "camera": {"chips": CHIPS, "width_px": 200, "height_px": 100, "frames_per_exposure": 4},
         # A lead time and frame timeout for a machine with both cores busy (see tests/outage/observatory.py).
         "daq": {"reserve_bytes": 0, "start_delay_s": 3.0, "frame_timeout_s": 20},
         "transfer": {
@@ -342,14 +345,20 @@ class Fleet:
         )
 
     def not_running(self) -> list[str]:
-        """Every program of every host that is not RUNNING (a host that does not answer: one entry)."""
+        """Every program of every host that is not RUNNING (a host that does not answer: one entry), and
+        every program of the registry its supervisord does not list yet (it answers before it has them)."""
         bad = []
+        cfg = self.cfg()
         for name in self.hosts:
             self.check_up(name)
             st = self.status(name)
             if not st.reachable:
                 bad.append(f"{name}: {st.error}")
+                continue
             bad += [f"{name}:{p.full_name} {p.state}" for p in st.processes if p.state != "RUNNING"]
+            listed = {p.full_name for p in st.processes}
+            expected = [p.full_name for p in programs_for(cfg, cfg.host(name))]
+            bad += [f"{name}:{p} not listed" for p in expected if p not in listed]
         return bad
 
     def wait_all_running(self, timeout_s: float = START_S) -> None:
@@ -403,7 +412,7 @@ class Fleet:
         return list(out.values())
 
     def revive(self, host: str) -> None:
-        """`gozen up` again on a killed host, its programs RUNNING."""
+        """`gozen up` again on a killed host, its supervisord answering."""
         h = self.hosts[host]
         h.killed = False
         self.up(host)
@@ -429,6 +438,10 @@ class Fleet:
             rules.append(f"add rule inet {NFT_TABLE} input ip daddr {a} drop")
         r = subprocess.run(["nft", "-f", "-"], input="\n".join(rules) + "\n", capture_output=True, text=True)
         assert r.returncode == 0, f"nft: {r.stderr}"
+
+    def act(self, host: str, action: Action, program: str) -> None:
+        """start/stop/restart one program of the host (XML-RPC to its supervisord, waiting for it)."""
+        SupervisorClient(self.cfg().host(host), timeout_s=START_S).act(action, program)
 
     def kill_program(self, host: str, program: str) -> int:
         """kill -9 one program (its pid as the host's supervisord says); the pid killed."""

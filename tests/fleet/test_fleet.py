@@ -1,9 +1,10 @@
-"""The README's 4-host example as four separate hosts on this machine (tests/fleet/harness.py): its
-layout, files flowing from the DAQ host to both storage hosts and the archive, a storage host killed,
+"""The README's 5-host example as five separate hosts on this machine (tests/fleet/harness.py): its
+layout, files flowing from both DAQ hosts to both storage hosts and the archive, a storage host killed,
 another's link cut, the database restarted and a writer killed -9, all at once, and the exporters and
 copy agents racing on PostgreSQL. Each test ends with `gozen audit` on every storage host and the head.
 
-The tests of this module share one fleet and run in order (layout, flow, race, faults)."""
+The tests of this module run in order (layout, flow, race, faults) on the fleet they share with
+test_split_camera.py (`readme_fleet`)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,16 @@ import pytest
 
 from gozen.supervise.programs import programs_for
 from tests.conftest import START_S, WAIT_S, wait_until
-from tests.fleet.conftest import started_fleet
-from tests.fleet.harness import PASSWORD_FILES, Fleet, Slack, sleep_until
-from tests.private_pg import PrivatePostgres
+from tests.fleet.harness import CHIPS, PASSWORD_FILES, Fleet, sleep_until
 
 STORAGE_HOSTS = ("store1", "store2")
+DAQ_HOSTS = ("daq1", "daq2")
 DRAIN_S = 420.0  # a backlog left by the faults drains on a busy machine within this
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, pg: PrivatePostgres, slack: Slack) -> Iterator[Fleet]:
-    yield from started_fleet(tmp_path_factory.mktemp("fleet4"), pg, slack)
+@pytest.fixture
+def fleet(readme_fleet: Fleet) -> Fleet:
+    return readme_fleet
 
 
 # -- what the tests look at -----------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def not_flowed(fleet: Fleet, archive: bool = True) -> str | None:
 
 def on_disk(fleet: Fleet) -> None:
     """The catalog's claims hold on the hosts' own disks: each replica on its node's host (and on no
-    other), the archive's copies on the head, no DAQ copy left on daq1."""
+    other), the archive's copies on the head, no DAQ copy left on the DAQ hosts."""
     rows = fleet.query(
         "SELECT f.filename, f.size_bytes, r.node, r.path FROM files f JOIN replicas r ON r.file_id = f.id"
         " WHERE r.state = 'verified'"
@@ -113,10 +113,11 @@ def on_disk(fleet: Fleet) -> None:
         for other in fleet.hosts.values():
             if other.name != node_host[node]:
                 assert not (other.disk / rel).exists(), f"{filename}: {node}'s copy also on {other.name}"
-    daq_left = [p.name for p in (fleet.hosts["daq1"].disk / "daq").rglob("*.fits")]
-    assert daq_left == [], f"DAQ copies left on daq1's disk: {daq_left[:5]}"
-    parts = [p.name for p in fleet.hosts["daq1"].disk.rglob("*.part")]
-    assert parts == [], f"half-written files left on daq1: {parts}"
+    for daq in DAQ_HOSTS:
+        daq_left = [p.name for p in (fleet.hosts[daq].disk / "daq").rglob("*.fits")]
+        assert daq_left == [], f"DAQ copies left on {daq}'s disk: {daq_left[:5]}"
+        parts = [p.name for p in fleet.hosts[daq].disk.rglob("*.part")]
+        assert parts == [], f"half-written files left on {daq}: {parts}"
 
 
 def archived_on_head(fleet: Fleet) -> None:
@@ -246,7 +247,7 @@ def test_the_config_is_the_readme_example_untouched(fleet: Fleet) -> None:
 
 def test_every_host_runs_its_programs(fleet: Fleet) -> None:
     hosts = {h["host"]: h for h in ps_json(fleet, "head")}
-    assert set(hosts) == {"daq1", "store1", "store2", "head"}
+    assert set(hosts) == {"daq1", "daq2", "store1", "store2", "head"}
     cfg = fleet.cfg()
     for name, h in hosts.items():
         assert h["reachable"], f"{name}: {h['error']}"
@@ -255,8 +256,13 @@ def test_every_host_runs_its_programs(fleet: Fleet) -> None:
         assert set(running) == expected, f"{name}: runs {sorted(running)}, the registry says {sorted(expected)}"
         assert all(s == "RUNNING" for s in running.values()), f"{name}: {running}"
     progs = {name: {f"{p['group']}:{p['name']}" for p in h["processes"]} for name, h in hosts.items()}  # type: ignore[attr-defined]
-    # The copy agents run where the DAQ files are; each storage host proves and exports its own node.
-    assert {f"transfer:pop-{i:02d}" for i in range(1, 5)} <= progs["daq1"]
+    # Each DAQ host reads and writes its chips, its copy agents copy its files; one daq:control, on
+    # the daq-master; each storage host proves and exports its own node.
+    for daq in DAQ_HOSTS:
+        daq_progs = {"daq:readout-01", "daq:writer-01", "daq:writer-02", "transfer:push", "transfer:janitor"}
+        assert daq_progs | {f"transfer:pop-{i:02d}" for i in range(1, 5)} <= progs[daq], progs[daq]
+    assert [name for name, p in progs.items() if "daq:control" in p] == ["daq1"]
+    assert cfg.chips_of("daq1") == CHIPS[:4] and cfg.chips_of("daq2") == CHIPS[4:]
     for s in STORAGE_HOSTS:
         assert {"storage:rsyncd", "storage:prover", "transfer:export"} <= progs[s], progs[s]
         assert not any(p.startswith("transfer:pop") for p in progs[s]), progs[s]
@@ -272,7 +278,7 @@ def test_no_host_can_read_another_hosts_files(fleet: Fleet) -> None:
     assert r.returncode == 0, r.stderr
     assert "storage" in r.stdout.split()  # store1 sees its own node's directory
     assert (fleet.hosts["store1"].disk / "fleet-secret").read_text() == "only-store1\n"
-    for other in ("daq1", "store2", "head"):
+    for other in ("daq1", "daq2", "store2", "head"):
         r = fleet.run(other, ["sh", "-c", 'cat "$GOZEN_DATA_DIR/fleet-secret"'])
         assert r.returncode != 0 and "only-store1" not in r.stdout, f"{other} reads store1's file: {r.stdout}"
         r = fleet.run(other, ["cat", str(fleet.hosts["store1"].disk / "fleet-secret")])
@@ -280,8 +286,9 @@ def test_no_host_can_read_another_hosts_files(fleet: Fleet) -> None:
         r = fleet.run(other, ["ls", "-A", str(fleet.hosts_dir)])
         assert r.returncode == 0 and r.stdout.strip() == "", f"{other} sees the hosts' disks: {r.stdout}"
     assert not any(fleet.data_dir.iterdir()), "the data dir outside the hosts' namespaces is not empty"
-    # Only the DAQ host has DAQ volumes, only store1 node1, only the head the archive.
-    assert (fleet.hosts["daq1"].disk / "daq").is_dir() and not (fleet.hosts["daq1"].disk / "storage").exists()
+    # Only the DAQ hosts have DAQ volumes, only store1 node1, only the head the archive.
+    for daq in DAQ_HOSTS:
+        assert (fleet.hosts[daq].disk / "daq").is_dir() and not (fleet.hosts[daq].disk / "storage").exists()
     assert (fleet.hosts["store1"].disk / "storage" / "node1").is_dir()
     assert not (fleet.hosts["store1"].disk / "storage" / "node2").exists()
     assert not (fleet.hosts["store1"].disk / "daq").exists()
@@ -327,7 +334,7 @@ def test_every_file_reaches_both_storage_hosts_and_the_archive_and_leaves_the_da
 # -- race ------------------------------------------------------------------------------------------------
 def test_two_exporters_and_four_copy_agents_race_without_a_duplicate_or_a_crash(fleet: Fleet) -> None:
     """Both storage hosts hold every file (replication 2 over 2 nodes), so both exporters want each one;
-    four copy agents on daq1 claim the same queue. A burst of files at once makes them meet."""
+    four copy agents on each DAQ host claim the same queue. A burst of files at once makes them meet."""
     t0 = datetime.now(UTC)
     resume(fleet)
     expose(fleet, "RACE", count=8)
@@ -346,7 +353,7 @@ def test_two_exporters_and_four_copy_agents_race_without_a_duplicate_or_a_crash(
     race_files = fleet.query(
         "SELECT count(*) FROM files f JOIN exposures e ON e.exp_id = f.exp_id WHERE e.object = 'RACE'"
     )[0][0]
-    assert race_files == 16, f"8 exposures of 2 chips made {race_files} files"
+    assert race_files == 8 * len(CHIPS), f"8 exposures of {len(CHIPS)} chips made {race_files} files"
     print("since the burst: packages, files packaged:", raced)
     assert not crashes(fleet), crashes(fleet)
     no_fatal(fleet)
@@ -489,7 +496,7 @@ def test_a_killed_host_a_cut_link_a_database_restart_and_a_killed_writer_lose_no
             " WHERE package IS NOT NULL GROUP BY 1"
         ),
     )
-    assert sorted(r[0] for r in rows) == [111, 112], rows
+    assert sorted(r[0] for r in rows) == CHIPS, rows
     for det, _state, expected, written, missing in rows:
         assert written + missing == expected, f"chip {det}: {written} written + {missing} missing != {expected}"
     # Nothing lost: every exposure asked for during the faults is written whole.
@@ -498,7 +505,8 @@ def test_a_killed_host_a_cut_link_a_database_restart_and_a_killed_writer_lose_no
         " LEFT JOIN daq_files d ON d.exp_id = e.exp_id AND d.state = 'written'"
         " WHERE e.object = 'DURING' GROUP BY e.exp_id, e.state ORDER BY e.exp_id"
     )
-    assert len(during) == 6 and all(r[1:] == ("done", 2, 0) for r in during), f"exposures during the faults: {during}"
+    whole = ("done", len(CHIPS), 0)
+    assert len(during) == 6 and all(r[1:] == whole for r in during), f"exposures during the faults: {during}"
     no_fatal(fleet)
     assert not problems, "\n".join(problems) + "\n" + fleet.dump()
     assert not crashes(fleet), crashes(fleet)

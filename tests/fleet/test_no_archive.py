@@ -1,4 +1,4 @@
-"""The README's 4-host example with no archive (`archive: null`): the DAQ volumes are freed by the
+"""The README's 5-host example with no archive (`archive: null`): the DAQ volumes are freed by the
 janitor on the strength of the storage hosts' proofs alone (nothing is ever acknowledged)."""
 
 from __future__ import annotations

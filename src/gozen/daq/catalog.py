@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError, StatementError
 
 from gozen.daq.cardtext import card_text_problem
@@ -19,6 +21,8 @@ from gozen.db.tables import daq_files, exposures, readout_reports
 from gozen.db.types import utcnow
 
 DATA_TYPES = ("OBJECT", "FLAT", "DARK")
+# The writer of the rows daq:control records for chips whose file no DAQ host recorded by the deadline.
+CONTROL_WRITER = "daq:control"
 # Exposures a readout reads: armed, or closed already by the time it looks (it still reports them).
 READ_STATES = (ExposureState.ARMED, ExposureState.DONE, ExposureState.INCOMPLETE)
 # Fields that become FITS header strings: (field, the name a person knows it by).
@@ -192,14 +196,6 @@ def exposure_info(engine: Engine, exp_id: int) -> ExposureInfo:
     return _exposure_info(r)
 
 
-def armed_exposure_infos(engine: Engine, known: Mapping[int, datetime]) -> list[ExposureInfo]:
-    """Exposures armed now, but not as `known` (exp_id -> start): a writer learns of them before
-    their frames come, so frames that arrive while the database is away still find their header."""
-    q = select(exposures).where(exposures.c.state == ExposureState.ARMED).order_by(exposures.c.exp_id)
-    with engine.connect() as conn:
-        return [_exposure_info(r) for r in conn.execute(q) if known.get(r.exp_id) != r.start_at]
-
-
 class Missed(StrEnum):
     """What became of an exposure a readout saw only after it was over (requeue_missed)."""
 
@@ -264,6 +260,7 @@ def record_files(engine: Engine, rows: list[dict[str, Any]]) -> list[FileRowRefu
     now = utcnow()
     try:
         with engine.begin() as conn:
+            _replace_control_rows(conn, rows)
             conn.execute(insert(daq_files), [{"created_at": now, **r} for r in rows])
         return []
     except (OperationalError, InterfaceError):
@@ -274,6 +271,7 @@ def record_files(engine: Engine, rows: list[dict[str, Any]]) -> list[FileRowRefu
     for r in rows:  # one of them is recorded already, or is refused: insert them one by one
         try:
             with engine.begin() as conn:
+                _replace_control_rows(conn, [r])
                 conn.execute(insert(daq_files).values({"created_at": now, **r}))
         except (OperationalError, InterfaceError):
             raise
@@ -281,6 +279,47 @@ def record_files(engine: Engine, rows: list[dict[str, Any]]) -> list[FileRowRefu
             if not _file_recorded(engine, r):
                 refused.append(FileRowRefused(r, f"{type(err.orig or err).__name__}: {str(err.orig or err)[:200]}"))
     return refused
+
+
+def lost_file_row(
+    exp_id: int, det_id: int, filename: str, daq_host: str, writer: str, n_frames: int, naxis: tuple[int, int]
+) -> dict[str, Any]:
+    """The daq_files row of a chip's file that could not be made: no path, every frame missing."""
+    return {
+        "exp_id": exp_id,
+        "det_id": det_id,
+        "state": DaqFileState.LOST,
+        "path": None,
+        "filename": filename,
+        "daq_host": daq_host,
+        "daq_volume": None,
+        "size_bytes": 0,
+        "checksum_xxh3": None,
+        "frames_expected": n_frames,
+        "frames_written": 0,
+        "frames_missing": n_frames,
+        "frames_damaged": 0,
+        "naxis1": naxis[0],
+        "naxis2": naxis[1],
+        "naxis3": n_frames,
+        "writer": writer,
+    }
+
+
+def _replace_control_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """A DAQ host's own row for a chip (its spool replayed after an outage, a file salvaged) replaces
+    the lost row daq:control recorded when it did not come by the deadline: nothing counted twice."""
+    keys = [
+        (r["exp_id"], r["det_id"])
+        for r in rows
+        if r.get("exp_id") is not None and r.get("det_id") is not None and r.get("writer") != CONTROL_WRITER
+    ]
+    if keys:
+        conn.execute(
+            delete(daq_files).where(
+                daq_files.c.writer == CONTROL_WRITER, tuple_(daq_files.c.exp_id, daq_files.c.det_id).in_(keys)
+            )
+        )
 
 
 def _file_recorded(engine: Engine, row: dict[str, Any]) -> bool:
@@ -317,9 +356,35 @@ def last_reported(engine: Engine, readout: str, host: str) -> int:
         return int(conn.execute(q).scalar() or 0)
 
 
-def finish_exposures(engine: Engine, grace: timedelta, give_up: bool = True) -> list[tuple[int, ExposureState]]:
-    """Armed exposures whose every chip is accounted for -> done; past end + grace -> incomplete.
+@dataclass(frozen=True)
+class ClosedExposure:
+    """An exposure finish_exposures closed, and the lost rows it recorded for chips no file came of."""
 
+    exp_id: int
+    state: ExposureState
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    reported: frozenset[int] = frozenset()  # chips of those a readout reported (read, but no file recorded)
+
+
+@dataclass(frozen=True)
+class OverdueExposure:
+    """An exposure past its deadline with chips unaccounted for, as a lost row is made of it."""
+
+    exp_id: int
+    start_at: datetime
+    n_frames: int
+
+
+LostRow = Callable[[OverdueExposure, int], dict[str, Any]]  # the lost row of the exposure's chip
+
+
+def finish_exposures(
+    engine: Engine, grace: timedelta, give_up: bool = True, lost_row: LostRow | None = None
+) -> list[ClosedExposure]:
+    """Armed exposures whose every chip is accounted for -> done; past end + grace -> incomplete,
+    and with `lost_row` each chip still unaccounted for gets a lost row (its frames counted missing).
+
+    A chip is accounted for by its daq_files row or by a readout's report that it did not answer.
     give_up=False closes only the complete ones: right after an outage the files written
     meanwhile are still being recorded from the writers' spools.
     """
@@ -327,28 +392,45 @@ def finish_exposures(engine: Engine, grace: timedelta, give_up: bool = True) -> 
     finished = []
     with engine.begin() as conn:
         armed = conn.execute(
-            select(exposures.c.exp_id, exposures.c.chips, exposures.c.end_at).where(
-                exposures.c.state == ExposureState.ARMED
-            )
+            select(
+                exposures.c.exp_id, exposures.c.chips, exposures.c.start_at, exposures.c.end_at, exposures.c.n_frames
+            ).where(exposures.c.state == ExposureState.ARMED)
         ).all()
-        for exp_id, chips, end_at in armed:
-            written = set(conn.execute(select(daq_files.c.det_id).where(daq_files.c.exp_id == exp_id)).scalars())
-            absent = set(
-                conn.execute(
-                    select(readout_reports.c.det_id).where(
-                        readout_reports.c.exp_id == exp_id, readout_reports.c.recognised.is_(False)
-                    )
-                ).scalars()
-            )
-            if set(chips) <= written | absent:
+        for exp in armed:
+            written, absent, reported = _accounting(conn, exp.exp_id)
+            unaccounted = [c for c in exp.chips if c not in written | absent]
+            lost: list[dict[str, Any]] = []
+            if not unaccounted:
                 state = ExposureState.DONE if not absent else ExposureState.INCOMPLETE
-            elif give_up and end_at + grace < now:
+            elif give_up and exp.end_at + grace < now:
                 state = ExposureState.INCOMPLETE
+                if lost_row is not None:
+                    overdue = OverdueExposure(exp.exp_id, exp.start_at, exp.n_frames)
+                    lost = _record_lost(conn, [lost_row(overdue, c) for c in unaccounted])
             else:
                 continue
-            conn.execute(update(exposures).where(exposures.c.exp_id == exp_id).values(state=state, finished_at=now))
-            finished.append((exp_id, state))
+            conn.execute(update(exposures).where(exposures.c.exp_id == exp.exp_id).values(state=state, finished_at=now))
+            finished.append(ClosedExposure(exp.exp_id, state, lost, frozenset(reported & {r["det_id"] for r in lost})))
     return finished
+
+
+def _accounting(conn: Connection, exp_id: int) -> tuple[set[int], set[int], set[int]]:
+    """The exposure's chips with a file row, those a readout found not answering, those a readout reported."""
+    written = set(conn.execute(select(daq_files.c.det_id).where(daq_files.c.exp_id == exp_id)).scalars())
+    reports = conn.execute(
+        select(readout_reports.c.det_id, readout_reports.c.recognised).where(readout_reports.c.exp_id == exp_id)
+    ).all()
+    return written, {d for d, ok in reports if not ok}, {d for d, _ in reports}
+
+
+def _record_lost(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert lost rows, leaving alone a chip whose own row came meanwhile; the rows inserted."""
+    if not rows:
+        return []
+    stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(daq_files)
+    new = stmt.on_conflict_do_nothing(index_elements=[daq_files.c.exp_id, daq_files.c.det_id])
+    inserted = set(conn.execute(new.returning(daq_files.c.det_id), rows).scalars())
+    return [r for r in rows if r["det_id"] in inserted]
 
 
 def exposure_progress(engine: Engine, exp_ids: list[int]) -> tuple[int, int, dict[int, ExposureState]]:

@@ -1,16 +1,27 @@
-"""`daq:control`: arms queued exposures back to back and closes the books on finished ones."""
+"""`daq:control`: arms queued exposures back to back on every DAQ host and closes the books on finished ones.
+
+One for the whole camera (on the host with role daq-master, else the first DAQ host): every host's
+readouts learn the armed exposures from the database and start at the same GPS-stamped time. An
+exposure is closed when each of its chips is accounted for; a DAQ host that recorded no file of
+its chips by the deadline is told (`daq_host_silent`) and those chips are recorded lost.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
 from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.daq import catalog
 from gozen.daq.backlog import MAX_RETRY_S
+from gozen.daq.geometry import geometry
+from gozen.daq.headers import tomoe_filename
 from gozen.daq.snapshot import take_snapshot
 from gozen.db.states import ExposureState
 from gozen.db.types import utcnow
@@ -56,6 +67,21 @@ def _to_ms(t: datetime) -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
+def lost_file_row(cfg: Config, exp: catalog.OverdueExposure, det_id: int) -> dict[str, Any]:
+    """The row of a chip whose file no DAQ host recorded by the deadline: every frame counted missing,
+    on the host that reads the chip (a row the host records later replaces it: catalog.record_files)."""
+    shape = geometry(cfg.camera)
+    return catalog.lost_file_row(
+        exp.exp_id,
+        det_id,
+        tomoe_filename(det_id, exp.exp_id, exp.start_at, cfg.site.lon_deg),
+        cfg.daq_host_of_chip(det_id) or "(no DAQ host reads it)",
+        catalog.CONTROL_WRITER,
+        exp.n_frames,
+        (shape.width, shape.height),
+    ) | {"created_at": utcnow()}
+
+
 class Control(Service):
     """Each pass arms what is queued (an exposure queued while the database was away is armed
     when it answers, to start then) and, every FINISH_EVERY_S, closes finished exposures."""
@@ -83,12 +109,42 @@ class Control(Service):
             pass
         if now >= self.next_books:
             self.next_books = now + FINISH_EVERY_S
-            for exp_id, state in catalog.finish_exposures(self.ctx.engine, self.grace, now >= self.give_up_from):
-                if state != ExposureState.DONE:
-                    self.ctx.event(
-                        "exposure_incomplete",
-                        f"exp {exp_id}",
-                        f"exposure {exp_id} finished without every chip's file",
-                        "warning",
-                    )
+            self.close_books(give_up=now >= self.give_up_from)
         self.last_pass = time.monotonic()
+
+    def close_books(self, give_up: bool) -> None:
+        """Close the finished exposures; tell each DAQ host that sent no file of some chips, and each
+        exposure closed without every chip's file."""
+        lost_row = partial(lost_file_row, self.ctx.cfg)
+        for closed in catalog.finish_exposures(self.ctx.engine, self.grace, give_up, lost_row):
+            by_host: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+            for row in closed.lost:
+                by_host[row["daq_host"]].append(row)
+            for host, rows in by_host.items():
+                self.tell_silent(host, closed, rows)
+            if closed.state != ExposureState.DONE:
+                self.ctx.event(
+                    "exposure_incomplete",
+                    f"exp {closed.exp_id}",
+                    f"exposure {closed.exp_id} finished without every chip's file",
+                    "warning",
+                )
+
+    def tell_silent(self, host: str, closed: catalog.ClosedExposure, rows: list[dict[str, Any]]) -> None:
+        chips = sorted(r["det_id"] for r in rows)
+        frames = sum(r["frames_missing"] for r in rows)
+        reported = sorted(closed.reported & set(chips))
+        what = (
+            f"its readouts reported chips {reported} but no file of them was recorded"
+            if reported
+            else "nothing came from it (no file, no readout report)"
+        )
+        self.ctx.event(
+            "daq_host_silent",
+            host,  # the host, so that a notifier groups the exposures of one outage
+            f"DAQ host {host} recorded no file of chips {chips} of exposure {closed.exp_id} by its deadline "
+            f"(end + {self.grace.total_seconds():.0f} s): {what}; they are recorded lost, {frames} frames "
+            "counted missing",
+            "error",
+            {"daq_host": host, "exp_id": closed.exp_id, "chips": chips, "frames_missing": frames},
+        )
