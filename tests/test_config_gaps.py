@@ -213,6 +213,10 @@ WARNINGS = {
         "hosts: [{name: a, supervisor: {address: 0.0.0.0, password: gozen}}]",
         "hosts[0].supervisor.password: shorter than 12 characters",
     ),
+    "daq_host_without_chips_of_this_camera": (
+        "hosts: [{name: a, roles: [daq], chips: [Q1]}, {name: b, address: 127.0.0.2, roles: [daq], chips: [Q3]}]",
+        "hosts[1].chips: b has role daq but none of camera.chips is among ['Q3']: its readouts read nothing",
+    ),
     "remote_host_supervisor_on_its_address_with_the_generated_password": (
         "hosts: [{name: a, address: 10.0.0.10}, {name: b, address: 10.0.0.20, rsync_port: 8730, roles: [storage]}]\n"
         "archive: {dest: archive, host: b}",

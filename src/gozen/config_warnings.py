@@ -22,9 +22,14 @@ def config_refusals(cfg: Config) -> list[str]:
 
 
 def _roles(cfg: Config) -> list[str]:
-    if any("daq" in h.roles for h in cfg.hosts):
-        return []
-    return ["hosts: no host has the role daq: nothing takes exposures (fine for a web-only or test setup)"]
+    if not any("daq" in h.roles for h in cfg.hosts):
+        return ["hosts: no host has the role daq: nothing takes exposures (fine for a web-only or test setup)"]
+    return [
+        f"hosts[{i}].chips: {h.name} has role daq but none of camera.chips is among {h.chips}: its readouts "
+        "read nothing (camera.chips is the built-in 4-chip camera unless set)"
+        for i, h in enumerate(cfg.hosts)
+        if "daq" in h.roles and not cfg.chips_of(h.name)
+    ]
 
 
 def _cpus(cfg: Config) -> list[str]:
