@@ -35,8 +35,10 @@ from gozen.service import Context, stop_on_signals
 log = logging.getLogger(__name__)
 POLL_S = 0.05
 # A frame read out longer ago than this when the readout comes to its exposure is gone (the grabber
-# keeps a few seconds; a readout restarted mid-exposure must not invent the frames it missed).
+# keeps a few seconds; a readout restarted mid-exposure must not invent the frames it missed). No more
+# than LATE_START_RING of the ring either: the frames still there are read in one burst, which must fit.
 LATE_START_S = 3.0
+LATE_START_RING = 0.75
 # How often the look-out thread puts the ring fill and frame rate on the status board.
 RATES_EVERY_S = 5.0
 
@@ -154,9 +156,10 @@ class Readout:
                 )
 
     def first_readable(self, exp: ArmedExposure) -> int:
-        """The first frame not yet gone: frames read out longer than LATE_START_S ago are (a readout
-        reading on time is at most a frame behind; the grabber keeps no more than that)."""
-        late_s = time.time() - exp.start_at.timestamp() - LATE_START_S
+        """The first frame not yet gone: those read out longer than LATE_START_S ago (or than
+        LATE_START_RING of daq.ring_seconds) are; a readout reading on time is at most a frame behind."""
+        kept_s = min(LATE_START_S, LATE_START_RING * self.cfg.daq.ring_seconds)
+        late_s = time.time() - exp.start_at.timestamp() - kept_s
         return min(exp.n_frames, max(0, math.floor(late_s * exp.fps)))
 
     def read_one(self, exp: ArmedExposure, det_id: int, index: int, counts: Counter[str]) -> None:
