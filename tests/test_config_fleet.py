@@ -92,7 +92,7 @@ def test_an_unknown_archive_host_is_an_error(tmp_path: Path) -> None:
 
 def test_an_rsync_node_needs_a_url_or_a_host_with_rsync_port(tmp_path: Path) -> None:
     hosts = fleet(tmp_path)["hosts"]
-    del hosts[1]["rsync_port"]
+    del next(h for h in hosts if h["name"] == "store1")["rsync_port"]
     r = check(tmp_path, fleet(tmp_path, hosts=hosts))
     assert r.returncode == 2
     said = " ".join(r.stderr.split())
@@ -101,12 +101,13 @@ def test_an_rsync_node_needs_a_url_or_a_host_with_rsync_port(tmp_path: Path) -> 
 
 def test_config_check_refuses_a_directory_archive_other_hosts_cannot_reach(tmp_path: Path) -> None:
     hosts = fleet(tmp_path)["hosts"]
-    del hosts[3]["rsync_port"]
+    head = next(i for i, h in enumerate(hosts) if h["name"] == "head")
+    del hosts[head]["rsync_port"]
     r = check(tmp_path, fleet(tmp_path, hosts=hosts))
     assert r.returncode == 2, r.stderr
     said = " ".join(r.stderr.split())
     assert "archive.dest: 'archive' is a directory on head, but store1, store2 export to it" in said
-    assert "set hosts[3].rsync_port" in said
+    assert f"set hosts[{head}].rsync_port" in said
 
 
 def test_config_check_accepts_the_readme_example(tmp_path: Path) -> None:

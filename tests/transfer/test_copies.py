@@ -147,7 +147,11 @@ NODE1 = {"name": "node1", "path": "storage/node1", "host": "store1", "transport"
 # -- who claims what ----------------------------------------------------------------------------
 def test_an_agent_never_claims_another_hosts_daq_file(tmp_path: Path, pg_url: str) -> None:
     nodes = [{"name": f"node{i}", "path": f"storage/node{i}"} for i in (1, 2)]  # mounted on both DAQ hosts
-    cfg = fleet_config(tmp_path, [{"name": "daq1", "roles": ["daq"]}, {"name": "daq2", "roles": ["daq"]}], nodes)
+    daq_hosts = [
+        {"name": "daq1", "roles": ["daq"], "chips": [111, 112]},
+        {"name": "daq2", "roles": ["daq"], "chips": [113, 114]},
+    ]
+    cfg = fleet_config(tmp_path, daq_hosts, nodes)
     engine = make_engine(pg_url)
     upgrade(engine)
     try:
