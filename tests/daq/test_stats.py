@@ -251,7 +251,8 @@ def test_cli_stats_tables_json_and_no_data(tmp_path: Path) -> None:
     assert text.exit_code == 0, text.output
     assert "per DAQ host" in text.output and "per chip" in text.output
     lines = table_rows(text.output)
-    assert lines["daq0"][1:3] == ["up", "3"] and re.fullmatch(r"14/s \d s ago", lines["daq0"][3])
+    assert lines["daq0"][1:3] == ["up", "3"]
+    assert re.search(r"14/s \d+ s ago", " ".join(" ".join(lines["daq0"][3:]).split())), lines["daq0"]
     assert lines["daq1"][1] == "down: daq:writer-01" and re.fullmatch(r"90% 0:05:0\d ago \(stale\)", lines["daq1"][4])
     assert lines["121"][2:7] == ["frames dropped (ring full)", "24", "1", "0", "1"]
     assert lines["212"][2] == "did not answer at start" and lines["221"][2] == "no data yet"
