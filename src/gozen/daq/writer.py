@@ -302,27 +302,8 @@ class Writer:
     def record_lost(self, exp: ExposureInfo, det_id: int, why: str) -> None:
         filename = tomoe_filename(det_id, exp.exp_id, exp.start_at, self.cfg.site.lon_deg)
         self.event("file_lost", f"exp {exp.exp_id} det {det_id}", f"{filename}: {why}")
-        self.record(
-            {
-                "exp_id": exp.exp_id,
-                "det_id": det_id,
-                "state": DaqFileState.LOST,
-                "path": None,
-                "filename": filename,
-                "daq_host": self.host,
-                "daq_volume": None,
-                "size_bytes": 0,
-                "checksum_xxh3": None,
-                "frames_expected": exp.n_frames,
-                "frames_written": 0,
-                "frames_missing": exp.n_frames,
-                "frames_damaged": 0,
-                "naxis1": self.geometry.width,
-                "naxis2": self.geometry.height,
-                "naxis3": exp.n_frames,
-                "writer": self.name,
-            }
-        )
+        naxis = (self.geometry.width, self.geometry.height)
+        self.record(catalog.lost_file_row(exp.exp_id, det_id, filename, self.host, self.name, exp.n_frames, naxis))
         self.closed.add((exp.exp_id, det_id))
 
     def move_to_another_volume(self, oc: OpenCube, err: OSError) -> OpenCube:
