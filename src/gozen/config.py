@@ -231,17 +231,10 @@ class CameraFaults(Model):
     corrupted_rate: float = Field(0.0, ge=0, le=1, description="Chance that any frame is damaged.")
 
 
-class CameraAlpaca(Model):
-    """An ASCOM Alpaca camera server: one Alpaca Camera device per chip."""
-
+class AlpacaServer(Model):
     address: str = Field(
         "127.0.0.1:11111", description="host:port of the ASCOM Alpaca server (the simulator's by default)."
     )
-    devices: dict[int, int] | None = Field(
-        None,
-        description="Detector id -> Alpaca camera device number (default: camera.chips in order, devices 0, 1, ...).",
-    )
-    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one Alpaca request.")
 
     @field_validator("address")
     @classmethod
@@ -250,6 +243,16 @@ class CameraAlpaca(Model):
         if why:
             raise ValueError(why)
         return v
+
+
+class CameraAlpaca(AlpacaServer):
+    """An ASCOM Alpaca camera server: one Alpaca Camera device per chip."""
+
+    devices: dict[int, int] | None = Field(
+        None,
+        description="Detector id -> Alpaca camera device number (default: camera.chips in order, devices 0, 1, ...).",
+    )
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one Alpaca request.")
 
 
 class Camera(Model):
@@ -377,19 +380,8 @@ class Transfer(Model):
         return self
 
 
-class AlpacaDevice(Model):
-    address: str = Field(
-        "127.0.0.1:11111", description="host:port of the ASCOM Alpaca server (the simulator's by default)."
-    )
+class AlpacaDevice(AlpacaServer):
     device_number: int = Field(0, ge=0, description="Alpaca device number.")
-
-    @field_validator("address")
-    @classmethod
-    def _address_is_host_port(cls, v: str) -> str:
-        why = host_port_problem(v)
-        if why:
-            raise ValueError(why)
-        return v
 
 
 class Gpsd(Model):
