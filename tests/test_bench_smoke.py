@@ -42,6 +42,9 @@ def test_bench_script_is_named_for_a_benchmark(script: Path) -> None:
     assert script.name.endswith("_bench.py"), f"bench/{script.name}: name benchmark scripts <what>_bench.py"
 
 
+# Live: the scripts start gozen's programs and supervisord hosts; CI runs them one at a time, not
+# beside other tests (.ci/run runs the tests not marked live two at a time).
+@pytest.mark.live
 @pytest.mark.parametrize("script", bench_scripts(), ids=lambda p: p.name)
 def test_bench_script_runs_in_smoke_mode(script: Path, tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "200"}

@@ -125,9 +125,22 @@ def daq_stats_cmd(
         out.print(f"last {hours:g} h: no DAQ data (no file and no readout report of an exposure that started then)")
         return
     out.print(f"\nlast {hours:g} h, per DAQ host:")
-    out.print(_hosts_table(ov))
+    _print_wide(_hosts_table(ov))
     out.print(f"\nlast {hours:g} h, per chip:")
-    out.print(_chips_table(ov))
+    _print_wide(_chips_table(ov))
+
+
+def _print_wide(table: Table) -> None:
+    """As wide as the table needs, whatever the terminal: each row one line a script can cut into columns."""
+    width = out.width
+    out.width = max(width, TABLE_WIDTH)
+    try:
+        out.print(table)
+    finally:
+        out.width = width
+
+
+TABLE_WIDTH = 400
 
 
 def _board(v: Any, unit: str) -> str:
