@@ -65,6 +65,25 @@ class Site(Model):
     lon_deg: float = Field(137.625417, ge=-180, le=360, description="Longitude, degrees east.")
     height_m: float = Field(1132.0, description="Height above sea level, metres.")
     mpc_code: str = Field("381", description="Minor Planet Center observatory code.")
+    horizon: tuple[tuple[float, float], ...] = Field(
+        (),
+        description="Horizon mask: [azimuth deg (N=0, E=90), lowest usable altitude deg] points, interpolated "
+        "linearly in azimuth around the circle (trees, buildings, the dome's reach); empty: no mask. Recipes "
+        "are never scheduled below it, whatever their own min_alt_deg.",
+    )
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon_points(cls, v: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        for i, (az, alt) in enumerate(v):
+            if not (0.0 <= az < 360.0):
+                raise ValueError(f"[{i}]: azimuth must be in [0, 360), got {az:g}")
+            if not (-10.0 <= alt <= 90.0):
+                raise ValueError(f"[{i}]: altitude must be in [-10, 90], got {alt:g}")
+        azs = [az for az, _ in v]
+        if len(set(azs)) != len(azs):
+            raise ValueError("two points at the same azimuth")
+        return tuple(sorted(v))
 
 
 class SupervisorEndpoint(Model):
@@ -485,6 +504,19 @@ class NamedField(Model):
     dec_deg: float = Field(..., ge=-90, le=90, description="Declination (ICRS, degrees).")
 
 
+class Overheads(Model):
+    """What the night plan adds to a recipe's exposures: the mount moving and settling, the camera reading out."""
+
+    slew_rate_deg_s: float = Field(
+        2.0, gt=0, description="Mount slew rate, degrees per second on each axis (both axes move at once)."
+    )
+    slew_accel_s: float = Field(
+        4.0, ge=0, description="Seconds lost speeding up and slowing down on every slew (0: none)."
+    )
+    settle_s: float = Field(8.0, ge=0, description="After a slew: settling and the dome catching up, seconds.")
+    readout_s: float = Field(1.0, ge=0, description="Per exposure: reading out and arming the next one, seconds.")
+
+
 class Queue(Model):
     poll_s: float = Field(2.0, gt=0, description="How often queue:server looks for work when idle.")
     requeue_interrupted: bool = Field(
@@ -498,6 +530,21 @@ class Queue(Model):
     slew_timeout_s: float = Field(300.0, gt=0, description="A slew not finished by then has failed.")
     max_steps: int = Field(
         1000, gt=0, description="Recipes with more steps are refused (HTTP 422, `queue submit` exit 2)."
+    )
+    overheads: Overheads = Field(default_factory=Overheads, description="Slew, settle and readout time in the plan.")
+    close_when_unsafe: bool = Field(
+        True,
+        description="When safety.safe goes false: stop exposing at the next frame boundary, park the telescope "
+        "and close the dome (queue:server).",
+    )
+    close_deadline_s: float = Field(
+        90.0, gt=0, description="The dome not closed this long after CloseShutter: an alarm (dome_not_closed)."
+    )
+    auto_open: bool = Field(
+        False, description="Open the dome again by itself once it has been safe for reopen_after_safe_s."
+    )
+    reopen_after_safe_s: float = Field(
+        900.0, ge=0, description="How long it must stay safe before the dome opens again and the queue resumes."
     )
 
     def positions(self) -> dict[str, tuple[float, float]]:
@@ -671,6 +718,25 @@ class GcnKafka(Model):
     )
 
 
+class GwFollowUp(Model):
+    """Gravitational-wave alerts (IGWN/LVK notices, JSON with a HEALPix sky map) made into follow-up recipes."""
+
+    enabled: bool = Field(True, description="Follow GW alerts up (they arrive over couriers.gcn Kafka).")
+    topics: list[str] = Field(default_factory=lambda: ["igwn.gwalert"], description="GCN Kafka topics of the alerts.")
+    credible_level: float = Field(
+        0.9, gt=0, le=1, description="Tile the smallest area holding this much of the sky map's probability."
+    )
+    max_tiles: int = Field(50, ge=1, description="At most this many camera pointings, most probable first.")
+    frames: int = Field(12, ge=1, description="Frames per exposure at each tile.")
+    count: int = Field(1, ge=1, description="Exposures at each tile.")
+    priority: Literal["low", "normal", "high", "interrupt"] = Field("interrupt", description="Recipe priority.")
+    window_hours: float = Field(24.0, gt=0, description="The follow-up may start within this many hours.")
+    max_far_hz: float = Field(
+        1e-7, gt=0, description="Only alerts with a false-alarm rate below this (1e-7 Hz: about 3 a year)."
+    )
+    mock: bool = Field(False, description="Follow mock alerts (superevent ids starting with M) up too.")
+
+
 class Couriers(Model):
     cneos: Feed = Field(default_factory=Feed, description="JPL SSD close-approach API (JSON).")
     gaia: Feed = Field(default_factory=Feed, description="Gaia Science Alerts CSV.")
@@ -690,6 +756,7 @@ class Couriers(Model):
             "pool_errors",
             "frames_lost",
             "daq_host_silent",
+            "dome_not_closed",
             "recipe_failed",
             "safety_changed",
             "device_unreachable",
@@ -706,6 +773,7 @@ class Couriers(Model):
     recovery_kinds: list[str] = Field(
         default_factory=lambda: [
             "host_back",
+            "dome_closed",
             "rsyncd_back",
             "database_back",
             "device_back",
@@ -723,6 +791,7 @@ class Couriers(Model):
         600.0, gt=0, description="Repeats of one event (kind and subject) within this are told as one count."
     )
     followups: list[FollowUp] = Field(default_factory=list, description="Rules turning alerts into queue recipes.")
+    gw: GwFollowUp = Field(default_factory=GwFollowUp, description="Gravitational-wave alerts and their follow-up.")
     snippet_at: str = Field(
         "01:00",
         pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",

@@ -13,8 +13,9 @@ from astropy.coordinates import AltAz, SkyCoord, get_body
 from astropy.time import Time
 
 from gozen.config import Site
+from gozen.queue.plan import plan
 from gozen.queue.recipe import Recipe
-from gozen.queue.scheduler import Candidate, altitudes, choose, evaluate, plan, sky_at
+from gozen.queue.scheduler import Candidate, altitudes, choose, evaluate, sky_at
 from gozen.sky import site_location
 
 SITE = Site()

@@ -171,8 +171,8 @@ def queue_plan(
     """What would run when tonight: the queue played forward (safe weather assumed)."""
     from datetime import UTC, date, datetime
 
+    from gozen.queue.plan import night_plan
     from gozen.queue.recipe import PRIORITY_OF_RANK as names
-    from gozen.queue.view import night_plan
     from gozen.web.plots import timeline
 
     try:

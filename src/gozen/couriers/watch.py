@@ -39,6 +39,7 @@ ENDS: dict[str, tuple[str, ...]] = {
     "rsyncd_back": ("rsyncd_unreachable",),
     "database_back": ("database_unreachable",),
     "device_back": ("device_unreachable",),
+    "dome_closed": ("dome_not_closed",),
     "node_ok": ("node_failed",),
     "archive_export_ok": ("archive_export_failing",),
     "retention_ok": ("retention_blocked",),

@@ -127,6 +127,26 @@ def exposure_outcome(engine: Engine, exp_id: int) -> ExposureOutcome:
     )
 
 
+def stop_exposure(engine: Engine, exp_id: int, why: str) -> bool:
+    """Ask the DAQ to end an exposure early, at the next frame boundary (unsafe weather, an abort).
+
+    False when it is not queued or armed (over already) or was asked before. The exposure ends
+    as usual (done, with its files holding the frames read until then), so the queue server's
+    wait_exposure() returns once the DAQ has accounted for it.
+    """
+    q = (
+        update(exposures)
+        .where(
+            exposures.c.exp_id == exp_id,
+            exposures.c.state.in_((ExposureState.QUEUED, ExposureState.ARMED)),
+            exposures.c.stop_at.is_(None),
+        )
+        .values(stop_at=utcnow(), stop_reason=why[:1000])
+    )
+    with engine.begin() as conn:
+        return bool(conn.execute(q).rowcount)
+
+
 def next_queued(engine: Engine) -> dict[str, Any] | None:
     q = select(exposures).where(exposures.c.state == ExposureState.QUEUED).order_by(exposures.c.exp_id).limit(1)
     with engine.connect() as conn:

@@ -74,6 +74,13 @@ exposures = Table(
     Column("finished_at", UtcDateTime, nullable=True, comment="When every chip's file was accounted for."),
     Column("chips", JSON, nullable=True, comment="Detector ids expected (set when armed)."),
     Column("snapshot", JSON, nullable=True, comment="Status at exposure start: the FITS header values."),
+    Column(
+        "stop_at",
+        UtcDateTime,
+        nullable=True,
+        comment="When it was asked to stop early (unsafe weather, an abort): it ends at the next frame boundary.",
+    ),
+    Column("stop_reason", Text, nullable=True, comment="Why it was asked to stop early, and by whom."),
     comment="Exposures of the whole camera: one file per chip each.",
 )
 Index(None, exposures.c.state, exposures.c.exp_id)
@@ -284,6 +291,13 @@ recipes = Table(
     Column("started_at", UtcDateTime, nullable=True, comment="When it last started executing."),
     Column("finished_at", UtcDateTime, nullable=True, comment="When it ended (done, failed, aborted, ...)."),
     Column("message", Text, nullable=True, comment="Outcome or why it waits / failed."),
+    Column(
+        "revision",
+        Integer,
+        nullable=False,
+        server_default="0",
+        comment="0 as submitted; +1 each time a queued recipe is changed (moved up, updated by a new alert).",
+    ),
     comment="Queue recipes: what remote observers submitted, and where each stands.",
 )
 Index(None, recipes.c.state, recipes.c.priority_rank, recipes.c.submitted_at)

@@ -16,7 +16,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property, lru_cache
 
 import numpy as np
@@ -194,28 +194,3 @@ def choose(cands: list[Candidate] | Columns, sky: Sky, site: Site, safe: bool) -
         ok &= ~pointed | ((alt >= cols.min_alt) & (alt >= cols.min_alt_airmass) & (moon >= cols.min_moon))
     runnable = cols.order[ok[cols.order]]
     return cols.cands[int(runnable[0])] if len(runnable) else None
-
-
-@dataclass(frozen=True)
-class Slot:
-    candidate: Candidate
-    start: datetime
-    end: datetime
-
-
-def plan(cands: list[Candidate], site: Site, start: datetime, end: datetime, step_s: float = 300.0) -> list[Slot]:
-    """What would run when between start and end: the queue played forward in simulated time,
-    each recipe taking its estimated duration, with safe weather assumed."""
-    left = list(cands)
-    t = start
-    slots = []
-    while t < end and left:
-        pick = choose(left, sky_at(site, t), site, safe=True)
-        if pick is None:
-            t += timedelta(seconds=step_s)
-            continue
-        dur = timedelta(seconds=max(pick.recipe.duration_s(), 1.0))
-        slots.append(Slot(pick, t, t + dur))
-        left.remove(pick)
-        t += dur
-    return slots

@@ -22,7 +22,7 @@ from gozen.db.events import Severity, record_event
 from gozen.db.states import QueueMode, RecipeState
 from gozen.db.tables import queue_state, recipe_events, recipes
 from gozen.db.types import utcnow
-from gozen.queue.recipe import PRIORITY_RANK, Recipe, RecipeError
+from gozen.queue.recipe import PRIORITY_OF_RANK, PRIORITY_RANK, Recipe, RecipeError
 from gozen.service import this_host
 
 if TYPE_CHECKING:
@@ -255,6 +255,70 @@ def cancel(engine: Engine, uuid: str, by: str) -> str:
     raise RecipeError(f"uuid: recipe {uuid} is {r.state}: nothing to cancel")
 
 
+def move_up(engine: Engine, uuid: str, by: str) -> str:
+    """Raise a queued recipe's priority one level (low -> normal -> high; interrupt is for alerts).
+    Returns its new priority; RecipeError when it is not queued or already high or interrupt."""
+    r = get(engine, uuid)
+    if r is None:
+        raise RecipeError(f"uuid: no recipe {uuid}")
+    if r.state != RecipeState.QUEUED:
+        raise RecipeError(f"uuid: recipe {uuid} is {r.state}: only a queued recipe can move up")
+    if r.priority_rank <= PRIORITY_RANK["high"]:
+        raise RecipeError(f"priority: recipe {uuid} is {r.priority} already: it cannot move further up")
+    rank = r.priority_rank - 1
+    priority = PRIORITY_OF_RANK[rank]
+    body_now = r.recipe.model_dump(mode="json") | {"priority": priority}
+    with engine.begin() as conn:
+        n = conn.execute(
+            update(recipes)
+            .where(recipes.c.uuid == uuid, recipes.c.state == RecipeState.QUEUED)
+            .values(priority=priority, priority_rank=rank, body=body_now, revision=recipes.c.revision + 1)
+        ).rowcount
+        if not n:
+            raise RecipeError(f"uuid: recipe {uuid} left the queue meanwhile")
+        conn.execute(
+            insert(recipe_events).values(
+                recipe_uuid=uuid, time=utcnow(), kind="moved_up", message=f"moved up to {priority} by {by}"
+            )
+        )
+    _told(engine, "recipe_moved_up", f"{r.name} moved up to {priority}", by, "info", {"uuid": uuid})
+    return priority
+
+
+def revise(engine: Engine, recipe: Recipe, by: str, why: str, fields: dict[str, tuple[float, float]]) -> RecipeRow:
+    """Replace a queued recipe by a new version with the same uuid (a new alert for the same source
+    updates or extends its follow-up); its progress starts again. RecipeError when it is not queued."""
+    target = recipe.target(fields)
+    values = {
+        "name": recipe.name,
+        "priority": recipe.priority,
+        "priority_rank": PRIORITY_RANK[recipe.priority],
+        "project": recipe.project,
+        "observer": recipe.observer,
+        "not_before": recipe.window.not_before,
+        "not_after": recipe.window.not_after,
+        "ra_deg": target[0] if target else None,
+        "dec_deg": target[1] if target else None,
+        "body": recipe.model_dump(mode="json"),
+        "progress": {"step": 0, "done": 0},
+        "revision": recipes.c.revision + 1,
+    }
+    with engine.begin() as conn:
+        n = conn.execute(
+            update(recipes).where(recipes.c.uuid == recipe.uuid, recipes.c.state == RecipeState.QUEUED).values(**values)
+        ).rowcount
+        if not n:
+            raise RecipeError(f"uuid: recipe {recipe.uuid} is not queued: it cannot be revised")
+        conn.execute(
+            insert(recipe_events).values(
+                recipe_uuid=recipe.uuid, time=utcnow(), kind="revised", message=f"{why} ({by})"
+            )
+        )
+    got = get(engine, recipe.uuid)
+    assert got is not None
+    return got
+
+
 @dataclass(frozen=True)
 class RecipeListing:
     """A recipe as the queue's lists show it: without its body, which may be large."""
@@ -285,7 +349,7 @@ def listed(engine: Engine, states: tuple[RecipeState, ...], limit: int) -> list[
 
 
 def body(engine: Engine, uuid: str) -> Recipe | None:
-    """A stored recipe, read alone (it never changes after submission, so callers may keep it)."""
+    """A stored recipe, read alone (only a queued recipe changes: `move_up`, `revise`)."""
     with engine.connect() as conn:
         data = conn.execute(select(recipes.c.body).where(recipes.c.uuid == uuid)).scalar()
     return None if data is None else Recipe.model_validate(data)
@@ -406,11 +470,12 @@ def _told(engine: Engine, kind: str, what: str, by: str | None, severity: Severi
 
 
 class CandidateCache:
-    """Queued recipes as scheduler candidates, parsed once each: a recipe does not change once
-    submitted, so each pass only asks which uuids are queued and reads the new ones."""
+    """Queued recipes as scheduler candidates, parsed once per revision: each pass only asks which
+    uuids are queued at which revision, and reads the new or changed ones."""
 
     def __init__(self) -> None:
         self.by_uuid: dict[str, Any] = {}
+        self.revision: dict[str, int] = {}  # the revision each cached candidate was read at
         self._columns: Any = None
         self._version: int | None = None
 
@@ -433,11 +498,14 @@ class CandidateCache:
         from gozen.queue.scheduler import Candidate
 
         with engine.connect() as conn:
-            uuids = conn.execute(select(recipes.c.uuid).where(recipes.c.state == RecipeState.QUEUED)).scalars().all()
-            missing = [u for u in uuids if u not in self.by_uuid]
+            q = select(recipes.c.uuid, recipes.c.revision).where(recipes.c.state == RecipeState.QUEUED)
+            now_queued = {u: rev for u, rev in conn.execute(q)}
+            uuids = list(now_queued)
+            missing = [u for u in uuids if self.revision.get(u) != now_queued[u]]
             for i in range(0, len(missing), 500):
                 q = select(recipes).where(recipes.c.uuid.in_(missing[i : i + 500]))
                 for r in conn.execute(q):
+                    self.revision[r.uuid] = r.revision
                     self.by_uuid[r.uuid] = Candidate(
                         r.uuid,
                         r.name,
@@ -452,4 +520,5 @@ class CandidateCache:
             # garbage collector's full scans (a 0.3-0.5 s pause with 10,000: bench/queue_bench.py).
             gc.freeze()
         self.by_uuid = {u: self.by_uuid[u] for u in uuids if u in self.by_uuid}
+        self.revision = {u: self.revision[u] for u in self.by_uuid}
         return list(self.by_uuid.values())

@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Engine
 
 from gozen.config import Config
@@ -17,7 +16,7 @@ from gozen.db.states import RecipeState
 from gozen.db.types import utcnow
 from gozen.queue import store
 from gozen.queue.recipe import PRIORITY_OF_RANK, step_kind
-from gozen.queue.scheduler import Slot, plan, sky_at, verdicts
+from gozen.queue.scheduler import sky_at, verdicts
 from gozen.queue.server import safety
 
 SERVER_SILENT_S = 60.0
@@ -134,29 +133,3 @@ def _executing(engine: Engine) -> dict[str, Any] | None:
 
 def first_runnable(verdicts: list[Any]) -> int:
     return next((i for i, v in enumerate(verdicts) if v.runnable), -1)
-
-
-def night_bounds(cfg: Config, night: date, sun_limit_deg: float = -12.0) -> tuple[datetime, datetime]:
-    """From when the Sun sinks below sun_limit_deg in the evening of `night` (local) to when it rises above."""
-    import astropy.units as u
-    from astropy.coordinates import AltAz, get_sun
-    from astropy.time import Time
-
-    from gozen.sky import site_location
-
-    noon = datetime(night.year, night.month, night.day, 12, tzinfo=UTC) - timedelta(hours=cfg.site.lon_deg / 15)
-    times = [noon + timedelta(minutes=m) for m in range(0, 24 * 60 + 1, 5)]
-    t = Time(times)
-    alt = get_sun(t).transform_to(AltAz(obstime=t, location=site_location(cfg.site))).alt.to_value(u.deg)
-    dark = np.nonzero(alt < sun_limit_deg)[0]
-    if len(dark) == 0:
-        return noon + timedelta(hours=12), noon + timedelta(hours=12)
-    return times[dark[0]], times[dark[-1]]
-
-
-def night_plan(
-    cfg: Config, engine: Engine, night: date, cache: store.CandidateCache | None = None
-) -> tuple[datetime, datetime, list[Slot]]:
-    start, end = night_bounds(cfg, night)
-    start = min(max(start, utcnow()), end)  # tonight: from now on
-    return start, end, plan((cache or store.CandidateCache()).queued(engine), cfg.site, start, end)

@@ -15,8 +15,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gozen.db.states import QueueMode
 from gozen.queue import store
+from gozen.queue.plan import night_plan
 from gozen.queue.recipe import PRIORITY_OF_RANK, RecipeError, load_recipe_text, recipe_schema
-from gozen.queue.view import night_plan, queue_view
+from gozen.queue.view import queue_view
 from gozen.web.auth import Identity
 from gozen.web.plots import timeline
 from gozen.web.security import current_identity, require_operator
