@@ -19,7 +19,7 @@ from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.durations import uptime_words
 from gozen.service import Context, is_outage, this_host
-from gozen.web import alerts, daq, data, events, health, login, monitors, processes, queue
+from gozen.web import alerts, daq, data, events, health, login, monitors, plan, processes, queue
 from gozen.web.auth import Authenticator, session_secret
 from gozen.web.csrf import SESSION_COOKIE, CsrfGuard, form_token
 from gozen.web.headers import SecurityHeaders
@@ -70,7 +70,7 @@ def create_app(cfg: Config, engine: Engine | None = None, host: str | None = Non
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(DBAPIError, database_unavailable)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (health, login, processes, daq, data, events, monitors, queue, alerts):
+    for module in (health, login, processes, daq, data, events, monitors, queue, plan, alerts):
         app.include_router(module.router)
     return app
 

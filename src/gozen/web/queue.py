@@ -6,25 +6,21 @@ operator (session, Basic or Bearer), as the process actions do.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gozen.db.states import QueueMode
 from gozen.queue import store
-from gozen.queue.plan import night_plan
-from gozen.queue.recipe import PRIORITY_OF_RANK, RecipeError, load_recipe_text, recipe_schema
+from gozen.queue.recipe import RecipeError, load_recipe_text, recipe_schema
 from gozen.queue.view import queue_view
 from gozen.web.auth import Identity
-from gozen.web.plots import timeline
 from gozen.web.security import current_identity, require_operator
 
 router = APIRouter()
 Operator = Annotated[Identity, Depends(require_operator)]
-PLAN_MAX_DAYS = 3660
 MAX_ERRORS_SHOWN = 20
 MAX_ERROR_CHARS = 300
 
@@ -125,32 +121,6 @@ async def act(request: Request, action: Literal["pause", "resume", "abort"], ide
     else:
         await run_in_threadpool(store.set_paused, engine, action == "pause", by=ident.name)
     return {"action": action, "by": ident.name}
-
-
-def plan_night(night: date | None, today: date) -> date:
-    """The night to plan: tonight by default; 422 beyond what the ephemeris and calendar can handle."""
-    if night is None:
-        return today
-    if abs((night - today).days) > PLAN_MAX_DAYS:
-        raise HTTPException(
-            422, f"night: {night} is more than {PLAN_MAX_DAYS} days from today ({today}); plans look at most that far"
-        )
-    return night
-
-
-@router.get("/queue/plan.svg")
-async def plan_svg(request: Request, night: Annotated[date | None, Query()] = None) -> Response:
-    from gozen.db.types import utcnow
-
-    state = request.app.state
-    n = plan_night(night, utcnow().date())
-
-    def build() -> str:
-        start, end, slots = night_plan(state.cfg, state.engine, n, cache=_cache(request))
-        bars = [(s.candidate.name, PRIORITY_OF_RANK[s.candidate.rank], s.start, s.end) for s in slots]
-        return timeline(bars, start, end, f"night of {n}: {start:%H:%M}-{end:%H:%M} UTC (Sun below -12 deg)")
-
-    return Response(await run_in_threadpool(build), media_type="image/svg+xml")
 
 
 @router.get("/queue", response_class=HTMLResponse)
