@@ -33,6 +33,7 @@ class Sky:
     when: datetime
     lst_deg: float
     sun_alt_deg: float
+    moon_alt_deg: float
     moon_ra_deg: float
     moon_dec_deg: float
 
@@ -46,7 +47,34 @@ def sky_at(site: Site, when: datetime) -> Sky:
         warnings.simplefilter("ignore")
         lst = Time(when).sidereal_time("apparent", longitude=site.lon_deg * u.deg).deg
     sun, moon_ra, moon_dec = _sun_and_moon(site, int(when.timestamp() // 60))
-    return Sky(when, float(lst), sun, moon_ra, moon_dec)
+    moon_alt = float(altitudes(site, float(lst), np.array([moon_ra]), np.array([moon_dec]))[0])
+    return Sky(when, float(lst), sun, moon_alt, moon_ra, moon_dec)
+
+
+def altaz(site: Site, sky: Sky, ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Altitude and azimuth (N=0, E=90) in degrees of ICRS positions at sky.when, without refraction."""
+    lat = math.radians(site.lat_deg)
+    ha = np.radians(sky.lst_deg - np.asarray(ra_deg, dtype=float))
+    dec = np.radians(np.asarray(dec_deg, dtype=float))
+    alt = np.arcsin(np.sin(lat) * np.sin(dec) + math.cos(lat) * np.cos(dec) * np.cos(ha))
+    az = np.arctan2(-np.cos(dec) * np.sin(ha), np.sin(dec) * math.cos(lat) - np.cos(dec) * np.cos(ha) * math.sin(lat))
+    return np.degrees(alt), np.degrees(az) % 360.0
+
+
+def moon_separation(site: Site, sky: Sky, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """Angular distance in degrees from the Moon as seen from the site at sky.when."""
+    return separation(
+        np.asarray(ra_deg, dtype=float), np.asarray(dec_deg, dtype=float), sky.moon_ra_deg, sky.moon_dec_deg
+    )
+
+
+def horizon_limit(site: Site, az_deg: np.ndarray) -> np.ndarray:
+    """The horizon mask's lowest usable altitude at each azimuth (linear around the circle); -90 without a mask."""
+    az = np.asarray(az_deg, dtype=float)
+    if not site.horizon:
+        return np.full(az.shape, -90.0)
+    azs, alts = zip(*site.horizon, strict=True)
+    return np.interp(az % 360.0, azs, alts, period=360.0)
 
 
 @lru_cache(maxsize=512)
@@ -126,8 +154,9 @@ def verdicts(cands: list[Candidate], sky: Sky, site: Site, safe: bool, safe_reas
         return
     ra = np.array([c.ra_deg if c.ra_deg is not None else np.nan for c in ordered])
     dec = np.array([c.dec_deg if c.dec_deg is not None else np.nan for c in ordered])
-    alt = altitudes(site, sky.lst_deg, ra, dec)
-    moon = separation(ra, dec, sky.moon_ra_deg, sky.moon_dec_deg)
+    alt, az = altaz(site, sky, ra, dec)
+    mask = horizon_limit(site, az)
+    moon = moon_separation(site, sky, ra, dec)
     for i, c in enumerate(ordered):
         w, k = c.recipe.window, c.recipe.constraints
         a = None if math.isnan(alt[i]) else float(alt[i])
@@ -144,6 +173,8 @@ def verdicts(cands: list[Candidate], sky: Sky, site: Site, safe: bool, safe_reas
             why = f"altitude {a:.1f} deg < {k.min_alt_deg:g}"
         elif a is not None and k.max_airmass is not None and (a <= 0 or 1 / math.sin(math.radians(a)) > k.max_airmass):
             why = f"airmass {1 / math.sin(math.radians(a)):.2f} > {k.max_airmass:g}" if a > 0 else "below the horizon"
+        elif a is not None and a < mask[i]:
+            why = f"below the horizon mask: alt {a:.1f} deg < {mask[i]:g} at az {az[i]:.0f}"
         elif a is not None and k.min_moon_sep_deg is not None and moon[i] < k.min_moon_sep_deg:
             why = f"Moon {moon[i]:.0f} deg away < {k.min_moon_sep_deg:g}"
         yield Verdict(c, not why, why, a)
@@ -186,11 +217,13 @@ def choose(cands: list[Candidate] | Columns, sky: Sky, site: Site, safe: bool) -
     if not cols.cands:
         return None
     now = sky.when.timestamp()
-    alt = altitudes(site, sky.lst_deg, cols.ra, cols.dec)
-    moon = separation(cols.ra, cols.dec, sky.moon_ra_deg, sky.moon_dec_deg)
+    alt, az = altaz(site, sky, cols.ra, cols.dec)
+    moon = moon_separation(site, sky, cols.ra, cols.dec)
     pointed = ~np.isnan(alt)
     with np.errstate(invalid="ignore"):
         ok = (cols.begin <= now) & (now <= cols.end) & (safe | ~cols.needs_safe) & (sky.sun_alt_deg <= cols.max_sun)
         ok &= ~pointed | ((alt >= cols.min_alt) & (alt >= cols.min_alt_airmass) & (moon >= cols.min_moon))
+        if site.horizon:
+            ok &= ~pointed | (alt >= horizon_limit(site, az))
     runnable = cols.order[ok[cols.order]]
     return cols.cands[int(runnable[0])] if len(runnable) else None
