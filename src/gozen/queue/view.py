@@ -15,7 +15,7 @@ from gozen.config import Config
 from gozen.db.states import RecipeState
 from gozen.db.types import utcnow
 from gozen.queue import store
-from gozen.queue.recipe import PRIORITY_OF_RANK, step_kind
+from gozen.queue.recipe import PRIORITY_OF_RANK, PRIORITY_RANK, step_kind
 from gozen.queue.scheduler import sky_at, verdicts
 from gozen.queue.server import safety
 
@@ -87,6 +87,7 @@ def queue_view(
                 "uuid": v.candidate.uuid,
                 "name": v.candidate.name,
                 "priority": PRIORITY_OF_RANK[v.candidate.rank],
+                "can_move_up": v.candidate.rank > PRIORITY_RANK["high"],  # as store.move_up allows
                 "project": v.candidate.recipe.project,
                 "runnable": v.runnable,
                 "waits_for": v.reason or ("runs next" if i == first_runnable(shown) else "lower in the order"),

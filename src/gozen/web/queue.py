@@ -1,7 +1,8 @@
 """The Queue page (like the seed's Queue Status Monitor), its JSON twin, and the recipe API.
 
-Reading is open; submitting, cancelling, aborting, pausing and changing the mode need an
-operator (session, Basic or Bearer), as the process actions do.
+Reading is open; submitting, cancelling, moving up, aborting, pausing and changing the mode
+need an operator (session, Basic or Bearer), as the process actions do, and each is recorded
+as an event naming who. The page shows those controls to operators only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from gozen.db.events import Event, recent_events, record_event
 from gozen.db.states import QueueMode
 from gozen.queue import store
 from gozen.queue.recipe import RecipeError, load_recipe_text, recipe_schema
@@ -23,6 +25,8 @@ router = APIRouter()
 Operator = Annotated[Identity, Depends(require_operator)]
 MAX_ERRORS_SHOWN = 20
 MAX_ERROR_CHARS = 300
+ACTIONS_SHOWN = 8  # the latest queue actions on the page
+EVENTS_SCANNED = 200  # newest events searched for them
 
 
 def _fields(request: Request) -> dict[str, tuple[float, float]]:
@@ -71,7 +75,21 @@ async def submit(request: Request, ident: Operator) -> Response:
         return JSONResponse(
             {"detail": lines[-1] if len(lines) == 1 else "invalid recipe", "errors": errors}, status_code=422
         )
+    await run_in_threadpool(_audit, request, ident, "recipe_submitted", f"{row.name} submitted", row.uuid)
     return JSONResponse({"uuid": row.uuid, "name": row.name, "state": row.state}, status_code=201)
+
+
+def _audit(request: Request, ident: Identity, kind: str, what: str, uuid: str) -> None:
+    """A submission or cancellation as an event naming who, as store records the queue's other actions."""
+    record_event(
+        request.app.state.engine,
+        host=request.app.state.hostname,
+        source="queue",
+        kind=kind,
+        subject="queue",
+        message=f"{what} by {ident.name}",
+        data={"by": ident.name, "via": ident.via, "uuid": uuid},
+    )
 
 
 def _clipped(line: str) -> str:
@@ -103,7 +121,21 @@ async def cancel(request: Request, uuid: str, ident: Operator) -> dict[str, str]
         what = await run_in_threadpool(store.cancel, request.app.state.engine, uuid, ident.name)
     except RecipeError as err:
         raise HTTPException(409 if "nothing to cancel" in str(err) else 404, str(err)) from None
+    if what == "cancelled":  # an abort request is recorded by store.request_abort
+        row = await run_in_threadpool(store.get, request.app.state.engine, uuid)
+        name = row.name if row else uuid
+        await run_in_threadpool(_audit, request, ident, "recipe_cancelled", f"{name} cancelled", uuid)
     return {"uuid": uuid, "result": what}
+
+
+@router.post("/api/recipes/{uuid}/move-up")
+async def move_up(request: Request, uuid: str, ident: Operator) -> dict[str, str]:
+    """One priority level up (low -> normal -> high): 409 when not queued or already high."""
+    try:
+        priority = await run_in_threadpool(store.move_up, request.app.state.engine, uuid, ident.name)
+    except RecipeError as err:
+        raise HTTPException(404 if str(err).startswith("uuid: no recipe") else 409, str(err)) from None
+    return {"uuid": uuid, "priority": priority, "by": ident.name}
 
 
 @router.post("/api/queue/mode/{mode}")
@@ -123,8 +155,30 @@ async def act(request: Request, action: Literal["pause", "resume", "abort"], ide
     return {"action": action, "by": ident.name}
 
 
+def queue_actions(events: list[Event]) -> list[Event]:
+    """The latest actions on the queue by someone (events naming `by`), newest first."""
+    return [e for e in events if e.source == "queue" and e.data and e.data.get("by")][:ACTIONS_SHOWN]
+
+
+async def _page(request: Request) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        return _view(request) | {"actions": queue_actions(recent_events(request.app.state.engine, EVENTS_SCANNED))}
+
+    ident = current_identity(request)
+    d = await run_in_threadpool(read)
+    return d | {
+        "identity": ident,
+        "can_act": bool(ident and ident.may_act),
+        "refresh_s": request.app.state.cfg.web.refresh_s,
+    }
+
+
 @router.get("/queue", response_class=HTMLResponse)
 async def queue_page(request: Request) -> Response:
-    d = await run_in_threadpool(_view, request)
-    ctx = d | {"identity": current_identity(request), "refresh_s": request.app.state.cfg.web.refresh_s}
-    return request.app.state.templates.TemplateResponse(request, "queue.html", ctx)
+    return request.app.state.templates.TemplateResponse(request, "queue.html", await _page(request))
+
+
+@router.get("/queue/fragment", response_class=HTMLResponse)
+async def queue_fragment(request: Request) -> Response:
+    """The status line and the tables alone, for the page's self-refresh."""
+    return request.app.state.templates.TemplateResponse(request, "_queue.html", await _page(request))
