@@ -111,6 +111,10 @@
       errors.hidden = lines.length === 0;
     }
 
+    text.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); form.requestSubmit(); }
+    });
+
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const body = text.value;
