@@ -188,7 +188,8 @@ def test_operator_moves_a_recipe_up_until_it_is_high(app: App, page: Page) -> No
     order = names.all_text_contents()
     assert order.index("Queue-Observer PAGE UP-A") < order.index("Queue-Observer PAGE UP-B")
 
-    row(page, second).locator('[data-action="move-up"]').click()
+    with page.expect_request(lambda r: "/queue/plan.svg?at=" in r.url):  # the plan is drawn again
+        row(page, second).locator('[data-action="move-up"]').click()
     expect(row(page, second).locator("td.priority")).to_have_text("normal")
     expect(page.locator("#message")).to_have_text("Queue-Observer PAGE UP-B moved up: now normal")
     order = names.all_text_contents()
