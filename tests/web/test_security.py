@@ -274,7 +274,7 @@ def test_pages_run_under_the_csp_without_violations_and_reload_themselves(
     page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         page.goto(f"{fleet.web_url}{path}")
-        if path not in ("/", "/login"):  # "/" refreshes in place (processes.js), /login never
+        if path not in ("/", "/queue", "/login"):  # "/" and /queue refresh in place (processes.js, queue.js)
             with page.expect_event("load", timeout=60_000):  # refresh_s is 1 in the fleet
                 pass
         else:

@@ -155,10 +155,13 @@ def flush_spool(engine: Engine, directory: Path | None = None) -> int:
     return written
 
 
-def recent_events(engine: Engine, limit: int = 50, kind: str | None = None) -> list[Event]:
+def recent_events(engine: Engine, limit: int = 50, kind: str | None = None, source: str | None = None) -> list[Event]:
+    """The newest events first, of one kind and/or from one source if asked."""
     q = select(events).order_by(events.c.id.desc()).limit(limit)
     if kind:
         q = q.where(events.c.kind == kind)
+    if source:
+        q = q.where(events.c.source == source)
     with engine.connect() as conn:
         return [Event(**row._mapping) for row in conn.execute(q)]
 
