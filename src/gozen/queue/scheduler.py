@@ -3,105 +3,46 @@
 Order: priority (interrupt, high, normal, low), then the window that closes first, then
 submission time. The first recipe whose window is open and whose constraints hold now runs.
 
-The Sun and Moon are computed once per decision with astropy; target altitudes are computed
-for every queued recipe at once with numpy from the local sidereal time (astropy's), which
-is what keeps a choice among 10,000 recipes within a few milliseconds (bench/queue_bench.py). The
-plain spherical formula ignores precession since J2000 and refraction: within 0.5 deg of
-astropy's AltAz, which the tests check.
+The sky (gozen.sky): astropy's apparent-place frame and the Sun and Moon are computed once an
+hour and cached; every queued recipe's altitude, azimuth and Moon distance are then computed at
+once with numpy for the very instant, agreeing with astropy's AltAz to ~0.01 arcsec and with its
+topocentric Moon to arcseconds: a choice among 10,000 recipes takes a few milliseconds
+(bench/queue_bench.py). A target below the site's horizon mask at its azimuth waits, whatever its
+own constraints.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 
 from gozen.config import Site
 from gozen.queue.recipe import Recipe
-from gozen.sky import site_location  # also sets astropy's offline IERS configuration
+from gozen.sky import Sky, altaz, horizon_limit, moon_separation, place, sky_at
+
+__all__ = [
+    "NEVER",
+    "Candidate",
+    "Columns",
+    "Sky",
+    "Verdict",
+    "altaz",
+    "choose",
+    "evaluate",
+    "horizon_limit",
+    "moon_separation",
+    "order_key",
+    "place",
+    "sky_at",
+    "verdicts",
+]
 
 NEVER = datetime.max.replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class Sky:
-    when: datetime
-    lst_deg: float
-    sun_alt_deg: float
-    moon_alt_deg: float
-    moon_ra_deg: float
-    moon_dec_deg: float
-
-
-def sky_at(site: Site, when: datetime) -> Sky:
-    """Sidereal time for this instant; the Sun and Moon for this minute (they move < 0.25 deg in one)."""
-    import astropy.units as u
-    from astropy.time import Time
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lst = Time(when).sidereal_time("apparent", longitude=site.lon_deg * u.deg).deg
-    sun, moon_ra, moon_dec = _sun_and_moon(site, int(when.timestamp() // 60))
-    moon_alt = float(altitudes(site, float(lst), np.array([moon_ra]), np.array([moon_dec]))[0])
-    return Sky(when, float(lst), sun, moon_alt, moon_ra, moon_dec)
-
-
-def altaz(site: Site, sky: Sky, ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Altitude and azimuth (N=0, E=90) in degrees of ICRS positions at sky.when, without refraction."""
-    lat = math.radians(site.lat_deg)
-    ha = np.radians(sky.lst_deg - np.asarray(ra_deg, dtype=float))
-    dec = np.radians(np.asarray(dec_deg, dtype=float))
-    alt = np.arcsin(np.sin(lat) * np.sin(dec) + math.cos(lat) * np.cos(dec) * np.cos(ha))
-    az = np.arctan2(-np.cos(dec) * np.sin(ha), np.sin(dec) * math.cos(lat) - np.cos(dec) * np.cos(ha) * math.sin(lat))
-    return np.degrees(alt), np.degrees(az) % 360.0
-
-
-def moon_separation(site: Site, sky: Sky, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-    """Angular distance in degrees from the Moon as seen from the site at sky.when."""
-    return separation(
-        np.asarray(ra_deg, dtype=float), np.asarray(dec_deg, dtype=float), sky.moon_ra_deg, sky.moon_dec_deg
-    )
-
-
-def horizon_limit(site: Site, az_deg: np.ndarray) -> np.ndarray:
-    """The horizon mask's lowest usable altitude at each azimuth (linear around the circle); -90 without a mask."""
-    az = np.asarray(az_deg, dtype=float)
-    if not site.horizon:
-        return np.full(az.shape, -90.0)
-    azs, alts = zip(*site.horizon, strict=True)
-    return np.interp(az % 360.0, azs, alts, period=360.0)
-
-
-@lru_cache(maxsize=512)
-def _sun_and_moon(site: Site, minute: int) -> tuple[float, float, float]:
-    from astropy.coordinates import AltAz, get_body, get_sun
-    from astropy.time import Time
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = Time(minute * 60.0 + 30.0, format="unix")
-        loc = site_location(site)
-        sun = get_sun(t).transform_to(AltAz(obstime=t, location=loc)).alt.deg
-        moon = get_body("moon", t, loc).icrs
-    return float(sun), float(moon.ra.deg), float(moon.dec.deg)
-
-
-def altitudes(site: Site, lst_deg: float, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-    lat = math.radians(site.lat_deg)
-    ha = np.radians(lst_deg - ra_deg)
-    dec = np.radians(dec_deg)
-    return np.degrees(np.arcsin(np.sin(lat) * np.sin(dec) + math.cos(lat) * np.cos(dec) * np.cos(ha)))
-
-
-def separation(ra1: np.ndarray, dec1: np.ndarray, ra2: float, dec2: float) -> np.ndarray:
-    r1, d1, r2, d2 = np.radians(ra1), np.radians(dec1), math.radians(ra2), math.radians(dec2)
-    c = np.sin(d1) * math.sin(d2) + np.cos(d1) * math.cos(d2) * np.cos(r1 - r2)
-    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
 
 
 @dataclass(frozen=True)
@@ -154,9 +95,8 @@ def verdicts(cands: list[Candidate], sky: Sky, site: Site, safe: bool, safe_reas
         return
     ra = np.array([c.ra_deg if c.ra_deg is not None else np.nan for c in ordered])
     dec = np.array([c.dec_deg if c.dec_deg is not None else np.nan for c in ordered])
-    alt, az = altaz(site, sky, ra, dec)
+    alt, az, moon = place(site, sky, ra, dec)
     mask = horizon_limit(site, az)
-    moon = moon_separation(site, sky, ra, dec)
     for i, c in enumerate(ordered):
         w, k = c.recipe.window, c.recipe.constraints
         a = None if math.isnan(alt[i]) else float(alt[i])
@@ -174,9 +114,9 @@ def verdicts(cands: list[Candidate], sky: Sky, site: Site, safe: bool, safe_reas
         elif a is not None and k.max_airmass is not None and (a <= 0 or 1 / math.sin(math.radians(a)) > k.max_airmass):
             why = f"airmass {1 / math.sin(math.radians(a)):.2f} > {k.max_airmass:g}" if a > 0 else "below the horizon"
         elif a is not None and a < mask[i]:
-            why = f"below the horizon mask: alt {a:.1f} deg < {mask[i]:g} at az {az[i]:.0f}"
+            why = f"below the horizon mask: alt {a:.1f} deg < {round(float(mask[i]), 1):g} at az {az[i]:.0f}"
         elif a is not None and k.min_moon_sep_deg is not None and moon[i] < k.min_moon_sep_deg:
-            why = f"Moon {moon[i]:.0f} deg away < {k.min_moon_sep_deg:g}"
+            why = f"Moon {moon[i]:.1f} deg away < {k.min_moon_sep_deg:g}"
         yield Verdict(c, not why, why, a)
 
 
@@ -217,8 +157,7 @@ def choose(cands: list[Candidate] | Columns, sky: Sky, site: Site, safe: bool) -
     if not cols.cands:
         return None
     now = sky.when.timestamp()
-    alt, az = altaz(site, sky, cols.ra, cols.dec)
-    moon = moon_separation(site, sky, cols.ra, cols.dec)
+    alt, az, moon = place(site, sky, cols.ra, cols.dec)
     pointed = ~np.isnan(alt)
     with np.errstate(invalid="ignore"):
         ok = (cols.begin <= now) & (now <= cols.end) & (safe | ~cols.needs_safe) & (sky.sun_alt_deg <= cols.max_sun)
