@@ -28,8 +28,9 @@ def test_queue_mode_pause_resume_abort_from_the_cli_are_events_naming_the_login(
         p = gozen(config_file, "queue", *args)
         assert p.returncode == 0, p.stderr
     who = f"{getpass.getuser()} (cli)"
-    got = [(e.kind, e.message) for e in reversed(recent_events(engine, 20)) if e.source == "queue"]
+    got = [(e.kind, e.message) for e in reversed(recent_events(engine, 20, source="queue"))]
     assert got == [
+        ("recipe_submitted", "one submitted by t"),
         ("queue_mode", f"queue mode set to maintenance by {who}"),
         ("queue_paused", f"queue paused by {who}"),
         ("queue_resumed", f"queue resumed by {who}"),

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gozen.db.events import Severity, record_event
 from gozen.db.states import QueueMode, RecipeState
-from gozen.db.tables import queue_state, recipe_events, recipes
+from gozen.db.tables import events, queue_state, recipe_events, recipes
 from gozen.db.types import utcnow
 from gozen.queue.recipe import PRIORITY_OF_RANK, PRIORITY_RANK, Recipe, RecipeError
 from gozen.service import this_host
@@ -115,6 +115,10 @@ def submit(engine: Engine, recipe: Recipe, by: str, fields: dict[str, tuple[floa
                 insert(recipe_events).values(
                     recipe_uuid=recipe.uuid, time=now, kind="submitted", message=f"submitted by {by}"
                 )
+            )
+            what = f"{recipe.name} submitted"
+            conn.execute(
+                insert(events).values(**_told_row("recipe_submitted", what, by, "info", {"uuid": recipe.uuid}))
             )
     except IntegrityError:
         raise RecipeError(f"uuid: a recipe with uuid {recipe.uuid} exists already") from None
@@ -246,6 +250,9 @@ def cancel(engine: Engine, uuid: str, by: str) -> str:
                     recipe_uuid=uuid, time=utcnow(), kind=RecipeState.CANCELLED, message=f"by {by}"
                 )
             )
+            name = conn.execute(select(recipes.c.name).where(recipes.c.uuid == uuid)).scalar()
+            row = _told_row("recipe_cancelled", f"{name} cancelled", by, "info", {"uuid": uuid})
+            conn.execute(insert(events).values(**row))
             return "cancelled"
     if request_abort(engine, by, uuid):
         return "abort requested"
@@ -457,16 +464,21 @@ def _clear(engine: Engine, key: str) -> None:
 
 def _told(engine: Engine, kind: str, what: str, by: str | None, severity: Severity, data: dict[str, Any]) -> None:
     """An operator's action as an event naming who."""
-    record_event(
-        engine,
-        host=this_host(),
-        source="queue",
-        kind=kind,
-        subject="queue",
-        severity=severity,
-        message=f"{what} by {by or 'someone unnamed'}",
-        data=data | {"by": by},
-    )
+    record_event(engine, **_told_row(kind, what, by, severity, data))
+
+
+def _told_row(kind: str, what: str, by: str | None, severity: Severity, data: dict[str, Any]) -> dict[str, Any]:
+    """The event of an action on the queue (source `queue`, naming who), to record or insert in a transaction."""
+    return {
+        "time": utcnow(),
+        "host": this_host(),
+        "source": "queue",
+        "kind": kind,
+        "subject": "queue",
+        "severity": severity,
+        "message": f"{what} by {by or 'someone unnamed'}",
+        "data": data | {"by": by},
+    }
 
 
 class CandidateCache:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from gozen.db.events import Event, recent_events, record_event
+from gozen.db.events import Event, recent_events
 from gozen.db.states import QueueMode
 from gozen.queue import store
 from gozen.queue.recipe import RecipeError, load_recipe_text, recipe_schema
@@ -26,7 +26,7 @@ Operator = Annotated[Identity, Depends(require_operator)]
 MAX_ERRORS_SHOWN = 20
 MAX_ERROR_CHARS = 300
 ACTIONS_SHOWN = 8  # the latest queue actions on the page
-EVENTS_SCANNED = 200  # newest events searched for them
+ACTIONS_SCANNED = 50  # the newest queue events searched for actions naming someone
 
 
 def _fields(request: Request) -> dict[str, tuple[float, float]]:
@@ -75,21 +75,7 @@ async def submit(request: Request, ident: Operator) -> Response:
         return JSONResponse(
             {"detail": lines[-1] if len(lines) == 1 else "invalid recipe", "errors": errors}, status_code=422
         )
-    await run_in_threadpool(_audit, request, ident, "recipe_submitted", f"{row.name} submitted", row.uuid)
     return JSONResponse({"uuid": row.uuid, "name": row.name, "state": row.state}, status_code=201)
-
-
-def _audit(request: Request, ident: Identity, kind: str, what: str, uuid: str) -> None:
-    """A submission or cancellation as an event naming who, as store records the queue's other actions."""
-    record_event(
-        request.app.state.engine,
-        host=request.app.state.hostname,
-        source="queue",
-        kind=kind,
-        subject="queue",
-        message=f"{what} by {ident.name}",
-        data={"by": ident.name, "via": ident.via, "uuid": uuid},
-    )
 
 
 def _clipped(line: str) -> str:
@@ -121,10 +107,6 @@ async def cancel(request: Request, uuid: str, ident: Operator) -> dict[str, str]
         what = await run_in_threadpool(store.cancel, request.app.state.engine, uuid, ident.name)
     except RecipeError as err:
         raise HTTPException(409 if "nothing to cancel" in str(err) else 404, str(err)) from None
-    if what == "cancelled":  # an abort request is recorded by store.request_abort
-        row = await run_in_threadpool(store.get, request.app.state.engine, uuid)
-        name = row.name if row else uuid
-        await run_in_threadpool(_audit, request, ident, "recipe_cancelled", f"{name} cancelled", uuid)
     return {"uuid": uuid, "result": what}
 
 
@@ -162,7 +144,9 @@ def queue_actions(events: list[Event]) -> list[Event]:
 
 async def _page(request: Request) -> dict[str, Any]:
     def read() -> dict[str, Any]:
-        return _view(request) | {"actions": queue_actions(recent_events(request.app.state.engine, EVENTS_SCANNED))}
+        return _view(request) | {
+            "actions": queue_actions(recent_events(request.app.state.engine, ACTIONS_SCANNED, source="queue"))
+        }
 
     ident = current_identity(request)
     d = await run_in_threadpool(read)
