@@ -166,26 +166,50 @@ def queue_resume(ctx: typer.Context) -> None:
 def queue_plan(
     ctx: typer.Context,
     night: Annotated[str | None, typer.Option(help="YYYY-MM-DD, the evening's date (default: today)")] = None,
-    svg: Annotated[Path | None, typer.Option(help="Also write the timeline picture here")] = None,
+    svg: Annotated[Path | None, typer.Option(help="Also write the plan's picture here (SVG)")] = None,
+    png: Annotated[Path | None, typer.Option(help="Also write the plan's picture here (PNG)")] = None,
 ) -> None:
-    """What would run when tonight: the queue played forward (safe weather assumed)."""
+    """What would run when tonight: the queue played forward with slew, settle and readout time
+    (safe weather assumed; said when it is unsafe now)."""
     from datetime import UTC, date, datetime
+
+    from rich.markup import escape
 
     from gozen.queue.plan import night_plan
     from gozen.queue.recipe import PRIORITY_OF_RANK as names
-    from gozen.web.plots import timeline
+    from gozen.web import plan_picture
 
     try:
         n = date.fromisoformat(night) if night else datetime.now(UTC).date()
     except ValueError:
         raise fail(f"--night: not a date (YYYY-MM-DD): {night!r}") from None
-    start, end, slots = night_plan(config(ctx), engine(ctx), n)
-    out.print(f"night of {n}: dark (Sun below -12 deg) {start:%H:%M}-{end:%H:%M} UTC")
-    table = Table("start", "end", "name", "priority", box=None, header_style="bold")
-    for s in slots:
-        table.add_row(f"{s.start:%H:%M}", f"{s.end:%H:%M}", s.candidate.name, names[s.candidate.rank])
-    out.print(table if slots else "nothing would run")
-    if svg:
-        bars = [(s.candidate.name, names[s.candidate.rank], s.start, s.end) for s in slots]
-        svg.write_text(timeline(bars, start, end, f"night of {n}"))
-        out.print(f"timeline written to {svg}")
+    p = night_plan(config(ctx), engine(ctx), n)
+    out.print(
+        f"night of {n}: dark (Sun below -12 deg) {p.start:%H:%M}-{p.end:%H:%M} UTC; "
+        f"{len(p.slots)} of {len(p.queued)} queued recipes planned; overheads {p.overhead_s / 60:.0f} min"
+    )
+    if not p.safe:
+        out.print(f"[bold red]unsafe now[/] ({escape(p.unsafe_reason)}): planned as if it turns safe")
+    table = Table("start", "end", "name", "priority", "slew s", "settle s", "readout s", box=None, header_style="bold")
+    for s in p.slots:
+        table.add_row(
+            f"{s.start:%H:%M}",
+            f"{s.end:%H:%M}",
+            s.candidate.name,
+            names[s.candidate.rank],
+            f"{s.slew_s:.0f}",
+            f"{s.settle_s:.0f}",
+            f"{s.readout_s:.0f}",
+        )
+    out.print(table if p.slots else "nothing would run")
+    for path, kind in ((svg, "svg"), (png, "png")):
+        if path is None:
+            continue
+        try:
+            if kind == "svg":
+                path.write_text(plan_picture.svg(p, now=p.made_at))
+            else:
+                path.write_bytes(plan_picture.png(p, now=p.made_at))
+        except OSError as e:
+            raise fail(f"--{kind}: {path}: {e.strerror}") from None
+        out.print(f"picture written to {path}")

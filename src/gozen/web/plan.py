@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 from typing import Annotated
 
@@ -9,13 +10,15 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from gozen.queue.plan import night_plan
-from gozen.queue.recipe import PRIORITY_OF_RANK
-from gozen.web.plots import timeline
+from gozen.db.types import utcnow
+from gozen.queue.plan import NightPlan, night_plan
+from gozen.web import plan_picture
 from gozen.web.queue import _cache
 
 router = APIRouter()
 PLAN_MAX_DAYS = 3660
+_DRAWN: dict[date, tuple[NightPlan, str]] = {}  # the last picture of each night, with the plan it shows
+_DRAWN_LOCK = threading.Lock()
 
 
 def plan_night(night: date | None, today: date) -> date:
@@ -31,14 +34,20 @@ def plan_night(night: date | None, today: date) -> date:
 
 @router.get("/queue/plan.svg")
 async def plan_svg(request: Request, night: Annotated[date | None, Query()] = None) -> Response:
-    from gozen.db.types import utcnow
-
+    """The plan drawn (remade when the queue, the weather or the minute changed; at most MAX_ROWS rows)."""
     state = request.app.state
     n = plan_night(night, utcnow().date())
 
     def build() -> str:
-        start, end, slots = night_plan(state.cfg, state.engine, n, cache=_cache(request))
-        bars = [(s.candidate.name, PRIORITY_OF_RANK[s.candidate.rank], s.start, s.end) for s in slots]
-        return timeline(bars, start, end, f"night of {n}: {start:%H:%M}-{end:%H:%M} UTC (Sun below -12 deg)")
+        p = night_plan(state.cfg, state.engine, n, cache=_cache(request))
+        with _DRAWN_LOCK:
+            if n in _DRAWN and _DRAWN[n][0] is p:  # the same plan (same queue, weather, minute): drawn already
+                return _DRAWN[n][1]
+        text = plan_picture.svg(p, now=p.made_at)
+        with _DRAWN_LOCK:
+            _DRAWN[n] = (p, text)
+            while len(_DRAWN) > 4:
+                del _DRAWN[next(iter(_DRAWN))]
+        return text
 
     return Response(await run_in_threadpool(build), media_type="image/svg+xml")

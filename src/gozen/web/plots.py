@@ -6,7 +6,7 @@ page needs no JavaScript to show it, and it renders in well under a millisecond 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from html import escape
 from typing import Any
 
@@ -89,45 +89,4 @@ def chart(series: list[tuple[str, str, list[tuple[datetime, Any]]]], t0: datetim
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{total}" viewBox="0 0 {W} {total}">'
         f"{style}{''.join(body)}{axis}</svg>"
-    )
-
-
-PRIORITY_COLOUR = {"interrupt": "#cf222e", "high": "#bf8700", "normal": "#2a6fdb", "low": "#8c959f"}
-
-
-def timeline(slots: list[tuple[str, str, datetime, datetime]], t0: datetime, t1: datetime, title: str) -> str:
-    """A night's plan: one bar per (name, priority, start, end), hours marked, UTC."""
-    width, left, row, top = 900, 230, 18, 34
-    span = (t1 - t0).total_seconds() or 1.0
-    height = top + row * max(1, len(slots)) + 24
-
-    def x(t: datetime) -> float:
-        return left + (t - t0).total_seconds() / span * (width - left - 10)
-
-    parts = [f'<text x="4" y="16" class="title">{escape(title)}</text>']
-    hour = t0.replace(minute=0, second=0, microsecond=0)
-    while hour <= t1:
-        if hour >= t0:
-            parts.append(
-                f'<line x1="{x(hour):.1f}" y1="{top - 6}" x2="{x(hour):.1f}" y2="{height - 20}" class="grid"/>'
-            )
-            parts.append(f'<text x="{x(hour):.1f}" y="{height - 6}" class="hr">{hour:%H}</text>')
-        hour += timedelta(hours=1)
-    for i, (name, priority, start, end) in enumerate(slots):
-        y = top + i * row
-        colour = PRIORITY_COLOUR.get(priority, "#2a6fdb")
-        parts.append(f'<text x="4" y="{y + 12}" class="name">{escape(name[:34])}</text>')
-        parts.append(
-            f'<rect x="{x(start):.1f}" y="{y + 2}" width="{max(2.0, x(end) - x(start)):.1f}" height="{row - 5}" '
-            f'fill="{colour}"><title>{escape(name)}: {start:%H:%M}-{end:%H:%M} UTC</title></rect>'
-        )
-    if not slots:
-        parts.append(f'<text x="{left}" y="{top + 12}" class="name">nothing would run</text>')
-    style = (
-        "<style>.title{font:600 13px sans-serif}.name{font:11px sans-serif;fill:#333}"
-        ".hr{font:10px sans-serif;fill:#666;text-anchor:middle}.grid{stroke:#e5e5e5}</style>"
-    )
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}">{style}{"".join(parts)}</svg>'
     )
