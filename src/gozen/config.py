@@ -437,6 +437,9 @@ class DeviceSimulator(Model):
     bad_weather_for_s: float = Field(300.0, gt=0, description="How long each scripted humid spell lasts.")
     dropout_every_s: float = Field(0.0, ge=0, description="Devices stop answering this often (0: never).")
     dropout_for_s: float = Field(30.0, gt=0, description="How long each dropout lasts.")
+    dome_shutter_s: float = Field(
+        15.0, ge=0, description="How long the simulated dome's shutter takes to open or close, seconds."
+    )
     dark_sky: bool = Field(
         True,
         description="The simulated sky is dark at any hour: safety ignores the Sun, so the simulated "

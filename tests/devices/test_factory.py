@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gozen.config import parse_config
-from gozen.devices.dome import AlpacaDome, SimulatedDome
+from gozen.devices.dome import AlpacaDome
 from gozen.devices.factory import (
     camera_from_config,
     dome_from_config,
@@ -29,7 +29,9 @@ def test_the_simulated_observatory_gets_its_simulators_and_the_protocol_adapters
     assert isinstance(gps_from_config(cfg), Gpsd)  # served by sim:gpsd
     assert isinstance(ups_from_config(cfg), SimulatedUps)
     assert isinstance(thermometers_from_config(cfg), SimulatedThermometers)
-    assert isinstance(dome_from_config(cfg), SimulatedDome)
+    dome = dome_from_config(cfg)  # sim:alpaca's, where the monitors and the queue both see it
+    assert isinstance(dome, AlpacaDome) and dome.device.address == cfg.monitors.telescope.address
+    assert dome.device.device_number == 0
 
 
 def test_a_real_site_gets_nut_lm_sensors_and_its_alpaca_dome() -> None:

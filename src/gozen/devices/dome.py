@@ -70,19 +70,33 @@ class AlpacaDome(Dome):
 
 
 class SimulatedDome(Dome):
-    """A dome parked at azimuth 0 with its shutter closed; the shutter moves in `shutter_s`."""
+    """A dome parked at azimuth 0 with its shutter closed; the shutter moves end to end in `shutter_s`.
 
-    def __init__(self, shutter_s: float = 20.0, clock: Callable[[], float] = time.monotonic) -> None:
+    `stuck` (a test's fault) stops the shutter where it is: asked to close, it says "closing" and
+    never gets there until it is freed, then goes on from where it stopped.
+    """
+
+    def __init__(self, shutter_s: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.shutter_s, self.clock = shutter_s, clock
         self.target = Shutter.CLOSED
-        self.moved_at = float("-inf")  # when the shutter last started to move
+        self.opened = 0.0  # how far open (0 closed .. 1 open) at `since`
+        self.since = clock()
+        self._stuck = False
+
+    def fraction_open(self) -> float:
+        """How far open the shutter is now (0 closed .. 1 open)."""
+        if self._stuck:
+            return self.opened
+        goal = 1.0 if self.target is Shutter.OPEN else 0.0
+        step = (self.clock() - self.since) / self.shutter_s if self.shutter_s > 0 else 1.0
+        return min(goal, self.opened + step) if goal > self.opened else max(goal, self.opened - step)
 
     def status(self) -> DomeStatus:
-        moving = self.clock() - self.moved_at < self.shutter_s
-        if moving:
-            shutter = Shutter.OPENING if self.target is Shutter.OPEN else Shutter.CLOSING
-        else:
+        at = self.fraction_open()
+        if at == (1.0 if self.target is Shutter.OPEN else 0.0):
             shutter = self.target
+        else:
+            shutter = Shutter.OPENING if self.target is Shutter.OPEN else Shutter.CLOSING
         return DomeStatus(shutter, 0.0, slewing=False, parked=True)
 
     def open_shutter(self) -> None:
@@ -92,5 +106,17 @@ class SimulatedDome(Dome):
         self.move(Shutter.CLOSED)
 
     def move(self, target: Shutter) -> None:
-        if target is not self.target:
-            self.target, self.moved_at = target, self.clock()
+        self.opened, self.since, self.target = self.fraction_open(), self.clock(), target
+
+    def retime(self, shutter_s: float) -> None:
+        """From now on the shutter moves end to end in `shutter_s` (from where it is)."""
+        self.opened, self.since, self.shutter_s = self.fraction_open(), self.clock(), shutter_s
+
+    @property
+    def stuck(self) -> bool:
+        return self._stuck
+
+    @stuck.setter
+    def stuck(self, stuck: bool) -> None:
+        self.opened, self.since = self.fraction_open(), self.clock()
+        self._stuck = stuck

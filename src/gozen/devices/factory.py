@@ -5,8 +5,8 @@ simulator. As in POCS's `create_mount_from_config`, the config says which driver
 a driver gozen has no adapter for is refused here, naming the key, instead of being ignored.
 The simulated observatory's Alpaca devices and gpsd are its simulators served over the real
 protocols (`sim:alpaca`, `sim:gpsd`), so the adapters below talk to them as to real hardware;
-the UPS, thermometers and dome are simulated in-process when none is configured and the
-simulated observatory is on; off, a device not configured is None (never invented values).
+the UPS and thermometers are simulated in-process when none is configured and the simulated
+observatory is on (its dome is sim:alpaca's); off, a device not configured is None (never invented values).
 A driver the config schema allows always has its adapter here.
 """
 
@@ -92,9 +92,12 @@ def thermometers_from_config(cfg: Config) -> Thermometers | None:
 
 
 def dome_from_config(cfg: Config) -> Dome | None:
-    """The Alpaca dome at monitors.dome; else the simulated dome when simulating; else None (no dome)."""
-    from gozen.devices.dome import AlpacaDome, SimulatedDome
+    """The Alpaca dome at monitors.dome; else, when simulating, sim:alpaca's dome (device 0 at the telescope's
+    address: queue:server and monitor:telescope see the same dome); else None (no dome)."""
+    from gozen.config import AlpacaDevice
+    from gozen.devices.dome import AlpacaDome
 
-    if cfg.monitors.dome is not None:
-        return AlpacaDome(cfg.monitors.dome)
-    return SimulatedDome() if cfg.monitors.simulator.enabled else None
+    m = cfg.monitors
+    if m.dome is not None:
+        return AlpacaDome(m.dome)
+    return AlpacaDome(AlpacaDevice(address=m.telescope.address)) if m.simulator.enabled else None

@@ -29,6 +29,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "telescope.alt_deg": (-90.0, 90.0),
     "telescope.az_deg": (0.0, 360.0),
     "telescope.airmass": (1.0, 100.0),
+    "dome.az_deg": (0.0, 360.0),
     "weather.temperature_c": (-60.0, 60.0),
     "weather.dewpoint_c": (-90.0, 60.0),
     "weather.humidity_pct": (0.0, 100.0),

@@ -5,9 +5,14 @@ next recipe (scheduler); run its steps through the telescope (`devices.telescope
 (exposure requests tagged with the recipe's uuid and name), saving progress after every step
 and every exposure. At each step boundary an `interrupt` recipe that may run now preempts the
 running one, which goes back to the queue with its progress. Exposures wait for safe weather
-(`safety.safe` on the board) when the recipe asks for it. A recipe cut short (the server was
-stopped or killed, or a pass failed under it) is marked interrupted, and queued again with its
-progress when `queue.requeue_interrupted`. A shutdown recipe stops the server with exit 0.
+(`safety.safe` on the board) when the recipe asks for it. When it turns unsafe (`queue.close_when_unsafe`),
+every pass (idle, paused or between recipes; not in maintenance) closes the dome and parks the telescope
+(`queue.safety.Enclosure`), and a running recipe that needs safe weather stops: the exposure in hand is
+ended at its next frame boundary (it counts, with the frames it got; one stopped before it started is
+asked again), the next is not asked, and the recipe goes back to the queue with its progress; it
+resumes where it was (pointing again first) once the dome is open again. A recipe cut short (the
+server was stopped or killed, or a pass failed under it) is marked interrupted, and queued again with
+its progress when `queue.requeue_interrupted`. A shutdown recipe stops the server with exit 0.
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from sqlalchemy import Engine
 
 from gozen.db.states import ExposureState, QueueMode, RecipeState
 from gozen.db.types import utcnow
-from gozen.devices.factory import telescope_from_config
+from gozen.devices.factory import dome_from_config, telescope_from_config
 from gozen.devices.telescope import TelescopeError
-from gozen.monitors.board import snapshot
 from gozen.queue import store
 from gozen.queue.recipe import ExposeStep, ParkStep, Recipe, ShutdownStep, SlewStep, WaitStep, step_kind
+from gozen.queue.safety import Enclosure, safety
 from gozen.queue.scheduler import Candidate, choose, sky_at, verdicts
 from gozen.service import Context, DeviceUnavailable, Service
 
@@ -34,11 +39,11 @@ PASS_FAILED = "a pass of the queue server failed (see its log)"  # the database 
 
 
 class Stop(Exception):
-    """Leave the recipe now: preempted, aborted, or the server is shutting down."""
+    """Leave the recipe now: preempted, aborted, unsafe, or the server is shutting down."""
 
-    def __init__(self, why: str, state: RecipeState) -> None:
+    def __init__(self, why: str, state: RecipeState, kind: str | None = None) -> None:
         super().__init__(why)
-        self.state = state
+        self.state, self.kind = state, kind  # kind: the recipe event, when not the state's own
 
 
 class StepFailed(Exception):
@@ -49,13 +54,11 @@ def candidates(rows: list[store.RecipeRow]) -> list[Candidate]:
     return [Candidate(r.uuid, r.name, r.priority_rank, r.submitted_at, r.recipe, r.ra_deg, r.dec_deg) for r in rows]
 
 
-def safety(engine: Engine) -> tuple[bool, str]:
-    """(safe to observe, why not) from the board; a missing or stale decision is unsafe."""
-    snap = snapshot(engine, "safety.")
-    safe, reasons = snap.get("safety.safe"), snap.get("safety.reasons")
-    if safe is None or safe.stale:
-        return False, "no fresh safety decision (is monitor:safety running?)"
-    return safe.value is True, str(reasons.value) if reasons and reasons.value else ""
+def sky_ok(engine: Engine, enclosure: Enclosure) -> tuple[bool, str]:
+    """(recipes that need the sky may start, why not): safe weather, and the dome not held closed."""
+    safe, why = safety(engine)
+    held = enclosure.held() if safe else ""
+    return safe and not held, why or held
 
 
 class QueueServer(Service):
@@ -66,6 +69,7 @@ class QueueServer(Service):
         self.cfg, self.engine, self.host = ctx.cfg, ctx.engine, ctx.host
         self.period_s = ctx.cfg.queue.poll_s
         self.telescope = telescope_from_config(ctx.cfg)
+        self.enclosure = Enclosure(ctx, self.telescope, dome_from_config(ctx.cfg))
         self.fields = ctx.cfg.queue.positions()
         self.running: store.RecipeRow | None = None  # left set when a pass fails under a recipe
         self.demo_count: int | None = None  # read from the database at the first demo recipe
@@ -78,6 +82,7 @@ class QueueServer(Service):
     # -- start, passes, stop -------------------------------------------------------
     def setup(self) -> None:
         self.recover(STOPPED)
+        self.enclosure.restore()
         store.server_started(self.engine, self.host)
 
     def run_once(self) -> bool:
@@ -118,7 +123,7 @@ class QueueServer(Service):
         if not cols.cands and self.cfg.queue.demo_survey:
             self.demo_recipe(now)
             cols = self.cache.columns(self.engine)
-        safe, why = safety(self.engine)
+        safe, why = sky_ok(self.engine, self.enclosure)
         sky = sky_at(self.cfg.site, now)
         pick = choose(cols, sky, self.cfg.site, safe)
         if pick is None:
@@ -131,6 +136,7 @@ class QueueServer(Service):
         """One pass; True when a recipe ran (or was tried)."""
         now = now or utcnow()
         st = store.queue_status(self.engine)
+        self.enclosure.tend(st.mode)
         if st.mode == QueueMode.MAINTENANCE:
             self.activity("maintenance: nothing starts")
             return False
@@ -159,7 +165,9 @@ class QueueServer(Service):
             if stop.state == RecipeState.INTERRUPTED:
                 self.interrupt(store.get(self.engine, row.uuid) or row, STOPPED)
             elif stop.state == RecipeState.QUEUED:
-                store.set_state(self.engine, row.uuid, stop.state, str(stop), "preempted", finished_at=None)
+                store.set_state(
+                    self.engine, row.uuid, stop.state, str(stop), stop.kind or "preempted", finished_at=None
+                )
             else:
                 store.set_state(self.engine, row.uuid, stop.state, str(stop))
             return
@@ -199,6 +207,20 @@ class QueueServer(Service):
         by = store.abort_asked_by(self.engine, self.running.uuid) if self.running is not None else None
         if by is not None:
             raise Stop(f"aborted by {by}", RecipeState.ABORTED)
+        why = self.unsafe()
+        if why is not None:
+            raise Stop(f"unsafe ({why}): stopped; queued again with its progress", RecipeState.QUEUED, "stopped_unsafe")
+
+    def unsafe(self) -> str | None:
+        """Why the running recipe must leave the sky now (asked about once a second), else None. A recipe that
+        observes in any weather (safe_weather: false) goes on: only the dome closes."""
+        why = self.enclosure.unsafe_now()
+        if why is None or self.running is None:
+            return None
+        if self.running.recipe.constraints.safe_weather:
+            return why
+        self.enclosure.close(why, park=False)
+        return None
 
     def pause(self, seconds: float) -> None:
         """Wait between questions during a step; Stop when the recipe is to be left."""
@@ -213,7 +235,7 @@ class QueueServer(Service):
         urgent = [r for r in store.queued(self.engine) if r.priority == "interrupt"]
         if not urgent:
             return
-        safe, _ = safety(self.engine)
+        safe, _ = sky_ok(self.engine, self.enclosure)
         pick = choose(candidates(urgent), sky_at(self.cfg.site, utcnow()), self.cfg.site, safe)
         if pick is not None:
             raise Stop(f"preempted by {pick.name}; queued again with its progress", RecipeState.QUEUED)
@@ -247,7 +269,7 @@ class QueueServer(Service):
     def wait_for_safe(self, row: store.RecipeRow) -> None:
         said = False
         while True:
-            safe, why = safety(self.engine)
+            safe, why = sky_ok(self.engine, self.enclosure)
             if safe:
                 if said:
                     store.record(self.engine, row.uuid, "resumed", "safe to observe again")
@@ -271,14 +293,23 @@ class QueueServer(Service):
                 exp_id, pending = int(pending), None
             else:
                 exp_id = self.ask_exposure(row, i, k, e, target)
-            state = self.wait_exposure(exp_id, e.frames / e.fps)
+            state, files, unsafe = self.wait_exposure(exp_id, e.frames / e.fps)
+            done = k + 1 if files else k  # stopped before it started: asked again when the recipe resumes
+            how = f"{state}, stopped: unsafe" if unsafe and files else "stopped before it started" if unsafe else state
             store.record(
                 self.engine,
                 row.uuid,
                 "exposure",
-                f"exposure {exp_id} ({state}): {k + 1}/{e.count}",
-                {"step": i, "done": k + 1},
+                f"exposure {exp_id} ({how}): {done}/{e.count}",
+                {"step": i, "done": done},
             )
+            if unsafe is not None:
+                raise Stop(
+                    f"unsafe ({unsafe}): exposing stopped after {done}/{e.count} exposures of step {i + 1}; "
+                    "queued again with its progress",
+                    RecipeState.QUEUED,
+                    "stopped_unsafe",
+                )
 
     def ask_exposure(self, row: store.RecipeRow, i: int, k: int, e: Any, target: Any) -> int:
         from gozen.daq.catalog import ExposureRequest
@@ -286,6 +317,8 @@ class QueueServer(Service):
         r = row.recipe
         if r.constraints.safe_weather:
             self.wait_for_safe(row)
+            if not self.enclosure.open_dome(f"for {row.name}", self.pause):
+                raise Stop("the dome did not open; queued again with its progress", RecipeState.QUEUED, "dome_not_open")
         self.interrupted()
         ra, dec = target if target else (None, None)
         if ra is not None and dec is not None and e.dither_arcsec:
@@ -308,20 +341,25 @@ class QueueServer(Service):
             raise StepFailed(f"steps[{i}].expose: the DAQ cannot take it: {err}") from None
         return store.request_exposure(self.engine, row.uuid, req, i, k)
 
-    def wait_exposure(self, exp_id: int, duration_s: float) -> str:
-        """Wait until the DAQ accounts for the exposure; its state. StepFailed if it failed, timed out,
-        or left no file. The timeout runs from the exposure's start in the DAQ: time spent queued
-        behind other exposures does not count. An abort waits for the exposure in hand to end."""
-        from gozen.daq.catalog import exposure_outcome
+    def wait_exposure(self, exp_id: int, duration_s: float) -> tuple[str, int, str | None]:
+        """Wait until the DAQ accounts for the exposure: its state, files written, and why it was stopped
+        (unsafe; None if it was not). StepFailed if it failed, timed out, or left no file (unless stopped).
+        The timeout runs from the exposure's start in the DAQ: time spent queued behind other exposures
+        does not count. An abort waits for the exposure in hand to end; unsafe weather ends it at the
+        next frame boundary (daq.catalog.stop_exposure) and starts the dome closing meanwhile."""
+        from gozen.daq.catalog import exposure_outcome, stop_exposure
 
         allowed_s = duration_s + self.cfg.queue.exposure_timeout_s
         deadline = time.monotonic() + allowed_s
+        unsafe: str | None = None
         while True:
             out = exposure_outcome(self.engine, exp_id)
+            if unsafe is not None and out.state in (ExposureState.DONE, ExposureState.INCOMPLETE, ExposureState.FAILED):
+                return str(out.state), out.files_written, unsafe
             if out.state in (ExposureState.DONE, ExposureState.INCOMPLETE):
                 if out.files_written == 0:
                     raise StepFailed(f"exposure {exp_id} ended with {out.why_no_file()}")
-                return str(out.state)
+                return str(out.state), out.files_written, None
             if out.state in (ExposureState.FAILED, None):
                 raise StepFailed(f"exposure {exp_id} {'failed' if out.state else 'is unknown'} in the DAQ")
             now = time.monotonic()
@@ -332,6 +370,10 @@ class QueueServer(Service):
             if now > deadline:
                 where = "armed" if out.start_at else "still queued in the DAQ (is daq:control running?)"
                 raise StepFailed(f"exposure {exp_id} timed out: {where}")
+            if unsafe is None and (unsafe := self.unsafe()) is not None:
+                stop_exposure(self.engine, exp_id, f"unsafe: {unsafe}")
+                self.activity(f"stopping exposure {exp_id}: unsafe ({unsafe}); closing the dome")
+                self.enclosure.close(unsafe, park=False)  # the shutter starts closing while the DAQ ends it
             if self.ctx.sleep(0.2):  # the exposure goes on: a restarted server waits for it
                 raise Stop(STOPPED, RecipeState.INTERRUPTED)
 

@@ -14,7 +14,10 @@ scripted humid spell comes back every `bad_weather_every_s`, devices drop out ev
 `dropout_every_s`. For tests, `PUT /sim/weather` (JSON) pins weather values and
 `PUT /sim/fault` makes a device answer NaN, out-of-range values, malformed JSON or nothing, or be
 gone (HTTP 400, as for a device the server does not have); `device` names a type ("camera") or one
-device ("camera/1"). The Camera devices are in `alpaca_camera.py`.
+device ("camera/1"). `PUT /sim/dome` (JSON) sticks or frees the dome's shutter (`{"stuck": true}`:
+CloseShutter is taken but the shutter stays where it is, "closing", until freed) and sets its
+timing (`shutter_s`, else `monitors.simulator.dome_shutter_s`). The Camera devices are in
+`alpaca_camera.py`.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ class AlpacaSimulator:
         self.telescope = SimulatedTelescope(cfg.site, clock)
         self.weather = SimulatedWeatherStation(cfg.monitors.simulator, clock)
         self.safety = SimulatedSafetyMonitor(self.weather)
-        self.dome = SimulatedDome(clock=clock)
+        self.dome = SimulatedDome(cfg.monitors.simulator.dome_shutter_s, clock=clock)
         from gozen.devices.simulators.alpaca_camera import camera_devices  # it builds on this module
 
         self.cameras = camera_devices(cfg, self.telescope.radec, clock)
@@ -319,6 +322,24 @@ def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
         body = await request.json()
         sim.weather.pinned = {str(k).lower(): float(v) for k, v in (body or {}).items()}
         return {"pinned": sim.weather.pinned}
+
+    @app.put("/sim/dome")
+    async def set_dome(request: Request) -> Response:
+        body = await request.json()
+        if not isinstance(body, dict):
+            return JSONResponse({"error": 'a JSON object, e.g. {"stuck": true, "shutter_s": 5}'}, status_code=422)
+        dome = sim.dome
+        try:
+            if "shutter_s" in body:
+                shutter_s = float(body["shutter_s"])
+                if not shutter_s >= 0:
+                    raise ValueError(f"must be >= 0, got {shutter_s}")
+                dome.retime(shutter_s)
+        except (TypeError, ValueError) as err:
+            return JSONResponse({"error": f"shutter_s: {err}"}, status_code=422)
+        if "stuck" in body:
+            dome.stuck = bool(body["stuck"])
+        return JSONResponse({"stuck": dome.stuck, "shutter_s": dome.shutter_s, "shutter": dome.status().shutter})
 
     @app.put("/sim/fault")
     async def set_fault(request: Request) -> dict[str, Any]:
