@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,6 +66,20 @@ class ExposureRequest:
                 raise ValueError(f"{label}: {problem}")
 
 
+def frames_kept(n_frames: int, fps: float, start_at: datetime | None, stop_at: datetime | None) -> int:
+    """The frames an exposure keeps when asked to stop at `stop_at`: those that began before it.
+
+    The first frame that starts at or after the stop is not read. The same number on every DAQ
+    host (the frames are GPS-stamped from start_at), so every chip's cube ends at the same frame.
+    """
+    if stop_at is None:
+        return n_frames
+    if start_at is None:
+        return 0
+    since_start_us = (stop_at - start_at) // timedelta(microseconds=1)
+    return max(0, min(n_frames, math.ceil(since_start_us * fps / 1e6)))
+
+
 @dataclass(frozen=True)
 class ArmedExposure:
     exp_id: int
@@ -74,6 +89,13 @@ class ArmedExposure:
     chips: list[int]
     ra_deg: float
     dec_deg: float
+    stop_at: datetime | None = None  # asked to stop early (catalog.stop_exposure)
+    stop_reason: str | None = None
+
+    @property
+    def frames_kept(self) -> int:
+        """n_frames, or fewer when it was asked to stop (as far as known when it was read)."""
+        return frames_kept(self.n_frames, self.fps, self.start_at, self.stop_at)
 
 
 def request_exposures(engine: Engine, req: ExposureRequest, count: int) -> list[int]:
@@ -104,26 +126,51 @@ class ExposureOutcome:
     files_written: int
     files_lost: int
     daq_busy: bool  # another exposure is armed: this one may be waiting its turn
+    # A stop (stop_exposure) cut it short: done with fewer frames, or failed before its first frame.
+    # False for a stop that came after its last frame began (nothing was cut).
+    stopped: bool = False
+    stop_reason: str | None = None  # why it was asked to stop, whether or not it cut anything
+    frames_kept: int | None = None  # frames per chip it ends with (known once armed, or stopped while queued)
 
     def why_no_file(self) -> str:
+        if self.stopped and self.frames_kept == 0:
+            return f"no file written: stopped before it started ({self.stop_reason})"
         return f"no file written ({self.files_lost} recorded lost; see the events of daq:writer-*)"
 
 
 def exposure_outcome(engine: Engine, exp_id: int) -> ExposureOutcome:
+    """The exposure's state and files. `stopped` tells an exposure cut short by stop_exposure (state
+    done, fewer frames) or stopped before it started (state failed, no file) from one that ran in full."""
     with engine.connect() as conn:
-        row = conn.execute(select(exposures.c.state, exposures.c.start_at).where(exposures.c.exp_id == exp_id)).first()
+        row = conn.execute(
+            select(
+                exposures.c.state,
+                exposures.c.start_at,
+                exposures.c.n_frames,
+                exposures.c.fps,
+                exposures.c.stop_at,
+                exposures.c.stop_reason,
+            ).where(exposures.c.exp_id == exp_id)
+        ).first()
         q = select(daq_files.c.state, func.count()).where(daq_files.c.exp_id == exp_id).group_by(daq_files.c.state)
         counts = {str(state): int(n) for state, n in conn.execute(q)}
         busy = conn.execute(
             select(func.count()).where(exposures.c.state == ExposureState.ARMED, exposures.c.exp_id != exp_id)
         ).scalar_one()
     lost = int(counts.pop(DaqFileState.LOST, 0))
+    if row is None:
+        return ExposureOutcome(None, None, sum(counts.values()), lost, bool(busy))
+    kept = frames_kept(row.n_frames, row.fps, row.start_at, row.stop_at)
+    known = row.start_at is not None or row.stop_at is not None
     return ExposureOutcome(
-        ExposureState(row.state) if row else None,
-        row.start_at if row else None,
+        ExposureState(row.state),
+        row.start_at,
         sum(counts.values()),
         lost,
         bool(busy),
+        stopped=row.stop_at is not None and kept < row.n_frames,
+        stop_reason=row.stop_reason,
+        frames_kept=kept if known else None,
     )
 
 
@@ -132,7 +179,9 @@ def stop_exposure(engine: Engine, exp_id: int, why: str) -> bool:
 
     False when it is not queued or armed (over already) or was asked before. The exposure ends
     as usual (done, with its files holding the frames read until then), so the queue server's
-    wait_exposure() returns once the DAQ has accounted for it.
+    wait_exposure() returns once the DAQ has accounted for it. One still queued, or armed to
+    start after `stop_at`, ends failed with no file (daq:control: end_stopped);
+    exposure_outcome() says `stopped` either way.
     """
     q = (
         update(exposures)
@@ -147,8 +196,69 @@ def stop_exposure(engine: Engine, exp_id: int, why: str) -> bool:
         return bool(conn.execute(q).rowcount)
 
 
+def stop_of(engine: Engine, exp_id: int) -> tuple[datetime | None, str | None]:
+    """(stop_at, stop_reason) of an exposure: what a readout watches while it reads it."""
+    q = select(exposures.c.stop_at, exposures.c.stop_reason).where(exposures.c.exp_id == exp_id)
+    with engine.connect() as conn:
+        row = conn.execute(q).first()
+    return (row.stop_at, row.stop_reason) if row else (None, None)
+
+
+@dataclass(frozen=True)
+class StoppedExposure:
+    """An exposure end_stopped acted on: failed (stopped before its first frame) or ended early."""
+
+    exp_id: int
+    state: ExposureState  # FAILED, or ARMED with an earlier end_at
+    frames_kept: int
+    n_frames: int
+    stop_reason: str
+
+
+def end_stopped(engine: Engine) -> list[StoppedExposure]:
+    """Act on the stops asked since the last call: a queued exposure, or one armed to start after its
+    stop, fails with no file ("stopped before it started"); an armed one that began ends earlier
+    (end_at after its last kept frame, so the next one is armed in time and its books close sooner)."""
+    now = utcnow()
+    out = []
+    stopped = exposures.c.state.in_((ExposureState.QUEUED, ExposureState.ARMED)) & exposures.c.stop_at.is_not(None)
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(
+                exposures.c.exp_id,
+                exposures.c.state,
+                exposures.c.n_frames,
+                exposures.c.fps,
+                exposures.c.start_at,
+                exposures.c.end_at,
+                exposures.c.stop_at,
+                exposures.c.stop_reason,
+            ).where(stopped)
+        ).all()
+        for r in rows:
+            kept = frames_kept(r.n_frames, r.fps, r.start_at, r.stop_at)
+            change: dict[str, Any]
+            if kept == 0:
+                change = {"state": ExposureState.FAILED, "finished_at": now}
+            else:
+                end = r.start_at + timedelta(seconds=kept / r.fps)
+                if kept == r.n_frames or r.end_at <= end:
+                    continue  # it stops after its last frame began (nothing changes), or applied already
+                change = {"end_at": end}
+            q = update(exposures).where(exposures.c.exp_id == r.exp_id, exposures.c.state == r.state).values(change)
+            if conn.execute(q).rowcount:
+                why = r.stop_reason or ""
+                out.append(StoppedExposure(r.exp_id, change.get("state", r.state), kept, r.n_frames, why))
+    return out
+
+
 def next_queued(engine: Engine) -> dict[str, Any] | None:
-    q = select(exposures).where(exposures.c.state == ExposureState.QUEUED).order_by(exposures.c.exp_id).limit(1)
+    q = (
+        select(exposures)
+        .where(exposures.c.state == ExposureState.QUEUED, exposures.c.stop_at.is_(None))
+        .order_by(exposures.c.exp_id)
+        .limit(1)
+    )
     with engine.connect() as conn:
         row = conn.execute(q).first()
     return dict(row._mapping) if row else None
@@ -164,11 +274,13 @@ def last_armed_end(engine: Engine) -> datetime | None:
 def arm(
     engine: Engine, exp_id: int, start_at: datetime, end_at: datetime, chips: list[int], snapshot: StatusSnapshot
 ) -> bool:
-    """queued -> armed, with its start time and snapshot; False if someone else armed it."""
+    """queued -> armed, with its start time and snapshot; False if someone else armed it, or it was stopped."""
     with engine.begin() as conn:
         n = conn.execute(
             update(exposures)
-            .where(exposures.c.exp_id == exp_id, exposures.c.state == ExposureState.QUEUED)
+            .where(
+                exposures.c.exp_id == exp_id, exposures.c.state == ExposureState.QUEUED, exposures.c.stop_at.is_(None)
+            )
             .values(
                 state=ExposureState.ARMED, start_at=start_at, end_at=end_at, chips=chips, snapshot=snapshot.to_json()
             )
@@ -199,6 +311,8 @@ def armed_after(engine: Engine, exp_id: int) -> list[ArmedExposure]:
                 list(r.chips),
                 ra if ra is not None else 0.0,
                 dec if dec is not None else 0.0,
+                r.stop_at,
+                r.stop_reason,
             )
         )
     return out
@@ -235,7 +349,13 @@ def requeue_missed(engine: Engine, exp_id: int, start_at: datetime) -> Missed:
             return Missed.REQUEUED_BEFORE
         n = conn.execute(
             update(exposures)
-            .where(exposures.c.exp_id == exp_id, exposures.c.state == ExposureState.ARMED, ~reports, ~files)
+            .where(
+                exposures.c.exp_id == exp_id,
+                exposures.c.state == ExposureState.ARMED,
+                exposures.c.stop_at.is_(None),  # a stopped one is not read again: it ends as it is
+                ~reports,
+                ~files,
+            )
             .values(state=ExposureState.QUEUED, start_at=None, end_at=None, chips=None, snapshot=None)
         ).rowcount
     return Missed.REQUEUED if n == 1 else Missed.KEPT
@@ -392,7 +512,7 @@ class OverdueExposure:
 
     exp_id: int
     start_at: datetime
-    n_frames: int
+    n_frames: int  # the frames it keeps (fewer than asked when a stop cut it short)
 
 
 LostRow = Callable[[OverdueExposure, int], dict[str, Any]]  # the lost row of the exposure's chip
@@ -405,6 +525,7 @@ def finish_exposures(
     and with `lost_row` each chip still unaccounted for gets a lost row (its frames counted missing).
 
     A chip is accounted for by its daq_files row or by a readout's report that it did not answer.
+    An exposure cut short by a stop closes as any other (its files hold the frames it kept).
     give_up=False closes only the complete ones: right after an outage the files written
     meanwhile are still being recorded from the writers' spools.
     """
@@ -413,7 +534,13 @@ def finish_exposures(
     with engine.begin() as conn:
         armed = conn.execute(
             select(
-                exposures.c.exp_id, exposures.c.chips, exposures.c.start_at, exposures.c.end_at, exposures.c.n_frames
+                exposures.c.exp_id,
+                exposures.c.chips,
+                exposures.c.start_at,
+                exposures.c.end_at,
+                exposures.c.n_frames,
+                exposures.c.fps,
+                exposures.c.stop_at,
             ).where(exposures.c.state == ExposureState.ARMED)
         ).all()
         for exp in armed:
@@ -425,7 +552,8 @@ def finish_exposures(
             elif give_up and exp.end_at + grace < now:
                 state = ExposureState.INCOMPLETE
                 if lost_row is not None:
-                    overdue = OverdueExposure(exp.exp_id, exp.start_at, exp.n_frames)
+                    kept = frames_kept(exp.n_frames, exp.fps, exp.start_at, exp.stop_at)
+                    overdue = OverdueExposure(exp.exp_id, exp.start_at, kept)
                     lost = _record_lost(conn, [lost_row(overdue, c) for c in unaccounted])
             else:
                 continue

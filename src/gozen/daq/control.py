@@ -3,7 +3,9 @@
 One for the whole camera (on the host with role daq-master, else the first DAQ host): every host's
 readouts learn the armed exposures from the database and start at the same GPS-stamped time. An
 exposure is closed when each of its chips is accounted for; a DAQ host that recorded no file of
-its chips by the deadline is told (`daq_host_silent`) and those chips are recorded lost.
+its chips by the deadline is told (`daq_host_silent`) and those chips are recorded lost. An
+exposure asked to stop (catalog.stop_exposure) ends at the next frame boundary: its end moves
+earlier (the readouts cut their frames there themselves), or, not begun yet, it fails with no file.
 """
 
 from __future__ import annotations
@@ -105,12 +107,29 @@ class Control(Service):
             self.give_up_from = now + self.grace.total_seconds()
             self.lead_until = now + RESUME_LEAD_S
         lead_s = RESUME_LEAD_S if now < self.lead_until else 0.0
+        self.end_stopped()  # before arming: a stopped exposure is never armed
         while arm_next(self.ctx.cfg, self.ctx.engine, self.ctx.host, lead_s) is not None:
             pass
         if now >= self.next_books:
             self.next_books = now + FINISH_EVERY_S
             self.close_books(give_up=now >= self.give_up_from)
         self.last_pass = time.monotonic()
+
+    def end_stopped(self) -> None:
+        """Apply the stops asked since the last pass, each told once (`exposure_stopped`)."""
+        for s in catalog.end_stopped(self.ctx.engine):
+            if s.state == ExposureState.FAILED:
+                what = f"exposure {s.exp_id} stopped before it started: {s.stop_reason}; no file is written"
+            else:
+                what = f"exposure {s.exp_id} stops after frame {s.frames_kept} of {s.n_frames}: {s.stop_reason}"
+            log.info("%s", what)
+            self.ctx.event(
+                "exposure_stopped",
+                f"exp {s.exp_id}",
+                what,
+                "info",
+                {"exp_id": s.exp_id, "frames_kept": s.frames_kept, "n_frames": s.n_frames, "reason": s.stop_reason},
+            )
 
     def close_books(self, give_up: bool) -> None:
         """Close the finished exposures; tell each DAQ host that sent no file of some chips, and each

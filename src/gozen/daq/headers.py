@@ -3,7 +3,8 @@
 The primary header is written before the first frame (the writer streams the cube and
 checksums it in file order), so it holds what is known at exposure start: the status
 snapshot, the GPS stamp of the first frame, and the exposure's schedule. Each frame's
-own stamp and flags go in the FRAMES table written after the cube.
+own stamp and flags go in the FRAMES table written after the cube. An exposure cut short by a
+stop has the cards that count its frames rewritten in place when its file closes (same length).
 """
 
 from __future__ import annotations
@@ -133,6 +134,18 @@ def _status(h: _Cards, key: str, snap: StatusSnapshot, name: str, comment: str, 
     h.append((key, value, f"{comment}{unit}"[: COMMENT_MAX - len(note)] + note))  # the STALE mark is never cut
 
 
+def _stop_cards(h: _Cards, stop_reason: str | None) -> None:
+    """STOPPED (T: cut short by a stop, NAXIS3 the frames kept) and STOPWHY, in every header, so that
+    cutting a file short rewrites two cards in place."""
+    h["STOPPED"] = (stop_reason is not None, "cut short by a stop: NAXIS3 frames kept")
+    why = as_card_text(stop_reason or "")  # one card, never a CONTINUE
+    comment = "why it was stopped"
+    # "KEY     = " + the quoted value (padded to 20) + " / " + the comment: the comment goes if it does not fit.
+    if 10 + max(20, len(why.replace("'", "''")) + 2) + 3 + len(comment) > 80:
+        comment = ""
+    h["STOPWHY"] = (why, comment)
+
+
 def primary_header(
     cfg: Config,
     exp: ExposureInfo,
@@ -141,7 +154,9 @@ def primary_header(
     daq_host: str,
     daq_volume: str,
     filename: str,
+    stop_reason: str | None = None,
 ) -> fits.Header:
+    """The cube's primary header; `stop_reason`: the exposure was cut short to exp.n_frames by a stop."""
     geo = geometry(cfg.camera)
     snap = exp.snapshot
     frame_s = 1.0 / exp.fps
@@ -182,6 +197,7 @@ def primary_header(
     h["MJD-OBS"] = (round(float(Time(gps_up).mjd), 9), "MJD at exposure start")
     h["GPS-UP"] = (_iso(gps_up), "GPS time the exposure was triggered")
     h["GPS-DOWN"] = (_iso(gps_down), "end of the last frame (GPS clock)")
+    _stop_cards(h, stop_reason)
 
     _section(h, "data")
     h["DET-ID"] = (det_id, "detector id (quadrant*100+column*10+row)")
@@ -307,6 +323,13 @@ def frames_table(
 
 # Cards that differ between the chips of one exposure; everything else is shared.
 PER_CHIP_KEYS = ("DET-ID", "DAQ-VOL", "FILENAME", "CRPIX1", "CRPIX2")
+# Cards that count the cube's frames or say it was stopped: rewritten when a stop cuts it short.
+CUT_KEYS = ("NAXIS3", "EXPTIME", "TELAPSE", "UTC-EXP", "GPS-DOWN", "STOPPED", "STOPWHY")
+
+
+def _card_keys(image: bytes | bytearray) -> list[str]:
+    """The keyword of each 80-character card of a rendered header."""
+    return [bytes(image[i : i + 8]).decode("ascii").rstrip() for i in range(0, len(image), 80)]
 
 
 class HeaderTemplate:
@@ -323,7 +346,7 @@ class HeaderTemplate:
         header = primary_header(cfg, exp, first, exp.start_at, host, "-", "-")
         self.image = bytearray(header.tostring().encode("ascii"))
         # Card positions in the image itself: a long value spans several 80-character cards.
-        keys = [self.image[i : i + 8].decode("ascii").rstrip() for i in range(0, len(self.image), 80)]
+        keys = _card_keys(self.image)
         self.index = {k: keys.index(k) for k in PER_CHIP_KEYS if k in keys}
         self.comments = {k: header.comments[k] for k in self.index}
         self.ra, self.dec = exp.snapshot.number("telescope.ra_deg"), exp.snapshot.number("telescope.dec_deg")
@@ -336,6 +359,20 @@ class HeaderTemplate:
         out = bytearray(self.image)
         for key, i in self.index.items():
             out[80 * i : 80 * (i + 1)] = fits.Card(key, values[key], self.comments[key]).image.encode("ascii")
+        return bytes(out)
+
+    def cut_short(self, header: bytes, kept: int, stop_reason: str) -> bytes:
+        """A header this template rendered, for the cube cut short to `kept` frames by a stop: the
+        CUT_KEYS cards replaced in place (the same length, so the frames after it stay where they are)."""
+        first = self.cfg.camera.chips[0]
+        cut = primary_header(
+            self.cfg, replace(self.exp, n_frames=kept), first, self.exp.start_at, "-", "-", "-", stop_reason
+        )
+        out = bytearray(header)
+        keys = _card_keys(out)
+        for key in CUT_KEYS:
+            i = keys.index(key)
+            out[80 * i : 80 * (i + 1)] = cut.cards[key].image.encode("ascii")
         return bytes(out)
 
 

@@ -41,6 +41,10 @@ LATE_START_S = 3.0
 LATE_START_RING = 0.75
 # How often the look-out thread puts the ring fill and frame rate on the status board.
 RATES_EVERY_S = 5.0
+# How often the look-out asks whether the exposure in hand was asked to stop, in frames (at most
+# STOP_POLL_S): a stop must be seen before the first frame past it is read out, a frame later.
+STOP_POLL_FRAMES = 0.4
+STOP_POLL_S = 0.5
 
 
 class Readout:
@@ -75,6 +79,13 @@ class Readout:
         self._scratch = np.empty(frame_bytes(cfg) // 2, np.uint16)
         self.geometry = geometry(cfg.camera)
         self.feed: ArmedFeed | None = None  # while running
+        # The exposure in hand and the frames it keeps: the frame loop compares `cut` alone; the
+        # look-out lowers it when the exposure is asked to stop (stop_reading).
+        self.reading: ArmedExposure | None = None
+        self.cut = 0
+        self.stop_reason = ""
+        self._cut_lock = threading.Lock()
+        self.kept: dict[int, int] = {}  # exposure -> frames it kept, as read (for its report)
         self.handled: dict[int, datetime] = {}  # exposure -> the start it was read (or reported) for
         self.rates = Rates(self)
         for c in self.unrecognised:
@@ -88,15 +99,33 @@ class Readout:
         """Read every frame of the exposure for our chips, announced first in each ring (`info`: the
         exposure as the writers' headers need it; None: asked of the database here); per-chip counts.
 
-        A stop ends it after the frame in hand: the frames not read are counted missed.
+        A stop of this program ends it after the frame in hand: the frames not read are counted
+        missed. A stop of the exposure (catalog.stop_exposure) ends it before the first frame that
+        began after the stop, on every DAQ host alike: the frames past it are not read, nor missed.
         """
         chips = [c for c in self.recognised if c in exp.chips]
         counts: dict[int, Counter[str]] = {c: Counter() for c in chips}
+        with self._cut_lock:
+            self.reading, self.cut, self.stop_reason = exp, exp.frames_kept, exp.stop_reason or ""
+        try:
+            if self.cut > 0:
+                self.read_frames(exp, chips, counts, info)
+        finally:
+            with self._cut_lock:
+                self.reading = None
+                self.kept[exp.exp_id] = self.cut
+                if len(self.kept) > 256:
+                    self.kept.pop(next(iter(self.kept)))
+        return counts
+
+    def read_frames(
+        self, exp: ArmedExposure, chips: list[int], counts: dict[int, Counter[str]], info: ExposureInfo | None
+    ) -> None:
         self.announce_in_rings(exp, chips, info if info is not None else self.exposure_info(exp))
         start_ns = int(exp.start_at.timestamp() * 1e9)
         self.camera.start_exposure(ExposureSpec(exp.exp_id, exp.n_frames, exp.fps, start_ns, exp.ra_deg, exp.dec_deg))
         # A readout that starts (or restarts) mid-exposure finds the frames read out before it gone.
-        first = self.first_readable(exp)
+        first = min(self.first_readable(exp), self.cut)
         if first:
             for c in chips:
                 counts[c]["missed"] += first
@@ -110,11 +139,15 @@ class Readout:
                 late_start=True,
             )
         for i in range(first, exp.n_frames):
+            if i >= self.cut:  # the exposure was stopped: frame i began after the stop
+                break
             if self.ctx.stopping:
                 for c in chips:
-                    counts[c]["missed"] += exp.n_frames - i
+                    counts[c]["missed"] += max(0, self.cut - i)
                 break
             self.camera.wait_frame(i)
+            if i >= self.cut:  # stopped while frame i was being exposed
+                break
             for c in chips:
                 self.read_one(exp, c, i, counts[c])
             for det_id, err in self.camera.take_faults().items():
@@ -126,12 +159,34 @@ class Readout:
                     det_id=det_id,
                     exp_id=exp.exp_id,
                 )
-        for c in chips:  # END lets the writer close at once; if the ring is full it closes on its timeout
+        self.end_in_rings(exp, chips)
+
+    def end_in_rings(self, exp: ArmedExposure, chips: list[int]) -> None:
+        """END lets the writer close at once (if the ring is full it closes on its timeout). The END of
+        an exposure cut short says how many frames it kept and carries the reason of the stop."""
+        kept = self.cut
+        reason = self.stop_reason.encode("utf-8", "replace")[:1000] if kept < exp.n_frames else b""
+        for c in chips:
             ring = self.rings[writer_of(self.cfg, self.host, c)]
+            if kept < exp.n_frames:
+                ring.publish_bytes(END, reason, exp_id=exp.exp_id, det_id=c, n_frames=kept)
+                continue
             seq = ring.reserve()
             if seq is not None:
                 ring.publish(seq, kind=END, exp_id=exp.exp_id, det_id=c, n_frames=exp.n_frames)
-        return counts
+
+    def stop_reading(self, exp_id: int, stop_at: datetime, why: str | None) -> None:
+        """The exposure in hand was asked to stop (seen by the look-out): read no frame that began after it."""
+        with self._cut_lock:
+            exp = self.reading
+            if exp is None or exp.exp_id != exp_id:
+                return  # over already
+            cut = catalog.frames_kept(exp.n_frames, exp.fps, exp.start_at, stop_at)
+            if cut < self.cut:
+                self.cut, self.stop_reason = cut, why or ""
+                log.info(
+                    "%s: exposure %d stopped: %d of %d frames kept (%s)", self.name, exp_id, cut, exp.n_frames, why
+                )
 
     def exposure_info(self, exp: ArmedExposure) -> ExposureInfo | None:
         """The exposure for its announcement, when the caller did not bring it (None: the database is away)."""
@@ -204,11 +259,12 @@ class Readout:
     def report(self, exp: ArmedExposure, counts: dict[int, Counter[str]], too_late: bool = False) -> None:
         """Record what this readout saw of each chip (kept in the spool while the database is away)."""
         rows: list[dict[str, Any]] = []
+        kept = self.kept.get(exp.exp_id, exp.frames_kept)  # a stop's uncut frames are not missed
         for c in self.chips:
             if c not in exp.chips:
                 continue
             k = counts.get(c, Counter())
-            missed = exp.n_frames if (too_late or c in self.unrecognised) else k["missed"]
+            missed = kept if (too_late or c in self.unrecognised) else k["missed"]
             rows.append(
                 {
                     "exp_id": exp.exp_id,
@@ -257,7 +313,8 @@ class Readout:
             if len(self.handled) > 256:
                 self.handled.pop(next(iter(self.handled)))
             try:
-                too_late = time.time() > exp.start_at.timestamp() + exp.n_frames / exp.fps
+                kept = exp.frames_kept  # a stopped exposure is over after its last kept frame
+                too_late = kept > 0 and time.time() > exp.start_at.timestamp() + kept / exp.fps
                 if too_late and self.requeued(exp):
                     feed.rewind(exp.exp_id)  # to read it when it is armed anew
                     continue
@@ -305,6 +362,7 @@ class ArmedFeed(threading.Thread):
         self.exposures: queue.Queue[tuple[ArmedExposure, ExposureInfo | None]] = queue.Queue()
         self.last: int | None = None  # the newest exposure it has queued (None: not asked yet)
         self._lock = threading.Lock()
+        self.next_stop_check = 0.0  # monotonic
 
     def rewind(self, exp_id: int) -> None:
         """Look again from this exposure on (it was queued again, to be armed anew)."""
@@ -317,6 +375,7 @@ class ArmedFeed(threading.Thread):
         while not r.ctx.stopping:
             r.rates.publish_when_due()
             try:
+                self.watch_stop()
                 if self.last is None:
                     self.last = r.db.call(self.start_after)
                 since = self.last
@@ -333,6 +392,19 @@ class ArmedFeed(threading.Thread):
             except Exception as err:  # not the database: the loop goes on, the log has it
                 log.exception("%s: looking for armed exposures failed: %s", r.name, err)
             r.ctx.sleep(POLL_S)
+
+    def watch_stop(self) -> None:
+        """Ask, every STOP_POLL_FRAMES frames, whether the exposure the readout reads was asked to stop
+        (one small query; the frame loop itself only compares a frame index)."""
+        r = self.readout
+        exp = r.reading
+        now = time.monotonic()
+        if exp is None or exp.stop_at is not None or r.cut < exp.n_frames or now < self.next_stop_check:
+            return
+        self.next_stop_check = now + min(STOP_POLL_S, STOP_POLL_FRAMES / exp.fps)
+        stop_at, why = r.db.call(partial(catalog.stop_of, r.engine, exp.exp_id))
+        if stop_at is not None:
+            r.stop_reading(exp.exp_id, stop_at, why)
 
     def start_after(self) -> int:
         """Not what this readout already reported (in the database or its spool), nor what ended

@@ -61,6 +61,8 @@ class OpenCube:
     volume: VolumeState
     header_len: int
     deadline: float  # monotonic: close it incomplete after this
+    kept: int | None = None  # its exposure was stopped: the frames it keeps (END said so)
+    stop_reason: str = ""
 
 
 @dataclass
@@ -243,6 +245,9 @@ class Writer:
         self.closed.add(key)
         for _ in range(len(self.volumes.volumes) + 1):
             try:
+                if oc.kept is not None and oc.kept < oc.cube.n_frames:
+                    header = self.template(oc.exp).cut_short(oc.cube.header, oc.kept, oc.stop_reason)
+                    oc.cube.cut(oc.kept, header)
                 res = oc.cube.finish(self.scratch)
                 self.flusher.submit(oc.cube, (oc, res))
                 return
@@ -261,7 +266,7 @@ class Writer:
     def collect_committed(self) -> None:
         for (oc, res), err in self.flusher.collect():
             if err is None:
-                self.record_result(oc, res)
+                self.record_result(oc, oc.cube.committed(res))
                 continue
             # fsync or rename failed: the volume went bad under a whole file; carry it elsewhere.
             key = (oc.exp.exp_id, oc.det_id)
@@ -286,24 +291,27 @@ class Writer:
                 "daq_volume": oc.volume.name,
                 "size_bytes": res.size_bytes,
                 "checksum_xxh3": res.checksum_xxh3,
-                "frames_expected": oc.exp.n_frames,
+                # A cube cut short by a stop expects the frames it kept: those never read are not missing.
+                "frames_expected": oc.cube.n_frames,
                 "frames_written": res.frames_written,
                 "frames_missing": res.frames_missing,
                 "frames_damaged": res.frames_damaged,
                 "naxis1": self.geometry.width,
                 "naxis2": self.geometry.height,
-                "naxis3": oc.exp.n_frames,
+                "naxis3": oc.cube.n_frames,
                 "overscan_median": res.overscan_median,
                 "overscan_noise": res.overscan_noise,
                 "writer": self.name,
             }
         )
 
-    def record_lost(self, exp: ExposureInfo, det_id: int, why: str) -> None:
+    def record_lost(self, exp: ExposureInfo, det_id: int, why: str, n_frames: int | None = None) -> None:
+        """No file of the chip (`n_frames`: the frames it was to hold, when a stop cut it short)."""
         filename = tomoe_filename(det_id, exp.exp_id, exp.start_at, self.cfg.site.lon_deg)
         self.event("file_lost", f"exp {exp.exp_id} det {det_id}", f"{filename}: {why}")
         naxis = (self.geometry.width, self.geometry.height)
-        self.record(catalog.lost_file_row(exp.exp_id, det_id, filename, self.host, self.name, exp.n_frames, naxis))
+        frames = exp.n_frames if n_frames is None else n_frames
+        self.record(catalog.lost_file_row(exp.exp_id, det_id, filename, self.host, self.name, frames, naxis))
         self.closed.add((exp.exp_id, det_id))
 
     def move_to_another_volume(self, oc: OpenCube, err: OSError) -> OpenCube:
@@ -313,6 +321,7 @@ class Writer:
             "volume_failed", oc.volume.name, f"{oc.cube.final.name}: {err.strerror}; moving the file to another volume"
         )
         new = self.open_cube(oc.exp, oc.det_id)
+        new.kept, new.stop_reason = oc.kept, oc.stop_reason
         frame_len = self.pixels * 2
         try:
             with open(oc.cube.part, "rb") as old:
@@ -346,10 +355,7 @@ class Writer:
         if key in self.closed:
             return  # a late frame or END for a file already closed on its timeout
         if meta.kind == END:
-            if key in self.open:
-                self.close(key)
-            else:
-                self.record_lost(self.exposure(meta.exp_id), meta.det_id, "no frame of it reached the writer")
+            self.end(meta, ring)
             return
         if meta.kind != FRAME:
             return
@@ -379,6 +385,25 @@ class Writer:
                     return
         if oc.cube.complete:
             self.close(key)
+
+    def end(self, meta: SlotMeta, ring: Ring) -> None:
+        """The readout's END: close the file. An END of fewer frames than the cube's says the exposure
+        was stopped (the reason in its payload): the cube keeps that many."""
+        key = (meta.exp_id, meta.det_id)
+        oc = self.open.get(key)
+        if meta.n_frames == 0:  # stopped before its first frame: no file (nor a lost one)
+            if oc is not None:
+                del self.open[key]
+                oc.cube.abandon()
+            self.closed.add(key)
+            return
+        if oc is None:
+            why = "no frame of it reached the writer"
+            self.record_lost(self.exposure(meta.exp_id), meta.det_id, why, meta.n_frames)
+            return
+        if meta.n_frames < oc.cube.n_frames:
+            oc.kept, oc.stop_reason = meta.n_frames, ring.payload(meta).decode("utf-8", "replace")
+        self.close(key)
 
     def write(self, oc: OpenCube, meta: SlotMeta, ring: Ring) -> None:
         pixels = None if meta.flags & FLAG_MISSING else ring.data(meta.seq)
