@@ -17,6 +17,7 @@ from astropy.coordinates import AltAz, SkyCoord
 from astropy.time import Time
 
 from gozen.config import Overheads, Site
+from gozen.db.states import RecipeState
 from gozen.db.types import utcnow
 from gozen.queue import store
 from gozen.queue.plan import NightPlan, night_bounds, night_plan, plan
@@ -223,3 +224,23 @@ def test_an_empty_queue_draws_the_night_and_says_nothing_is_queued() -> None:
     svg = plan_picture.svg(NightPlan(date(2026, 11, 25), start, end, [], [], start, True, "", SITE))
     got = ids(svg)
     assert "empty" in got and "nothing queued" in svg and "moon-altitude" in got and "row-0" not in got
+
+
+def test_tonights_plan_starts_when_the_running_recipe_ends_where_it_points(tmp_path: Path) -> None:
+    _, cfg, engine = setup(tmp_path)
+    night = date(2026, 11, 25)
+    now = night_bounds_utc(night)[0] + timedelta(hours=2)
+    running, waiting = (store.submit(engine, parse_recipe(circumpolar(n)), "test", {}).uuid for n in ("run", "wait"))
+    store.set_state(engine, running, RecipeState.EXECUTING, "started", started_at=now - timedelta(minutes=2))
+    p = night_plan(cfg, engine, night, now=now)
+    assert p.executing is not None and p.executing.candidate.uuid == running
+    assert p.executing.start == now - timedelta(minutes=2)
+    exposing = 600 / 2 + cfg.queue.overheads.readout_s
+    assert p.executing.end - p.executing.start == timedelta(
+        seconds=p.executing.slew_s + cfg.queue.overheads.settle_s + exposing
+    )
+    [slot] = p.slots
+    assert slot.candidate.uuid == waiting and slot.start == p.executing.end == p.start
+    assert slot.slew_s == 0.0 and slot.settle_s == 0.0  # already pointing there
+    svg = plan_picture.svg(p, now=now)
+    assert "run (running)" in svg and "slot-0" in ids(svg) and "slot-1" in ids(svg)

@@ -185,9 +185,11 @@ def queue_plan(
         raise fail(f"--night: not a date (YYYY-MM-DD): {night!r}") from None
     p = night_plan(config(ctx), engine(ctx), n)
     out.print(
-        f"night of {n}: dark (Sun below -12 deg) {p.start:%H:%M}-{p.end:%H:%M} UTC; "
+        f"night of {n}: planned {p.start:%H:%M}-{p.end:%H:%M} UTC (until the Sun rises above -12 deg); "
         f"{len(p.slots)} of {len(p.queued)} queued recipes planned; overheads {p.overhead_s / 60:.0f} min"
     )
+    if p.executing is not None:
+        out.print(f"running: {escape(p.executing.candidate.name)} until ~{p.executing.end:%H:%M} UTC (estimated)")
     if not p.safe:
         out.print(f"[bold red]unsafe now[/] ({escape(p.unsafe_reason)}): planned as if it turns safe")
     table = Table("start", "end", "name", "priority", "slew s", "settle s", "readout s", box=None, header_style="bold")

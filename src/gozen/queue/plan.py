@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from gozen.config import Config, Overheads, Site
+from gozen.db.states import RecipeState
 from gozen.db.tables import recipe_events
 from gozen.db.types import utcnow
 from gozen.queue import store
@@ -117,15 +118,17 @@ def plan(
     overheads: Overheads | None = None,
     step_s: float = 300.0,
     fields: dict[str, tuple[float, float]] | None = None,
+    pointing: tuple[float, float] | None = None,
 ) -> list[Slot]:
     """What would run when between start and end (safe weather assumed): the scheduler's choice
     played forward, each recipe costing its overheads (none when `overheads` is None: then its
     `duration_s()` estimate). When nothing may run, the plan jumps to the next time something can:
-    a window opening or the next `step_s`, then back to the earliest runnable moment (to REFINE_S)."""
+    a window opening or the next `step_s`, then back to the earliest runnable moment (to REFINE_S).
+    The telescope starts at `pointing` (RA, Dec), or parked."""
     cols = Columns(list(cands))
     index = {id(c): i for i, c in enumerate(cols.cands)}
     lst0 = _lst_deg(site, start)
-    mount = Mount(site)
+    mount = Mount(site) if pointing is None else Mount(site, *pointing)
     slots: list[Slot] = []
     t = start
     while t < end and len(slots) < len(cols.cands):
@@ -215,6 +218,7 @@ class NightPlan:
     safe: bool = True  # the safety decision when the plan was made (the plan assumes safe weather)
     unsafe_reason: str = ""
     site: Site = field(default_factory=Site)
+    executing: Slot | None = None  # the recipe running when the plan was made, to its estimated end
 
     @property
     def overhead_s(self) -> float:
@@ -225,16 +229,19 @@ _PLANS: OrderedDict[tuple[object, ...], NightPlan] = OrderedDict()
 _PLANS_LOCK = threading.Lock()
 
 
-def night_plan(cfg: Config, engine: Engine, night: date, cache: store.CandidateCache | None = None) -> NightPlan:
+def night_plan(
+    cfg: Config, engine: Engine, night: date, cache: store.CandidateCache | None = None, now: datetime | None = None
+) -> NightPlan:
     """The night's plan from the queued recipes, remade when the queue (its newest recipe event), the
     safety decision, the night or the minute changed. When unsafe now, the plan still assumes it turns
-    safe (and says it is unsafe now)."""
+    safe (and says it is unsafe now). Once the night has begun, the plan starts now, or when the
+    running recipe is estimated to end. `now`: the present (tests plan a night as if in it)."""
     from gozen.queue.server import safety
 
     with engine.connect() as conn:
         version = conn.execute(select(func.max(recipe_events.c.id))).scalar()  # as store.CandidateCache does
     safe, reason = safety(engine)
-    now = utcnow()
+    now = now or utcnow()
     start, end = night_bounds(cfg, night)
     start = min(max(start, now), end)  # tonight: from now on
     minute = math.floor(start.timestamp() / 60)  # a night yet to come is planned once, tonight once a minute
@@ -245,13 +252,32 @@ def night_plan(cfg: Config, engine: Engine, night: date, cache: store.CandidateC
             _PLANS.move_to_end(key)
             return _PLANS[key]
     queued = (cache or store.CandidateCache()).queued(engine)
-    slots = plan(queued, cfg.site, start, end, cfg.queue.overheads, fields=fields)
-    made = NightPlan(night, start, end, slots, queued, now, safe, reason, cfg.site)
+    running = _executing(engine, cfg, now) if start == now else None
+    pointing = None
+    if running is not None:
+        start = min(max(start, running.end), end)
+        if running.candidate.ra_deg is not None and running.candidate.dec_deg is not None:
+            pointing = (running.candidate.ra_deg, running.candidate.dec_deg)
+    slots = plan(queued, cfg.site, start, end, cfg.queue.overheads, fields=fields, pointing=pointing)
+    made = NightPlan(night, start, end, slots, queued, now, safe, reason, cfg.site, running)
     with _PLANS_LOCK:
         _PLANS[key] = made
         while len(_PLANS) > 8:
             _PLANS.popitem(last=False)
     return made
+
+
+def _executing(engine: Engine, cfg: Config, now: datetime) -> Slot | None:
+    """The running recipe as a slot from its start to its estimated end (at least until now)."""
+    rows = store.in_state(engine, (RecipeState.EXECUTING,), limit=1)
+    began = rows[0].started_at if rows else None
+    if began is None:
+        return None
+    r = rows[0]
+    c = Candidate(r.uuid, r.name, r.priority_rank, r.submitted_at, r.recipe, r.ra_deg, r.dec_deg)
+    cost = recipe_cost(r.recipe, Mount(cfg.site), _lst_deg(cfg.site, began), cfg.queue.overheads, cfg.queue.positions())
+    end = max(began + timedelta(seconds=cost.total_s), now)
+    return Slot(c, began, end, cost.slew_s, cost.settle_s, cost.readout_s)
 
 
 # -- curves for the picture -------------------------------------------------------------------

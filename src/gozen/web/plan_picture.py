@@ -101,10 +101,11 @@ def _layout(n_rows: int) -> tuple[Figure, Axes, Axes]:
 
 
 def _rows(p: NightPlan) -> list[tuple[Candidate, Slot | None]]:
-    """The planned recipes in the order they run, then the queued ones left out (standing order)."""
+    """The running recipe, the planned ones in the order they run, then the queued ones left out (standing order)."""
     planned = {id(s.candidate) for s in p.slots}
     rest = sorted((c for c in p.queued if id(c) not in planned), key=order_key)
-    return [(s.candidate, s) for s in p.slots] + [(c, None) for c in rest]
+    running = [(p.executing.candidate, p.executing)] if p.executing else []
+    return running + [(s.candidate, s) for s in p.slots] + [(c, None) for c in rest]
 
 
 def _sky_panel(
@@ -134,10 +135,11 @@ def _recipe_rows(
     alt[pointed], az[pointed] = target_tracks(p.site, ts, ra[pointed], dec[pointed])
     mask = horizon_limit(p.site, az)
     for i, (c, slot) in enumerate(shown):
-        _row(ax, i, c, slot, x, alt[i], mask[i], day0)
+        _row(ax, i, c, slot, x, alt[i], mask[i], day0, running=slot is not None and slot is p.executing)
     ax.set_ylim(max(len(shown), 1), 0)
     ax.set_yticks([i + 0.5 for i in range(len(shown))])
-    for label, (_, slot) in zip(ax.set_yticklabels([c.name[:32] for c, _ in shown], fontsize=8), shown, strict=True):
+    names = [c.name[:32] + (" (running)" if slot is not None and slot is p.executing else "") for c, slot in shown]
+    for label, (_, slot) in zip(ax.set_yticklabels(names, fontsize=8), shown, strict=True):
         if slot is None:
             label.set_color("#8c959f")  # queued, but not in tonight's plan
     ax.tick_params(axis="y", length=0)
@@ -150,7 +152,15 @@ def _recipe_rows(
 
 
 def _row(
-    ax: Axes, i: int, c: Candidate, slot: Slot | None, x: np.ndarray, alt: np.ndarray, mask: np.ndarray, day0: datetime
+    ax: Axes,
+    i: int,
+    c: Candidate,
+    slot: Slot | None,
+    x: np.ndarray,
+    alt: np.ndarray,
+    mask: np.ndarray,
+    day0: datetime,
+    running: bool = False,
 ) -> None:
     def y(a: np.ndarray) -> np.ndarray:  # 0 deg at the row's foot, 90 at its head
         return i + 0.92 - 0.84 * np.clip(a, 0.0, 90.0) / 90.0
@@ -171,14 +181,19 @@ def _row(
         ax.add_patch(bar)
     bar = Rectangle((left + over, i + 0.25), max(work, 1 / 120), 0.5, color=PRIORITY_COLOUR[priority], lw=0)
     ax.add_patch(bar).set_gid(f"slot-{i}")
+    if running:  # hatched: started already, its end an estimate
+        bar.set_hatch("///")
+        bar.set_edgecolor("#ffffff")
 
 
 def _title(fig: Figure, sky: Axes, p: NightPlan) -> None:
-    dark = f"dark {p.start:%H:%M}-{p.end:%H:%M} UTC" if p.end > p.start else "no dark hours"
+    hours = f"{p.start:%H:%M}-{p.end:%H:%M} UTC" if p.end > p.start else "no dark hours left"
     text = (
-        f"Night of {p.night} at {p.site.name}: {len(p.slots)} of {len(p.queued)} queued recipes planned; "
-        f"{dark}; overheads {p.overhead_s / 60:.0f} min"
+        f"Night of {p.night} at {p.site.name}: {len(p.slots)} of {len(p.queued)} queued recipes planned "
+        f"{hours}; overheads {p.overhead_s / 60:.0f} min"
     )
+    if p.executing is not None:
+        text += f"; running {p.executing.candidate.name[:32]} until ~{p.executing.end:%H:%M}"
     fig.text(0.01, 1 - 0.12 / fig.get_figheight(), text, fontsize=11, ha="left", va="top")
     key = (
         "bar: planned (lighter part: slew, settle, readout) - grey: the target's altitude (row foot 0 deg, "
