@@ -169,12 +169,8 @@ def _next_runnable(cols: Columns, site: Site, t: datetime, end: datetime, step_s
 
 
 def _lst_deg(site: Site, when: datetime) -> float:
-    import astropy.units as u
-    from astropy.time import Time
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(Time(when).sidereal_time("apparent", longitude=site.lon_deg * u.deg).deg)
+    """Local apparent sidereal time, degrees (the scheduler's sky has it; no astropy call per plan)."""
+    return sky_at(site, when).lst_deg
 
 
 # -- the night --------------------------------------------------------------------------------
