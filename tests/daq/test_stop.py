@@ -4,6 +4,7 @@ holds the frames begun before the stop, none counted missing; one not begun yet 
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,19 +18,22 @@ from sqlalchemy import Engine, select
 
 from gozen.config import Config
 from gozen.daq import catalog
+from gozen.daq.control import arm_next
 from gozen.daq.cube import CubeFile
 from gozen.daq.headers import ExposureInfo, HeaderTemplate, tomoe_filename
 from gozen.daq.layout import frame_bytes, ring_path, ring_slots, rings_of_writer
+from gozen.daq.readout import Readout
 from gozen.daq.ring import Ring
 from gozen.daq.snapshot import simulated_snapshot
 from gozen.daq.stats import daq_stats
+from gozen.daq.writer import Writer
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.states import ExposureState
 from gozen.db.tables import daq_files, exposures, readout_reports
 from gozen.db.types import utcnow
 from tests.conftest import WAIT_S, Fleet, free_port, start_fleet, wait_until
-from tests.daq.test_poison import setup
+from tests.daq.test_poison import HOST, setup
 
 CHIPS = [111, 112, 113, 114]
 W, H = 400, 300
@@ -302,3 +306,43 @@ def test_a_cube_cut_after_frames_past_the_stop_keeps_the_frames_before_it(tmp_pa
         for i in range(3):
             assert np.array_equal(hdul[0].data[i].ravel(), frames[i])
         assert list(hdul["FRAMES"].data["COUNTER"]) == [100, 101, 102]
+
+
+def test_a_stop_seen_late_drops_the_frames_read_past_it(tmp_path: Path) -> None:
+    """The look-out saw the stop only after frames past it were read and written (the database was
+    slow): the readout's END cuts each cube back to the frames begun before the stop, on every chip."""
+    cfg, engine = setup(tmp_path)  # 4 chips of 200 x 100 at 20 fps, one writer
+    readout, writer = Readout(cfg, engine, 0, HOST), Writer(cfg, engine, 0, HOST)
+    writer.attach(timeout_s=5)
+    [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("LATE", 60, 20.0), 1)
+    assert arm_next(cfg, engine, HOST) == exp_id
+    [exp] = catalog.armed_after(engine, exp_id - 1)
+    reading = threading.Thread(target=lambda: readout.report(exp, readout.read_exposure(exp)))
+    reading.start()
+    try:
+        # The writer drains meanwhile, so the frames past the stop are in the files when it comes.
+        def past_the_stop() -> bool:
+            writer.poll()
+            return len(writer.open) == len(CHIPS) and min(oc.cube.next_index for oc in writer.open.values()) >= 5
+
+        wait_until(past_the_stop, 30, 0.005, "5 frames of every chip in its file")
+        readout.stop_reading(exp_id, exp.start_at + timedelta(seconds=0.12), WHY)  # frames 0..2 began before it
+    finally:
+        reading.join(30)
+    assert readout.kept[exp_id] == 3, "the stop came after the readout had read the whole exposure"
+    while writer.poll():
+        pass
+    writer.flusher.wait()
+    writer.poll()
+    rows = files_of(engine, exp_id)
+    assert sorted(rows) == CHIPS
+    for f in rows.values():
+        assert (f["naxis3"], f["frames_expected"], f["frames_written"], f["frames_missing"]) == (3, 3, 3, 0)
+        assert "0 warning(s) and 0 error(s)" in fitsverify(f["path"])
+        data = Path(f["path"]).read_bytes()
+        assert len(data) == f["size_bytes"] and xxhash.xxh3_64(data).hexdigest() == f["checksum_xxh3"]
+        with fits.open(f["path"]) as hdul:
+            assert hdul[0].data.shape == (3, 100, 200) and hdul[0].header["STOPWHY"] == WHY
+            assert list(hdul["FRAMES"].data["FRAME"]) == [0, 1, 2]
+    assert [r.frames_missed for r in reports_of(engine, exp_id)] == [0] * len(CHIPS)
+    assert writer.quarantined == 0 and recent_events(engine, 10, kind="file_lost") == []
