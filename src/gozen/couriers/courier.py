@@ -4,7 +4,8 @@ httpx with a timeout and retries with backoff; a conditional GET (ETag / If-Modi
 where the source allows. New alerts and their messages are written in one transaction, keyed
 by (feed, key): a restarted courier, or a feed that repeats itself, never posts twice. A row
 the parser cannot read is logged with the offending line and skipped. MAXI notices come from
-NASA GCN Kafka instead when `couriers.gcn` is configured.
+NASA GCN Kafka instead when `couriers.gcn` is configured. An alert about a source already
+followed up revises (or is folded into) that recipe rather than adding one: couriers/followup.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 
 from gozen.config import FEEDS, Feed, FeedName, FollowUp
-from gozen.couriers import store
+from gozen.couriers import followup, store
 from gozen.couriers.feeds import PARSERS, Alert
 from gozen.couriers.messages import messages_for
 from gozen.db.types import utcnow
@@ -167,11 +168,9 @@ class Courier(Service):
         return out
 
     def follow_up(self, new: list[Alert]) -> None:
-        """Turn alerts that match a rule into queue recipes: one each, whatever happens (its uuid comes
-        from the alert, so a second try is refused as a duplicate)."""
-        from gozen.queue import store as queue
-        from gozen.queue.recipe import RecipeError, parse_recipe
-
+        """Turn alerts that match a rule into queue recipes, one per source (couriers/followup.py): a new
+        recipe, or the earlier one of the same source revised, or the alert folded into it. Never twice:
+        an alert already noted with a recipe is passed over, and a new recipe's uuid comes from its alert."""
         for rule in self.cfg.couriers.followups:
             if rule.feed != self.feed:
                 continue
@@ -180,15 +179,58 @@ class Courier(Service):
                     continue
                 if rule.classes is not None and a.data.get("Class") not in rule.classes:
                     continue
-                try:
-                    row = queue.submit(self.engine, parse_recipe(followup_body(a, rule)), f"courier:{self.feed}", {})
-                except RecipeError as err:
-                    log.warning("%s: no follow-up for %s: %s", self.feed, a.title, err)
-                    continue
-                store.note_followup(self.engine, a, row.uuid)
-                self.ctx.event(
-                    "followup_queued", a.title, f"{row.name} queued ({rule.priority}) from the {a.feed} alert"
-                )
+                if store.followup_of(self.engine, a) is None:
+                    self.follow_up_one(a, rule)
+
+    def follow_up_one(self, a: Alert, rule: FollowUp) -> None:
+        from gozen.queue import store as queue
+        from gozen.queue.recipe import RecipeError, parse_recipe
+
+        d = followup.decide(self.engine, a, utcnow())
+        if d.action == "revise":
+            try:
+                self.revise(a, rule, d)
+                return
+            except RecipeError as err:  # it started (or was cancelled) meanwhile
+                log.info("%s: %s not revised: %s", self.feed, d.recipe.name if d.recipe else "?", err)
+                row = queue.get(self.engine, d.recipe.uuid) if d.recipe else None
+                if row is not None and d.earlier is not None:
+                    d = followup.decide_for(row, d.earlier, utcnow(), d.error_deg)
+        if d.action == "fold" and d.recipe is not None:
+            store.note_followup(self.engine, a, d.recipe.uuid)
+            log.info("%s: alert %s folded into %s: %s", self.feed, a.title, d.recipe.name, d.why)
+            self.ctx.event("followup_folded", a.title, f"the {a.feed} alert {a.title} folded into {d.why}")
+            return
+        try:
+            row = queue.submit(self.engine, parse_recipe(followup_body(a, rule)), f"courier:{self.feed}", {})
+        except RecipeError as err:
+            log.warning("%s: no follow-up for %s: %s", self.feed, a.title, err)
+            return
+        store.note_followup(self.engine, a, row.uuid)
+        again = f" again ({d.why})" if d.earlier is not None else ""
+        self.ctx.event(
+            "followup_queued", a.title, f"{row.name} queued ({rule.priority}) from the {a.feed} alert{again}"
+        )
+
+    def revise(self, a: Alert, rule: FollowUp, d: followup.Decision) -> None:
+        """The queued follow-up of the same source, renewed by this alert: same uuid and name, a new window."""
+        from gozen.queue import store as queue
+        from gozen.queue.recipe import parse_recipe
+
+        assert d.recipe is not None and d.earlier is not None
+        body = followup_body(a, rule) | {"uuid": d.recipe.uuid, "name": d.recipe.name}
+        body["description"] = f"{d.recipe.recipe.description}; updated by {a.feed} alert {a.title}"[:2000]
+        where = followup.better_position(a, d)
+        if where is not None:
+            body["steps"][0] = {"slew": {"ra_deg": where[0] % 360, "dec_deg": where[1]}}
+        moved = " and its position" if where == (a.ra_deg, a.dec_deg) and a.feed == "maxi" else ""
+        why = (
+            f"{a.feed} alert {a.title} ({a.key}) is the same source as {d.earlier.title}: "
+            f"window to {body['window']['not_after'][:16]}Z{moved}"
+        )
+        queue.revise(self.engine, parse_recipe(body), f"courier:{self.feed}", why, {})
+        store.note_followup(self.engine, a, d.recipe.uuid)
+        self.ctx.event("followup_revised", a.title, f"{d.recipe.name} revised: {why}")
 
     def consume_gcn(self) -> None:
         """MAXI notices as NASA GCN Kafka delivers them (gcn-kafka), each parsed and kept like a feed's.

@@ -77,11 +77,43 @@ def maxi_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
     return text, [{"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(text)}}]
 
 
+YEAR_S = 365.25 * 86400
+GW_DONE = {
+    "queued": "follow-up queued",
+    "revised": "follow-up revised",
+    "cancelled": "follow-up cancelled",
+    "abort requested": "follow-up being observed: abort requested",
+    "not followed": "not followed up",
+    "not applied": "follow-up not changed",
+}
+
+
+def gw_message(a: Alert) -> tuple[str, list[dict[str, Any]]]:
+    """`GW S250101a PRELIMINARY: FAR 0.03/yr (1 in 32 yr), 90% area 14 deg2, 3 tiles (93%): follow-up queued.`"""
+    d = a.data
+    parts = []
+    if d.get("far_hz") is not None:
+        per_year = float(d["far_hz"]) * YEAR_S
+        parts.append(f"FAR {per_year:.3g}/yr (1 in {1 / per_year:.3g} yr)" if per_year > 0 else "FAR 0/yr")
+    if d.get("area_deg2") is not None:
+        parts.append(f"90% area {float(d['area_deg2']):.0f} deg2")
+    if d.get("tiles"):
+        parts.append(f"{d['tiles']} tiles planned ({float(d['covered']):.0%} of the map)")
+    done = GW_DONE.get(str(d.get("action")), str(d.get("action")))
+    why = f" ({d['reason']})" if d.get("reason") and d.get("action") not in ("queued", "revised") else ""
+    head = f"GW {a.title} {d.get('alert_type')}"
+    body = f": {', '.join(parts)}" if parts else ""
+    text = f"{head}{body}. {done}{why}."
+    link = str(d.get("link") or "")
+    mrkdwn = f"*{slack_link(link, a.title)}* {slack_escape(text.removeprefix(f'GW {a.title} '))}"
+    return (f"{text} {link}".strip(), [section(mrkdwn)])
+
+
 def messages_for(feed: str, alerts: list[Alert]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """One digest for close approaches; one message per Gaia or MAXI alert or MPEC."""
+    """One digest for close approaches; one message per Gaia or MAXI alert, MPEC or GW notice."""
     if not alerts:
         return []
     if feed == "cneos":
         return [cneos_message(alerts)]
-    make = {"gaia": gaia_message, "maxi": maxi_message}.get(feed, mpec_message)
+    make = {"gaia": gaia_message, "maxi": maxi_message, "gw": gw_message}.get(feed, mpec_message)
     return [make(a) for a in alerts]

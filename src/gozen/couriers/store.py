@@ -155,6 +155,37 @@ def note_followup(engine: Engine, a: Alert, recipe_uuid: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class FollowedAlert:
+    """An alert that made, changed or was folded into a follow-up recipe."""
+
+    key: str
+    title: str
+    ra_deg: float | None
+    dec_deg: float | None
+    data: dict[str, Any]
+    followup_uuid: str
+
+
+def followup_of(engine: Engine, a: Alert) -> str | None:
+    """The recipe already noted for this alert (it was followed up before), if any."""
+    q = select(alerts.c.followup_uuid).where(alerts.c.feed == a.feed, alerts.c.key == a.key)
+    with engine.connect() as conn:
+        return conn.execute(q).scalar()
+
+
+def followed_up(engine: Engine, feed: str, since: datetime, limit: int = 1000) -> list[FollowedAlert]:
+    """A feed's alerts seen since `since` that have a follow-up recipe, newest first."""
+    q = (
+        select(alerts)
+        .where(alerts.c.feed == feed, alerts.c.followup_uuid.is_not(None), alerts.c.seen_at >= since)
+        .order_by(alerts.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [FollowedAlert(a.key, a.title, a.ra_deg, a.dec_deg, a.data, a.followup_uuid) for a in conn.execute(q)]
+
+
 def recent_alerts(engine: Engine, feed: str, limit: int) -> list[SeenAlert]:
     """A feed's newest alerts first."""
     q = select(alerts).where(alerts.c.feed == feed).order_by(alerts.c.id.desc()).limit(limit)
