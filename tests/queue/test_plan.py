@@ -198,6 +198,8 @@ def test_the_picture_says_unsafe_now_and_how_many_more_rows_there_are() -> None:
     got = ids(svg)
     assert "unsafe" in got and "UNSAFE NOW (humidity 96% &gt; 85%)" in svg
     assert "row-39" in got and "row-40" not in got and "more" in got and "+15 more" in svg
+    height_pt = float(ET.fromstring(svg).get("height", "").removesuffix("pt"))
+    assert height_pt == float(ET.fromstring(plan_picture.svg(a_night(40))).get("height", "").removesuffix("pt"))
 
 
 def test_queue_plan_writes_the_picture_as_svg_and_png(tmp_path: Path) -> None:

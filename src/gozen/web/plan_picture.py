@@ -53,7 +53,7 @@ def figure(p: NightPlan, now: datetime | None = None) -> Figure:
     day0 = ts[0].replace(hour=0, minute=0, second=0, microsecond=0)
     x = np.array([_hours(t, day0) for t in ts])
     rows = _rows(p)
-    n = max(len(rows), 1)
+    n = max(min(len(rows), MAX_ROWS), 1)
     fig, sky, ax = _layout(n)
     for a, suffix in ((sky, "-sky"), (ax, "")):
         for gid, low, high, colour in TWILIGHT:
