@@ -4,7 +4,7 @@ served on 127.0.0.1, with the safety decision written to a real status board (SQ
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,14 @@ def site(tmp_path: Path) -> Iterator[tuple[Config, Engine, AlpacaServer]]:
     server.stop()
 
 
-def enclosure(cfg: Config, engine: Engine) -> Enclosure:
+def enclosure(cfg: Config, engine: Engine, clock: Callable[[], float] = time.monotonic) -> Enclosure:
     where = AlpacaDevice(address=cfg.monitors.telescope.address)
     ctx = Context(cfg, HOST, engine, "queue:server")
-    return Enclosure(ctx, AlpacaTelescope(where), AlpacaDome(where))
+    return Enclosure(ctx, AlpacaTelescope(where), AlpacaDome(where), clock)
 
 
-def weather(engine: Engine, safe: bool) -> None:
-    why = "" if safe else "humidity 99% > 85%"
+def weather(engine: Engine, safe: bool, why: str = "humidity 99% > 85%") -> None:
+    why = "" if safe else why
     publish(engine, "monitor:safety", [Reading("safety.safe", safe, "", 600), Reading("safety.reasons", why, "", 600)])
 
 
@@ -116,3 +116,23 @@ def test_a_dome_that_does_not_answer_is_told_once_and_the_alarm_says_so(site: An
     server.put("/sim/fault", {"mode": "ok"})
     wait_until(lambda: enc.tend(QueueMode.NORMAL) or "dome_closed" in kinds(engine), WAIT_S, 0.5, "closed")
     assert kinds(engine)[-2:] == ["device_back", "dome_closed"]
+
+
+def test_no_news_from_the_weather_closes_the_dome_only_once_it_has_lasted_the_start_grace(site: Any) -> None:
+    cfg, engine, _ = site
+    t = [1000.0]
+    enc = enclosure(cfg, engine, lambda: t[0])
+    weather(engine, True)
+    assert opened(enc) and enc.dome is not None
+    weather(engine, False, "weather data missing or stale (humidity_pct, wind_ms)")  # the weather monitor restarting
+    enc.tend(QueueMode.NORMAL)
+    t[0] += cfg.monitors.start_grace_s - 1
+    enc.tend(QueueMode.NORMAL)
+    assert enc.dome.status().shutter is Shutter.OPEN and kinds(engine) == ["dome_opened"]
+    t[0] += 2
+    enc.tend(QueueMode.NORMAL)
+    assert enc.dome.status().shutter is Shutter.CLOSED
+    [close] = recent_events(engine, 1, "safety_close")
+    assert "weather data missing or stale" in close.message and f"for {cfg.monitors.start_grace_s + 1:.0f} s" in (
+        close.message
+    )

@@ -2,11 +2,12 @@
 unsafe, checked until closed (an alarm if not in time), opened again once safe for a while.
 
 `safety(engine)` is the board's word on observing now. `Enclosure` acts on it (`queue.close_when_unsafe`):
-- unsafe (a fresh `safety.safe: false`, or no fresh decision for `monitors.start_grace_s`): an event
-  `safety_close`, CloseShutter, the telescope parked, ShutterStatus watched; not closed within
-  `queue.close_deadline_s`: `dome_not_closed` (error, told to Slack at once), CloseShutter sent again
-  every RESEND_EVERY_S, and `dome_closed` once it reports closed. The running recipe is stopped by
-  queue:server (it asks `unsafe_now()` about once a second).
+- unsafe (`safety.safe: false`; or no news — no fresh decision, or only stale weather — for
+  `monitors.start_grace_s`, so a database or monitor restart is waited out): an event `safety_close`,
+  CloseShutter, the telescope parked, ShutterStatus watched; not closed within `queue.close_deadline_s`:
+  `dome_not_closed` (error, told to Slack at once), CloseShutter sent again every RESEND_EVERY_S, and
+  `dome_closed` once it reports closed. The running recipe is stopped by queue:server (it asks
+  `unsafe_now()` about once a second).
 - closed for the weather, the dome stays closed (recipes that need the sky wait, `held()` says why)
   until it has been safe for `queue.reopen_after_safe_s` with `queue.auto_open`, or an operator
   resumes the queue (pause then resume, or maintenance then normal) after the close.
@@ -42,7 +43,9 @@ CHECK_EVERY_S = 1.0  # how often a running recipe asks the board whether it is s
 POLL_S = 1.0  # ShutterStatus asked this often while the shutter moves
 RESEND_EVERY_S = 30.0  # CloseShutter sent again this often while a dome that should be closed is not
 OPEN_RETRY_S = 300.0  # after the dome would not open, recipes that need the sky wait this long
-WAITING = "waiting for the first weather reading"  # monitor:safety's words right after it starts
+# monitor:safety's words when it has no news (right after it starts; the weather monitor late or away):
+# no news is not safe, but it closes the dome only once it has lasted monitors.start_grace_s
+NO_NEWS = ("waiting for the first weather reading", "weather data missing or stale")
 GO_KINDS = ("queue_resumed", "queue_mode")  # an operator's "go on" (queue.store's events)
 
 
@@ -113,9 +116,9 @@ class Enclosure:
                 self.closed_for = self.closed_at = None
             return None
         self.safe_since = None
-        if fresh(self.engine):
+        if fresh(self.engine) and not all(r.startswith(NO_NEWS) for r in why.split("; ")):
             self.news_since = None
-            return None if why.startswith(WAITING) else why or "unsafe"
+            return why or "unsafe"
         self.news_since = self.news_since if self.news_since is not None else now
         return f"{why} for {now - self.news_since:.0f} s" if now - self.news_since >= self.grace_s else None
 
