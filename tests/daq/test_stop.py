@@ -344,5 +344,5 @@ def test_a_stop_seen_late_drops_the_frames_read_past_it(tmp_path: Path) -> None:
         with fits.open(f["path"]) as hdul:
             assert hdul[0].data.shape == (3, 100, 200) and hdul[0].header["STOPWHY"] == WHY
             assert list(hdul["FRAMES"].data["FRAME"]) == [0, 1, 2]
-    assert [r.frames_missed for r in reports_of(engine, exp_id)] == [0] * len(CHIPS)
+    assert [(r.frames_read, r.frames_missed) for r in reports_of(engine, exp_id)] == [(3, 0)] * len(CHIPS)
     assert writer.quarantined == 0 and recent_events(engine, 10, kind="file_lost") == []

@@ -264,7 +264,9 @@ class Readout:
             if c not in exp.chips:
                 continue
             k = counts.get(c, Counter())
-            missed = kept if (too_late or c in self.unrecognised) else k["missed"]
+            missed = kept if (too_late or c in self.unrecognised) else min(k["missed"], kept)
+            # A stop seen late: frames past it were read, and the writer dropped them; the report is of those kept.
+            read = min(k["read"], kept - missed)
             rows.append(
                 {
                     "exp_id": exp.exp_id,
@@ -272,7 +274,7 @@ class Readout:
                     "readout": self.name,
                     "daq_host": self.host,
                     "recognised": c in self.recognised,
-                    "frames_read": k["read"],
+                    "frames_read": read,
                     "frames_missed": missed,
                     "frames_damaged": k["damaged"],
                     "frames_dropped": k["dropped"],
