@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from datetime import datetime
 
 import numpy as np
@@ -28,6 +29,7 @@ from gozen.queue.recipe import PRIORITY_OF_RANK
 from gozen.queue.scheduler import Candidate, horizon_limit, order_key
 
 MAX_ROWS = 40
+_RC_LOCK = threading.Lock()
 PRIORITY_COLOUR = {"interrupt": "#cf222e", "high": "#bf8700", "normal": "#2a6fdb", "low": "#6e7781"}
 OVERHEAD_COLOUR = {"interrupt": "#f2b8bb", "high": "#ecd9a0", "normal": "#a9c5f0", "low": "#c9ced4"}
 # (gid, Sun altitude from, to, colour): the darker the sky, the deeper the shade.
@@ -209,7 +211,8 @@ def _title(fig: Figure, sky: Axes, p: NightPlan) -> None:
 def svg(p: NightPlan, now: datetime | None = None) -> str:
     """The picture as SVG text for an HTML page (starts at `<svg`; text kept as text)."""
     buf = io.StringIO()
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "gozen-plan"}):
+    # rc_context sets matplotlib's global settings: one drawing at a time (the route runs in a thread pool).
+    with _RC_LOCK, rc_context({"svg.fonttype": "none", "svg.hashsalt": "gozen-plan"}):
         figure(p, now).savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.index("<svg") :]
