@@ -14,11 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from astropy.io import fits
 from sqlalchemy import Engine, func, select
 
+from gozen.daq.catalog import exposure_outcome
 from gozen.db.engine import make_engine
 from gozen.db.events import Event, recent_events
 from gozen.db.tables import daq_files, exposures
+from gozen.db.types import utcnow
 from gozen.monitors.board import snapshot
 from tests.conftest import START_S, WAIT_S, Fleet, free_port, start_fleet, wait_until
 from tests.couriers.test_couriers import Server, SlackHandler
@@ -94,12 +97,29 @@ def files_of(engine: Engine, exp_id: int) -> int:
         return int(conn.execute(select(func.count()).where(daq_files.c.exp_id == exp_id)).scalar_one())
 
 
+def cut_short(engine: Engine, exp_id: int) -> None:
+    """The exposure in hand ended at a frame boundary with the frames it got, or (stopped before its first
+    frame) failed with no file, to be asked again when the recipe resumes."""
+    out = exposure_outcome(engine, exp_id)
+    assert out.stopped, out
+    if out.state == "failed":
+        assert out.files_written == 0 and out.frames_kept == 0, out
+        return
+    assert out.state == "done" and out.files_written == 1 and out.frames_kept is not None, out
+    assert 0 < out.frames_kept < FRAMES, out
+    with engine.connect() as conn:
+        path = conn.execute(select(daq_files.c.path).where(daq_files.c.exp_id == exp_id)).scalar_one()
+    h = fits.getheader(path)
+    assert (h["NAXIS3"], h["STOPPED"]) == (out.frames_kept, True) and h["STOPWHY"].startswith("unsafe: humidity")
+
+
 def stop_reason(engine: Engine, exp_id: int) -> str | None:
     with engine.connect() as conn:
         return conn.execute(select(exposures.c.stop_reason).where(exposures.c.exp_id == exp_id)).scalar()
 
 
-LONG = {"expose": {"object": "QSAFE", "frames": 20, "fps": 2, "count": 3}}  # 10 s each
+FRAMES = 40
+LONG = {"expose": {"object": "QSAFE", "frames": FRAMES, "fps": 2, "count": 3}}  # 20 s each
 
 
 def test_unsafe_mid_recipe_stops_exposing_parks_closes_and_resumes_where_it_was_when_safe(obs: Fleet) -> None:
@@ -107,9 +127,9 @@ def test_unsafe_mid_recipe_stops_exposing_parks_closes_and_resumes_where_it_was_
     uuid = submit(obs, recipe("Queue-Observer SAFE 1", LONG, {"park": {}}))
     dump = dump_for(obs, uuid)
 
-    def second_exposing() -> bool:
+    def second_exposing() -> bool:  # its frames being read: the stop lands in its 20 s
         exps = exposures_of(obs, uuid)
-        return len(exps) == 2 and exps[1].state == "armed"
+        return len(exps) == 2 and exps[1].state == "armed" and exps[1].start_at <= utcnow()
 
     wait_until(second_exposing, 2 * WAIT_S, 0.2, "the second exposure under way", dump)
     assert board(engine, "dome.shutter") == "open"  # opened before the first exposure
@@ -128,6 +148,7 @@ def test_unsafe_mid_recipe_stops_exposing_parks_closes_and_resumes_where_it_was_
         exps = exposures_of(obs, uuid)
         assert len(exps) == 2  # the next exposure was not asked
         assert (stop_reason(engine, exps[1].exp_id) or "").startswith("unsafe: humidity 99")
+        cut_short(engine, exps[1].exp_id)
         wait_until(lambda: "blocking" in httpx.get(f"{obs.web_url}/api/queue", timeout=30).json()["activity"],
                    WAIT_S, 0.3, "the queue holding", dump)  # fmt: skip
         assert len(exposures_of(obs, uuid)) == 2 and show(obs, uuid)["state"] == "queued"

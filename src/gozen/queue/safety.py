@@ -35,6 +35,7 @@ from gozen.db.types import utcnow
 from gozen.devices.dome import Dome, Shutter
 from gozen.devices.telescope import Telescope, TelescopeError
 from gozen.monitors.board import history, snapshot
+from gozen.queue import store
 from gozen.service import Backoff, Context, DeviceUnavailable
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ class Enclosure:
         watch the shutter until it is closed or the deadline has passed."""
         if self.spell is None:  # a new unsafe spell: close (again: the dome may have been opened by hand)
             self.spell, self.closed_for, self.closed_at, self.parked = why, why, utcnow(), False
+            store.set_activity(self.engine, f"unsafe ({why}): closing the dome, parking the telescope", self.ctx.host)
             self.ctx.event(
                 "safety_close",
                 "dome",
@@ -301,6 +303,7 @@ class Enclosure:
                     self.opened("the dome was found open")
                 return True
             self.dome.open_shutter()
+            store.set_activity(self.engine, f"opening the dome {why}", self.ctx.host)
             while (shutter := self.dome.status().shutter) is not Shutter.OPEN:
                 w.report = f"the shutter reports {shutter}"
                 if self.clock() >= w.deadline or shutter is Shutter.ERROR:
