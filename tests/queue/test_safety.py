@@ -3,8 +3,10 @@ served on 127.0.0.1, with the safety decision written to a real status board (SQ
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,10 @@ from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.db.states import QueueMode
+from gozen.db.types import utcnow
 from gozen.devices.dome import AlpacaDome, Shutter
 from gozen.devices.telescope import AlpacaTelescope
-from gozen.monitors.board import Reading, publish
+from gozen.monitors.board import Reading, prune_history, publish
 from gozen.queue import store
 from gozen.queue.safety import Enclosure
 from gozen.service import Context
@@ -136,3 +139,31 @@ def test_no_news_from_the_weather_closes_the_dome_only_once_it_has_lasted_the_st
     assert "weather data missing or stale" in close.message and f"for {cfg.monitors.start_grace_s + 1:.0f} s" in (
         close.message
     )
+
+
+def test_a_restarted_server_knows_since_when_it_is_safe_from_the_boards_history(site: Any, tmp_path: Path) -> None:
+    _, engine, server = site
+    data = {
+        "data_dir": str(tmp_path / "var"),
+        "monitors": {"telescope": {"address": server.address}},
+        "queue": {"auto_open": True, "reopen_after_safe_s": 600},
+    }
+    cfg = write_config(tmp_path / "reopen.yaml", data)
+    enc = enclosure(cfg, engine)
+    weather(engine, False)
+    enc.tend(QueueMode.NORMAL)  # closed for the weather
+    now = utcnow()
+    prune_history(engine, now)  # the board's history as the test tells it
+    for ago_s, safe in ((1000, False), (700, True), (300, True), (0, True)):  # safe for 700 s, the last 0 s ago
+        publish(engine, "monitor:safety", [Reading("safety.safe", safe, "", 600)], now - timedelta(seconds=ago_s))
+    restarted = enclosure(cfg, engine)
+    restarted.restore()
+    restarted.tend(QueueMode.NORMAL)
+    assert restarted.closed_for == "humidity 99% > 85%" and restarted.held() == ""  # safe 700 s >= 600 s
+    for ago_s, safe in ((250, False), (200, True)):  # unsafe a moment, safe again 200 s ago
+        publish(engine, "monitor:safety", [Reading("safety.safe", safe, "", 600)], now - timedelta(seconds=ago_s))
+    publish(engine, "monitor:safety", [Reading("safety.safe", True, "", 600)], now)
+    again = enclosure(cfg, engine)
+    again.restore()
+    again.tend(QueueMode.NORMAL)
+    assert re.search(r"opens once safe for 600 s \(in (39\d|400) s\)$", again.held()), again.held()
