@@ -64,3 +64,21 @@ def test_a_uuid_prefix_is_matched_literally_not_as_a_sql_pattern(tmp_path: Path)
     assert store.find(engine, row.uuid[:6]) == store.get(engine, row.uuid)
     assert store.find(engine, "%") is None
     assert store.find(engine, "_" * 8) is None
+
+
+def test_queue_move_up_raises_priority_one_level_and_refuses_past_high(tmp_path: Path) -> None:
+    config_file, _, engine = setup(tmp_path)
+    body = {"name": "slow one", "priority": "low", "steps": [{"wait": {"seconds": 1}}]}
+    row = store.submit(engine, parse_recipe(body), "t", {})
+    for expected in ("normal", "high"):
+        p = gozen(config_file, "queue", "move-up", row.uuid[:8])
+        assert p.returncode == 0, p.stderr
+        assert f"slow one: now {expected}" in p.stdout
+    got = store.get(engine, row.uuid)
+    assert got is not None and got.priority == "high" and got.priority_rank == 1 and got.recipe.priority == "high"
+    p = gozen(config_file, "queue", "move-up", row.uuid)
+    assert p.returncode != 0 and "priority:" in p.stderr and "high already" in p.stderr
+    moved = [e for e in recent_events(engine, 20, kind="recipe_moved_up")]
+    assert [e.message for e in reversed(moved)] == [
+        f"slow one moved up to {p} by {getpass.getuser()} (cli)" for p in ("normal", "high")
+    ]

@@ -13,7 +13,7 @@ from rich.table import Table
 from gozen.cli.console import fail, out
 from gozen.cli.context import config, engine
 
-app = typer.Typer(help="Queue observation: submit recipes, list, cancel, mode, plan.", no_args_is_help=True)
+app = typer.Typer(help="Queue observation: submit recipes, list, cancel, move up, mode, plan.", no_args_is_help=True)
 
 
 def _operator() -> str:
@@ -117,6 +117,22 @@ def queue_cancel(ctx: typer.Context, uuid: str, by: Annotated[str, typer.Option(
         raise fail(f"uuid: no recipe {uuid!r} (or the prefix is not unique)")
     try:
         out.print(f"{row.name}: {store.cancel(db, row.uuid, by)}")
+    except RecipeError as e:
+        raise fail(str(e)) from None
+
+
+@app.command("move-up")
+def queue_move_up(ctx: typer.Context, uuid: str) -> None:
+    """Raise a queued recipe's priority one level (low -> normal -> high)."""
+    from gozen.queue import store
+    from gozen.queue.recipe import RecipeError
+
+    db = engine(ctx)
+    row = store.find(db, uuid)
+    if row is None:
+        raise fail(f"uuid: no recipe {uuid!r} (or the prefix is not unique)")
+    try:
+        out.print(f"{row.name}: now {store.move_up(db, row.uuid, _operator())}")
     except RecipeError as e:
         raise fail(str(e)) from None
 
