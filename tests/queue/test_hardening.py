@@ -265,8 +265,9 @@ def test_mode_pause_resume_and_abort_are_recorded_as_events_with_who(queue_env: 
     assert store.request_abort(engine, by="carol")
     store.set_mode(engine, QueueMode.NORMAL, by="alice")
     store.set_activity(engine, "idle", HOST)  # the server's own state: no event
-    got = [(e.kind, e.message) for e in reversed(recent_events(engine, 10)) if e.source == "queue"]
+    got = [(e.kind, e.message) for e in reversed(recent_events(engine, 10, source="queue"))]
     assert got == [
+        ("recipe_submitted", "Queue-Observer RUNNING submitted by test"),
         ("queue_mode", "queue mode set to maintenance by alice"),
         ("queue_paused", "queue paused by bob"),
         ("queue_resumed", "queue resumed by someone unnamed"),

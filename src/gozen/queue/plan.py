@@ -21,11 +21,10 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from gozen.config import Config, Overheads, Site
 from gozen.db.states import RecipeState
-from gozen.db.tables import recipe_events
 from gozen.db.types import utcnow
 from gozen.queue import store
 from gozen.queue.recipe import ExposeStep, ParkStep, Recipe, SlewStep, WaitStep
@@ -234,8 +233,7 @@ def night_plan(
     running recipe is estimated to end. `now`: the present (tests plan a night as if in it)."""
     from gozen.queue.server import safety
 
-    with engine.connect() as conn:
-        version = conn.execute(select(func.max(recipe_events.c.id))).scalar()  # as store.CandidateCache does
+    version = store.queue_version(engine)
     safe, reason = safety(engine)
     now = now or utcnow()
     start, end = night_bounds(cfg, night)
