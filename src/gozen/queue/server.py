@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from gozen.daq.catalog import ExposureOutcome
 from gozen.db.states import ExposureState, QueueMode, RecipeState
 from gozen.db.types import utcnow
 from gozen.devices.factory import dome_from_config, telescope_from_config
@@ -293,9 +294,13 @@ class QueueServer(Service):
                 exp_id, pending = int(pending), None
             else:
                 exp_id = self.ask_exposure(row, i, k, e, target)
-            state, files, unsafe = self.wait_exposure(exp_id, e.frames / e.fps)
-            done = k + 1 if files else k  # stopped before it started: asked again when the recipe resumes
-            how = f"{state}, stopped: unsafe" if unsafe and files else "stopped before it started" if unsafe else state
+            out, unsafe = self.wait_exposure(exp_id, e.frames / e.fps)
+            done = k + 1 if out.files_written else k  # stopped before it started: asked again when resumed
+            how = str(out.state)
+            if out.stopped:
+                how = (
+                    f"{how}, cut short: {out.frames_kept} frames" if out.files_written else "stopped before it started"
+                )
             store.record(
                 self.engine,
                 row.uuid,
@@ -341,9 +346,9 @@ class QueueServer(Service):
             raise StepFailed(f"steps[{i}].expose: the DAQ cannot take it: {err}") from None
         return store.request_exposure(self.engine, row.uuid, req, i, k)
 
-    def wait_exposure(self, exp_id: int, duration_s: float) -> tuple[str, int, str | None]:
-        """Wait until the DAQ accounts for the exposure: its state, files written, and why it was stopped
-        (unsafe; None if it was not). StepFailed if it failed, timed out, or left no file (unless stopped).
+    def wait_exposure(self, exp_id: int, duration_s: float) -> tuple[ExposureOutcome, str | None]:
+        """Wait until the DAQ accounts for the exposure: its outcome, and why it was asked to stop (unsafe;
+        None if it was not). StepFailed if it failed, timed out, or left no file (unless stopped before it began).
         The timeout runs from the exposure's start in the DAQ: time spent queued behind other exposures
         does not count. An abort waits for the exposure in hand to end; unsafe weather ends it at the
         next frame boundary (daq.catalog.stop_exposure) and starts the dome closing meanwhile."""
@@ -354,12 +359,12 @@ class QueueServer(Service):
         unsafe: str | None = None
         while True:
             out = exposure_outcome(self.engine, exp_id)
-            if unsafe is not None and out.state in (ExposureState.DONE, ExposureState.INCOMPLETE, ExposureState.FAILED):
-                return str(out.state), out.files_written, unsafe
+            if out.stopped and out.state == ExposureState.FAILED and out.files_written == 0:
+                return out, unsafe  # stopped before its first frame: no file, asked again on resume
             if out.state in (ExposureState.DONE, ExposureState.INCOMPLETE):
                 if out.files_written == 0:
                     raise StepFailed(f"exposure {exp_id} ended with {out.why_no_file()}")
-                return str(out.state), out.files_written, None
+                return out, unsafe
             if out.state in (ExposureState.FAILED, None):
                 raise StepFailed(f"exposure {exp_id} {'failed' if out.state else 'is unknown'} in the DAQ")
             now = time.monotonic()
