@@ -167,3 +167,19 @@ def test_a_restarted_server_knows_since_when_it_is_safe_from_the_boards_history(
     again.restore()
     again.tend(QueueMode.NORMAL)
     assert re.search(r"opens once safe for 600 s \(in (39\d|400) s\)$", again.held()), again.held()
+
+
+def test_a_dome_that_will_not_open_is_told_and_holds_the_sky_recipes_for_a_while(site: Any) -> None:
+    cfg, engine, server = site
+    later = [0.0]
+    enc = enclosure(cfg, engine, lambda: time.monotonic() + later[0])
+    weather(engine, True)
+    server.put("/sim/dome", {"stuck": True})
+    assert not opened(enc)  # within queue.close_deadline_s (3 s)
+    [told] = recent_events(engine, 1, "dome_not_opened")
+    assert told.severity == "warning" and "did not open within 3 s: the shutter reports opening" in told.message
+    assert enc.held().startswith("the dome did not open; trying again in 30")
+    server.put("/sim/dome", {"stuck": False})
+    later[0] = 301  # five minutes later
+    assert enc.held() == "" and opened(enc)
+    assert kinds(engine) == ["dome_not_opened", "dome_opened"]
