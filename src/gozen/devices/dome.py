@@ -1,7 +1,8 @@
 """The dome (ASCOM Dome): its shutter and where its slit points.
 
-`Dome` is what gozen needs of one; `AlpacaDome` drives an ASCOM Alpaca dome; `SimulatedDome`
-is a dome whose shutter takes `shutter_s` to open or close, for the simulated observatory.
+`Dome` is what gozen needs of one (queue:server closes and opens it, monitor:telescope reads it);
+`AlpacaDome` drives an ASCOM Alpaca dome; `SimulatedDome` is a dome whose shutter takes `shutter_s`
+to open or close and can be stuck, which `sim:alpaca` serves as the simulated observatory's dome.
 """
 
 from __future__ import annotations
