@@ -48,8 +48,10 @@ def obs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "weather": {"address": alpaca},
             "safety_monitor": {"address": alpaca},
             "gpsd": {"port": free_port()},
+            "simulator": {"dome_shutter_s": 3},
         },
-        "queue": {"poll_s": 0.5, "demo_survey": False},
+        # Unsafe weather closes the dome; the dome opens again by itself as soon as it is safe.
+        "queue": {"poll_s": 0.5, "demo_survey": False, "auto_open": True, "reopen_after_safe_s": 0},
     }
     fleet = start_fleet(tmp, [host], down=[], web_port=free_port(), extra=extra)
     fleet.wait_state("obs1", "queue:server", "RUNNING")
