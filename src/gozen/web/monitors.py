@@ -20,7 +20,7 @@ from gozen.web.security import current_identity
 
 router = APIRouter()
 
-GROUPS = ("safety", "telescope", "weather", "gps", "temperature", "power", "df", "zfs")
+GROUPS = ("safety", "telescope", "dome", "weather", "gps", "temperature", "power", "df", "zfs")
 HISTORY_LIMIT = 100_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NOT_FILENAME = re.compile(r"[^A-Za-z0-9._+-]")
