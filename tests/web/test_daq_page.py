@@ -3,7 +3,6 @@ each one's numbers on hover and click, and /api/daq answering the same numbers."
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,16 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
 from gozen.config import tomoe_chip_ids
 from gozen.daq.focalplane import chip_center_deg
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
-from gozen.web.app import create_app
-from tests.conftest import free_port, wait_until, web_section, write_config
+from tests.conftest import free_port, web_section, write_config
 from tests.daq.test_stats import CHIPS, config_data, seed
+from tests.web.served import served
 from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
 
 SHOTS = Path(__file__).parents[2] / "var" / "test-screenshots"
@@ -38,17 +36,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine = make_engine(cfg.database_url)
     upgrade(engine)
     seed(cfg, engine, datetime.now(UTC))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(cfg, engine), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 60, what="the web app to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(60)
+    with served(cfg, engine) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import Engine
 
 from gozen.db.engine import make_engine
-from gozen.db.migrate import upgrade
 from gozen.db.types import utcnow
 from gozen.queue import store
 from gozen.queue.recipe import parse_recipe
-from gozen.web.app import create_app
 from tests.conftest import WAIT_S, free_port, wait_until, web_section, write_config
+from tests.web.served import served
 from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.live  # a real uvicorn
@@ -39,18 +36,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     cfg = write_config(tmp / "gozen.yaml", {"data_dir": str(tmp / "var"), "web": web_section(port)})
     (tmp / "var").mkdir(exist_ok=True)
     engine = make_engine(cfg.database_url)
-    upgrade(engine)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(cfg, engine), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 60, what="the web app to listen")
-        yield App(f"http://127.0.0.1:{port}", engine)
-    finally:
-        server.should_exit = True
-        thread.join(60)
+    with served(cfg, engine) as url:
+        yield App(url, engine)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the API refuses every action to a viewer (403) and to nobody (401)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,20 +11,18 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.db.events import Event, events_after, last_event_id, recent_events
-from gozen.db.migrate import upgrade
 from gozen.db.states import QueueMode, RecipeState
 from gozen.queue import store
 from gozen.queue.recipe import parse_recipe
-from gozen.web.app import create_app
 from gozen.web.auth import token_sha256
-from tests.conftest import API_TOKEN, OPERATOR, VIEWER, WAIT_S, free_port, wait_until, web_section, write_config
+from tests.conftest import API_TOKEN, OPERATOR, VIEWER, WAIT_S, free_port, web_section, write_config
+from tests.web.served import served
 from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
 from tests.web.test_security import login
 
@@ -69,18 +66,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     cfg = write_config(tmp / "gozen.yaml", {"data_dir": str(tmp / "var"), "web": web})
     (tmp / "var").mkdir(exist_ok=True)
     engine = make_engine(cfg.database_url)
-    upgrade(engine)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(cfg, engine), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 60, what="the web app to listen")
-        yield App(f"http://127.0.0.1:{port}", cfg, engine)
-    finally:
-        server.should_exit = True
-        thread.join(60)
+    with served(cfg, engine) as url:
+        yield App(url, cfg, engine)
 
 
 @pytest.fixture

@@ -17,19 +17,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, BrowserContext, expect
 from sqlalchemy import func, select
 
 from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
-from gozen.db.migrate import upgrade
 from gozen.db.states import RecipeState
 from gozen.db.tables import recipes
 from gozen.queue import store
-from gozen.web.app import create_app
-from tests.conftest import API_TOKEN, OPERATOR, Fleet, free_port, wait_until, web_section, write_config
+from tests.conftest import API_TOKEN, OPERATOR, Fleet, free_port, web_section, write_config
+from tests.web.served import served
 from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
 
 RECIPE_NAME = "CSRF-RECIPE"
@@ -54,18 +52,8 @@ def serve_app(tmp: Path, **web: Any) -> Iterator[tuple[str, Config]]:
     port = free_port()
     cfg = write_config(tmp / "gozen.yaml", {"data_dir": str(tmp / "var"), "web": web_section(port) | web})
     (tmp / "var").mkdir(exist_ok=True)
-    upgrade(make_engine(cfg.database_url))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 60, what="the web app to listen")
-        yield f"http://127.0.0.1:{port}", cfg
-    finally:
-        server.should_exit = True
-        thread.join(60)
+    with served(cfg) as url:
+        yield url, cfg
 
 
 # -- the attacker's site -------------------------------------------------------------------------
