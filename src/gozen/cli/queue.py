@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,6 +24,16 @@ def _operator() -> str:
         return f"{getpass.getuser()} (cli)"
     except (KeyError, OSError):
         return "cli"
+
+
+def _recipe(db: Any, uuid: str) -> Any:
+    """The recipe with this uuid or unique uuid prefix; exit 1 naming it when there is none."""
+    from gozen.queue import store
+
+    row = store.find(db, uuid)
+    if row is None:
+        raise fail(f"uuid: no recipe {uuid!r} (or the prefix is not unique)")
+    return row
 
 
 @app.command("submit")
@@ -95,9 +105,7 @@ def queue_show(ctx: typer.Context, uuid: str) -> None:
     from gozen.queue import store
 
     db = engine(ctx)
-    row = store.find(db, uuid)
-    if row is None:
-        raise fail(f"uuid: no recipe {uuid!r} (or the prefix is not unique)")
+    row = _recipe(db, uuid)
     out.print(f"[bold]{row.name}[/] {row.uuid}\nstate {row.state}; priority {row.priority}; progress {row.progress}")
     if row.message:
         out.print(row.message)
@@ -112,9 +120,7 @@ def queue_cancel(ctx: typer.Context, uuid: str, by: Annotated[str, typer.Option(
     from gozen.queue.recipe import RecipeError
 
     db = engine(ctx)
-    row = store.find(db, uuid)
-    if row is None:
-        raise fail(f"uuid: no recipe {uuid!r} (or the prefix is not unique)")
+    row = _recipe(db, uuid)
     try:
         out.print(f"{row.name}: {store.cancel(db, row.uuid, by)}")
     except RecipeError as e:
@@ -128,9 +134,7 @@ def queue_move_up(ctx: typer.Context, uuid: str) -> None:
     from gozen.queue.recipe import RecipeError
 
     db = engine(ctx)
-    row = store.find(db, uuid)
-    if row is None:
-        raise fail(f"uuid: no recipe {uuid!r} (or the prefix is not unique)")
+    row = _recipe(db, uuid)
     try:
         out.print(f"{row.name}: now {store.move_up(db, row.uuid, _operator())}")
     except RecipeError as e:

@@ -89,22 +89,10 @@ def submit(engine: Engine, recipe: Recipe, by: str, fields: dict[str, tuple[floa
         if isinstance(s, SlewStep) and s.slew.field is not None and s.slew.field not in fields:
             known = ", ".join(sorted(fields)) or "none configured"
             raise RecipeError(f"steps[{i}].slew.field: unknown field {s.slew.field!r} (known: {known})")
-    target = recipe.target(fields)
     now = utcnow()
-    row = {
+    row = _columns(recipe, fields) | {
         "uuid": recipe.uuid,
-        "name": recipe.name,
-        "priority": recipe.priority,
-        "priority_rank": PRIORITY_RANK[recipe.priority],
         "state": RecipeState.QUEUED,
-        "project": recipe.project,
-        "observer": recipe.observer,
-        "not_before": recipe.window.not_before,
-        "not_after": recipe.window.not_after,
-        "ra_deg": target[0] if target else None,
-        "dec_deg": target[1] if target else None,
-        "body": recipe.model_dump(mode="json"),
-        "progress": {"step": 0, "done": 0},
         "submitted_at": now,
         "submitted_by": by[:64],
     }
@@ -125,6 +113,24 @@ def submit(engine: Engine, recipe: Recipe, by: str, fields: dict[str, tuple[floa
     got = get(engine, recipe.uuid)
     assert got is not None
     return got
+
+
+def _columns(recipe: Recipe, fields: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """A recipe's row as submitted or revised: its body and the columns the scheduler reads, progress at the start."""
+    target = recipe.target(fields)
+    return {
+        "name": recipe.name,
+        "priority": recipe.priority,
+        "priority_rank": PRIORITY_RANK[recipe.priority],
+        "project": recipe.project,
+        "observer": recipe.observer,
+        "not_before": recipe.window.not_before,
+        "not_after": recipe.window.not_after,
+        "ra_deg": target[0] if target else None,
+        "dec_deg": target[1] if target else None,
+        "body": recipe.model_dump(mode="json"),
+        "progress": {"step": 0, "done": 0},
+    }
 
 
 def get(engine: Engine, uuid: str) -> RecipeRow | None:
@@ -295,21 +301,7 @@ def move_up(engine: Engine, uuid: str, by: str) -> str:
 def revise(engine: Engine, recipe: Recipe, by: str, why: str, fields: dict[str, tuple[float, float]]) -> RecipeRow:
     """Replace a queued recipe by a new version with the same uuid (a new alert for the same source
     updates or extends its follow-up); its progress starts again. RecipeError when it is not queued."""
-    target = recipe.target(fields)
-    values = {
-        "name": recipe.name,
-        "priority": recipe.priority,
-        "priority_rank": PRIORITY_RANK[recipe.priority],
-        "project": recipe.project,
-        "observer": recipe.observer,
-        "not_before": recipe.window.not_before,
-        "not_after": recipe.window.not_after,
-        "ra_deg": target[0] if target else None,
-        "dec_deg": target[1] if target else None,
-        "body": recipe.model_dump(mode="json"),
-        "progress": {"step": 0, "done": 0},
-        "revision": recipes.c.revision + 1,
-    }
+    values = _columns(recipe, fields) | {"revision": recipes.c.revision + 1}
     with engine.begin() as conn:
         n = conn.execute(
             update(recipes).where(recipes.c.uuid == recipe.uuid, recipes.c.state == RecipeState.QUEUED).values(**values)
