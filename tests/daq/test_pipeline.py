@@ -148,11 +148,11 @@ def test_stats_command_reports_rates_and_errors(daq: Fleet) -> None:
         timeout=START_S,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert r.returncode == 0
+    assert r.returncode == 0, r.stderr
     lines = {
         line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1] for line in r.stdout.splitlines()[1:] if line.strip()
     }
-    assert lines["exposures"] == "2" and lines["files"] == "6"
+    assert lines.get("exposures") == "2" and lines.get("files") == "6", r.stdout
     assert lines["frames missing"] == "2" and lines["frames damaged"] == "2" and lines["chips not recognised"] == "2"
 
 

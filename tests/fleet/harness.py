@@ -113,9 +113,11 @@ def overlay(sim_host: str) -> dict[str, Any]:
             "telescope": {"address": alpaca},
             "weather": {"address": alpaca},
             "safety_monitor": {"address": alpaca},
+            "simulator": {"dome_shutter_s": 3},
             "gpsd": {"host": sim_host, "port": free_port()},
         },
-        "queue": {"poll_s": 0.5},
+        # An outage with no safety news past start_grace_s closes the dome: it opens again by itself.
+        "queue": {"poll_s": 0.5, "auto_open": True, "reopen_after_safe_s": 0},
         "couriers": {"send_every_s": 0.5},
     }
 

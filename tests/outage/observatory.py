@@ -84,9 +84,12 @@ def start_observatory(tmp: Path, database_url: str | None, services: Services) -
             "telescope": {"address": alpaca},
             "weather": {"address": alpaca},
             "safety_monitor": {"address": alpaca},
+            "simulator": {"dome_shutter_s": 3},
             "gpsd": {"port": free_port()},
         },
-        "queue": {"poll_s": 0.5},  # the demo survey stays on: exposures flow by themselves
+        # The demo survey stays on: exposures flow by themselves. An outage with no safety news past
+        # start_grace_s closes the dome: it opens again by itself.
+        "queue": {"poll_s": 0.5, "auto_open": True, "reopen_after_safe_s": 0},
         "notifiers": [{"name": "tomoe-slack", "kind": "slack", "url": f"{services.slack.url}/services/T0/B0/x"}],
         "couriers": {"cneos": {"url": f"{services.feeds.url}/cneos-cad.json", "every_s": 2}, "send_every_s": 0.5},
     }
