@@ -60,26 +60,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `live` every test that starts supervisord: through the `fleet` fixture or `start_fleet`.
-
-    Each live test also gets an xdist group, so `-n 2 --dist loadgroup` (CI) runs two groups at
-    once and never splits one: a module's tests share its observatory and run in file order; the
-    tests on the shared `fleet` fixture are one group (one fleet), tests/fleet (five hosts) another.
-    """
+    """Mark `live` every test that starts supervisord: through the `fleet` fixture or `start_fleet`."""
     for item in items:
         module = getattr(item, "module", None)
-        names = getattr(item, "fixturenames", ())
-        if "fleet" in names or getattr(module, "start_fleet", None) is start_fleet:
+        if "fleet" in getattr(item, "fixturenames", ()) or getattr(module, "start_fleet", None) is start_fleet:
             item.add_marker(pytest.mark.live)
-        if item.get_closest_marker("live") is None:
-            continue
-        if item.nodeid.startswith("tests/fleet/"):
-            group = "tests/fleet"
-        elif "fleet" in names:
-            group = "the shared fleet"
-        else:
-            group = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -19,7 +19,9 @@ def every_role(tmp_path: Path) -> Config:
         {
             "data_dir": str(tmp_path),
             "hosts": [{"name": "all", "roles": list(ALL_ROLES), "rsync_port": 8730}],
-            "couriers": {f: {"url": f"http://127.0.0.1:9/{f}"} for f in FEEDS},
+            # GCN Kafka credentials: courier:gw runs only where GW alerts can come from.
+            "couriers": {f: {"url": f"http://127.0.0.1:9/{f}"} for f in FEEDS}
+            | {"gcn": {"client_id": "test", "client_secret": "test"}},
             "storage_nodes": [{"name": "n0", "path": "storage/n0", "max_bytes": 2**30}],
         }
     )

@@ -376,3 +376,18 @@ def test_only_pointings_that_rise_high_enough_at_night_are_tiled(tmp_path: Path)
     assert tiles and all(dec >= 35.797222 - 60 - 0.01 for _, dec in tiles)  # culminating at 30 deg or higher
     assert all(observable_tonight(ra, dec, 24.0) for ra, dec in tiles)
     assert 0.2 < out.tiling.covered < 0.9
+
+
+def test_courier_gw_runs_where_gcn_kafka_is_configured(tmp_path: Path) -> None:
+    from gozen.supervise.programs import find_program, load_entry, programs_for
+    from gozen.supervise.programs import registry as programs
+
+    cfg = parse_config({"data_dir": str(tmp_path), "hosts": [{"name": "c", "roles": ["couriers"]}]})
+    assert "courier:gw" not in [p.full_name for p in programs_for(cfg, cfg.hosts[0])]  # no Kafka: nothing to read
+    gcn = {"gcn": {"client_id": "id", "client_secret": "secret"}}
+    cfg = parse_config({"data_dir": str(tmp_path), "hosts": [{"name": "c", "roles": ["couriers"]}], "couriers": gcn})
+    assert "courier:gw" in [p.full_name for p in programs_for(cfg, cfg.hosts[0])]
+    assert load_entry(find_program(cfg, "courier:gw")).__name__ == "GwCourier"
+    off = parse_config({"data_dir": str(tmp_path), "couriers": gcn | {"gw": {"enabled": False}}})
+    assert "courier:gw" not in [p.full_name for p in programs_for(off, off.hosts[0])]
+    assert "courier:gw" in [p.full_name for p in programs(off)]

@@ -235,6 +235,15 @@ def registry(cfg: Config) -> list[Program]:
         ),
         *(_courier(feed) for feed in FEEDS),
         Program(
+            "courier",
+            "gw",
+            frozenset({"couriers"}),
+            "gozen.couriers.gw:GwCourier",
+            "reads gravitational-wave alerts from GCN Kafka and queues their tiled follow-ups",
+            # GW alerts come only over GCN Kafka, with the couriers.gcn credentials.
+            where=lambda cfg, _host: cfg.couriers.gcn is not None and cfg.couriers.gw.enabled,
+        ),
+        Program(
             "fleet",
             "watch",
             frozenset({"couriers"}),
