@@ -438,14 +438,14 @@ def test_a_killed_host_a_cut_link_a_database_restart_and_a_killed_writer_lose_no
     at_pg = now()
     fleet.pg.stop()
     sleep_until(t0, 80)
+    pg_back = now()  # a fault ends when its repair begins: the repair may be seen before it returns
     fleet.pg.start()
-    pg_back = now()
     sleep_until(t0, 80)
     fleet.heal("store2")
     healed = now()
     sleep_until(t0, 120)
-    fleet.revive("store1")
     revived = now()
+    fleet.revive("store1")  # returns once supervisord answers: the watcher may see the host back before
     faults = [
         Told("store1 killed", "store1", ("host_unreachable",), ("host_back",), at0, revived),
         Told("store2's link cut", "store2", ("host_unreachable",), ("host_back",), at_cut, healed),
