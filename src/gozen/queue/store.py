@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -481,21 +482,27 @@ def queue_version(engine: Engine) -> int | None:
 
 
 class CandidateCache:
-    """Queued recipes as scheduler candidates, parsed once per revision: each pass only asks which
-    uuids are queued at which revision, and reads the new or changed ones."""
+    """Queued recipes as scheduler candidates, parsed once per revision.
+
+    A pass reads only the recipes that have a recipe event newer than the last pass (every
+    submission, state change, move and revision writes one), and parses those that are queued at a
+    revision it has not seen. Every FULL_READ_EVERY_S it also lists every queued (uuid, revision):
+    on PostgreSQL an event can commit after a newer one was read, and the full read catches it.
+    """
+
+    FULL_READ_EVERY_S = 60.0
 
     def __init__(self) -> None:
         self.by_uuid: dict[str, Any] = {}
         self.revision: dict[str, int] = {}  # the revision each cached candidate was read at
         self._columns: Any = None
         self._version: int | None = None
+        self._event_id: int | None = None  # the newest recipe event the cache has read up to
+        self._full_at = float("-inf")  # monotonic time of the last full read
 
     def columns(self, engine: Engine) -> Any:
-        """The queued candidates as scheduler Columns, rebuilt only when the queue changed.
-
-        Every submission and state change writes a recipe event, so the newest event's id tells
-        whether anything changed: one index lookup, instead of reading 10,000 uuids each pass.
-        """
+        """The queued candidates as scheduler Columns, rebuilt only when the queue changed (one index
+        lookup, `queue_version`, when it did not)."""
         from gozen.queue.scheduler import Columns
 
         version = queue_version(engine)
@@ -507,11 +514,23 @@ class CandidateCache:
     def queued(self, engine: Engine) -> list[Any]:
         from gozen.queue.scheduler import Candidate
 
+        full = self._event_id is None or time.monotonic() - self._full_at > self.FULL_READ_EVERY_S
         with engine.connect() as conn:
-            q = select(recipes.c.uuid, recipes.c.revision).where(recipes.c.state == RecipeState.QUEUED)
-            now_queued = dict(conn.execute(q).all())  # fetched at once: 10,000 fetchone() cost ~30 ms (queue_bench.py)
-            uuids = list(now_queued)
-            missing = [u for u in uuids if self.revision.get(u) != now_queued[u]]
+            newest = conn.execute(select(func.max(recipe_events.c.id))).scalar()
+            if full:
+                q = select(recipes.c.uuid, recipes.c.revision).where(recipes.c.state == RecipeState.QUEUED)
+                queued_now: dict[str, int] = dict(conn.execute(q).all())  # fetched at once: 10,000 fetchone() ~30 ms
+                gone: list[str] = [u for u in self.by_uuid if u not in queued_now]
+            else:
+                touched = select(recipe_events.c.recipe_uuid).where(recipe_events.c.id > self._event_id).distinct()
+                q = select(recipes.c.uuid, recipes.c.state, recipes.c.revision).where(recipes.c.uuid.in_(touched))
+                queued_now, gone = {}, []
+                for row in conn.execute(q).all():
+                    if row.state == RecipeState.QUEUED:
+                        queued_now[row.uuid] = row.revision
+                    else:
+                        gone.append(row.uuid)
+            missing = [u for u, rev in queued_now.items() if self.revision.get(u) != rev]
             for i in range(0, len(missing), 500):
                 q = select(recipes).where(recipes.c.uuid.in_(missing[i : i + 500]))
                 for r in conn.execute(q):
@@ -529,6 +548,10 @@ class CandidateCache:
             # Thousands of parsed recipes live as long as they are queued: keep them out of the
             # garbage collector's full scans (a 0.3-0.5 s pause with 10,000: bench/queue_bench.py).
             gc.freeze()
-        self.by_uuid = {u: self.by_uuid[u] for u in uuids if u in self.by_uuid}
-        self.revision = {u: self.revision[u] for u in self.by_uuid}
+        for u in gone:
+            self.by_uuid.pop(u, None)
+            self.revision.pop(u, None)
+        self._event_id = newest if newest is not None else 0
+        if full:
+            self._full_at = time.monotonic()
         return list(self.by_uuid.values())
