@@ -188,6 +188,10 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Config:
+    """The config file of a test: sim:feeds stays off unless the test asks for it (it would add a program
+    and four couriers, and their messages, to every live test)."""
+    couriers = data.setdefault("couriers", {})
+    couriers.setdefault("simulator", {"enabled": False})
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return load_config(path)
 

@@ -65,7 +65,7 @@ def test_rendered_names_are_group_colon_name_as_before(tmp_path: Path) -> None:
 
 def test_a_host_runs_only_the_programs_of_its_roles(tmp_path: Path) -> None:
     cfg = parse_config({"data_dir": str(tmp_path), "hosts": [{"name": "w", "roles": ["web"]}]})
-    assert [p.full_name for p in programs_for(cfg, cfg.hosts[0])] == ["supervise:events", "www:dashboard"]
+    assert [p.full_name for p in programs_for(cfg, cfg.hosts[0])] == ["supervise:events", "www:dashboard", "www:report"]
 
 
 def test_a_courier_runs_only_for_a_feed_that_is_read(tmp_path: Path) -> None:
@@ -73,11 +73,22 @@ def test_a_courier_runs_only_for_a_feed_that_is_read(tmp_path: Path) -> None:
         {
             "data_dir": str(tmp_path),
             "hosts": [{"name": "c", "roles": ["couriers"]}],
-            "couriers": {"gaia": {"url": "http://127.0.0.1:9/gaia"}},
+            "couriers": {"gaia": {"url": "http://127.0.0.1:9/gaia"}, "simulator": {"enabled": False}},
         }
     )
     couriers = [p.full_name for p in programs_for(cfg, cfg.hosts[0]) if p.group == "courier"]
     assert couriers == ["courier:gaia", "courier:watch", "courier:sender"]
+
+
+def test_the_simulated_feeds_are_read_where_no_url_is_given(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {"data_dir": str(tmp_path), "hosts": [{"name": "c", "roles": ["couriers"], "address": "127.0.0.21"}]}
+    )
+    names = [p.full_name for p in programs_for(cfg, cfg.hosts[0])]
+    assert "sim:feeds" in names and {"courier:cneos", "courier:gaia", "courier:maxi", "courier:mpec"} <= set(names)
+    assert cfg.feed_in_use("maxi").url == "http://127.0.0.21:8472/feeds/maxi"
+    assert [n.name for n in cfg.notifiers_in_use()] == ["sim-slack"]
+    assert [(r.feed, r.priority) for r in cfg.followups_in_use()] == [("maxi", "interrupt")]
 
 
 def test_numbered_programs_carry_their_index_and_run_as_gozen_run_group_name(tmp_path: Path) -> None:

@@ -59,18 +59,33 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _known_timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not an IANA time zone name (e.g. Asia/Tokyo, UTC), got {v!r}") from None
+    return v
+
+
 class Site(Model):
     name: str = Field("Kiso Observatory (simulated)", description="Observatory name.")
     lat_deg: float = Field(35.797222, ge=-90, le=90, description="Geodetic latitude, degrees north.")
     lon_deg: float = Field(137.625417, ge=-180, le=360, description="Longitude, degrees east.")
     height_m: float = Field(1132.0, description="Height above sea level, metres.")
     mpc_code: str = Field("381", description="Minor Planet Center observatory code.")
+    timezone: str = Field(
+        "Asia/Tokyo",
+        description="The site's local time zone (IANA name): pages show times in UTC with local time beside "
+        "them, and a night is named by the local date of its evening.",
+    )
     horizon: tuple[tuple[float, float], ...] = Field(
         (),
         description="Horizon mask: [azimuth deg (N=0, E=90), lowest usable altitude deg] points, interpolated "
         "linearly in azimuth around the circle (trees, buildings, the dome's reach); empty: no mask. Recipes "
         "are never scheduled below it, whatever their own min_alt_deg.",
     )
+
+    _timezone_is_known = field_validator("timezone")(_known_timezone)
 
     @field_validator("horizon")
     @classmethod
@@ -318,6 +333,20 @@ class Camera(Model):
         return self
 
 
+class QuickLook(Model):
+    """daq:quicklook: a binned picture and sky statistics of each chip's first frame, off the writers' path."""
+
+    enabled: bool = Field(True, description="Run daq:quicklook on every DAQ host.")
+    binning: int = Field(8, ge=1, le=64, description="Pixels binned (mean) into one, on each axis.")
+    stars: bool = Field(True, description="Count stars and measure their FWHM (sep) on each chip's first frame.")
+    max_behind: int = Field(
+        3,
+        ge=1,
+        description="More exposures than this waiting: the older ones are skipped (a quick look is of now).",
+    )
+    keep_days: float = Field(14.0, gt=0, description="Quick-look pictures older than this are dropped.")
+
+
 class Daq(Model):
     readouts: int = Field(1, ge=1, le=64, description="daq:readout-NN programs; chips are split evenly.")
     writers: int = Field(2, ge=1, le=64, description="daq:writer-NN programs; chips are dealt round-robin.")
@@ -329,6 +358,7 @@ class Daq(Model):
     start_delay_s: float = Field(0.5, ge=0, description="Arming lead time before an exposure's first frame.")
     frame_timeout_s: float = Field(5.0, gt=0, description="Wait past an exposure's end before closing it incomplete.")
     gps_jitter_s: float = Field(0.0002, ge=0, description="Simulated GPS time-stamp scatter (about 0.2 ms).")
+    quicklook: QuickLook = Field(default_factory=QuickLook, description="Quick-look pictures and sky statistics.")
 
     @field_validator("readout_cpus", "writer_cpus")
     @classmethod
@@ -685,6 +715,10 @@ class Web(Model):
         description="Origins (scheme://host:port) that may send state-changing requests besides the app's own "
         "address, e.g. the URL of a TLS proxy in front of it.",
     )
+    metrics_public: bool = Field(
+        True,
+        description="/metrics (Prometheus) answers without a login; false: it needs a viewer's API token.",
+    )
 
     @field_validator("bind")
     @classmethod
@@ -738,6 +772,23 @@ class GwFollowUp(Model):
         1e-7, gt=0, description="Only alerts with a false-alarm rate below this (1e-7 Hz: about 3 a year)."
     )
     mock: bool = Field(False, description="Follow mock alerts (superevent ids starting with M) up too.")
+
+
+class FeedSimulator(Model):
+    """sim:feeds: the CNEOS, Gaia, MAXI and MPEC feeds played locally, and a Slack stand-in."""
+
+    enabled: bool = Field(
+        True,
+        description="Run sim:feeds on the couriers host. Feeds without a url are then read from it, a MAXI "
+        "follow-up rule applies when couriers.followups is empty, and with no notifiers the messages go to its "
+        "Slack stand-in (shown at /sim/slack on it).",
+    )
+    port: int = Field(8472, gt=0, lt=65536, description="Its TCP port (on the couriers host's address).")
+    new_item_every_s: float = Field(120.0, gt=0, description="A new item appears in one of the feeds this often.")
+    first_maxi_after_s: float = Field(
+        60.0, ge=0, description="The first new MAXI notice appears this long after start."
+    )
+    every_s: float = Field(30.0, gt=0, description="How often the couriers read the simulated feeds.")
 
 
 class Couriers(Model):
@@ -802,20 +853,14 @@ class Couriers(Model):
     )
     timezone: str = Field("Asia/Tokyo", description="Time zone of snippet_at (IANA name).")
     retry_base_s: float = Field(5.0, gt=0, description="First retry of a failed post; doubles, up to an hour.")
+    simulator: FeedSimulator = Field(default_factory=FeedSimulator, description="Simulated feeds and Slack.")
 
     def feed(self, name: FeedName) -> Feed:
         """The settings of one of FEEDS."""
         feed: Feed = getattr(self, name)
         return feed
 
-    @field_validator("timezone")
-    @classmethod
-    def _timezone_is_known(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"not an IANA time zone name (e.g. Asia/Tokyo, UTC), got {v!r}") from None
-        return v
+    _timezone_is_known = field_validator("timezone")(_known_timezone)
 
 
 class Notifier(Model):
@@ -832,6 +877,32 @@ class Notifier(Model):
     )
     channel: str | None = Field(None, description="Slack channel id for file uploads, e.g. C0123456789.")
     api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (a stand-in in tests).")
+
+
+class Reports(Model):
+    """www:report: the nightly report (HTML and PNG plots) after the morning twilight, posted to Slack."""
+
+    enabled: bool = Field(True, description="Make a report of each night (on the web host).")
+    dir: Path = Field(Path("reports"), description="Reports are kept in DIR/NIGHT/ (relative: under data_dir).")
+    twilight_deg: float = Field(
+        -12.0, ge=-18, le=0, description="The night is over once the Sun rises above this altitude."
+    )
+    every_s: float = Field(300.0, gt=0, description="How often www:report looks for a night to report.")
+    public_url: str | None = Field(
+        None,
+        description="The web app's address as people reach it, for the link posted to Slack (default: "
+        "http://web.bind:web.port).",
+    )
+
+
+class Bi(Model):
+    """BI tools on the database: a read-only role for Metabase or Grafana, and Datasette (`gozen bi`)."""
+
+    role: str = Field(
+        "gozen_bi", pattern=r"^[a-z_][a-z0-9_]*$", description="PostgreSQL role `gozen db bi-role` makes (read-only)."
+    )
+    bind: str = Field("127.0.0.1", description="Address `gozen bi` (Datasette) listens on.")
+    port: int = Field(8473, gt=0, lt=65536, description="Port `gozen bi` (Datasette) listens on.")
 
 
 class Config(Model):
@@ -870,6 +941,8 @@ class Config(Model):
     web: Web = Field(default_factory=Web, description="The web app (www:dashboard).")
     notifiers: list[Notifier] = Field(default_factory=list, description="Slack and other services to tell.")
     couriers: Couriers = Field(default_factory=Couriers, description="Alert feeds read by courier:* programs.")
+    reports: Reports = Field(default_factory=Reports, description="The nightly report.")
+    bi: Bi = Field(default_factory=Bi, description="BI tools reading the database.")
     # The `KEY_file` files the secrets were read from (load_config/parse_config), for `gozen config check`.
     _secret_files: SecretFiles = PrivateAttr(default_factory=SecretFiles)
 
@@ -1112,6 +1185,57 @@ class Config(Model):
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "log"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.under_data_dir(self.reports.dir)
+
+    @property
+    def local_tz(self) -> ZoneInfo:
+        """The site's time zone (site.timezone)."""
+        return ZoneInfo(self.site.timezone)
+
+    # -- the simulated feeds and Slack (couriers.simulator) ---------------
+    def sim_feeds_host(self) -> Host | None:
+        """The host running sim:feeds: the first with role couriers, when couriers.simulator.enabled."""
+        if not self.couriers.simulator.enabled:
+            return None
+        return next((h for h in self.hosts if "couriers" in h.roles), None)
+
+    def sim_feeds_url(self) -> str | None:
+        """sim:feeds' base URL, no trailing slash (None: it does not run)."""
+        h = self.sim_feeds_host()
+        return None if h is None else f"http://{h.address}:{self.couriers.simulator.port}"
+
+    def feed_in_use(self, name: FeedName) -> Feed:
+        """A feed's settings; a feed without a url is read from sim:feeds (at /feeds/NAME) when it runs."""
+        feed = self.couriers.feed(name)
+        base = self.sim_feeds_url()
+        if feed.url is not None or base is None:
+            return feed
+        return feed.model_copy(update={"url": f"{base}/feeds/{name}", "every_s": self.couriers.simulator.every_s})
+
+    def followups_in_use(self) -> list[FollowUp]:
+        """couriers.followups; when empty and sim:feeds runs, one rule: a MAXI alert -> an interrupt recipe."""
+        if self.couriers.followups or self.sim_feeds_url() is None:
+            return list(self.couriers.followups)
+        return [FollowUp(feed="maxi", priority="interrupt", frames=12, count=3)]
+
+    def notifiers_in_use(self) -> list[Notifier]:
+        """notifiers; when none is configured and sim:feeds runs, its Slack stand-in (webhook and Web API)."""
+        base = self.sim_feeds_url()
+        if self.notifiers or base is None:
+            return list(self.notifiers)
+        return [
+            Notifier(
+                name="sim-slack",
+                kind="slack",
+                url=f"{base}/slack/webhook",
+                bot_token="xoxb-simulated",
+                channel="CSIMULATED",
+                api_url=f"{base}/slack/api/",
+            )
+        ]
 
 
 RSYNC_PASSWORD_FILE = Path("run/rsync-password")

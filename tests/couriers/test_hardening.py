@@ -142,7 +142,8 @@ def test_the_outbox_forgets_settled_messages_after_30_days_but_never_a_pending_o
     from gozen.db.types import utcnow
 
     cfg, engine = observatory(tmp_path, slack, feeds)
-    unrouted = cfg.model_copy(update={"notifiers": []})
+    no_sim = cfg.couriers.model_copy(update={"simulator": cfg.couriers.simulator.model_copy(update={"enabled": False})})
+    unrouted = cfg.model_copy(update={"notifiers": [], "couriers": no_sim})
     with engine.begin() as conn:
         for i in range(3):
             enqueue(conn, cfg, "failure", f"told {i}")

@@ -10,7 +10,20 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import JSON, Boolean, DateTime, Engine, Float, Integer, String, Text, insert, inspect, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.sql.schema import Column, Table
 
 from gozen.db.engine import make_engine
@@ -62,6 +75,8 @@ def sample_value(col: Column[Any], i: int) -> Any:
     t = col.type
     if isinstance(t, UtcDateTime | DateTime):
         return datetime(2026, 11, 25, 12, 34, 56, 789012 + i, tzinfo=UTC)
+    if isinstance(t, LargeBinary):
+        return bytes([i % 256]) * 3 + b"\x00\xff"
     if isinstance(t, JSON):
         return {"n": i, "list": [1, 2.5, "three"], "nested": {"ok": True}}
     if isinstance(t, Boolean):

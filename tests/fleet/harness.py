@@ -118,7 +118,7 @@ def overlay(sim_host: str) -> dict[str, Any]:
         },
         # An outage with no safety news past start_grace_s closes the dome: it opens again by itself.
         "queue": {"poll_s": 0.5, "auto_open": True, "reopen_after_safe_s": 0},
-        "couriers": {"send_every_s": 0.5},
+        "couriers": {"send_every_s": 0.5, "simulator": {"enabled": False}},
     }
 
 

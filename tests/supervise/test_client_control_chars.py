@@ -65,7 +65,7 @@ def test_pages_answer_when_a_log_holds_control_characters(bell_host: Fleet) -> N
     [host] = api.json()["hosts"]
     tail = next(p for p in host["processes"] if p["full_name"] == "work:bell")["stdout_tail"]
     assert "ding  bell" in tail and "\x07" not in tail and "\x1b" not in tail
-    page = httpx.get(f"{bell_host.web_url}/", timeout=60)
+    page = httpx.get(f"{bell_host.web_url}/processes", timeout=60)
     assert page.status_code == 200 and "ding  bell" in page.text and "\x07" not in page.text
 
 

@@ -30,7 +30,7 @@ def test_programs_are_named_group_program_and_logs_are_per_host(tmp_path: Path) 
     ini.read_string(text)
     assert ini["inet_http_server"]["port"] == "127.0.0.1:9101"
     assert ini["inet_http_server"]["password"] == "p%%ss"  # supervisord expands %(..)s
-    assert ini["group:www"]["programs"] == "www-dashboard"
+    assert ini["group:www"]["programs"] == "www-dashboard,www-report"
     assert ini["program:www-dashboard"]["process_name"] == "dashboard"
     assert ini["program:www-dashboard"]["command"].endswith("-m gozen run www:dashboard")
     assert ini["program:bi-metabase"]["command"] == "java -jar 'metabase 1.jar'"

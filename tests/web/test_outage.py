@@ -196,7 +196,7 @@ def test_dashboard_on_postgresql_answers_503_while_it_is_away_then_200(pg_dashbo
             assert_banner_page(web.get("/data"))
             procs = web.get("/api/processes")  # supervisord's view needs no database: the page to use now
             assert procs.status_code == 200 and procs.json()["summary"]["heartbeats_known"] is False
-            page = web.get("/")
+            page = web.get("/processes")
             assert page.status_code == 200 and 'data-host="buf-node1"' in page.text
             assert "heartbeats unknown: the database is not answering" in page.text
             health = web.get("/api/health")

@@ -106,7 +106,7 @@ def test_bad_actions_get_a_clear_4xx_or_502(web: httpx.Client, url: str, status:
 
 
 def test_page_shows_hosts_states_and_unreachable(web: httpx.Client) -> None:
-    page = web.get("/").text
+    page = web.get("/processes").text
     assert 'id="host-buf-node2"' in page and "UNREACHABLE" in page and "connection refused" in page
     assert 'data-program="work:ticker"' in page and "state-RUNNING" in page
     assert web.get("/processes/fragment").status_code == 200
@@ -128,7 +128,7 @@ def test_a_running_program_whose_heartbeat_is_stale_is_marked_and_a_fresh_one_is
         assert procs[alive]["heartbeat"]["stale"] is False and procs[alive]["heartbeat"]["age_s"] < 60
         assert procs[("buf-node1", "work:ticker")]["heartbeat"] is None  # never beats: nothing to say
         assert body["summary"]["no_heartbeat"] >= 1 and body["summary"]["heartbeats_known"] is True
-        page = web.get("/").text
+        page = web.get("/processes").text
         hung_host = page.split('data-host="buf-node0"', 1)[1].split("</section>", 1)[0]
         hung_row = hung_host.split('data-program="work:other"', 1)[1].split("</tr>", 1)[0]
         assert re.search(r"no heartbeat for 1[2-9]\d s", hung_row), hung_row

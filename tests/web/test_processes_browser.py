@@ -46,7 +46,7 @@ def row(page: Page, host: str, program: str):  # type: ignore[no-untyped-def]
 
 
 def test_operator_logs_in_clicks_stop_and_sees_stopped(fleet: Fleet, page: Page) -> None:
-    page.goto(f"{fleet.web_url}/")
+    page.goto(f"{fleet.web_url}/processes")
     expect(page.locator("#login-link")).to_be_visible()
     expect(page.locator('section[data-host="buf-node2"]')).to_contain_text("UNREACHABLE")
     page.click("#login-link")
@@ -69,7 +69,7 @@ def test_operator_logs_in_clicks_stop_and_sees_stopped(fleet: Fleet, page: Page)
 
 
 def test_page_refreshes_itself_when_a_process_changes_elsewhere(fleet: Fleet, page: Page) -> None:
-    page.goto(f"{fleet.web_url}/")
+    page.goto(f"{fleet.web_url}/processes")
     expect(row(page, "buf-node0", "work:other").locator(".state")).to_have_text("RUNNING")
     fleet.client("buf-node0").act("stop", "work:other")
     expect(row(page, "buf-node0", "work:other").locator(".state")).to_have_text("STOPPED")
@@ -78,7 +78,7 @@ def test_page_refreshes_itself_when_a_process_changes_elsewhere(fleet: Fleet, pa
 
 
 def test_without_login_the_buttons_are_hidden(fleet: Fleet, page: Page) -> None:
-    page.goto(f"{fleet.web_url}/")
+    page.goto(f"{fleet.web_url}/processes")
     expect(row(page, "buf-node0", "work:ticker").locator('button[data-action="stop"]')).to_be_hidden()
 
 
@@ -101,7 +101,7 @@ def test_an_unreachable_host_is_greyed_with_its_last_known_programs(fleet: Fleet
     publish(engine, "fleet:watch", host_readings(earlier, None, 600), history=False)  # when it answered
     FleetWatch(Context(fleet.cfg, "daq-master", engine, "fleet:watch")).run_once()  # now it does not
 
-    page.goto(f"{fleet.web_url}/")
+    page.goto(f"{fleet.web_url}/processes")
     section = page.locator('section[data-host="buf-node2"]')
     expect(section).to_have_class("host unreachable")
     expect(section.locator(".since")).to_contain_text("unreachable since ")

@@ -159,7 +159,7 @@ def test_cross_site_login_form_is_refused(fleet: Fleet, browser: Browser, attack
     try:
         assert attack(ctx, attacker, "/login.html", f"{fleet.web_url}/login") == 403
         page = ctx.new_page()
-        page.goto(f"{fleet.web_url}/")
+        page.goto(f"{fleet.web_url}/processes")
         expect(page.locator("#login-link")).to_be_visible()  # not logged in as anyone
     finally:
         ctx.close()
@@ -167,7 +167,7 @@ def test_cross_site_login_form_is_refused(fleet: Fleet, browser: Browser, attack
 
 def test_the_apps_own_page_still_acts_from_the_browser(fleet: Fleet, operator_context: BrowserContext) -> None:
     page = operator_context.new_page()
-    page.goto(f"{fleet.web_url}/")
+    page.goto(f"{fleet.web_url}/processes")
     row = page.locator('section[data-host="buf-node1"] tr[data-program="work:other"]')
     with page.expect_response(lambda r: r.url.endswith("/restart") and r.request.method == "POST") as got:
         row.locator('button[data-action="restart"]').click()
@@ -250,7 +250,7 @@ def test_every_response_carries_the_security_headers(fleet: Fleet, path: str) ->
 
 # /data is left out: its template (another part's) still has an inline script, which the CSP
 # blocks; the page reloads itself through page.js all the same (next test).
-@pytest.mark.parametrize("path", ["/", "/queue", "/monitors", "/events", "/alerts", "/login"])
+@pytest.mark.parametrize("path", ["/processes", "/queue", "/monitors", "/events", "/alerts", "/login"])
 def test_pages_run_under_the_csp_without_violations_and_reload_themselves(
     fleet: Fleet,
     browser: Browser,  # noqa: F811
@@ -262,7 +262,7 @@ def test_pages_run_under_the_csp_without_violations_and_reload_themselves(
     page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         page.goto(f"{fleet.web_url}{path}")
-        if path not in ("/", "/queue", "/login"):  # "/" and /queue refresh in place (processes.js, queue.js)
+        if path not in ("/processes", "/queue", "/login"):  # they refresh in place (processes.js, queue.js)
             with page.expect_event("load", timeout=60_000):  # refresh_s is 1 in the fleet
                 pass
         else:

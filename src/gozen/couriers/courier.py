@@ -71,7 +71,7 @@ class Courier(Service):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.cfg, self.engine, self.feed = ctx.cfg, ctx.engine, feed_named(ctx.args["feed"])
-        self.conf: Feed = ctx.cfg.couriers.feed(self.feed)
+        self.conf: Feed = ctx.cfg.feed_in_use(self.feed)
         self.period_s = self.conf.every_s
         self.feed_trouble = ctx.trouble("feed_failing", "feed_ok", self.conf.url or self.feed, severity="warning")
         self.consumer: Any = None  # the GCN Kafka consumer, when MAXI comes from there
@@ -171,7 +171,7 @@ class Courier(Service):
         """Turn alerts that match a rule into queue recipes, one per source (couriers/followup.py): a new
         recipe, or the earlier one of the same source revised, or the alert folded into it. Never twice:
         an alert already noted with a recipe is passed over, and a new recipe's uuid comes from its alert."""
-        for rule in self.cfg.couriers.followups:
+        for rule in self.cfg.followups_in_use():
             if rule.feed != self.feed:
                 continue
             for a in new:

@@ -90,7 +90,7 @@ class Sender(Service):
         super().__init__(ctx)
         self.cfg, self.engine = ctx.cfg, ctx.engine
         self.period_s = ctx.cfg.couriers.send_every_s
-        self.notifiers = {n.name: n for n in ctx.cfg.notifiers}
+        self.notifiers = {n.name: n for n in ctx.cfg.notifiers_in_use()}
         self.troubles: dict[str, Trouble] = {}
         self.trimmed_at = float("-inf")
 

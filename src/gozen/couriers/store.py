@@ -70,7 +70,7 @@ class SeenAlert:
 
 
 def routes(cfg: Config, kind: str) -> list[Notifier]:
-    return [n for n in cfg.notifiers if "*" in n.kinds or kind in n.kinds]
+    return [n for n in cfg.notifiers_in_use() if "*" in n.kinds or kind in n.kinds]
 
 
 def enqueue(conn: Connection, cfg: Config, kind: str, text: str, blocks: list[dict[str, Any]] | None = None) -> int:

@@ -334,7 +334,12 @@ def _host(cfg: Config, name: str, configured: bool, chips: list[ChipStats], boar
     prefix = f"daq.{name}."
     rings = [v for k, v in board.values.items() if k.startswith(prefix + "ring.") and k.endswith(".fill_pct")]
     rates = [v for k, v in board.values.items() if k.startswith(prefix + "readout-") and k.endswith(".frames_per_s")]
-    programs = [p.full_name for p in programs_for(cfg, cfg.host(name)) if p.group == "daq"] if configured else []
+    # The programs frames pass through (daq:quicklook only looks at files already written).
+    programs = (
+        [p.full_name for p in programs_for(cfg, cfg.host(name)) if p.group == "daq" and p.name != "quicklook"]
+        if configured
+        else []
+    )
     beats = {p: board.values.get(heartbeat_key(name, p)) for p in programs}
     return HostStats(
         **total(mine),

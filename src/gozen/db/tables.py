@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -84,6 +85,7 @@ exposures = Table(
     comment="Exposures of the whole camera: one file per chip each.",
 )
 Index(None, exposures.c.state, exposures.c.exp_id)
+Index(None, exposures.c.start_at)
 
 daq_files = Table(
     "daq_files",
@@ -130,6 +132,32 @@ daq_files = Table(
     comment="FITS files written by the DAQ: one per chip per exposure.",
 )
 Index(None, daq_files.c.created_at)
+
+quicklook = Table(
+    "quicklook",
+    metadata,
+    Column("exp_id", Integer, ForeignKey("exposures.exp_id"), primary_key=True, comment="Exposure (EXP_ID)."),
+    Column("det_id", Integer, primary_key=True, comment="Detector id (DET-ID)."),
+    Column("daq_host", String(128), nullable=False, comment="DAQ host whose daq:quicklook made it."),
+    Column("made_at", UtcDateTime, nullable=False, comment="When it was made."),
+    Column("binning", Integer, nullable=False, comment="Pixels binned (mean) into one, on each axis."),
+    Column("width", Integer, nullable=False, comment="Width of the binned picture, pixels."),
+    Column("height", Integer, nullable=False, comment="Height of the binned picture, pixels."),
+    Column("z1", Float, nullable=False, comment="Lower display limit (zscale), ADU."),
+    Column("z2", Float, nullable=False, comment="Upper display limit (zscale), ADU."),
+    Column("png", LargeBinary, nullable=False, comment="The binned first frame, 8-bit grey PNG scaled z1..z2."),
+    Column("sky_adu", Float, nullable=True, comment="Median sky level of the first frame, ADU."),
+    Column("noise_adu", Float, nullable=True, comment="Sky noise (background RMS) of the first frame, ADU."),
+    Column("n_stars", Integer, nullable=True, comment="Sources detected (sep) on the first frame (NULL: not counted)."),
+    Column(
+        "fwhm_px",
+        Float,
+        nullable=True,
+        comment="Median FWHM of those sources, unbinned pixels (NULL: none found or not measured).",
+    ),
+    comment="Quick look of each chip's first frame per exposure (daq:quicklook): a picture and sky statistics.",
+)
+Index(None, quicklook.c.made_at)
 
 readout_reports = Table(
     "readout_reports",

@@ -85,7 +85,7 @@ def _courier(feed: FeedName) -> Program:
 
 def _feed_is_read(cfg: Config, feed: FeedName) -> bool:
     # MAXI notices come from its URL or from GCN Kafka.
-    return cfg.couriers.feed(feed).url is not None or (feed == "maxi" and cfg.couriers.gcn is not None)
+    return cfg.feed_in_use(feed).url is not None or (feed == "maxi" and cfg.couriers.gcn is not None)
 
 
 def _has_node_quotas(cfg: Config, host: Host) -> bool:
@@ -118,6 +118,14 @@ def registry(cfg: Config) -> list[Program]:
         ),
         *_daq_workers(
             "writer", cfg.daq.writers, cfg.daq.writer_cpus, "writes FITS files from the rings and catalogues them"
+        ),
+        Program(
+            "daq",
+            "quicklook",
+            frozenset({"daq"}),
+            "gozen.daq.quicklook:QuickLook",
+            "pictures and sky statistics of each chip's first frame, off the writers' path",
+            where=lambda cfg, _host: cfg.daq.quicklook.enabled,
         ),
         # They touch the DAQ volumes, so they run where the DAQ does.
         Program("transfer", "push", frozenset({"daq"}), "gozen.transfer.agents:Pusher", "queues new files for copying"),
@@ -233,6 +241,15 @@ def registry(cfg: Config) -> list[Program]:
             "runs the queued observation recipes",
             autorestart="unexpected",  # a shutdown recipe exits 0: it stays stopped
         ),
+        Program(
+            "sim",
+            "feeds",
+            frozenset({"couriers"}),
+            "gozen.devices.simulators.feeds:main",
+            "plays the CNEOS, Gaia, MAXI and MPEC feeds and a Slack stand-in",
+            where=lambda cfg, host: cfg.sim_feeds_host() is host,
+            startsecs=1,
+        ),
         *(_courier(feed) for feed in FEEDS),
         Program(
             "courier",
@@ -265,6 +282,14 @@ def registry(cfg: Config) -> list[Program]:
             "posts the outbox's messages to Slack and the other notifiers",
         ),
         Program("www", "dashboard", frozenset({"web"}), "gozen.web.app:main", "serves the web pages and the JSON API"),
+        Program(
+            "www",
+            "report",
+            frozenset({"web"}),
+            "gozen.report.nightly:Reporter",
+            "makes each night's report after the morning twilight and posts it to Slack",
+            where=lambda cfg, _host: cfg.reports.enabled,
+        ),
     ]
 
 

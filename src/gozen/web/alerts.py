@@ -34,7 +34,7 @@ def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
             for a in store.recent_alerts(engine, f, limit)
         ]
         read = {"checked_at": st.checked_at.isoformat(), "status": st.status} if st else {}
-        feeds[f] = {"url": cfg.couriers.feed(f).url, **read, "alerts": seen}
+        feeds[f] = {"url": cfg.feed_in_use(f).url, **read, "alerts": seen}
     posts = [
         {
             "id": m.id,
@@ -52,7 +52,7 @@ def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
     return {
         "feeds": feeds,
         "posts": posts,
-        "notifiers": [{"name": n.name, "kind": n.kind, "kinds": n.kinds} for n in cfg.notifiers],
+        "notifiers": [{"name": n.name, "kind": n.kind, "kinds": n.kinds} for n in cfg.notifiers_in_use()],
     }
 
 

@@ -19,7 +19,7 @@ from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.durations import uptime_words
 from gozen.service import Context, is_outage, this_host
-from gozen.web import alerts, daq, data, events, health, login, monitors, plan, processes, queue
+from gozen.web import alerts, daq, data, events, health, login, monitors, overview, plan, processes, queue
 from gozen.web.auth import Authenticator, session_secret
 from gozen.web.csrf import SESSION_COOKIE, CsrfGuard, form_token
 from gozen.web.headers import SecurityHeaders
@@ -27,11 +27,14 @@ from gozen.web.limits import BodyLimit
 from gozen.web.security import session_identity
 from gozen.web.sessions import SessionRegistry
 from gozen.web.throttle import LoginThrottle
+from gozen.web.times import when_filter, zone_abbreviation
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["uptime"] = uptime_words
+templates.env.filters["when"] = when_filter
+templates.env.globals["zone_abbreviation"] = zone_abbreviation
 templates.env.globals["version"] = __version__
 templates.env.globals["form_token"] = form_token
 
@@ -70,7 +73,7 @@ def create_app(cfg: Config, engine: Engine | None = None, host: str | None = Non
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(DBAPIError, database_unavailable)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (health, login, processes, daq, data, events, monitors, queue, plan, alerts):
+    for module in (health, login, overview, processes, daq, data, events, monitors, queue, plan, alerts):
         app.include_router(module.router)
     return app
 

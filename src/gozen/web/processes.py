@@ -119,7 +119,7 @@ def _context(request: Request, seen: Overview) -> dict[str, Any]:
     }
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/processes", response_class=HTMLResponse)
 async def processes_page(request: Request) -> Response:
     seen = await run_in_threadpool(overview, request, PAGE_TAIL_BYTES)
     return request.app.state.templates.TemplateResponse(request, "processes.html", _context(request, seen))
