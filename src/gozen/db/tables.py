@@ -159,6 +159,28 @@ quicklook = Table(
 )
 Index(None, quicklook.c.made_at)
 
+nightly_reports = Table(
+    "nightly_reports",
+    metadata,
+    Column(
+        "night", String(10), primary_key=True, comment="The night, named by the local date of its evening (YYYY-MM-DD)."
+    ),
+    Column("host", String(128), nullable=False, comment="Web host whose www:report made it (the files are there)."),
+    Column("made_at", UtcDateTime, nullable=False, comment="When it was made."),
+    Column("start_at", UtcDateTime, nullable=False, comment="Start of the span reported (UTC)."),
+    Column("end_at", UtcDateTime, nullable=False, comment="End of the span reported (UTC)."),
+    Column("path", Text, nullable=False, comment="Directory of its index.html and PNG plots on that host."),
+    Column("exposures", Integer, nullable=False, comment="Exposures started in the night."),
+    Column("frames", BigInteger, nullable=False, comment="Frames written (all chips)."),
+    Column("frames_lost", BigInteger, nullable=False, comment="Frames missing or dropped (all chips)."),
+    Column("bytes", BigInteger, nullable=False, comment="Bytes of FITS files written."),
+    Column("summary", Text, nullable=False, comment="The one-line summary posted with the link."),
+    Column("slack_state", String(16), nullable=False, comment="pending, posted, failed or off (no Slack to post to)."),
+    Column("slack_error", Text, nullable=True, comment="Why the last post failed."),
+    Column("posted_at", UtcDateTime, nullable=True, comment="When it was posted to Slack."),
+    comment="Nightly reports (www:report): one per night, with its totals and whether it reached Slack.",
+)
+
 readout_reports = Table(
     "readout_reports",
     metadata,
