@@ -19,7 +19,23 @@ from gozen.config import Config
 from gozen.db.engine import make_engine
 from gozen.durations import uptime_words
 from gozen.service import Context, is_outage, this_host
-from gozen.web import alerts, daq, data, events, health, login, monitors, overview, plan, processes, queue
+from gozen.web import (
+    alerts,
+    daq,
+    data,
+    events,
+    exposures,
+    health,
+    login,
+    metrics,
+    monitors,
+    overview,
+    plan,
+    processes,
+    queue,
+    quicklook,
+    reports,
+)
 from gozen.web.auth import Authenticator, session_secret
 from gozen.web.csrf import SESSION_COOKIE, CsrfGuard, form_token
 from gozen.web.headers import SecurityHeaders
@@ -73,7 +89,23 @@ def create_app(cfg: Config, engine: Engine | None = None, host: str | None = Non
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(DBAPIError, database_unavailable)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (health, login, overview, processes, daq, data, events, monitors, queue, plan, alerts):
+    for module in (
+        health,
+        login,
+        overview,
+        processes,
+        daq,
+        quicklook,
+        exposures,
+        data,
+        events,
+        monitors,
+        queue,
+        plan,
+        alerts,
+        reports,
+        metrics,
+    ):
         app.include_router(module.router)
     return app
 
