@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from gozen.cli import audit, config, daq, db, fleet, processes, queue, transfer, web
+from gozen.cli import audit, bi, config, daq, db, fleet, processes, queue, report, transfer, web
 from gozen.cli.root import GozenGroup
 from gozen.config import CONFIG_ENV
 
@@ -51,3 +51,5 @@ app.add_typer(audit.app)
 app.add_typer(web.app, name="web")
 app.add_typer(queue.app, name="queue")
 app.add_typer(fleet.app, name="fleet")
+app.add_typer(report.app)  # gozen report [NIGHT]
+app.add_typer(bi.app)  # gozen bi
