@@ -1,4 +1,6 @@
-"""The Alerts page: recent alerts per feed, what was posted where and when, the follow-ups made."""
+"""The Alerts page: recent alerts per feed, what was posted where and when, the follow-ups made;
+with the simulated observatory (couriers.simulator), which feeds are simulated and a link to the
+Slack stand-in's page of the messages it received."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ router = APIRouter()
 
 def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
     engine, cfg = request.app.state.engine, request.app.state.cfg
+    sim = cfg.sim_feeds_url()
     states = store.feed_states(engine)
     feeds = {}
     for f in FEEDS:
@@ -34,7 +37,9 @@ def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
             for a in store.recent_alerts(engine, f, limit)
         ]
         read = {"checked_at": st.checked_at.isoformat(), "status": st.status} if st else {}
-        feeds[f] = {"url": cfg.feed_in_use(f).url, **read, "alerts": seen}
+        url = cfg.feed_in_use(f).url
+        simulated = sim is not None and url is not None and url.startswith(f"{sim}/")
+        feeds[f] = {"url": url, "simulated": simulated, **read, "alerts": seen}
     posts = [
         {
             "id": m.id,
@@ -50,6 +55,8 @@ def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
         for m in store.recent_messages(engine, 100)
     ]
     return {
+        # sim:feeds (couriers.simulator): its feeds and its Slack stand-in, whose page shows what was "posted"
+        "simulator": None if sim is None else {"url": sim, "slack_url": f"{sim}/sim/slack"},
         "feeds": feeds,
         "posts": posts,
         "notifiers": [{"name": n.name, "kind": n.kind, "kinds": n.kinds} for n in cfg.notifiers_in_use()],

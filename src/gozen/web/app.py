@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
@@ -17,12 +17,14 @@ from starlette.middleware.sessions import SessionMiddleware
 from gozen import __version__
 from gozen.config import Config
 from gozen.db.engine import make_engine
+from gozen.db.types import utcnow
 from gozen.durations import uptime_words
 from gozen.service import Context, is_outage, this_host
 from gozen.web import (
     alerts,
     daq,
     data,
+    docs,
     events,
     exposures,
     health,
@@ -38,6 +40,7 @@ from gozen.web import (
 )
 from gozen.web.auth import Authenticator, session_secret
 from gozen.web.csrf import SESSION_COOKIE, CsrfGuard, form_token
+from gozen.web.emoji import emoji_filter
 from gozen.web.headers import SecurityHeaders
 from gozen.web.limits import BodyLimit
 from gozen.web.security import session_identity
@@ -50,9 +53,11 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["uptime"] = uptime_words
 templates.env.filters["when"] = when_filter
+templates.env.filters["emoji"] = emoji_filter
 templates.env.globals["zone_abbreviation"] = zone_abbreviation
 templates.env.globals["version"] = __version__
 templates.env.globals["form_token"] = form_token
+templates.env.globals["utcnow"] = utcnow
 
 
 def main(ctx: Context) -> None:
@@ -66,7 +71,8 @@ def main(ctx: Context) -> None:
 
 def create_app(cfg: Config, engine: Engine | None = None, host: str | None = None) -> FastAPI:
     """The app on `engine` (default: a new one on the configured database), as `host` (default: this one)."""
-    app = FastAPI(title="gozen", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json")
+    # /api/docs is gozen's own page (web/docs.py): Swagger UI from a package, not from a CDN.
+    app = FastAPI(title="gozen", version=__version__, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.cfg = cfg
     app.state.engine = engine or make_engine(cfg.database_url)
     app.state.auth = Authenticator(cfg)
@@ -88,9 +94,12 @@ def create_app(cfg: Config, engine: Engine | None = None, host: str | None = Non
     app.add_middleware(BodyLimit, max_bytes=cfg.web.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(DBAPIError, database_unavailable)
+    docs.mount_assets(app)  # /static/swagger: before /static, which would answer it first
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_api_route("/favicon.ico", favicon, include_in_schema=False)
     for module in (
         health,
+        docs,
         login,
         overview,
         processes,
@@ -108,6 +117,11 @@ def create_app(cfg: Config, engine: Engine | None = None, host: str | None = Non
     ):
         app.include_router(module.router)
     return app
+
+
+async def favicon() -> Response:
+    """Browsers ask /favicon.ico whatever the page links: the same SVG icon."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
 
 
 async def database_unavailable(request: Request, err: Exception) -> Response:

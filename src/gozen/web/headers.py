@@ -1,7 +1,8 @@
 """Security headers on every response: CSP, no framing, no sniffing, same-origin referrers.
 
-The pages run only the app's own scripts (`/static/*.js`), so `script-src 'self'` holds;
-inline `style=` attributes (bar widths) are allowed, nothing else inline.
+The pages run only the app's own scripts (`/static/*.js`, Swagger UI's from /static/swagger too),
+so `script-src 'self'` holds everywhere, /api/docs included; inline `style=` attributes (bar
+widths) are allowed, nothing else inline.
 """
 
 from __future__ import annotations
@@ -11,14 +12,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-# FastAPI's Swagger page (/api/docs) is an inline script loading Swagger UI from a CDN; it shows
-# no data of ours, so it alone gets a looser policy rather than no page at all.
-DOCS_PATH = "/api/docs"
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
@@ -40,14 +33,10 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        extra = SECURITY_HEADERS
-        if scope["path"] == DOCS_PATH:
-            extra = SECURITY_HEADERS | {"Content-Security-Policy": DOCS_CSP}
-
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in extra.items():
+                for name, value in SECURITY_HEADERS.items():
                     if name not in headers:
                         headers[name] = value
             await send(message)

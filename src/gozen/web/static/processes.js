@@ -18,7 +18,7 @@
       if (!r.ok) throw new Error("HTTP " + r.status);
       hosts.innerHTML = await r.text();
       open.forEach((id) => { const d = document.getElementById(id); if (d) d.open = true; });
-      document.getElementById("updated").textContent = new Date().toLocaleTimeString();
+      document.getElementById("updated").textContent = window.gozen.when(new Date().toISOString(), "time");
     } catch (e) {
       say("Could not refresh: " + e.message, true);
     }
