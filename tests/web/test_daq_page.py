@@ -1,5 +1,6 @@
 """The DAQ page in headless Chromium: the focal plane's 84 chips in their places, coloured by state,
-each one's numbers on hover and click, and /api/daq answering the same numbers."""
+each one's numbers and latest quick look on hover and click, the latest quick-look mosaic, and /api/daq
+answering the same numbers."""
 
 from __future__ import annotations
 
@@ -11,18 +12,33 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import Engine, func, select
 
 from gozen.config import tomoe_chip_ids
 from gozen.daq.focalplane import chip_center_deg
+from gozen.daq.quicklook import MOSAIC_SCALE, look_at, record_look
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
+from gozen.db.tables import exposures
+from gozen.web.daq import FOCAL_PLANE
 from tests.conftest import free_port, web_section, write_config
+from tests.daq.test_quicklook import star_field
 from tests.daq.test_stats import CHIPS, config_data, seed
 from tests.web.served import served
 from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
 
 SHOTS = Path(__file__).parents[2] / "var" / "test-screenshots"
 EXPECTED_STATES = {111: "ok", 112: "missing", 121: "dropped", 211: "damaged", 212: "not_recognised", 221: "no_data"}
+LOOKED = {111: (40, 3.0), 112: (25, 4.5), 211: (60, 2.5)}  # chip: stars, FWHM px of its quick look's frame
+
+
+def seed_looks(engine: Engine) -> int:
+    """Quick looks of three chips of the newest exposure, as daq:quicklook records them; its exp_id."""
+    with engine.connect() as conn:
+        exp_id = conn.execute(select(func.max(exposures.c.exp_id))).scalar_one()
+    for det, (n, fwhm) in LOOKED.items():
+        record_look(engine, exp_id, det, "daq0" if det < 200 else "daq1", look_at(star_field(n, fwhm, seed=det), 8))
+    return int(exp_id)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +52,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine = make_engine(cfg.database_url)
     upgrade(engine)
     seed(cfg, engine, datetime.now(UTC))
+    seed_looks(engine)
     with served(cfg, engine) as url:
         yield url
 
@@ -98,7 +115,7 @@ def test_focal_plane_shows_84_chips_in_their_places_coloured_by_state(app_url: s
     assert len(set(fills.values())) == len(fills) == 7  # every state its own colour
     expect(page.locator("#legend li")).to_have_count(7)
     expect(page.locator('#legend li[data-state="not_configured"] [data-count]')).to_have_text("78")
-    expect(page.locator("figcaption")).to_contain_text("north up, east left")
+    expect(page.locator("figure.focal-plane figcaption")).to_contain_text("north up, east left")
     expect(page.locator("body")).to_have_attribute("data-reload-s", "300.0")  # page.js reloads it
     expect(page.locator('#daq-hosts tr[data-host="daq0"]')).to_contain_text("UP")
     expect(page.locator('#daq-hosts tr[data-host="daq1"]')).to_contain_text("DOWN")
@@ -152,3 +169,60 @@ def test_api_daq_hosts_and_hours(app_url: str) -> None:
     assert [c["state"] for c in wider["chips"] if c["det_id"] == 221] == ["ok"]
     bad = httpx.get(f"{app_url}/api/daq", params={"hours": "-1"}, timeout=30)
     assert bad.status_code == 422 and "hours" in bad.text
+
+
+def test_focal_plane_map_shows_a_chips_latest_quick_look_and_the_mosaic(app_url: str, page: Page) -> None:
+    doc = httpx.get(f"{app_url}/api/daq", timeout=30).json()
+    api = {c["det_id"]: c for c in doc["chips"]}
+    exp_id = doc["quicklook"]["exp_id"]
+    assert doc["quicklook"]["mosaic"] == f"/exposures/{exp_id}/mosaic.png"
+    assert {d for d, c in api.items() if c["quicklook"]} == set(LOOKED)
+    for det, (n, fwhm) in LOOKED.items():
+        look = api[det]["quicklook"]
+        assert look["exp_id"] == exp_id and look["n_stars"] == n and look["fwhm_px"] == pytest.approx(fwhm, rel=0.1)
+        assert look["sky_adu"] == pytest.approx(1000, abs=2) and look["png"] == f"/exposures/{exp_id}/chips/{det}.png"
+
+    page.goto(f"{app_url}/daq")
+    assert "40 stars" in page.locator("#chip-111 > title").text_content()  # type: ignore[operator]
+    page.click("#chip-112")
+    card = page.locator('[data-card="112"]')
+    look = api[112]["quicklook"]
+    expect(card.locator('[data-field="n_stars"]')).to_have_text("25")
+    expect(card.locator('[data-field="fwhm_px"]')).to_have_text(f"{look['fwhm_px']:.2f} px")
+    expect(card.locator('[data-field="sky_adu"]')).to_have_text(f"{look['sky_adu']:.1f} ADU")
+    expect(card.locator('[data-field="noise_adu"]')).to_have_text(f"{look['noise_adu']:.2f} ADU")
+    expect(card).to_contain_text(f"exp {exp_id}")
+    picture = card.locator("img.chip-look")
+    expect(picture).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+    assert picture.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [250, 141]
+
+    mosaic = page.locator("#quicklook-mosaic img")
+    expect(page.locator("#quicklook-mosaic h2")).to_contain_text(f"exposure {exp_id}")
+    mosaic.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=mosaic.element_handle())
+    size = mosaic.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [round(FOCAL_PLANE.width * MOSAIC_SCALE), round(FOCAL_PLANE.height * MOSAIC_SCALE)]
+    page.screenshot(path=str(SHOTS / "daq-quicklook.png"), full_page=True)
+
+    page.click("#chip-121")  # no quick look of this chip
+    expect(page.locator('[data-card="121"] [data-field="no_look"]')).to_have_text("none yet")
+    expect(page.locator('[data-card="121"] img')).to_have_count(0)
+
+
+def test_quick_look_pictures_answer_png_404_and_422(app_url: str) -> None:
+    exp_id = httpx.get(f"{app_url}/api/daq", timeout=30).json()["quicklook"]["exp_id"]
+    chip = httpx.get(f"{app_url}/exposures/{exp_id}/chips/211.png", timeout=30)
+    assert chip.status_code == 200 and chip.headers["content-type"] == "image/png"
+    assert chip.content.startswith(b"\x89PNG")
+    mosaic = httpx.get(f"{app_url}/exposures/{exp_id}/mosaic.png", timeout=30)
+    assert mosaic.status_code == 200 and mosaic.headers["content-type"] == "image/png"
+    none = httpx.get(f"{app_url}/exposures/{exp_id}/chips/121.png", timeout=30)
+    assert none.status_code == 404
+    assert none.json()["detail"].startswith(f"no quick look of chip 121 of exposure {exp_id}")
+    gone = httpx.get(f"{app_url}/exposures/99999/mosaic.png", timeout=30)
+    assert gone.status_code == 404 and "exposure 99999" in gone.json()["detail"]
+    bad = httpx.get(f"{app_url}/exposures/latest/mosaic.png", timeout=30)
+    assert bad.status_code == 422 and "exp_id" in bad.text
+    bad = httpx.get(f"{app_url}/exposures/{exp_id}/chips/abc.png", timeout=30)
+    assert bad.status_code == 422 and "det_id" in bad.text

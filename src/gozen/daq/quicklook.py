@@ -253,7 +253,7 @@ def draw_mosaic(pictures: dict[int, bytes], caption: str) -> bytes:
     k = MOSAIC_SCALE
     canvas = Image.new("RGB", (round(FOCAL_PLANE.width * k), round(FOCAL_PLANE.height * k)), (24, 26, 30))
     draw = ImageDraw.Draw(canvas)
-    small, big = ImageFont.load_default(size=13), ImageFont.load_default(size=26)
+    small, big = ImageFont.load_default(size=18), ImageFont.load_default(size=32)
     for b in FOCAL_PLANE.boxes:
         x, y, w, h = round(b.x * k), round(b.y * k), round(b.w * k), round(b.h * k)
         png = pictures.get(b.det_id)
