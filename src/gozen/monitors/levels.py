@@ -1,10 +1,12 @@
-"""OK / WARN / ALARM for board values: what the Monitors page colours, from the config's limits."""
+"""OK / WARN / ALARM for board values from the config's limits; STALE and N/A (not here) for the Monitors page."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from gozen.config import Config
+from gozen.daq.snapshot import StatusValue
 
 Level = Literal["ok", "warn", "alarm"]
 
@@ -39,3 +41,27 @@ def level(cfg: Config, key: str, value: object) -> Level | None:
     if key.startswith("zfs.") and key.endswith(".state"):
         return "ok" if value == "ONLINE" else "alarm" if value in ("FAULTED", "UNAVAIL") else "warn"
     return None
+
+
+State = Literal["ok", "warn", "alarm", "stale", "na"]
+
+
+def not_available(key: str, values: Mapping[str, StatusValue]) -> bool:
+    """True for a device that does not exist here: the key, or a key under its prefix, is `<prefix>.available`
+    and says false (ZFS on a host without zpools). Its values are not stale, they will never come."""
+    parts = key.split(".")
+    for n in range(1, len(parts)):
+        sv = values.get(".".join(parts[:n]) + ".available")  # a key `x.available` is its own flag
+        if sv is not None and sv.value is False:
+            return True
+    return False
+
+
+def state(cfg: Config, key: str, values: Mapping[str, StatusValue]) -> State | None:
+    """What the Monitors page says of a value: N/A (not here at all) before STALE (too old) before its level."""
+    if not_available(key, values):
+        return "na"
+    sv = values[key]
+    if sv.stale:
+        return "stale"
+    return level(cfg, key, sv.value)

@@ -1,0 +1,104 @@
+"""Status history for plots, thinned in the database: a few hundred buckets per key whatever the range.
+
+Two days of readings every 5 s are ~35,000 rows a key; a plot needs a point per pixel column. The
+database groups each key's readings into `buckets` equal slices of [since, until] and returns,
+per slice, the minimum, maximum and mean of numbers, or the smallest and largest of other values
+(false < true: a slice where a flag changed says so). SQLite and PostgreSQL both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, bindparam, text
+
+BUCKETS = 300
+
+_SLICE = {
+    "sqlite": "CAST(round((julianday(time) - julianday(:t0)) * 86400.0, 3) / :width AS INTEGER)",  # to the ms
+    "postgresql": "CAST(floor(extract(epoch FROM (time - CAST(:t0 AS timestamptz))) / :width) AS INTEGER)",
+}
+_NUMBER = {
+    "sqlite": "CASE WHEN json_type(value) IN ('integer', 'real') THEN CAST(value AS REAL) END",
+    "postgresql": "CASE WHEN json_typeof(value) = 'number' THEN CAST(CAST(value AS TEXT) AS DOUBLE PRECISION) END",
+}
+_TEXT = {"sqlite": "CAST(value AS TEXT)", "postgresql": "CAST(value AS TEXT)"}
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One slice of a numeric key: its middle time, and the readings' min, max and mean in it."""
+
+    time: datetime
+    lo: float
+    hi: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class Span:
+    """One slice of a true/false or text key: its start and end, and the smallest and largest value read in it
+    (as text sorts: false < true; equal when the value held all through)."""
+
+    start: datetime
+    end: datetime
+    lo: object
+    hi: object
+
+
+def _time_param(engine: Engine, t: datetime) -> str | datetime:
+    t = t.astimezone(UTC)
+    return t.replace(tzinfo=None).isoformat(sep=" ") if engine.dialect.name == "sqlite" else t
+
+
+def _rows(engine: Engine, expr: str, keys: list[str], since: datetime, until: datetime, buckets: int) -> list:  # type: ignore[type-arg]
+    dialect = engine.dialect.name if engine.dialect.name in _SLICE else "sqlite"
+    width = max((until - since).total_seconds() / buckets, 1e-3)
+    q = text(
+        f"SELECT key, {_SLICE[dialect]} AS b, {expr.format(v=_NUMBER[dialect], t=_TEXT[dialect])} "
+        "FROM status_history WHERE key IN :keys AND time >= :since AND time <= :until GROUP BY key, b ORDER BY key, b"
+    ).bindparams(bindparam("keys", expanding=True))
+    params = {
+        "keys": keys,
+        "t0": _time_param(engine, since),
+        "since": _time_param(engine, since),
+        "until": _time_param(engine, until),
+        "width": width,
+    }
+    with engine.connect() as conn:
+        return list(conn.execute(q, params))
+
+
+def middle(since: datetime, until: datetime, buckets: int, b: int) -> datetime:
+    width = (until - since).total_seconds() / buckets
+    return since + timedelta(seconds=(b + 0.5) * width)
+
+
+def numbers(
+    engine: Engine, keys: list[str], since: datetime, until: datetime, buckets: int = BUCKETS
+) -> dict[str, list[Bucket]]:
+    """key -> its buckets with numbers in them, oldest first (a bucket without readings is left out: a gap)."""
+    if not keys:
+        return {}
+    out: dict[str, list[Bucket]] = {k: [] for k in keys}
+    for key, b, lo, hi, mean in _rows(engine, "MIN({v}), MAX({v}), AVG({v})", keys, since, until, buckets):
+        if lo is not None and 0 <= b < buckets:
+            out[key].append(Bucket(middle(since, until, buckets, b), float(lo), float(hi), float(mean)))
+    return out
+
+
+def states(
+    engine: Engine, keys: list[str], since: datetime, until: datetime, buckets: int = BUCKETS
+) -> dict[str, list[Span]]:
+    """key -> a Span per bucket with a reading (true/false, text), oldest first."""
+    if not keys:
+        return {}
+    width = timedelta(seconds=(until - since).total_seconds() / buckets)
+    out: dict[str, list[Span]] = {k: [] for k in keys}
+    for key, b, lo, hi in _rows(engine, "MIN({t}), MAX({t})", keys, since, until, buckets):
+        if lo is not None and 0 <= b < buckets:
+            start = since + b * width
+            out[key].append(Span(start, start + width, json.loads(lo), json.loads(hi)))
+    return out
