@@ -31,34 +31,13 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from gozen.web.emoji import EMOJI  # the pages' table: the stand-in draws the codes as they do
 from gozen.web.times import when_text
 
 log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 32 * 2**20
 PAGE_MESSAGES = 300  # the page shows this many, newest last
 SNIPPET_SHOW_BYTES = 20_000  # a text file is shown up to this much on the page
-EMOJI = {
-    "warning": "⚠️", "rotating_light": "🚨", "white_check_mark": "✅", "heavy_check_mark": "✔️", "x": "❌",
-    "repeat": "🔁", "boom": "💥", "fire": "🔥", "telescope": "🔭", "star": "⭐", "star2": "🌟", "comet": "☄️",
-    "dizzy": "💫", "satellite": "🛰️", "satellite_antenna": "📡", "new": "🆕", "sunny": "☀️", "cloud": "☁️",
-    "rain_cloud": "🌧️", "snowflake": "❄️", "zap": "⚡", "crescent_moon": "🌙", "full_moon": "🌕",
-    "new_moon": "🌑", "milky_way": "🌌", "sunrise": "🌅", "city_sunset": "🌆", "bell": "🔔", "memo": "📝",
-    "clipboard": "📋", "chart_with_upwards_trend": "📈", "chart_with_downwards_trend": "📉", "bar_chart": "📊",
-    "floppy_disk": "💾", "cd": "💿", "dvd": "📀", "computer": "💻", "desktop_computer": "🖥️", "camera": "📷",
-    "information_source": "ℹ️", "red_circle": "🔴", "large_green_circle": "🟢", "large_yellow_circle": "🟡",
-    "large_blue_circle": "🔵", "thermometer": "🌡️", "droplet": "💧", "ok": "🆗", "stop_sign": "🛑",
-    "hourglass": "⌛", "hourglass_flowing_sand": "⏳", "construction": "🚧", "wrench": "🔧", "hammer": "🔨",
-    "package": "📦", "inbox_tray": "📥", "outbox_tray": "📤", "mailbox": "📫", "link": "🔗", "lock": "🔒",
-    "unlock": "🔓", "tada": "🎉", "eyes": "👀", "thumbsup": "👍", "+1": "👍", "thumbsdown": "👎", "-1": "👎",
-    "sos": "🆘", "exclamation": "❗", "question": "❓", "heavy_exclamation_mark": "❗", "bulb": "💡",
-    "mag": "🔍", "earth_asia": "🌏", "globe_with_meridians": "🌐", "sparkles": "✨", "skull": "💀",
-    "ghost": "👻", "robot_face": "🤖", "calendar": "📆", "clock1": "🕐", "alarm_clock": "⏰", "moon": "🌔",
-    "arrows_counterclockwise": "🔄", "no_entry": "⛔", "no_entry_sign": "🚫", "radioactive_sign": "☢️",
-    "battery": "🔋", "electric_plug": "🔌", "high_brightness": "🔆", "cyclone": "🌀", "umbrella": "☔",
-    "wind_blowing_face": "🌬️", "dash": "💨", "sweat_drops": "💦", "fog": "🌫️", "snail": "🐌", "turtle": "🐢",
-    "rocket": "🚀", "ringed_planet": "🪐", "heavy_plus_sign": "➕", "heavy_minus_sign": "➖",
-    "arrow_up": "⬆️", "arrow_down": "⬇️", "arrow_right": "➡️", "arrow_left": "⬅️", "recycle": "♻️",
-}  # fmt: skip
 ESCAPED = ((r"&lt;", "<"), (r"&gt;", ">"), (r"&amp;", "&"))  # Slack's three escapes; &amp; last
 
 
