@@ -310,22 +310,58 @@ def transfer_metrics(engine: Engine) -> list[Metric]:
     return [n_files, n_bytes, age]
 
 
-def copied_metrics(engine: Engine) -> list[Metric]:
-    """Bytes verified on each storage node, ever (verified and since expired by retention)."""
+def _copied_sums(lo: int, hi: int | None) -> Any:
+    """Per node and state: no condition on the state, so that the planner walks the id range."""
     r = replicas.c
-    q = (
-        select(r.node, func.count(), func.sum(files.c.size_bytes))
-        .join(files, files.c.id == r.file_id)
-        .where(r.state.in_((ReplicaState.VERIFIED, ReplicaState.EXPIRED)))
-        .group_by(r.node)
-    )
+    q = select(r.node, r.state, func.count(), func.sum(files.c.size_bytes)).join(files, files.c.id == r.file_id)
+    q = q.where(r.id >= lo)
+    return (q if hi is None else q.where(r.id < hi)).group_by(r.node, r.state)
+
+
+@dataclass
+class SettledCopies:
+    """Verified copies (files, bytes) per node among replicas below `upto` (replicas.id), each of
+    which had left the copy queue when summed: a verified copy stays counted when retention expires it."""
+
+    upto: int = 0
+    sums: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def advance(self, engine: Engine) -> None:
+        r = replicas.c
+        pending = (ReplicaState.QUEUED, ReplicaState.COPYING, ReplicaState.COPIED)
+        with engine.connect() as conn:
+            # per state: so that the state index is used, not a walk along the ids
+            firsts = conn.execute(select(func.min(r.id)).where(r.state.in_(pending)).group_by(r.state)).scalars()
+            hi = min(firsts, default=None)
+            if hi is None:
+                top = conn.execute(select(func.max(r.id))).scalar()
+                hi = None if top is None else int(top) + 1
+            if hi is None or hi <= self.upto:
+                return
+            self.sums = _node_sums(self.sums, conn.execute(_copied_sums(self.upto, hi)))
+        self.upto = int(hi)
+
+
+def _node_sums(into: dict[str, tuple[int, int]], rows: Iterable[Any]) -> dict[str, tuple[int, int]]:
+    out = dict(into)
+    for node, state, n, size in rows:
+        if state not in (ReplicaState.VERIFIED, ReplicaState.EXPIRED):
+            continue
+        was = out.get(node or "", (0, 0))
+        out[node or ""] = (was[0] + int(n), was[1] + int(size or 0))
+    return out
+
+
+def copied_metrics(engine: Engine, settled: SettledCopies) -> list[Metric]:
+    """Copies verified on each storage node, ever (those retention expired since included)."""
+    settled.advance(engine)
     with engine.connect() as conn:
-        rows = conn.execute(q).all()
+        sums = _node_sums(settled.sums, conn.execute(_copied_sums(settled.upto, None)))
     n = counter("gozen_transfer_copied_files", "Copies verified on the node (retention's expired included).", ["node"])
     b = counter("gozen_transfer_copied_bytes", "Bytes of those copies: rate() is the copy rate.", ["node"])
-    for node, count, size in sorted(rows, key=lambda row: row[0] or ""):
-        n.add_metric([node or ""], count)
-        b.add_metric([node or ""], int(size or 0))
+    for node, (count, size) in sorted(sums.items()):
+        n.add_metric([node], count)
+        b.add_metric([node], size)
     return [n, b]
 
 
@@ -410,6 +446,7 @@ class GozenCollector(Collector):
     def __init__(self, cfg: Config, engine: Engine) -> None:
         self.cfg, self.engine = cfg, engine
         self.settled = SettledDaq()
+        self.copies = SettledCopies()
         self.archive = ArchiveMark()
         self.lock = threading.Lock()  # scrapes run in a thread pool; the in-memory sums are shared
 
@@ -420,7 +457,7 @@ class GozenCollector(Collector):
             lambda: fleet_metrics(e),
             lambda: daq_metrics(self.cfg, e, self.settled),
             lambda: transfer_metrics(e),
-            lambda: copied_metrics(e),
+            lambda: copied_metrics(e, self.copies),
             lambda: queue_metrics(e),
             lambda: outbox_metrics(e),
             lambda: restart_metrics(e),
