@@ -142,7 +142,7 @@ def look_at(light: np.ndarray, binning: int, stars: bool = True, bias_adu: float
     z1, z2 = ZScaleInterval().get_limits(small)
     data = np.ascontiguousarray(light, dtype=np.float32)
     bkg = sep.Background(data)
-    sky = float(np.median(bkg.back(dtype=np.float32)[::8, ::8])) - (bias_adu or 0.0)
+    sky = float(bkg.globalback) - (bias_adu or 0.0)  # the median of the background mesh
     n_stars, fwhm = star_count_and_fwhm(data, bkg) if stars else (None, None)
     return Look(binning, small.shape[1], small.shape[0], float(z1), float(z2), grey_png(small, z1, z2),
                 sky, float(bkg.globalrms), n_stars, fwhm)  # fmt: skip
@@ -150,7 +150,8 @@ def look_at(light: np.ndarray, binning: int, stars: bool = True, bias_adu: float
 
 def star_count_and_fwhm(data: np.ndarray, bkg: sep.Background) -> tuple[int, float | None]:
     """Clean sources (sep flags 0) above DETECT_SIGMA, and their median FWHM in unbinned pixels."""
-    sub = data - bkg.back(dtype=np.float32)
+    sub = data.copy()
+    bkg.subfrom(sub)
     objects = sep.extract(sub, DETECT_SIGMA, err=bkg.globalrms, minarea=MIN_AREA_PX)
     clean = objects[objects["flag"] == 0]
     if clean.size == 0:
