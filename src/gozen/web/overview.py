@@ -9,7 +9,7 @@ page never waits on a host that does not answer. Each tile has a level: ok, warn
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -29,7 +29,7 @@ from gozen.queue import store
 from gozen.queue.recipe import ExposeStep, SlewStep, step_kind
 from gozen.queue.safety import safety
 from gozen.supervise.fleet import last_seen
-from gozen.transfer.catalog import backlog, export_counts, failed_copies
+from gozen.transfer.catalog import backlog, bytes_on_nodes, daq_bytes_by_volume, export_counts, failed_copies
 from gozen.transfer.usage import space
 from gozen.web.security import current_identity
 
@@ -299,40 +299,47 @@ class Disk:
 
 
 def disks_tile(cfg: Config, engine: Engine, board: StatusSnapshot) -> dict[str, Any]:
-    """Every DAQ volume and storage node: storage:dfmonitor's numbers from the board where fresh (it runs
-    on the host holding the disk), else measured here; a volume with a quota against its quota."""
-    here = {(s.kind, s.name): s for s in space(cfg, engine)}
-    warn, alarm = cfg.monitors.df_warn_pct, cfg.monitors.df_alarm_pct
+    """Every DAQ volume and storage node. A volume with a quota: the catalog's bytes there against it.
+    Else storage:dfmonitor's numbers from the board where fresh (it runs on the host holding the
+    disk), else measured here. Online or not: the board's word where fresh, else whether it is here."""
+    here = {(s.kind, s.name): s for s in space(cfg)}
+    held = {"daq": daq_bytes_by_volume(engine), "node": bytes_on_nodes(engine)}
     disks = []
     for kind, items in (("daq", cfg.daq_volumes), ("node", cfg.storage_nodes)):
         for v in items:
             s = here[(kind, v.name)]
-            used, free, online = (s.used_pct, s.free_bytes, True) if s.online else (None, None, None)
-            on_board = board.get(f"df.{v.name}.online")
-            if on_board is not None and not on_board.stale:
-                online = on_board.value is True
+            used: float | None = s.used_pct if s.online else None
+            free: int | None = s.free_bytes if s.online else None
+            online: bool | None = True if s.online else None
+            said = board.get(f"df.{v.name}.online")
+            if said is not None and not said.stale:
+                online = said.value is True
                 pct, left = board.get(f"df.{v.name}.used_pct"), board.get(f"df.{v.name}.free_bytes")
-                if online and v.max_bytes is None and pct is not None and left is not None:
+                if online and pct is not None and left is not None:
                     used, free = float(pct.value), int(left.value)  # type: ignore[arg-type]
-            level: Level = (
-                "stale"
-                if online is None
-                else "alarm"
-                if not online
-                else "alarm"
-                if (used or 0) > alarm
-                else "warn"
-                if (used or 0) > warn
-                else "ok"
-            )
-            used_round = None if used is None or not online else round(used, 1)
-            disks.append(Disk(kind, v.name, v.host, online, used_round, free, v.max_bytes is not None, level))
+            if v.max_bytes is not None and online:
+                n = held[kind].get(v.name, 0)
+                used, free = 100.0 * n / v.max_bytes, max(v.max_bytes - n, 0)
+            disks.append(_disk(cfg, kind, v.name, v.host, online, used, free, v.max_bytes is not None))
     return {
         "level": worst([d.level for d in disks]),
-        "warn_pct": warn,
-        "alarm_pct": alarm,
-        "disks": [d.__dict__ for d in disks],
+        "warn_pct": cfg.monitors.df_warn_pct,
+        "alarm_pct": cfg.monitors.df_alarm_pct,
+        "disks": [asdict(d) for d in disks],
     }
+
+
+def _disk(
+    cfg: Config, kind: str, name: str, host: str | None, online: bool | None, used: float | None, free: int | None,
+    quota: bool,
+) -> Disk:  # fmt: skip
+    if online is False:
+        return Disk(kind, name, host, False, None, None, quota, "alarm")
+    if online is None or used is None:
+        return Disk(kind, name, host, None, None, None, quota, "stale")
+    m = cfg.monitors
+    level: Level = "alarm" if used > m.df_alarm_pct else "warn" if used > m.df_warn_pct else "ok"
+    return Disk(kind, name, host, True, round(used, 1), free, quota, level)
 
 
 # -- the last errors ----------------------------------------------------------------------------
