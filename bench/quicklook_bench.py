@@ -185,7 +185,7 @@ def drain_after_look(engine_url: str, stop: threading.Event) -> None:
         with engine.connect() as conn:
             rows = conn.execute(select(daq_files.c.id, daq_files.c.path, daq_files.c.created_at, daq_files.c.exp_id,
                                        daq_files.c.det_id)).all()  # fmt: skip
-            done = set(conn.execute(select(quicklook.c.exp_id, quicklook.c.det_id)).tuples())
+            done = {(e, d) for e, d in conn.execute(select(quicklook.c.exp_id, quicklook.c.det_id))}
         now = utcnow()
         for fid, path, created, exp_id, det_id in rows:
             if fid not in gone and path and ((exp_id, det_id) in done or (now - created).total_seconds() > 10):
