@@ -24,6 +24,11 @@ STORES = {
     "queue/store.py",  # recipes, queue_state, queue history
     "couriers/store.py",  # alerts, outbox, feed_state
     "monitors/board.py",  # status, status_history (the status board)
+    "db/views.py",  # the BI views (v_*), v_site_time, the read-only BI role
+    "daq/quicklook.py",  # quicklook (daq:quicklook writes it; the pages read it)
+    "report/store.py",  # nightly_reports
+    "report/facts.py",  # read-only: what a night did, for its report
+    "metrics.py",  # read-only: one query per metric family, per scrape
 }
 
 

@@ -39,6 +39,7 @@ def up(
     """Migrate the database and run this host's supervisord (and so every gozen program) in the foreground."""
     from gozen.config_warnings import config_warnings
     from gozen.db.migrate import upgrade
+    from gozen.db.views import set_site_time
     from gozen.supervise.up import exec_supervisord, prepare
     from gozen.web.auth import ensure_default_admin
 
@@ -46,7 +47,9 @@ def up(
     me = this_host(ctx, host)
     for line in config_warnings(cfg):
         warn(line)
-    upgrade(engine(ctx, create=True))
+    db = engine(ctx, create=True)
+    upgrade(db)
+    set_site_time(db, cfg.site.timezone)  # the BI views name nights in the site's time zone
     given = config_file(ctx)
     try:
         conf = prepare(cfg, me, Path(given) if given else None)
