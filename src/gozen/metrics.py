@@ -208,19 +208,19 @@ def _report_sums(lo: int, hi: int | None) -> Any:
     r = readout_reports.c
     q = select(
         r.det_id,
-        func.coalesce(r.daq_host, "").label("daq_host"),
+        r.daq_host,
         func.sum(r.frames_read).label("frames_read"),
         func.sum(r.frames_missed).label("frames_missed"),
         func.sum(r.frames_dropped).label("frames_dropped"),
         func.count().label("reports"),
         func.sum(case((r.recognised.is_(False), 1), else_=0)).label("unrecognised"),
     ).where(r.exp_id > lo)
-    return (q if hi is None else q.where(r.exp_id <= hi)).group_by(r.det_id, func.coalesce(r.daq_host, ""))
+    return (q if hi is None else q.where(r.exp_id <= hi)).group_by(r.det_id, r.daq_host)
 
 
 def _add(into: Sums, rows: Iterable[Any], columns: Iterable[str]) -> Sums:
     for row in rows:
-        d = into.setdefault((str(row.det_id), str(row.daq_host)), {})
+        d = into.setdefault((str(row.det_id), row.daq_host or ""), {})  # no host: reported before hosts split
         for c in columns:
             d[c] = d.get(c, 0) + int(getattr(row, c) or 0)
     return into
