@@ -135,9 +135,12 @@ def camera_config(tmp: Path, **quick: Any) -> Config:
 
 @pytest.fixture
 def camera(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Camera]:
-    """The readout and the writer of DAQ host daq1, as `gozen up` runs them (real rings and files)."""
-    cfg = camera_config(tmp_path, **getattr(request, "param", {}))
-    engine = make_engine(cfg.database_url)
+    """The readout and the writer of DAQ host daq1, as `gozen up` runs them (real rings and files); the
+    test's param: daq.quicklook settings, and "db": "postgresql" for the local PostgreSQL (else SQLite)."""
+    settings = dict(getattr(request, "param", {}))
+    on_pg = settings.pop("db", "sqlite") == "postgresql"
+    cfg = camera_config(tmp_path, **settings)
+    engine = request.getfixturevalue("pg_engine") if on_pg else make_engine(cfg.database_url)
     upgrade(engine)
     readout, writer = Readout(cfg, engine, 0, "daq1"), Writer(cfg, engine, 0, "daq1")
     writer.attach(timeout_s=WAIT_S)
@@ -153,6 +156,10 @@ def run_until_idle(svc: QuickLook) -> int:
     return passes
 
 
+BOTH_DATABASES = pytest.mark.parametrize("camera", [{}, {"db": "postgresql"}], indirect=True, ids=["sqlite", "pg"])
+
+
+@BOTH_DATABASES
 def test_each_written_chip_gets_a_look_with_the_simulated_skys_numbers(
     camera: Camera, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -173,6 +180,9 @@ def test_each_written_chip_gets_a_look_with_the_simulated_skys_numbers(
     assert (row.daq_host, row.binning, row.width, row.height) == ("daq1", 8, 250, 141) and row.z1 < row.z2
     assert Image.open(io.BytesIO(row.png)).size == (250, 141)
     assert svc.run_once() is False and svc.made == len(CHIPS)  # nothing looked at twice
+    assert {d: lk.exp_id for d, lk in latest_chip_looks(camera.engine).items()} == dict.fromkeys(CHIPS, exp_id)
+    mosaic = mosaic_png(camera.cfg, camera.engine, exp_id)
+    assert mosaic is not None and Image.open(io.BytesIO(mosaic)).format == "PNG"
 
 
 def test_first_frame_is_the_light_area_and_the_overscan_bias(camera: Camera) -> None:
@@ -182,7 +192,9 @@ def test_first_frame_is_the_light_area_and_the_overscan_bias(camera: Camera) -> 
     assert bias == pytest.approx(files[112]["overscan_median"], abs=4)
 
 
-@pytest.mark.parametrize("camera", [{"max_behind": 1}], indirect=True)
+@pytest.mark.parametrize(
+    "camera", [{"max_behind": 1}, {"max_behind": 1, "db": "postgresql"}], indirect=True, ids=["sqlite", "pg"]
+)
 def test_older_exposures_are_skipped_when_too_far_behind(camera: Camera, monkeypatch: pytest.MonkeyPatch) -> None:
     made = camera.expose(3)
     svc = camera.service(monkeypatch)

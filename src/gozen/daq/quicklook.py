@@ -40,6 +40,9 @@ MIN_AREA_PX = 5
 GAUSS_FWHM_PER_HALF_LIGHT_RADIUS = 2.0  # a Gaussian's FWHM is twice its half-light radius (2.355 sigma / 1.177 sigma)
 NICENESS = 10  # the writers keep the CPU
 DROP_EVERY_S = 3600.0
+# Files named longer ago than this are not looked at (a quick look is of now; it also bounds each pass's
+# query to the last minutes of daq_files however long the catalog is).
+LOOK_BACK = timedelta(minutes=10)
 UNREADABLE = "quicklook_unreadable"  # event kind: a file that could not be looked at (told once, remembered)
 MOSAIC_SCALE = 2.0  # mosaic pixels per pixel of the DAQ page's focal-plane map
 CACHE_DIR = "quicklook-cache"
@@ -337,9 +340,6 @@ class QuickLook(Service):
         log.debug("quick look exp=%d det=%d stars=%s fwhm=%s", p.exp_id, p.det_id, look.n_stars, look.fwhm_px)
         return len(waiting) > 1
 
-    def _since(self) -> datetime:
-        return utcnow() - timedelta(days=self.settings.keep_days)
-
     def _waiting(self) -> list[Pending]:
         """This host's written files without a look, of the newest max_behind exposures waiting; older
         exposures are skipped (logged, counted on the status board)."""
@@ -347,7 +347,7 @@ class QuickLook(Service):
             daq_files.c.daq_host == self.ctx.host,
             daq_files.c.state == "written",
             daq_files.c.path.is_not(None),
-            daq_files.c.created_at >= self._since(),
+            daq_files.c.created_at >= utcnow() - LOOK_BACK,
             daq_files.c.exp_id > self.floor,
             ~exists().where(quicklook.c.exp_id == daq_files.c.exp_id, quicklook.c.det_id == daq_files.c.det_id),
         ]
@@ -398,11 +398,11 @@ class QuickLook(Service):
         )
 
     def _told_unreadable(self) -> set[int]:
-        """Files this host already told of (an earlier run): not told again."""
+        """Files this host already told of (an earlier run, within LOOK_BACK): not told again."""
         with self.ctx.engine.connect() as conn:
             data = conn.execute(
                 select(events.c.data).where(
-                    events.c.kind == UNREADABLE, events.c.host == self.ctx.host, events.c.time >= self._since()
+                    events.c.kind == UNREADABLE, events.c.host == self.ctx.host, events.c.time >= utcnow() - LOOK_BACK
                 )
             ).scalars()
             return {int(d["file_id"]) for d in data if isinstance(d, dict) and "file_id" in d}
@@ -411,6 +411,6 @@ class QuickLook(Service):
         if time.monotonic() - self._dropped_at < DROP_EVERY_S:
             return
         self._dropped_at = time.monotonic()
-        n = drop_old_looks(self.ctx.engine, self.ctx.host, self._since())
+        n = drop_old_looks(self.ctx.engine, self.ctx.host, utcnow() - timedelta(days=self.settings.keep_days))
         if n:
             log.info("%s: dropped %d quick looks older than %g days", self.ctx.program, n, self.settings.keep_days)
