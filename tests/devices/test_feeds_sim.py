@@ -203,6 +203,19 @@ def test_the_couriers_read_it_post_to_the_stand_in_and_a_maxi_notice_becomes_an_
     assert any(recipe.name.removeprefix("Queue-Observer MAXI ") in t for t in texts)
 
 
+def test_a_run_after_a_day_off_makes_up_nothing_and_brings_a_maxi_notice_again(sim: Sim) -> None:
+    sim.clock.t += FIRST_MAXI_S + 2 * PERIOD_S
+    before = {f: keys(sim.feed(f)) for f in FEEDS}
+    sim.stop()
+    sim.clock.t += 86400
+    sim.start()
+    assert {f: keys(sim.feed(f)) for f in FEEDS} == before  # the same items, none made up for the day
+    sim.clock.t += FIRST_MAXI_S
+    after = {f: keys(sim.feed(f)) for f in FEEDS}
+    assert {f: len(after[f]) - len(before[f]) for f in FEEDS} == {"cneos": 0, "gaia": 0, "mpec": 0, "maxi": 1}
+    assert after["maxi"][1:] == before["maxi"]  # newest first, as GCN pages list them
+
+
 def png_bytes() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (32, 16), (200, 40, 40)).save(out, format="PNG")

@@ -6,9 +6,9 @@ One HTTP server (FastAPI under uvicorn) on the couriers host's address and `cour
   `date-max`, `h-min`/`h-max`, `sort`, `limit` as the API reads them), `/feeds/gaia` the Gaia alerts CSV,
   `/feeds/maxi` GCN classic-text MAXI notices, `/feeds/mpec` the MPC's RSS feed; each with an ETag and a
   Last-Modified, and 304 for a matching If-None-Match (or If-Modified-Since), as the real servers answer.
-- At first start each feed has a few past items (the MAXI one far south, so no follow-up rule takes it);
-  then a new item appears in one feed every `new_item_every_s` (Gaia, CNEOS, MPEC, MAXI in turn), and a
-  MAXI notice `first_maxi_after_s` after the start. MAXI notices are placed high in Kiso's sky at the
+- At first start each feed has a few past items (the MAXI one far south, so no follow-up rule takes it).
+  Each run, a MAXI notice appears `first_maxi_after_s` after the start, and a new item in one feed every
+  `new_item_every_s` (Gaia, CNEOS, MPEC, MAXI in turn). MAXI notices are placed high in Kiso's sky at the
   time they appear, so the follow-up recipe they become can run. What was played is kept in
   `data_dir/sim/feeds.json`: a restart goes on from there and replays nothing as new.
 - The Slack stand-in (`gozen.devices.simulators.slack`): `/slack/webhook`, `/slack/api/...`, and what it
@@ -72,30 +72,36 @@ class FeedPlayer:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def load(self) -> dict[str, Any]:
-        """The saved state, or a new one with each feed's backlog of past items."""
+        """The saved items, or a new state with each feed's backlog of past items. Either way a new run
+        starts now: its first MAXI notice comes first_maxi_after_s from now, and the time it was stopped
+        is not made up for (no burst of items after a night off)."""
+        now = self.now()
+        state = self.saved()
+        if state is None:
+            state = {"created_at": now.isoformat(), "seq": {f: 0 for f in FEEDS}, "items": {f: [] for f in FEEDS}}
+            for feed, n in BACKLOG.items():
+                for k in range(n, 0, -1):
+                    self._add(state, feed, now - timedelta(hours=5 * k + FEEDS.index(feed)), observable=False)
+        state.update(
+            run_at=now.isoformat(),
+            next_at=(now + timedelta(seconds=self.sim.new_item_every_s)).isoformat(),
+            first_maxi_done=False,
+            turn=0,
+        )
+        self.save(state)
+        return state
+
+    def saved(self) -> dict[str, Any] | None:
         try:
             state: dict[str, Any] = json.loads(self.state_file.read_text())
-            if set(state["items"]) == set(FEEDS):
+            if set(state["items"]) == set(FEEDS) and set(state["seq"]) == set(FEEDS):
                 return state
             log.warning("%s: not a sim:feeds state (feeds %s); starting anew", self.state_file, sorted(state["items"]))
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as err:
             log.warning("%s: unreadable (%s); starting anew", self.state_file, err)
-        now = self.now()
-        state = {
-            "started_at": now.isoformat(),
-            "next_at": (now + timedelta(seconds=self.sim.new_item_every_s)).isoformat(),
-            "first_maxi_done": False,
-            "turn": 0,
-            "seq": {f: 0 for f in FEEDS},
-            "items": {f: [] for f in FEEDS},
-        }
-        for feed, n in BACKLOG.items():
-            for k in range(n, 0, -1):
-                self._add(state, feed, now - timedelta(hours=5 * k + FEEDS.index(feed)), observable=False)
-        self.save(state)
-        return state
+        return None
 
     def save(self, state: dict[str, Any]) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +123,7 @@ class FeedPlayer:
         st = self.state
         changed = False
         if not st["first_maxi_done"]:
-            first_at = datetime.fromisoformat(st["started_at"]) + timedelta(seconds=self.sim.first_maxi_after_s)
+            first_at = datetime.fromisoformat(st["run_at"]) + timedelta(seconds=self.sim.first_maxi_after_s)
             if now >= first_at:
                 self._add(st, "maxi", first_at if now - first_at < period else now)
                 st["first_maxi_done"] = changed = True
