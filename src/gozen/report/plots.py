@@ -27,6 +27,7 @@ from gozen.report.facts import SAFETY_KEY, WEATHER_KEYS, NightFacts  # noqa: E40
 CHIP_W_DEG = 2000 * PIXEL_SCALE_ARCSEC / 3600  # a Tomo-e chip's light-sensitive area, as the DAQ page draws it
 CHIP_H_DEG = 1128 * PIXEL_SCALE_ARCSEC / 3600
 DPI = 100
+EXPOSURE_COLOURS = {"done": "#0969da", "incomplete": "#bc4c00", "armed": "#8c959f", "queued": "#8c959f"}
 Draw = Callable[[Axes, NightFacts, ZoneInfo], None]
 
 
@@ -121,7 +122,8 @@ def draw_lost(ax: Axes, facts: NightFacts, tz: ZoneInfo) -> None:
             )
         )
         label = f"{det}" if n is None else f"{det}\n{n}"
-        ax.text(x, y, label, ha="center", va="center", fontsize=6, color="#999" if n is None else "black")
+        ink = "#999" if n is None else ("white" if n > worst / 2 else "black")
+        ax.text(x, y, label, ha="center", va="center", fontsize=6, color=ink)
     for q, (qx, qy) in {1: (1, 1), 2: (-1, 1), 3: (-1, -1), 4: (1, -1)}.items():
         ax.text(qx * 2.9, qy * 2.65, f"Q{q}", ha="center", va="center", fontsize=10, weight="bold")
     ax.set_xlim(3.1, -3.1)  # east to the left, as on the sky
@@ -167,11 +169,11 @@ def draw_recipes(ax: Axes, facts: NightFacts, tz: ZoneInfo) -> None:
         )
     for e in facts.exposures:
         end = e.end_at or e.start_at + timedelta(seconds=1)
-        colour = "#0969da" if e.state == "done" else "#cf222e"
+        colour = EXPOSURE_COLOURS.get(e.state, "#cf222e")
         ax.barh(row[e.recipe], days(end - e.start_at), left=x(e.start_at), height=0.5, color=colour)
     ax.set_yticks(range(len(names)), [n[:32] for n in names], fontsize=7)
     ax.invert_yaxis()
-    ax.set_title(f"{title} ({len(facts.exposures)} exposures; red: not done)")
+    ax.set_title(f"{title} ({len(facts.exposures)} exposures: blue done, orange incomplete, red failed)")
     time_axis(ax, facts, tz)
 
 

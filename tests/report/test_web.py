@@ -1,0 +1,93 @@
+"""The reports on the web app (a real uvicorn on 127.0.0.1): the list, a night's page and its plots as
+written by the report, and clear 422 / 404 answers for names that are not a night or a plot."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gozen.config import Config
+from gozen.db.engine import make_engine
+from gozen.db.migrate import upgrade
+from gozen.report.build import PLOT_TITLES, build_report
+from gozen.report.store import ReportRow
+from tests.conftest import free_port
+from tests.report.standin import report_config
+from tests.web.served import served
+
+NIGHT = "2026-11-25"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ReportRow, Config]]:
+    tmp = tmp_path_factory.mktemp("reports-web")
+    cfg = report_config(tmp, None, None, web={"bind": "127.0.0.1", "port": free_port()})
+    engine = make_engine(cfg.database_url)
+    upgrade(engine)
+    row = build_report(cfg, engine, NIGHT, host="web1")
+    with served(cfg, engine) as url:
+        yield url, row, cfg
+
+
+def get(url: str, follow: bool = False) -> httpx.Response:
+    return httpx.get(url, timeout=30, follow_redirects=follow)
+
+
+def test_the_list_shows_each_night_with_its_summary_and_link(site: tuple[str, ReportRow, Config]) -> None:
+    url, row, _ = site
+    page = get(f"{url}/reports")
+    assert page.status_code == 200
+    assert f'<a href="/reports/{NIGHT}/">{NIGHT}</a>' in page.text and row.summary in page.text
+    [item] = get(f"{url}/api/reports").json()["reports"]
+    assert (item["night"], item["url"], item["exposures"], item["slack_state"]) == (
+        NIGHT,
+        f"/reports/{NIGHT}/",
+        0,
+        "off",
+    )
+
+
+def test_a_nights_page_and_every_plot_it_shows_are_served(site: tuple[str, ReportRow, Config]) -> None:
+    url, row, _ = site
+    redirect = get(f"{url}/reports/{NIGHT}")
+    assert (redirect.status_code, redirect.headers["location"]) == (307, f"/reports/{NIGHT}/")
+    page = get(f"{url}/reports/{NIGHT}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert row.summary in page.text
+    shown = re.findall(r'<img src="([a-z]+)\.png"', page.text)
+    assert sorted(shown) == sorted(PLOT_TITLES)
+    for name in shown:
+        png = get(f"{url}/reports/{NIGHT}/{name}.png")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert png.content == (Path(row.path) / f"{name}.png").read_bytes()
+    css = get(f"{url}/reports/{NIGHT}/report.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "says"),
+    [
+        ("/reports/2026-13-45/", 422, "night '2026-13-45'"),
+        ("/reports/yesterday/", 422, "is not a date YYYY-MM-DD"),
+        ("/reports/2026-11-25%2F..%2F..%2F/", 404, "Not Found"),  # several segments: no route
+        ("/reports/2026-11-24/", 404, "no report of night 2026-11-24"),
+        ("/reports/2026-11-24/overview.png", 404, "no report of night 2026-11-24"),
+        (f"/reports/{NIGHT}/Overview.png", 422, "plot name 'Overview'"),
+        (f"/reports/{NIGHT}/index.html.png", 422, "plot name 'index.html'"),
+        (f"/reports/{NIGHT}/nothing.png", 404, "nothing.png is not on this host"),
+        (f"/reports/{NIGHT}/..%2F..%2Fgozen.db", 404, "Not Found"),
+        ("/reports/..%2F..%2F/overview.png", 404, "Not Found"),
+        ("/reports/.../overview.png", 422, "is not a date"),
+    ],
+)
+def test_names_that_are_not_a_night_or_a_plot_are_refused_clearly(
+    site: tuple[str, ReportRow, Config], path: str, code: int, says: str
+) -> None:
+    url, _, _ = site
+    r = get(f"{url}{path}")
+    assert (r.status_code, says in r.text) == (code, True), r.text
+    assert "SQLite format" not in r.text
