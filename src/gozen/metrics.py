@@ -23,10 +23,22 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from gozen.config import Config
+from gozen.config import FEEDS, Config
+from gozen.couriers.store import feed_states
 from gozen.daq.snapshot import StatusSnapshot, StatusValue
 from gozen.db.states import DaqFileState, ExportState, ReplicaState
-from gozen.db.tables import daq_files, events, exports, exposures, files, outbox, readout_reports, recipes, replicas
+from gozen.db.tables import (
+    alerts,
+    daq_files,
+    events,
+    exports,
+    exposures,
+    files,
+    outbox,
+    readout_reports,
+    recipes,
+    replicas,
+)
 from gozen.db.types import utcnow
 from gozen.monitors.board import snapshot
 from gozen.queue.store import queue_status
@@ -437,6 +449,23 @@ def restart_metrics(engine: Engine) -> list[Metric]:
     return [fam]
 
 
+def feed_metrics(engine: Engine) -> list[Metric]:
+    """Each alert feed's last read, and the alerts it brought."""
+    states = feed_states(engine)
+    with engine.connect() as conn:
+        seen = {f: int(n) for f, n in conn.execute(select(alerts.c.feed, func.count()).group_by(alerts.c.feed))}
+    ok = gauge("gozen_feed_read_ok", "1 when the feed's last read worked (new items or not modified).", ["feed"])
+    age = gauge("gozen_feed_last_read_age_seconds", "Since a courier last read the feed.", ["feed"])
+    n = counter("gozen_alerts", "Alerts read from the feed, each once.", ["feed"])
+    now = utcnow()
+    for feed in FEEDS:
+        if (st := states.get(feed)) is not None:
+            ok.add_metric([feed], float(st.status.startswith("ok") or st.status == "not modified"))
+            age.add_metric([feed], (now - st.checked_at).total_seconds())
+        n.add_metric([feed], seen.get(feed, 0))
+    return [ok, age, n]
+
+
 # -- the collector -----------------------------------------------------------------------------
 
 
@@ -460,6 +489,7 @@ class GozenCollector(Collector):
             lambda: copied_metrics(e, self.copies),
             lambda: queue_metrics(e),
             lambda: outbox_metrics(e),
+            lambda: feed_metrics(e),
             lambda: restart_metrics(e),
         ]
         if self.cfg.archive is not None:
