@@ -17,7 +17,7 @@ from astropy.coordinates import Angle
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import Connection, Engine, case, distinct, func, or_, select
+from sqlalchemy import Connection, Engine, case, func, or_, select
 
 from gozen.config import Config
 from gozen.daq.catalog import DATA_TYPES
@@ -236,20 +236,22 @@ def _add_counts(conn: Connection, by_id: dict[int, ExposureRow], replication: in
         row.files_written, row.files_lost, row.bytes = int(n_written), int(n_lost), int(size)
         row.frames_missing, row.frames_damaged = int(missing), int(damaged)
         row.replicas_needed = row.files_written * replication
-    # The catalog is reached through daq_files (its exp_id is indexed) and the unique file name.
-    catalogued = (
-        select(
-            daq_files.c.exp_id,
-            func.count(distinct(files.c.id)),
-            func.count(distinct(case((replicas.c.state == ReplicaState.VERIFIED, replicas.c.id)))),
-            *[func.count(distinct(case((exports.c.state == s, files.c.id)))) for s in ExportState],
-        )
+    # The catalog is reached through daq_files (its exp_id is indexed) and the unique file name; one row
+    # per catalogued file with its verified copies, then summed per exposure (no DISTINCT over a fan-out).
+    verified = select(func.count()).where(replicas.c.file_id == files.c.id, replicas.c.state == ReplicaState.VERIFIED)
+    per_file = (
+        select(daq_files.c.exp_id, exports.c.state.label("export_state"), verified.scalar_subquery().label("verified"))
         .join(files, files.c.filename == daq_files.c.filename)
-        .outerjoin(replicas, replicas.c.file_id == files.c.id)
         .outerjoin(exports, exports.c.file_id == files.c.id)
         .where(daq_files.c.exp_id.in_(ids))
-        .group_by(daq_files.c.exp_id)
+        .subquery()
     )
+    catalogued = select(
+        per_file.c.exp_id,
+        func.count(),
+        func.coalesce(func.sum(per_file.c.verified), 0),
+        *[func.count(case((per_file.c.export_state == s, 1))) for s in ExportState],
+    ).group_by(per_file.c.exp_id)
     for exp_id, n_files, n_verified, *by_state in conn.execute(catalogued):
         row = by_id[exp_id]
         row.files_catalogued, row.replicas_verified = int(n_files), int(n_verified)
