@@ -210,6 +210,32 @@ def test_focal_plane_map_shows_a_chips_latest_quick_look_and_the_mosaic(app_url:
     expect(page.locator('[data-card="121"] img')).to_have_count(0)
 
 
+def test_map_coloured_by_a_quick_look_number_ranks_the_chips(app_url: str, page: Page) -> None:
+    page.goto(f"{app_url}/daq")
+    expect(page.locator("#value-scale")).to_be_hidden()
+    page.select_option("#colour-by", "fwhm")
+    expect(page.locator("#legend")).to_be_hidden()
+    scale = page.locator("#value-scale")
+    expect(scale).to_be_visible()
+    fwhm = {det: float(page.locator(f"#chip-{det}").get_attribute("data-fwhm") or "nan") for det in LOOKED}
+    expect(scale.locator("[data-min]")).to_have_text(f"{min(fwhm.values()):.2f}")
+    expect(scale.locator("[data-max]")).to_have_text(f"{max(fwhm.values()):.2f}")
+    expect(scale.locator("[data-none]")).to_have_text("3 chips with a quick look")
+    fills = {d: b["fill"] for d, b in chip_boxes(page).items()}
+    assert fills[112] == "rgb(253, 231, 37)" and fills[211] == "rgb(68, 1, 84)"  # the widest and the sharpest
+    assert fills[111] not in (fills[112], fills[211])
+    expect(page.locator("#chip-121")).to_have_class("chip st-dropped no-value")  # no quick look
+    assert fills[121] == "rgb(246, 248, 250)"
+    page.screenshot(path=str(SHOTS / "daq-fwhm.png"))
+    page.reload()  # the choice stays
+    expect(page.locator("#colour-by")).to_have_value("fwhm")
+    expect(scale).to_be_visible()
+    page.select_option("#colour-by", "state")
+    expect(page.locator("#legend")).to_be_visible()
+    states = {d: b["fill"] for d, b in chip_boxes(page).items()}
+    assert states[111] == "rgb(45, 164, 78)" and states[121] != fills[121]  # back to the states' colours
+
+
 def test_quick_look_pictures_answer_png_404_and_422(app_url: str) -> None:
     exp_id = httpx.get(f"{app_url}/api/daq", timeout=30).json()["quicklook"]["exp_id"]
     chip = httpx.get(f"{app_url}/exposures/{exp_id}/chips/211.png", timeout=30)
