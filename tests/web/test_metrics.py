@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, select
 
 from gozen.config import Config
 from gozen.couriers.store import remember_read
@@ -28,11 +28,12 @@ from gozen.daq.writer import Writer
 from gozen.db.engine import make_engine
 from gozen.db.events import record_event
 from gozen.db.migrate import upgrade
-from gozen.db.tables import daq_files
+from gozen.db.tables import daq_files, exports, files
 from gozen.metrics import DISK, SINGLE, WEATHER
 from gozen.monitors.board import Reading, heartbeat, publish
 from gozen.supervise.client import HostStatus, ProcessInfo
 from gozen.supervise.fleet import host_readings
+from gozen.transfer import catalog as transfer
 from gozen.web.app import create_app
 from gozen.web.auth import token_sha256
 from tests.conftest import API_TOKEN, WAIT_S, free_port, wait_until, web_section, write_config
@@ -246,6 +247,40 @@ def _file_row(exp_id: int, det: int) -> dict[str, Any]:
             "daq_host": "daq1", "daq_volume": "vol1", "size_bytes": 1000, "frames_expected": 2,
             "frames_written": 2, "frames_missing": 0, "frames_damaged": 0, "naxis1": W, "naxis2": H,
             "naxis3": 2, "writer": "daq:writer-01", "created_at": datetime.now(UTC)}  # fmt: skip
+
+
+def test_copies_and_the_archive_move_the_backlog_the_copy_counter_and_the_lag(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, {"archive": {"dest": str(tmp_path / "archive")}})
+    engine = make_engine(cfg.database_url)
+    upgrade(engine)
+    rows = [_catalog_row(f"TMQ12026010100000001{c:02d}.fits", 1000 * c) for c in (11, 12)]
+    assert transfer.register(engine, rows, 1) == 2
+    with served(cfg, engine) as url:
+        before = scrape(url)
+        for _ in rows:
+            job = transfer.claim(engine, "test-agent", timedelta(minutes=5))
+            assert job is not None and transfer.place(engine, job, "node1", f"/n/{job.filename}")
+            transfer.verified(engine, job, "node1", f"/n/{job.filename}")
+        with engine.begin() as conn:  # the archive took the first file
+            first = conn.execute(select(files.c.id).order_by(files.c.id)).scalars().first()
+            conn.execute(exports.insert().values(file_id=first, state="acknowledged", packaged_at=datetime.now(UTC)))
+        after = scrape(url)
+    assert value(before, "gozen_transfer_backlog_files", node="", state="queued") == 2
+    assert value(before, "gozen_transfer_backlog_bytes", node="", state="queued") == 23_000
+    assert (value(before, "gozen_transfer_oldest_unreplicated_age_seconds") or 0) > 0
+    assert value(before, "gozen_transfer_copied_bytes_total", node="node1") is None
+    assert (value(before, "gozen_archive_lag_seconds") or 0) > 0
+    assert value(after, "gozen_transfer_backlog_files", node="", state="queued") is None
+    assert value(after, "gozen_transfer_oldest_unreplicated_age_seconds") == 0
+    assert value(after, "gozen_transfer_copied_files_total", node="node1") == 2
+    assert value(after, "gozen_transfer_copied_bytes_total", node="node1") == 23_000
+    assert value(after, "gozen_archive_files", state="acknowledged") == 1
+    assert 0 < (value(after, "gozen_archive_lag_seconds") or 0) < WAIT_S  # the second file waits
+
+
+def _catalog_row(name: str, size: int) -> dict[str, Any]:
+    return {"filename": name, "exp_id": 1, "det_id": 111, "size_bytes": size, "checksum_xxh3": "0" * 16,
+            "daq_host": "daq1", "daq_volume": "vol1", "daq_path": f"/d/{name}"}  # fmt: skip
 
 
 # -- the documentation and the dashboard -------------------------------------------------------
