@@ -4,7 +4,6 @@ one exposure's page in headless Chromium."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -13,17 +12,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import numpy as np
 import pytest
-from PIL import Image
 from playwright.sync_api import Browser, Page, expect
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from gozen.config import Config
 from gozen.daq import catalog
+from gozen.daq.quicklook import Look, grey_png, record_look
 from gozen.daq.snapshot import StatusSnapshot
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
-from gozen.db.tables import files, quicklook
+from gozen.db.tables import files
 from gozen.transfer import catalog as files_catalog
 from gozen.transfer import packages
 from gozen.transfer.agents import push_once
@@ -81,12 +81,6 @@ def _exposure(engine: Engine, start: datetime | None, **req: Any) -> int:
     return exp_id
 
 
-def _png() -> bytes:
-    out = io.BytesIO()
-    Image.new("L", (16, 8), 90).save(out, "PNG")
-    return out.getvalue()
-
-
 def seed(cfg: Config, engine: Engine) -> Seeded:
     """Exposures of three nights, their files written, catalogued, copied and archived as the programs do."""
     t = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 20:00 JST
@@ -117,17 +111,10 @@ def seed(cfg: Config, engine: Engine) -> Seeded:
     assert push_once(cfg, engine, "head", scan=False) == len(rows) - 1  # the lost file is not catalogued
     _copy(engine, survey, flat)
     _archive(engine, survey, flat)
-    png = _png()
-    made = datetime(2026, 11, 21, 3, 31, tzinfo=UTC)
-    with engine.begin() as conn:  # daq:quicklook's rows (its writer is another part's)
-        for det, stars in ((111, 42), (112, 0)):
-            conn.execute(
-                insert(quicklook).values(
-                    exp_id=deep, det_id=det, daq_host="head", made_at=made, binning=8, width=16, height=8,
-                    z1=900.0, z2=1400.0, png=png, sky_adu=1000.5 + det, noise_adu=12.25,
-                    n_stars=stars, fwhm_px=3.5 if stars else None,
-                )
-            )  # fmt: skip
+    for det, stars in ((111, 42), (112, 0)):  # daq:quicklook's looks at the deep exposure's chips
+        picture = grey_png(np.full((8, 16), 1000.0 + det), 900.0, 1400.0)
+        look = Look(8, 16, 8, 900.0, 1400.0, picture, 1000.5 + det, 12.25, stars, 3.5 if stars else None)
+        record_look(engine, deep, det, "head", look)
     return Seeded(survey, flat, deep, dark, fillers)
 
 
@@ -341,8 +328,7 @@ def test_api_detail_has_each_chips_file_checksum_replicas_export_and_quick_look(
 def page(browser: Browser) -> Iterator[Page]:  # noqa: F811
     p = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
-    # The quick-look pictures are another part's routes (until they exist they 404 and are dropped);
-    # the page refusing a bad filter answers 422 on purpose.
+    # The page refusing a bad filter answers 422 on purpose.
     p.on("console", lambda m: errors.append(m.text) if m.type == "error" and "status of 4" not in m.text else None)
     p.on("response", lambda r: errors.append(f"{r.status} {r.url}") if _unexpected(r.status, r.url) else None)
     yield p
@@ -352,7 +338,7 @@ def page(browser: Browser) -> Iterator[Page]:  # noqa: F811
 
 def _unexpected(status: int, url: str) -> bool:
     on_purpose = status == 422 and "night=2026-99" in url
-    return status >= 400 and not url.endswith((".png", "favicon.ico")) and not on_purpose
+    return status >= 400 and not url.endswith("favicon.ico") and not on_purpose
 
 
 def test_browser_lists_filters_and_opens_an_exposure(app: tuple[str, Seeded], page: Page) -> None:
@@ -367,6 +353,10 @@ def test_browser_lists_filters_and_opens_an_exposure(app: tuple[str, Seeded], pa
     expect(survey.locator('[data-field="replicas"]')).to_have_text("4 / 4")
     expect(survey.locator('[data-field="archive"]')).to_have_text("2 of 2")
     expect(page.locator(f'#exposures tr[data-exp="{s.flat}"] [data-field="files"]')).to_contain_text("1 lost")
+    thumbs = page.locator("#exposures td.thumb img")
+    expect(thumbs).to_have_count(1)  # only the exposure with a quick look has a mosaic
+    expect(page.locator(f'#exposures tr[data-exp="{s.deep}"] td.thumb img')).to_have_js_property("complete", True)
+    assert page.eval_on_selector(f'#exposures tr[data-exp="{s.deep}"] td.thumb img', "i => i.naturalWidth") > 100
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "exposures.png"), full_page=True)
 
@@ -392,5 +382,10 @@ def test_browser_lists_filters_and_opens_an_exposure(app: tuple[str, Seeded], pa
     page.goto(f"{url}/exposures/{s.deep}")
     expect(page.locator('[data-field="stop"]')).to_contain_text("unsafe: humidity 95%")
     expect(page.locator('#chips tr[data-det="111"] [data-field="stars"]')).to_have_text("42 · 3.50")
+    expect(page.locator('#chips tr[data-det="112"] [data-field="stars"]')).to_have_text("0 · –")
+    expect(page.locator("#mosaic")).to_have_js_property("complete", True)
+    assert page.eval_on_selector("#mosaic", "i => i.naturalWidth") > 300  # the focal-plane mosaic, drawn
+    expect(page.locator("#chips img.chip-look")).to_have_count(2)
+    page.screenshot(path=str(SHOTS / "exposure-quicklook.png"), full_page=True)
     page.goto(f"{url}/exposures?night=2026-99-01")
     expect(page.locator("#filter-error")).to_contain_text("night: '2026-99-01' is not a date")
