@@ -42,12 +42,15 @@ def slack_webhook() -> Iterator[Server]:
         hook.close()
 
 
-def report_config(tmp: Path, webhook_url: str | None, api_url: str | None, **extra: Any) -> Config:
+def report_config(
+    tmp: Path, webhook_url: str | None, api_url: str | None, sim_port: int | None = None, **extra: Any
+) -> Config:
     """A config on a SQLite file under `tmp`, with a Slack notifier (webhook + bot token) when given URLs;
-    without, no notifier at all (the simulated Slack off)."""
+    else sim:feeds' Slack on `sim_port` (none configured: the demo's default), else no notifier at all."""
+    simulator = {"enabled": True, "port": sim_port} if sim_port else {"enabled": False}
     data: dict[str, Any] = {
         "data_dir": str(tmp / "var"),
-        "couriers": {"simulator": {"enabled": False}, "retry_base_s": 0.01},
+        "couriers": {"simulator": simulator, "retry_base_s": 0.01},
         **extra,
     }
     if webhook_url is not None:
@@ -77,3 +80,33 @@ def png_size(path: Path) -> tuple[int, int]:
         im.load()
         assert im.format == "PNG"
         return im.size
+
+
+@contextmanager
+def sim_feeds(cfg: Config) -> Iterator[str]:
+    """sim:feeds (the demo's own Slack stand-in among its feeds) served by uvicorn in a thread; its URL."""
+    import uvicorn
+
+    from gozen.devices.simulators.feeds import create_app
+    from tests.conftest import wait_until
+
+    port = cfg.couriers.simulator.port
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 60, what="sim:feeds to listen")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+
+
+def sim_slack_received(url: str) -> list[dict[str, Any]]:
+    """Every message and file the stand-in took, oldest first (/sim/slack.json)."""
+    import httpx
+
+    r = httpx.get(f"{url}/sim/slack.json", timeout=30)
+    assert r.status_code == 200, r.text
+    messages: list[dict[str, Any]] = r.json()["messages"]
+    return messages
