@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 
 from gozen.config import Config
 from gozen.db.engine import make_engine
@@ -18,8 +19,10 @@ from gozen.report.store import ReportRow
 from tests.conftest import free_port
 from tests.report.standin import report_config
 from tests.web.served import served
+from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
 
 NIGHT = "2026-11-25"
+SHOTS = Path(__file__).parents[2] / "var" / "test-screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +94,31 @@ def test_names_that_are_not_a_night_or_a_plot_are_refused_clearly(
     r = get(f"{url}{path}")
     assert (r.status_code, says in r.text) == (code, True), r.text
     assert "SQLite format" not in r.text
+
+
+def test_in_a_browser_the_list_leads_to_the_night_and_every_plot_draws(
+    site: tuple[str, ReportRow, Config],
+    browser: Browser,  # noqa: F811
+) -> None:
+    url, row, _ = site
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"{url}/reports")
+        expect(page.locator(f'#reports tr[data-night="{NIGHT}"]')).to_contain_text(row.summary)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "reports-list.png"))
+        page.click(f'a[href="/reports/{NIGHT}/"]')
+        expect(page.locator("#summary")).to_have_text(row.summary)
+        expect(page.locator("#n-exposures")).to_have_text("0")
+        images = page.locator("figure img")
+        expect(images).to_have_count(len(PLOT_TITLES))
+        widths = images.evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        assert all(w >= 600 for w in widths), widths
+        color = page.locator("#summary").evaluate("e => getComputedStyle(e).borderLeftColor")
+        assert color == "rgb(9, 105, 218)"  # report.css applied: no style refused by the page's policy
+        page.screenshot(path=str(SHOTS / "report-night.png"), full_page=True)
+        assert refused == []
+    finally:
+        page.close()
