@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from PIL import Image
+from playwright.sync_api import Browser, expect
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
@@ -32,9 +33,11 @@ from gozen.db.tables import alerts, outbox
 from gozen.devices.simulators.feeds import BACKLOG, create_app
 from gozen.service import Context
 from gozen.sky import horizontal
-from tests.conftest import free_port, wait_until
+from tests.conftest import WAIT_S, free_port, wait_until
+from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
 
 PERIOD_S, FIRST_MAXI_S = 100.0, 30.0
+SHOTS = Path(__file__).parents[2] / "var" / "test-screenshots"
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC).timestamp()  # 21:00 JST: night at Kiso
 
 
@@ -51,14 +54,14 @@ class Clock:
 class Sim:
     """sim:feeds served by uvicorn in a thread; `restart()` serves a new app on the same data_dir."""
 
-    def __init__(self, cfg: Config, clock: Clock) -> None:
-        self.cfg, self.clock = cfg, clock
+    def __init__(self, cfg: Config, clock: Clock, page_refresh_s: float = 10.0) -> None:
+        self.cfg, self.clock, self.page_refresh_s = cfg, clock, page_refresh_s
         self.url = f"http://127.0.0.1:{cfg.couriers.simulator.port}"
         self.server: uvicorn.Server | None = None
         self.start()
 
     def start(self) -> None:
-        app = create_app(self.cfg, self.clock)
+        app = create_app(self.cfg, self.clock, self.page_refresh_s)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.cfg.couriers.simulator.port, log_level="warning", access_log=False
         )
@@ -336,3 +339,29 @@ def test_a_feed_answers_if_modified_since_a_date_from_before_its_newest_item(sim
     old = format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True)
     assert sim.get("/feeds/gaia", headers={"If-Modified-Since": old}).status_code == 200
     assert sim.get("/feeds/gaia", headers={"If-Modified-Since": "garbage"}).status_code == 200
+
+
+def test_the_channel_page_shows_images_and_new_messages_by_itself(tmp_path: Path, browser: Browser) -> None:  # noqa: F811
+    s = Sim(sim_config(tmp_path), Clock(), page_refresh_s=1.0)
+    try:
+        api = WebClient(token="xoxb-simulated", base_url=f"{s.url}/slack/api/")
+        api.files_upload_v2(content=png_bytes(), filename="rate.png", title="Frame rate", channel="CSIMULATED")
+        page = browser.new_page(viewport={"width": 900, "height": 600})
+        page.set_default_timeout(WAIT_S * 1000)
+        page.goto(f"{s.url}/sim/slack")
+        image = page.locator("img.file")
+        expect(image).to_have_count(1)
+        assert image.evaluate("img => img.complete && img.naturalWidth") == 32  # the PNG as uploaded
+        for n in range(12):  # enough to scroll: the page must keep to the newest
+            WebhookClient(f"{s.url}/slack/webhook").send(text=f"message {n} :white_check_mark: *done*")
+        last = page.locator(".msg").last
+        expect(last).to_contain_text("message 11 ✅ done")  # came without anyone reloading
+        expect(last.locator("b")).to_have_text("done")
+        expect(last).to_be_in_viewport()
+        expect(last.locator("time")).to_contain_text("UTC")
+        expect(last.locator("time .local")).to_contain_text("JST")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "sim-slack.png"))  # what the reader sees: the newest messages
+        page.close()
+    finally:
+        s.stop()

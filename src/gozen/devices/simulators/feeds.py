@@ -259,13 +259,14 @@ def conditional(request: Request, body: bytes, media_type: str, items: list[Item
     return Response(body, media_type=media_type, headers=headers)
 
 
-def create_app(cfg: Config, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(cfg: Config, clock: Callable[[], float] = time.time, page_refresh_s: float = 10.0) -> FastAPI:
+    """The server; `clock` is the time the feeds play by, `page_refresh_s` how often /sim/slack reloads."""
     sim_dir = cfg.under_data_dir(Path("sim"))
     player = FeedPlayer(cfg, sim_dir / "feeds.json", clock)
     slack = SlackStandIn(sim_dir, cfg.local_tz, clock)
     app = FastAPI(title="gozen sim:feeds", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.player, app.state.slack = player, slack
-    app.include_router(slack_router(slack))
+    app.include_router(slack_router(slack, page_refresh_s))
 
     @app.exception_handler(FeedError)
     async def feed_error(_request: Request, err: FeedError) -> JSONResponse:

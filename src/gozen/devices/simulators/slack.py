@@ -278,8 +278,11 @@ PAGE_JS = """
 // Reload every few seconds; stay at the newest message unless the reader scrolled up.
 (function () {
   const key = "sim-slack-y";
-  const saved = sessionStorage.getItem(key);
-  window.scrollTo(0, saved === null ? document.body.scrollHeight : Number(saved));
+  history.scrollRestoration = "manual";
+  window.addEventListener("load", function () {  // after the images: they change the page's height
+    const saved = sessionStorage.getItem(key);
+    window.scrollTo(0, saved === null ? document.body.scrollHeight : Number(saved));
+  });
   const every = Number(document.body.dataset.refreshS || "10") * 1000;
   setTimeout(function () {
     const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
@@ -313,7 +316,7 @@ def message_html(m: dict[str, Any], slack: SlackStandIn) -> str:
     channel = f" #{html.escape(m['channel'])}" if m.get("channel") else ""
     return (
         f'<div class="msg" id="m{html.escape(m["ts"])}"><div class="avatar">G</div><div>'
-        f'<span class="who">gozen</span> <time class="when" datetime="{html.escape(m["at"])}">{html.escape(utc)}'
+        f'<span class="who">gozen</span> <time class="when" datetime="{html.escape(m["at"])}">{html.escape(utc)} '
         f'<span class="local">{html.escape(local)}</span></time> <span class="via">via {html.escape(m["via"])}'
         f"{channel}</span><div>{body}</div></div></div>"
     )
