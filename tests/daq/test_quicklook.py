@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select, update
 
 from gozen.config import Config, parse_config
 from gozen.daq import catalog, quicklook
+from gozen.daq.cpus import cpu_sets
 from gozen.daq.quicklook import (
     MOSAIC_SCALE,
     QuickLook,
@@ -114,10 +115,14 @@ class Camera:
 
     def service(self, monkeypatch: pytest.MonkeyPatch) -> QuickLook:
         niced: list[int] = []
-        monkeypatch.setattr(os, "nice", niced.append)  # the test process keeps its priority
+        pinned: list[set[int]] = []
+        monkeypatch.setattr(os, "nice", niced.append)  # the test process keeps its priority and CPUs
+        monkeypatch.setattr(os, "sched_setaffinity", lambda _pid, cpus: pinned.append(set(cpus)))
         svc = QuickLook(Context(self.cfg, "daq1", self.engine, "daq:quicklook"))
         svc.setup()
         assert niced == [quicklook.NICENESS]
+        readout = set(cpu_sets(self.cfg)[0])
+        assert all(not (cpus & readout) for cpus in pinned)  # never on the readout's CPUs
         return svc
 
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DETECT_SIGMA = 5.0  # sources: pixels this many sky sigmas above the background
 MIN_AREA_PX = 5
 GAUSS_FWHM_PER_HALF_LIGHT_RADIUS = 2.0  # a Gaussian's FWHM is twice its half-light radius (2.355 sigma / 1.177 sigma)
-NICENESS = 10  # the writers keep the CPU
+NICENESS = 19  # the lowest: the readout and the writers keep the CPU
 DROP_EVERY_S = 3600.0
 # Files named longer ago than this are not looked at (a quick look is of now; it also bounds each pass's
 # query to the last minutes of daq_files however long the catalog is).
@@ -317,11 +317,22 @@ class QuickLook(Service):
         self._dropped_at = float("-inf")
 
     def setup(self) -> None:
+        self._step_aside()
+        self.unreadable = self._told_unreadable()
+
+    def _step_aside(self) -> None:
+        """The lowest priority, and off the readout's CPUs: the readout and the writers keep theirs."""
+        from gozen.daq.cpus import cpu_sets
+
         try:
             os.nice(NICENESS)
+            readout = set(cpu_sets(self.ctx.cfg)[0])
+            others = sorted(set(os.sched_getaffinity(0)) - readout)
+            if others:
+                os.sched_setaffinity(0, others)
+            log.info("%s: nice %d, on CPUs %s", self.ctx.program, NICENESS, others or "all (no CPU but the readout's)")
         except OSError as err:
-            log.warning("%s: cannot lower my priority: %s", self.ctx.program, err)
-        self.unreadable = self._told_unreadable()
+            log.warning("%s: cannot step aside for the readout and writers: %s", self.ctx.program, err)
 
     def run_once(self) -> bool:
         self._drop_old()
