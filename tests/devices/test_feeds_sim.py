@@ -280,6 +280,8 @@ def test_the_stand_in_takes_webhook_posts_and_files_upload_v2_and_shows_them(sim
     ("path", "kw", "status", "says"),
     [
         ("/slack/webhook", {"content": b"not json"}, 400, "invalid_payload"),
+        ("/slack/webhook", {"content": b"\xff\xfe{"}, 400, "invalid_payload"),
+        ("/slack/webhook", {"data": {"payload": "[1]"}}, 400, "invalid_payload"),
         ("/slack/webhook", {"json": {}}, 400, "no_text"),
         ("/slack/webhook", {"json": {"text": "x", "blocks": "nope"}}, 400, "invalid_blocks"),
         ("/slack/webhook", {"json": {"text": 5}}, 400, "text: must be a string"),

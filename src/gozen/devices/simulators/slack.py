@@ -437,7 +437,11 @@ def slack_router(slack: SlackStandIn, refresh_s: float = 10.0) -> APIRouter:
     async def webhook(request: Request) -> Response:
         try:
             kind = request.headers.get("content-type", "")
-            raw = (await request.form()).get("payload") if "form" in kind else (await request.body()).decode()
+            raw = (
+                (await request.form()).get("payload")
+                if "form" in kind
+                else (await request.body()).decode(errors="replace")
+            )
             try:
                 payload = json.loads(raw) if isinstance(raw, str) else None
             except ValueError:
