@@ -151,11 +151,16 @@ def look_at(light: np.ndarray, binning: int, stars: bool = True, bias_adu: float
                 sky, float(bkg.globalrms), n_stars, fwhm)  # fmt: skip
 
 
-def star_count_and_fwhm(data: np.ndarray, bkg: sep.Background) -> tuple[int, float | None]:
-    """Clean sources (sep flags 0) above DETECT_SIGMA, and their median FWHM in unbinned pixels."""
+def star_count_and_fwhm(data: np.ndarray, bkg: sep.Background) -> tuple[int | None, float | None]:
+    """Clean sources (sep flags 0) above DETECT_SIGMA, and their median FWHM in unbinned pixels
+    ((None, None): too crowded to count)."""
     sub = data.copy()
     bkg.subfrom(sub)
-    objects = sep.extract(sub, DETECT_SIGMA, err=bkg.globalrms, minarea=MIN_AREA_PX)
+    try:
+        objects = sep.extract(sub, DETECT_SIGMA, err=bkg.globalrms, minarea=MIN_AREA_PX)
+    except Exception as err:  # sep's buffers overflow on a frame crowded past counting (a bright field, a fault)
+        log.warning("stars not counted: sep: %s", err)
+        return None, None
     clean = objects[objects["flag"] == 0]
     if clean.size == 0:
         return 0, None
@@ -343,8 +348,11 @@ class QuickLook(Service):
         try:
             light, bias = first_frame(Path(p.path))
             look = look_at(light, self.settings.binning, self.settings.stars, bias)
-        except Unreadable as err:
-            self._tell_unreadable(p, str(err))
+        except Exception as err:  # this file only: told once, left, and the next one looked at
+            why = str(err) if isinstance(err, Unreadable) else f"{p.path}: {type(err).__name__}: {err}"
+            if not isinstance(err, Unreadable):
+                log.exception("%s: cannot look at %s", self.ctx.program, p.path)
+            self._tell_unreadable(p, why)
             return len(waiting) > 1
         record_look(self.ctx.engine, p.exp_id, p.det_id, self.ctx.host, look)
         self.made += 1
