@@ -41,6 +41,19 @@ NOT_PLOTTED = (
     "df.*.inodes_used_pct",
     "gps.mode",
 )
+DEVICE_MEASURES = (  # the columns of a per-device table, in this order; others after them
+    "online",
+    "available",
+    "state",
+    "used_pct",
+    "capacity_pct",
+    "free_bytes",
+    "inodes_used_pct",
+    "fill_rate_bps",
+    "time_to_full_s",
+)
+NOT_TABULATED = ("status_text", "scan")  # per-device groups' long texts: in the CSV and the JSON, not the table
+_SUFFIXES = ("_pct", "_bytes", "_bps", "_s")
 UNIT_ORDER = ("degC", "%", "m/s", "mm/h", "hPa", "deg", "ms", "B", "B/s", "s")
 
 
@@ -102,3 +115,20 @@ def panels(group: str, values: dict[str, StatusValue]) -> list[PanelSpec]:
 def short_name(key: str) -> str:
     """The key without its group: `df.node0.used_pct` -> node0.used_pct."""
     return key.split(".", 1)[1] if "." in key else key
+
+
+def line_name(key: str, measure: str) -> str:
+    """A line's name in its panel's legend: the device in a per-device panel (the panel names the measure)."""
+    name = short_name(key)
+    return name.removesuffix("." + measure) if measure else name
+
+
+def measure_label(measure: str) -> str:
+    """A column heading: `time_to_full_s` -> time to full."""
+    for suffix in _SUFFIXES:
+        measure = measure.removesuffix(suffix)
+    return measure.replace("_", " ")
+
+
+def measure_rank(measure: str) -> tuple[int, str]:
+    return (DEVICE_MEASURES.index(measure) if measure in DEVICE_MEASURES else len(DEVICE_MEASURES), measure)

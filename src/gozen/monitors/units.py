@@ -58,7 +58,7 @@ def human(value: object, unit: str = "") -> str:
             return duration(x)
         if unit == "%":
             return f"{number(x)} %"
-        text = number(x) if isinstance(value, float) else str(value)
+        text = str(value) if isinstance(value, int) and not unit else number(x)  # a count stays whole
         symbol = unit_symbol(unit)
         return f"{text}{symbol}" if symbol == "°" else f"{text} {symbol}".rstrip()
     return str(value)

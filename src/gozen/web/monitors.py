@@ -22,7 +22,7 @@ from gozen.monitors import groups as layout
 from gozen.monitors import series
 from gozen.monitors.board import history, keys, snapshot
 from gozen.monitors.levels import level, state
-from gozen.monitors.units import duration, human, unit_symbol
+from gozen.monitors.units import duration, human
 from gozen.web.plots import PLOT_CSS, BandPanel, Line, NumberPanel, group_svg
 from gozen.web.security import current_identity
 from gozen.web.times import as_utc
@@ -180,6 +180,29 @@ def _row(cfg: Config, key: str, v: StatusValue, values: dict[str, StatusValue], 
     }
 
 
+def devices(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A per-device group's rows as a table of devices (df.<volume>, zfs.<host>.<pool>) by measure: 5 rows, not 30."""
+    measures: list[str] = []
+    by_device: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        device, measure = r["name"].rsplit(".", 1) if "." in r["name"] else ("", r["name"])
+        if measure in layout.NOT_TABULATED:
+            continue
+        if measure not in measures:
+            measures.append(measure)
+        d = by_device.setdefault(device, {"name": device, "cells": {}, "time": r["time"], "age": r["age"]})
+        d["cells"][measure] = r | {"text": "N/A" if r["state"] == "na" else r["text"][:18]}
+        if r["time"] > d["time"]:
+            d["time"], d["age"] = r["time"], r["age"]
+    measures.sort(key=layout.measure_rank)
+    latest = max((d["time"] for d in by_device.values()), default=None)
+    return {
+        "measures": [(m, layout.measure_label(m)) for m in measures],
+        "devices": list(by_device.values()),
+        "latest": latest,
+    }
+
+
 def _plot(
     cfg: Config,
     specs: list[layout.PanelSpec],
@@ -189,8 +212,8 @@ def _plot(
     numbers, bands = [], []
     for p in specs:
         if p.kind == "number":
-            lines = [Line(k, layout.short_name(k), nums.get(k, [])) for k in p.keys]
-            title = f"{p.measure} ({unit_symbol(p.unit)})" if p.measure else ""
+            lines = [Line(k, layout.line_name(k, p.measure), nums.get(k, [])) for k in p.keys]
+            title = layout.measure_label(p.measure)
             numbers.append(NumberPanel(p.unit, lines, title))
         else:
             k = p.keys[0]
@@ -230,6 +253,7 @@ def board_view(request: Request, range_name: str | None, svg: bool = True) -> di
                 "group": g,
                 "title": layout.title_of(g),
                 "rows": rows,
+                **(devices(rows) if g in layout.PER_DEVICE else {}),
                 "svg": group_svg(g, numbers, bands, t0, t1, cfg.local_tz, chosen) if svg and (numbers or bands) else "",
                 "numbers": numbers,
                 "bands": bands,

@@ -130,7 +130,7 @@ def number_panel(p: NumberPanel, axis: Axis, y: float, slice_s: float) -> str:
         last = line.buckets[-1].mean if line.buckets else None
         label = f"{line.name} {human(last, p.unit)}" if last is not None else line.name
         legend.append(f'<text x="{x:.0f}" y="{y + 10}" class="legend s{i % COLOURS}">{escape(label)}</text>')
-        x += 7 + 5.8 * len(label)
+        x += 8 + 6.3 * len(label)  # bold 10 px
     keys = ",".join(ln.key for ln in p.lines)
     out = [
         f'<g class="panel number" data-unit="{escape(p.unit)}" data-keys="{escape(keys)}">',
@@ -176,13 +176,21 @@ def number_panel(p: NumberPanel, axis: Axis, y: float, slice_s: float) -> str:
 
 
 def _merged(spans: list[Span], kind: str) -> list[tuple[datetime, datetime, str]]:
-    """Adjacent slices with the same shading as one rectangle: (start, end, what)."""
+    """Slices as rectangles (start, end, what): a value holds until the next reading unless that is a gap away
+    (more than 3 times the usual spacing), and neighbours of one shading become one rectangle."""
+    starts = [s.start for s in spans]
+    steps = sorted((b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False))
+    width = (spans[0].end - spans[0].start).total_seconds() if spans else 0.0
+    gap_s = 3 * max(width, steps[len(steps) // 2] if steps else width) + 1e-3
     out: list[tuple[datetime, datetime, str]] = []
     for s in spans:
-        if out and out[-1][2] == kind_of(s, kind) and (s.start - out[-1][1]).total_seconds() < 1e-3:
-            out[-1] = (out[-1][0], s.end, out[-1][2])
-        else:
-            out.append((s.start, s.end, kind_of(s, kind)))
+        what = kind_of(s, kind)
+        if out and (s.start - out[-1][1]).total_seconds() <= gap_s:
+            if out[-1][2] == what:
+                out[-1] = (out[-1][0], s.end, what)
+                continue
+            out[-1] = (out[-1][0], s.start, out[-1][2])
+        out.append((s.start, s.end, what))
     return out
 
 
@@ -202,8 +210,8 @@ def band_panel(b: BandPanel, axis: Axis, y: float, colours: dict[str, int]) -> s
         f'<rect x="{PAD_L}" y="{y}" width="{W - PAD_L - PAD_R}" height="{h}" class="frame"/>',
     ]
     for start, end, what in _merged(b.spans, "state" if b.state else "flag"):
-        if not b.state and what == "false":
-            continue
+        if not b.state and what == "false" and b.good is not True:
+            continue  # a flag's false is shaded only when true is the good side (safe: unsafe spans in red)
         x0, x1 = axis.x(start), axis.x(end)
         attrs = (
             f'data-key="{escape(b.key)}" data-value="{escape(what)}" data-from="{_iso(start)}" data-to="{_iso(end)}"'
@@ -217,7 +225,7 @@ def band_panel(b: BandPanel, axis: Axis, y: float, colours: dict[str, int]) -> s
             if x1 - x0 > 6.5 * len(what) + 6:
                 out.append(f'<text x="{x0 + 3:.1f}" y="{y + h - 3}" class="state">{escape(what)}</text>')
         else:
-            shade = "mixed" if what == "mixed" else {True: "good", False: "bad", None: ""}[b.good]
+            shade = {"mixed": "mixed", "false": "bad"}.get(what) or {True: "good", False: "bad", None: ""}[b.good]
             out.append(
                 f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 0.8):.1f}" height="{h}" class="band {shade}" '
                 f"{attrs}><title>{escape(b.name)}</title></rect>"
