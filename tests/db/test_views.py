@@ -18,7 +18,7 @@ from gozen.daq.snapshot import StatusSnapshot
 from gozen.db.engine import make_engine
 from gozen.db.migrate import downgrade, upgrade
 from gozen.db.tables import quicklook
-from gozen.db.views import SITE_TIME, VIEWS, set_site_time, site_time
+from gozen.db.views import SITE_TIME, VIEWS, set_site_time, site_time, utc_offset_min
 from gozen.monitors.board import Reading, publish
 from gozen.report.night import night_of
 from gozen.transfer import catalog as transfer
@@ -474,3 +474,21 @@ def test_downgrade_drops_the_views(engine: Engine) -> None:
     assert inspect(engine).get_view_names() == []
     upgrade(engine)
     assert len(inspect(engine).get_view_names()) == len(VIEWS) + 1
+
+
+def test_db_upgrade_points_the_views_at_the_configured_site(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.test_cli import gozen
+
+    cfg = tmp_path / "gozen.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "var"), "site": {"timezone": "America/Santiago"}}))
+    r = gozen("--config", str(cfg), "db", "upgrade")
+    assert r.exit_code == 0, r.output
+    eng = make_engine(f"sqlite:///{tmp_path / 'var' / 'gozen.db'}")
+    try:
+        tz, offset = site_time(eng) or ("", 0)
+        assert (tz, offset) == ("America/Santiago", utc_offset_min("America/Santiago"))
+        assert offset in (-240, -180)
+    finally:
+        eng.dispose()

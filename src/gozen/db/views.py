@@ -48,6 +48,10 @@ class _Dialect:
     array: str  # what it calls an array
     number: Callable[[str], str]  # a JSON value -> a number (true 1, false 0), NULL for text and null
     join_sorted: Callable[[str], str]  # aggregate: the values, sorted, space-separated
+    weather_keys: str  # WHERE term: status_history.key is a weather.* key
+    # (value, "FROM ... WHERE ...") -> a scalar subquery: the median of the non-NULL values (NULL: none). A
+    # subquery per row, correlated, rather than ranking whole tables: a page of a view costs a page of work.
+    median: Callable[[str, str], str]
 
 
 # -- revision 0015: never edit what follows (a change is a new revision with its own copies) -------------------
@@ -56,15 +60,23 @@ _OFFSET_0015 = f"(SELECT utc_offset_min FROM {SITE_TIME})"
 
 _SQLITE_0015 = _Dialect(
     night=lambda t: f"date({t}, ({_OFFSET_0015} - 720) || ' minutes')",
-    hour=lambda t: f"strftime('%Y-%m-%d %H:00:00', {t})",
+    # SQLAlchemy stores times as 'YYYY-MM-DD HH:MM:SS.ffffff' on SQLite: the hour is its first 13 characters
+    # (a third of the cost of strftime over a million readings)
+    hour=lambda t: f"substr({t}, 1, 13) || ':00:00'",
     json_type="json_type",
     array="array",
     number=lambda v: (
-        f"CASE json_type({v}) WHEN 'integer' THEN CAST(json_extract({v}, '$') AS REAL) "
-        f"WHEN 'real' THEN json_extract({v}, '$') WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 END"
+        f"CASE json_type({v}) WHEN 'integer' THEN CAST({v} AS REAL) "
+        f"WHEN 'real' THEN CAST({v} AS REAL) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 END"
     ),
     # group_concat keeps the order of its (sorted) input; SQLite before 3.44 has no ORDER BY in aggregates
     join_sorted=lambda v: f"group_concat({v}, ' ')",
+    weather_keys="key >= 'weather.' AND key < 'weather/'",  # a range on the (key, time) index; '/' follows '.'
+    # No median in SQLite: the middle value, or the mean of the middle two (as percentile_cont(0.5) gives)
+    median=lambda v, src: (
+        f"(SELECT AVG(x) FROM (SELECT {v} AS x, ROW_NUMBER() OVER (ORDER BY {v}) AS i, COUNT(*) OVER () AS n "
+        f"{src} AND {v} IS NOT NULL) AS ranked WHERE i IN ((n + 1) / 2, (n + 2) / 2))"
+    ),
 )
 
 _POSTGRESQL_0015 = _Dialect(
@@ -78,6 +90,16 @@ _POSTGRESQL_0015 = _Dialect(
         "ELSE CAST(0 AS DOUBLE PRECISION) END END"
     ),
     join_sorted=lambda v: f"string_agg({v}, ' ' ORDER BY {v})",
+    weather_keys="key LIKE 'weather.%'",  # not a range: the database's collation may order punctuation apart
+    median=lambda v, src: f"(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY {v}) {src})",
+)
+
+
+_QUICKLOOK_MEDIANS_0015 = (
+    ("q.sky_adu", "sky_adu_median"),
+    ("q.noise_adu", "noise_adu_median"),
+    ("CAST(q.n_stars AS DOUBLE PRECISION)", "n_stars_median"),
+    ("q.fwhm_px", "fwhm_px_median"),
 )
 
 
@@ -103,7 +125,7 @@ def _medians_0015(name: str, long_sql: str, keys: str, metrics: Sequence[tuple[s
 )"""
 
 
-_QUICKLOOK_MEDIANS_0015 = (
+_QUICKLOOK_METRICS_0015 = (
     ("sky", "sky_adu_median"),
     ("noise", "noise_adu_median"),
     ("stars", "n_stars_median"),
@@ -176,7 +198,8 @@ LEFT JOIN xp ON xp.night = ex.night"""
 
 
 def _exposures_0015(d: _Dialect) -> str:
-    medians = _medians_0015("qm", _quicklook_long_0015(None), "exp_id", _QUICKLOOK_MEDIANS_0015)
+    src = "FROM quicklook q WHERE q.exp_id = e.exp_id"
+    medians = ",\n  ".join(f"{d.median(v, src)} AS {col}" for v, col in _QUICKLOOK_MEDIANS_0015)
     return f"""WITH f AS (
   SELECT exp_id,
     SUM(CASE WHEN state = 'written' THEN 1 ELSE 0 END) AS files_written,
@@ -186,8 +209,7 @@ def _exposures_0015(d: _Dialect) -> str:
     SUM(frames_missing) AS frames_missing, SUM(frames_damaged) AS frames_damaged
   FROM daq_files GROUP BY exp_id
 ),
-qn AS (SELECT exp_id, COUNT(*) AS quicklook_chips FROM quicklook GROUP BY exp_id),
-{medians}
+qn AS (SELECT exp_id, COUNT(*) AS quicklook_chips FROM quicklook GROUP BY exp_id)
 SELECT e.exp_id, {d.night("COALESCE(e.start_at, e.requested_at)")} AS night, e.state,
   e.recipe_uuid, e.recipe_name, e.object, e.data_type, e.obs_mode, e."filter", e.project, e.observer,
   e.n_frames, e.fps, e.n_frames / e.fps AS exptime_s,
@@ -201,11 +223,10 @@ SELECT e.exp_id, {d.night("COALESCE(e.start_at, e.requested_at)")} AS night, e.s
   CAST(COALESCE(f.frames_missing, 0) AS BIGINT) AS frames_missing,
   CAST(COALESCE(f.frames_damaged, 0) AS BIGINT) AS frames_damaged,
   COALESCE(qn.quicklook_chips, 0) AS quicklook_chips,
-  qm.sky_adu_median, qm.noise_adu_median, qm.n_stars_median, qm.fwhm_px_median
+  {medians}
 FROM exposures e
 LEFT JOIN f ON f.exp_id = e.exp_id
-LEFT JOIN qn ON qn.exp_id = e.exp_id
-LEFT JOIN qm ON qm.exp_id = e.exp_id"""
+LEFT JOIN qn ON qn.exp_id = e.exp_id"""
 
 
 def _file_lineage_0015(d: _Dialect) -> str:
@@ -254,7 +275,8 @@ def _chip_health_0015(d: _Dialect) -> str:
             _quicklook_long_0015(night),
         ]
     )
-    metrics = (("osm", "overscan_median"), ("osn", "overscan_noise"), *_QUICKLOOK_MEDIANS_0015)
+    metrics = (("osm", "overscan_median"), ("osn", "overscan_noise"), *_QUICKLOOK_METRICS_0015)
+    # ranked once over all the nights: a median per (night, chip) by correlated subqueries costs more here
     medians = _medians_0015("cm", long_sql, "night, det_id", metrics)
     return f"""WITH df AS (
   SELECT {night} AS night, d.* FROM daq_files d JOIN exposures e ON e.exp_id = d.exp_id
@@ -280,15 +302,18 @@ FROM agg LEFT JOIN cm ON cm.night = agg.night AND cm.det_id = agg.det_id"""
 
 
 def _weather_hourly_0015(d: _Dialect) -> str:
-    return f"""WITH w AS (
-  SELECT key, {d.hour("time")} AS hour_utc, {d.number("value")} AS v
-  FROM status_history WHERE key LIKE 'weather.%'
+    return f"""WITH a AS (
+  SELECT hour_utc, key, COUNT(*) AS samples, AVG(v) AS avg_value, MIN(v) AS min_value, MAX(v) AS max_value
+  FROM (
+    SELECT key, {d.hour("time")} AS hour_utc, {d.number("value")} AS v
+    FROM status_history WHERE {d.weather_keys}
+  ) AS w
+  WHERE v IS NOT NULL
+  GROUP BY hour_utc, key
 )
-SELECT w.hour_utc, {d.night("w.hour_utc")} AS night, w.key, s.unit,
-  COUNT(*) AS samples, AVG(w.v) AS avg_value, MIN(w.v) AS min_value, MAX(w.v) AS max_value
-FROM w LEFT JOIN status s ON s.key = w.key
-WHERE w.v IS NOT NULL
-GROUP BY w.hour_utc, w.key, s.unit"""
+SELECT a.hour_utc, {d.night("a.hour_utc")} AS night, a.key, s.unit,
+  a.samples, a.avg_value, a.min_value, a.max_value
+FROM a LEFT JOIN status s ON s.key = a.key"""
 
 
 _COUNTS = (
