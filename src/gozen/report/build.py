@@ -19,7 +19,7 @@ from gozen.report import slack
 from gozen.report.facts import NightFacts, night_facts
 from gozen.report.night import night_span, parse_night
 from gozen.report.plots import OVERVIEW, PLOTS, save_plots
-from gozen.report.store import ReportRow, SlackState, mark_slack, replace_report
+from gozen.report.store import ReportRow, SlackState, mark_slack, save_report
 from gozen.service import this_host
 from gozen.web.times import when_text
 
@@ -103,10 +103,8 @@ def build_report(
         row = replace(row, slack_state=SlackState.OFF, slack_error="not asked to post")
     elif not slack.routed(cfg):
         row = replace(row, slack_state=SlackState.OFF, slack_error="no notifier takes reports")
-    with engine.begin() as conn:
-        replace_report(conn, row)
-        if row.slack_state == SlackState.PENDING:
-            slack.queue_summary(conn, cfg, night, summary)
+    pending = row.slack_state == SlackState.PENDING
+    save_report(engine, row, (lambda conn: slack.queue_summary(conn, cfg, night, summary)) if pending else None)
     log.info("report %s: %s (%s)", night, summary, directory)
     if row.slack_state == SlackState.PENDING:
         row = deliver(cfg, engine, row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -37,10 +38,14 @@ class ReportRow:
     posted_at: datetime | None
 
 
-def replace_report(conn: Connection, row: ReportRow) -> None:
-    """Write a night's row (in the caller's transaction), replacing one made before."""
-    conn.execute(delete(nightly_reports).where(nightly_reports.c.night == row.night))
-    conn.execute(insert(nightly_reports).values(**row.__dict__))
+def save_report(engine: Engine, row: ReportRow, also: Callable[[Connection], object] | None = None) -> None:
+    """Write a night's row, replacing one made before, and do `also` (queue its Slack message) in the
+    same transaction: a report is never recorded without its message, nor its message queued twice."""
+    with engine.begin() as conn:
+        conn.execute(delete(nightly_reports).where(nightly_reports.c.night == row.night))
+        conn.execute(insert(nightly_reports).values(**row.__dict__))
+        if also is not None:
+            also(conn)
 
 
 def report_of(engine: Engine, night: str) -> ReportRow | None:
