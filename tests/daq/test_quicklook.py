@@ -293,3 +293,4 @@ def test_mosaic_is_cached_and_made_again_when_more_chips_arrive(tmp_path: Path) 
     cached = list((cfg.data_dir / quicklook.CACHE_DIR).glob("mosaic-*.png"))
     assert len(cached) == 1 and "-002-" in cached[0].name  # the older mosaic dropped
     assert sorted(latest_chip_looks(engine)) == [111, 112]
+    assert latest_chip_looks(engine, since=utcnow() + timedelta(seconds=1)) == {}  # none made since

@@ -196,9 +196,11 @@ def chip_looks(engine: Engine, exp_id: int) -> dict[int, ChipLook]:
     return {r.det_id: ChipLook(*r) for r in rows}
 
 
-def latest_chip_looks(engine: Engine) -> dict[int, ChipLook]:
-    """Each chip's newest quick look, whatever exposure it is of."""
+def latest_chip_looks(engine: Engine, since: datetime | None = None) -> dict[int, ChipLook]:
+    """Each chip's newest quick look (made since `since`, when given), whatever exposure it is of."""
     newest = select(quicklook.c.det_id, func.max(quicklook.c.exp_id).label("exp_id")).group_by(quicklook.c.det_id)
+    if since is not None:
+        newest = newest.where(quicklook.c.made_at >= since)
     newest_sq = newest.subquery()
     query = select(*_NUMBERS).join(
         newest_sq, and_(quicklook.c.det_id == newest_sq.c.det_id, quicklook.c.exp_id == newest_sq.c.exp_id)

@@ -111,15 +111,16 @@ def chip_title(c: ChipStats, look: ChipLook | None = None) -> str:
 @dataclass(frozen=True)
 class DaqView:
     ov: DaqOverview
-    looks: dict[int, ChipLook]  # each chip's latest quick look
+    looks: dict[int, ChipLook]  # each chip's latest quick look in the page's window
     latest_look: int | None  # the newest exposure with a quick look (its mosaic is shown)
 
 
 def _view(request: Request, hours: float) -> DaqView:
     now = datetime.now(UTC)
     engine = request.app.state.engine
-    ov = daq_overview(request.app.state.cfg, engine, now - timedelta(hours=hours), now)
-    return DaqView(ov, latest_chip_looks(engine), latest_look(engine))
+    since = now - timedelta(hours=hours)
+    ov = daq_overview(request.app.state.cfg, engine, since, now)
+    return DaqView(ov, latest_chip_looks(engine, since), latest_look(engine))
 
 
 def mosaic_url(exp_id: int | None) -> str | None:
