@@ -344,7 +344,13 @@ class QuickLook(Model):
         ge=1,
         description="More exposures than this waiting: the older ones are skipped (a quick look is of now).",
     )
-    keep_days: float = Field(14.0, gt=0, description="Quick-look pictures older than this are dropped.")
+    every_s: float = Field(
+        60.0,
+        ge=0,
+        description="Look at most one exposure this often (0: every one); the rest are skipped. A look is "
+        "~30 kB per chip (zscaled sky noise does not compress): ~2.8 MB per 84-chip exposure in the database.",
+    )
+    keep_days: float = Field(2.0, gt=0, description="Quick-look pictures older than this are dropped.")
 
 
 class Daq(Model):
