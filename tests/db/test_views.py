@@ -456,6 +456,9 @@ def test_views_have_the_documented_columns(engine: Engine) -> None:
     assert {v.name for v in VIEWS} | {SITE_TIME} <= set(insp.get_view_names())
     for v in VIEWS:
         assert [c["name"] for c in insp.get_columns(v.name)] == [c for c, _ in v.columns], v.name
+        if engine.dialect.name == "postgresql":  # for Metabase and Grafana, as the tables' comments
+            assert insp.get_table_comment(v.name)["text"] == v.comment
+            assert [c.get("comment") for c in insp.get_columns(v.name)] == [m for _, m in v.columns]
 
 
 def test_site_time_moves_the_night_boundary(engine: Engine) -> None:
