@@ -3,6 +3,7 @@ and comes back, one report per night; and `gozen report` by hand."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,15 @@ from typer.testing import CliRunner
 
 from gozen.cli import app
 from gozen.config import Config
+from gozen.daq import catalog
+from gozen.daq.snapshot import StatusSnapshot
 from gozen.db.engine import make_engine
 from gozen.db.events import recent_events
 from gozen.db.migrate import upgrade
 from gozen.db.tables import nightly_reports, outbox
 from gozen.db.types import utcnow
 from gozen.report.build import PLOT_TITLES, build_report
-from gozen.report.night import latest_finished_night
+from gozen.report.night import latest_finished_night, night_span
 from gozen.report.nightly import Reporter
 from gozen.service import Context
 from tests.conftest import free_port
@@ -138,3 +141,23 @@ def test_gozen_report_refuses_bad_input_naming_it(tmp_path: Path, args: list[str
     f.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "var")}))
     code, output = gozen(f, "report", *args)
     assert code == 2 and says in output, output
+
+
+def test_a_night_with_exposures_missed_while_the_reporter_was_down_is_reported_too(tmp_path: Path) -> None:
+    cfg = report_config(tmp_path, None, None)
+    engine = migrated(cfg)
+    latest = latest_finished_night(cfg, utcnow())
+    observed, quiet = (date_before(latest, 3), date_before(latest, 2))
+    [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest("M31", 10, 2.0), 1)
+    start = night_span(observed, cfg.local_tz).start_at + timedelta(hours=10)
+    assert catalog.arm(
+        engine, exp_id, start, start + timedelta(seconds=5), [111], StatusSnapshot(start.isoformat(), {})
+    )
+    reporter(cfg, engine).run_once()
+    with engine.connect() as conn:
+        made = dict(conn.execute(select(nightly_reports.c.night, nightly_reports.c.exposures)).all())
+    assert made == {observed: 1, latest: 0} and quiet not in made
+
+
+def date_before(night: str, days: int) -> str:
+    return (date.fromisoformat(night) - timedelta(days=days)).isoformat()

@@ -110,6 +110,13 @@ class NightFacts:
         return safe_s / total if total > 0 else None
 
 
+def exposures_between(engine: Engine, start_at: datetime, end_at: datetime) -> int:
+    """How many exposures started in [start_at, end_at)."""
+    with engine.connect() as conn:
+        q = select(func.count()).where(exposures.c.start_at >= start_at, exposures.c.start_at < end_at)
+        return int(conn.execute(q).scalar_one())
+
+
 def night_facts(engine: Engine, start_at: datetime, end_at: datetime) -> NightFacts:
     facts = NightFacts(start_at, end_at)
     with engine.connect() as conn:
