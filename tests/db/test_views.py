@@ -495,3 +495,15 @@ def test_db_upgrade_points_the_views_at_the_configured_site(tmp_path: Path) -> N
         assert offset in (-240, -180)
     finally:
         eng.dispose()
+
+
+def test_revision_0015_keeps_producing_the_same_views() -> None:
+    """Migration 0015 creates VIEWS_0015: changing a view is a new revision with its own constants."""
+    import hashlib
+    import json
+
+    from gozen.db.views import VIEWS_0015
+
+    text = json.dumps([(v.name, v.sql, v.comment, v.columns) for v in VIEWS_0015])
+    frozen = "7972fe6b4be839f0b7ab242eb60a7797473e0e89bc579590bd7fb0f3a8609b97"
+    assert hashlib.sha256(text.encode()).hexdigest() == frozen, "VIEWS_0015 changed: add a revision instead"
