@@ -23,11 +23,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select, text
 
 from gozen.config import Config
+from gozen.daq.browse import ExposureFilter, list_exposures
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
 from gozen.db.tables import daq_files, exports, exposures, files, replicas
 from gozen.web.app import create_app
-from gozen.web.exposures import ExposureFilter, list_exposures
 
 CHIPS = [111, 112, 121, 122]
 PER_NIGHT = 1000

@@ -29,6 +29,7 @@ STORES = {
     "report/store.py",  # nightly_reports
     "report/facts.py",  # read-only: what a night did, for its report
     "metrics.py",  # read-only: one query per metric family, per scrape
+    "daq/browse.py",  # read-only: the exposures browser's pages
 }
 
 

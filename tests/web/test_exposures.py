@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 
 from gozen.config import Config
 from gozen.daq import catalog
+from gozen.daq.browse import ExposureFilter, FilterError, list_exposures, night_span
 from gozen.daq.quicklook import Look, grey_png, record_look
 from gozen.daq.snapshot import StatusSnapshot
 from gozen.db.engine import make_engine
@@ -27,7 +28,6 @@ from gozen.db.tables import files
 from gozen.transfer import catalog as files_catalog
 from gozen.transfer import packages
 from gozen.transfer.agents import push_once
-from gozen.web.exposures import ExposureFilter, FilterError, list_exposures, night_span
 from tests.conftest import free_port, web_section, write_config
 from tests.web.served import served
 from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
