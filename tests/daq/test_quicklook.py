@@ -41,7 +41,7 @@ from gozen.db.migrate import upgrade
 from gozen.db.tables import daq_files
 from gozen.db.tables import quicklook as quicklook_table
 from gozen.db.types import utcnow
-from gozen.devices.simulators.camera import PSF_SIGMA_PX, READ_NOISE_ADU, SKY_ADU
+from gozen.devices.simulators.camera import BIAS_ADU, CHIP_BIAS_SPREAD_ADU, PSF_SIGMA_PX, READ_NOISE_ADU, SKY_ADU
 from gozen.monitors.board import snapshot
 from gozen.service import Context
 from gozen.web.daq import FOCAL_PLANE
@@ -126,11 +126,11 @@ class Camera:
         return svc
 
 
-def camera_config(tmp: Path, **quick: Any) -> Config:
+def camera_config(tmp: Path, readout: str = "full", **quick: Any) -> Config:
     return parse_config(
         {
             "data_dir": str(tmp / "var"),
-            "camera": {"readout": "full", "fps": FPS, "chips": CHIPS},
+            "camera": {"readout": readout, "fps": FPS, "chips": CHIPS},
             "daq_volumes": [{"name": "vol1", "path": str(tmp / "vol1")}],
             "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 0.2, "frame_timeout_s": 2, "fsync": "none"}
             | {"quicklook": quick},
@@ -195,6 +195,15 @@ def test_first_frame_is_the_light_area_and_the_overscan_bias(camera: Camera) -> 
     light, bias = first_frame(Path(files[112]["path"]))
     assert light.shape == (1128, 2000) and light.dtype == np.float32
     assert bias == pytest.approx(files[112]["overscan_median"], abs=4)
+
+
+@pytest.mark.parametrize("camera", [{"readout": "light"}], indirect=True)
+def test_a_light_readout_has_no_bias_to_take_from_the_sky(camera: Camera) -> None:
+    [files] = camera.expose()
+    light, bias = first_frame(Path(files[121]["path"]))
+    assert light.shape == (1128, 2000) and bias is None
+    look = look_at(light, 8, bias_adu=bias)
+    assert look.sky_adu == pytest.approx(BIAS_ADU + SKY_ADU, abs=CHIP_BIAS_SPREAD_ADU + 10)
 
 
 @pytest.mark.parametrize(
