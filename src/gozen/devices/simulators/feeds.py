@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 ROTATION: tuple[FeedName, ...] = ("gaia", "cneos", "mpec", "maxi")  # whose turn it is for a new item
 BACKLOG: dict[FeedName, int] = {"cneos": 3, "gaia": 3, "mpec": 2, "maxi": 1}  # past items at first start
 KEEP_ITEMS = 100  # per feed: older items leave the feed, as they do from the real ones
-MAX_CATCH_UP = 12  # after a long stop (or a long while unread), at most this many items are made up for at once
+MAX_CATCH_UP = 12  # after a long while unread, at most this many items are made at once
 CAD_DOC = "https://ssd-api.jpl.nasa.gov/doc/cad.html"
 CAD_PARAMS = {
     "date-min", "date-max", "dist-min", "dist-max", "h-min", "h-max", "v-inf-min", "v-inf-max", "v-rel-min",
@@ -128,7 +128,7 @@ class FeedPlayer:
                 self._add(st, "maxi", first_at if now - first_at < period else now)
                 st["first_maxi_done"] = changed = True
         next_at = datetime.fromisoformat(st["next_at"])
-        if now - next_at > MAX_CATCH_UP * period:  # sim:feeds was stopped a long while: skip what it missed
+        if now - next_at > MAX_CATCH_UP * period:  # nobody read the feeds a long while: only the latest are made
             next_at = now - (MAX_CATCH_UP - 1) * period
         while next_at <= now:
             self._add(st, ROTATION[st["turn"] % len(ROTATION)], next_at)
