@@ -187,3 +187,34 @@ def test_bi_role_refuses_a_bad_name(tmp_path: Path, pg_engine: Engine) -> None:
     url = pg_engine.url.render_as_string(hide_password=False)
     r = gozen("--config", write_config(tmp_path, {"database": {"url": url}}), "db", "bi-role", "--name", "Bad-Name")
     assert r.exit_code == 1 and "role 'Bad-Name'" in r.output
+
+
+@pytest.mark.parametrize("reads_tables", [False, True])
+def test_bi_role_refuses_to_leave_a_role_that_cannot_read(
+    tmp_path: Path, pg_engine: Engine, bi_role: str, reads_tables: bool
+) -> None:
+    """A user who may create roles but does not own gozen's tables: its GRANTs fail (or, where it holds some
+    right without the grant option, only warn: the command checks what the role can read); it says why and
+    leaves no role behind."""
+    stranger = f"{bi_role}_cr"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{stranger}" LOGIN CREATEROLE')
+    if reads_tables:
+        with pg_engine.begin() as c:
+            c.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{stranger}"'))
+    try:
+        url = as_user(pg_engine.url.render_as_string(hide_password=False), stranger)
+        r = gozen("--config", write_config(tmp_path, {"database": {"url": url}}), "db", "bi-role", "--name", bi_role)
+        assert r.exit_code == 1, r.output
+        if reads_tables:  # its GRANTs only warned: the check after them found the role reads nothing
+            assert f"role '{bi_role}' cannot read" in r.output and f"user '{stranger}' does not own" in r.output
+        else:
+            assert f"user '{stranger}' may not grant this (permission denied for table" in r.output
+        assert "run `gozen db bi-role` as the user gozen's tables belong to" in r.output
+        with psycopg.connect(PG_ADMIN_URL) as conn:
+            assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (bi_role,)).fetchone() is None
+    finally:
+        with pg_engine.begin() as c:
+            c.execute(text(f'DROP OWNED BY "{stranger}"'))
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE "{stranger}"')

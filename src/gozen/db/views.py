@@ -580,11 +580,12 @@ def grant_read_only(engine: Engine, role: str, password: str | None) -> bool:
         )
     if not _ROLE_NAME.match(role):
         raise RoleRefused(f"role {role!r}: use lower-case letters, digits and _ (not starting with a digit)")
+    import psycopg
     from psycopg import sql
 
     with engine.begin() as conn:
-        me, may = conn.exec_driver_sql(
-            "SELECT current_user, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+        me, superuser, may = conn.exec_driver_sql(
+            "SELECT current_user, rolsuper, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
         ).one()
         if not may:
             raise RoleRefused(
@@ -596,7 +597,10 @@ def grant_read_only(engine: Engine, role: str, password: str | None) -> bool:
         created = not conn.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = %(r)s", {"r": role}).first()
         db, schema = conn.exec_driver_sql("SELECT current_database(), current_schema()").one()
         r, s = sql.Identifier(role), sql.Identifier(schema)
-        limits = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT")
+        # only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS at all (a new role has none of them)
+        limits = sql.SQL(
+            "LOGIN NOCREATEDB NOCREATEROLE INHERIT" + (" NOSUPERUSER NOREPLICATION NOBYPASSRLS" if superuser else "")
+        )
         pw = sql.SQL(" PASSWORD {}").format(sql.Literal(password)) if password is not None else sql.SQL("")
         statements = [
             sql.SQL("{} ROLE {} ").format(sql.SQL("CREATE" if created else "ALTER"), r) + limits + pw,
@@ -611,5 +615,36 @@ def grant_read_only(engine: Engine, role: str, password: str | None) -> bool:
         assert raw is not None
         with raw.cursor() as cur:
             for stmt in statements:
-                cur.execute(stmt)
+                try:
+                    cur.execute(stmt)
+                except psycopg.errors.InsufficientPrivilege as err:
+                    raise RoleRefused(
+                        f"user {me!r} may not grant this ({str(err).strip()}): run `gozen db bi-role` as the user "
+                        "gozen's tables belong to (database.url's), or as a superuser"
+                    ) from None
+        _check_read_only(conn, role, me, schema)
     return created
+
+
+def _check_read_only(conn: Connection, role: str, me: str, schema: str) -> None:
+    """GRANT by a user who does not own a table only warns: check the role reads everything, and no more."""
+    unread = (
+        conn.exec_driver_sql(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %(s)s AND c.relkind IN ('r', 'v', 'm', 'p') "
+            "AND NOT has_table_privilege(%(r)s, c.oid, 'SELECT') ORDER BY 1",
+            {"s": schema, "r": role},
+        )
+        .scalars()
+        .all()
+    )
+    if unread:
+        raise RoleRefused(
+            f"role {role!r} cannot read {', '.join(unread[:5])}{' ...' if len(unread) > 5 else ''}: user {me!r} "
+            "does not own them; run `gozen db bi-role` as the user gozen's tables belong to, or as a superuser"
+        )
+    too_much = conn.exec_driver_sql(
+        "SELECT rolsuper OR rolbypassrls OR rolreplication FROM pg_roles WHERE rolname = %(r)s", {"r": role}
+    ).scalar()
+    if too_much:
+        raise RoleRefused(f"role {role!r} is a superuser or bypasses row security: not a read-only role")
