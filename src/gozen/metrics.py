@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,13 +21,13 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Connection, Engine, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gozen.config import FEEDS, Config
 from gozen.couriers.store import feed_states
 from gozen.daq.snapshot import StatusSnapshot, StatusValue
-from gozen.db.states import DaqFileState, ExportState, ReplicaState
+from gozen.db.states import DaqFileState, ExportState, ExposureState, ReplicaState
 from gozen.db.tables import (
     alerts,
     daq_files,
@@ -41,13 +42,17 @@ from gozen.db.tables import (
 )
 from gozen.db.types import utcnow
 from gozen.monitors.board import snapshot
+from gozen.queue.recipe import PRIORITY_OF_RANK
 from gozen.queue.store import queue_status
 from gozen.service import is_outage
 from gozen.supervise.fleet import last_seen
 
 log = logging.getLogger(__name__)
 
-SETTLED_AFTER = timedelta(hours=1)  # an exposure this old has all its rows: its sums are kept in memory
+# A closed exposure (every chip accounted for) that started this long ago has all its rows (a readout's
+# report can come a moment after the files): its per-chip sums are kept in memory.
+SETTLED_AFTER = timedelta(minutes=10)
+OPEN = (ExposureState.QUEUED, ExposureState.ARMED)  # their rows are still to come
 WRITE_WINDOW = timedelta(seconds=60)  # gozen_daq_write_bytes_per_second: bytes of the files of the last minute
 BACKLOG = (ReplicaState.QUEUED, ReplicaState.COPYING, ReplicaState.COPIED, ReplicaState.FAILED)
 TAKEN = (ExportState.ACKNOWLEDGED, ExportState.NOT_SELECTED)  # the archive needs nothing more of these files
@@ -75,6 +80,14 @@ SINGLE = {
     "power.ups_charge_pct": ("gozen_ups_charge_ratio", "UPS battery charge (0-1).", 0.01),
     "power.ups_runtime_s": ("gozen_ups_runtime_seconds", "UPS runtime left on battery.", 1.0),
     "power.ups_load_pct": ("gozen_ups_load_ratio", "UPS load (0-1).", 0.01),
+    "gps.fix": ("gozen_gps_fix", "1 while the GPS receiver has a fix.", 1.0),
+    "gps.pps": ("gozen_gps_pps", "1 while the GPS pulse-per-second arrives.", 1.0),
+    "gps.offset_ms": ("gozen_gps_offset_seconds", "System clock minus GPS time.", 0.001),
+    "gps.satellites": ("gozen_gps_satellites", "Satellites the GPS receiver uses.", 1.0),
+    "telescope.alt_deg": ("gozen_telescope_altitude_degrees", "Altitude the telescope points at.", 1.0),
+    "telescope.tracking": ("gozen_telescope_tracking", "1 while the telescope tracks.", 1.0),
+    "telescope.slewing": ("gozen_telescope_slewing", "1 while the telescope slews.", 1.0),
+    "telescope.parked": ("gozen_telescope_parked", "1 while the telescope is parked.", 1.0),
 }
 # df.<volume>.<field> -> (metric, help, factor)
 DISK = {
@@ -100,6 +113,14 @@ def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
 
 def counter(name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, labels=list(labels))
+
+
+def _state_counts(into: dict[str, int], rows: Iterable[Any]) -> dict[str, int]:
+    """Counts kept in memory plus (state, count) rows."""
+    out = dict(into)
+    for state, n in rows:
+        out[str(state)] = out.get(str(state), 0) + int(n)
+    return out
 
 
 # -- from the status board ---------------------------------------------------------------------
@@ -230,6 +251,11 @@ def _report_sums(lo: int, hi: int | None) -> Any:
     return (q if hi is None else q.where(r.exp_id <= hi)).group_by(r.det_id, r.daq_host)
 
 
+def _exposure_counts(lo: int, hi: int | None) -> Any:
+    q = select(exposures.c.state, func.count()).where(exposures.c.exp_id > lo)
+    return (q if hi is None else q.where(exposures.c.exp_id <= hi)).group_by(exposures.c.state)
+
+
 def _add(into: Sums, rows: Iterable[Any], columns: Iterable[str]) -> Sums:
     for row in rows:
         d = into.setdefault((str(row.det_id), row.daq_host or ""), {})  # no host: reported before hosts split
@@ -240,20 +266,26 @@ def _add(into: Sums, rows: Iterable[Any], columns: Iterable[str]) -> Sums:
 
 @dataclass
 class SettledDaq:
-    """Per-chip sums of the exposures up to `upto` (exp_id), which started long enough ago to be complete."""
+    """Per-chip sums of the exposures up to `upto` (exp_id), and their count per (closed) state: each
+    closed, and started SETTLED_AFTER ago."""
 
     upto: int = 0
+    states: dict[str, int] = field(default_factory=dict)
     files: Sums = field(default_factory=dict)
     reports: Sums = field(default_factory=dict)
 
     def advance(self, engine: Engine) -> None:
-        cutoff = utcnow() - SETTLED_AFTER
+        cutoff, e = utcnow() - SETTLED_AFTER, exposures.c
         with engine.connect() as conn:
-            hi = conn.execute(select(func.max(exposures.c.exp_id)).where(exposures.c.start_at < cutoff)).scalar()
+            hi = conn.execute(select(func.max(e.exp_id)).where(e.start_at < cutoff)).scalar()
+            first_open = conn.execute(select(func.min(e.exp_id)).where(e.state.in_(OPEN))).scalar()
+            if hi is not None and first_open is not None:
+                hi = min(hi, first_open - 1)  # the sums stop short of the first exposure still open
             if hi is None or hi <= self.upto:
                 return
             _add(self.files, conn.execute(_file_sums(self.upto, hi)), FILE_SUMS)
             _add(self.reports, conn.execute(_report_sums(self.upto, hi)), REPORT_SUMS)
+            self.states = _state_counts(self.states, conn.execute(_exposure_counts(self.upto, hi)))
         self.upto = int(hi)
 
 
@@ -273,7 +305,7 @@ def daq_metrics(cfg: Config, engine: Engine, settled: SettledDaq) -> list[Metric
     with engine.connect() as conn:
         file_sums = _merged(settled.files, _add({}, conn.execute(_file_sums(settled.upto, None)), FILE_SUMS))
         report_sums = _merged(settled.reports, _add({}, conn.execute(_report_sums(settled.upto, None)), REPORT_SUMS))
-        by_state = conn.execute(select(exposures.c.state, func.count()).group_by(exposures.c.state)).all()
+        by_state = _state_counts(settled.states, conn.execute(_exposure_counts(settled.upto, None)))
         recent = dict(
             conn.execute(
                 select(daq_files.c.daq_host, func.sum(daq_files.c.size_bytes))
@@ -289,8 +321,8 @@ def daq_metrics(cfg: Config, engine: Engine, settled: SettledDaq) -> list[Metric
                 fam.add_metric([chip, host], d.get(column, 0))
             out.append(fam)
     exp = gauge("gozen_daq_exposures", "Exposures by state (queued, armed, done, incomplete, failed).", ["state"])
-    for state, n in sorted(by_state):
-        exp.add_metric([str(state)], n)
+    for state, n in sorted(by_state.items()):
+        exp.add_metric([state], n)
     rate = gauge("gozen_daq_write_bytes_per_second", "Bytes of FITS files written over the last minute.", ["host"])
     hosts = {h.name for h in cfg.daq_hosts()} | set(recent)
     for host in sorted(hosts):
@@ -379,9 +411,11 @@ def copied_metrics(engine: Engine, settled: SettledCopies) -> list[Metric]:
 
 @dataclass
 class ArchiveMark:
-    """files.id below which the archive had taken every file (taken is for good)."""
+    """files.id below which the archive had taken every file (taken is for good), and how many of
+    those files are in each (final) export state."""
 
     low_id: int = 0
+    below: dict[str, int] = field(default_factory=dict)
 
     def oldest_untaken(self, engine: Engine) -> datetime | None:
         taken = select(exports.c.file_id).where(exports.c.file_id == files.c.id, exports.c.state.in_(TAKEN)).exists()
@@ -390,19 +424,33 @@ class ArchiveMark:
             first = conn.execute(q.order_by(files.c.id).limit(1)).first()
             if first is None:
                 top = conn.execute(select(func.max(files.c.id))).scalar()
-                self.low_id = int(top) + 1 if top is not None else self.low_id
+                self._move(conn, self.low_id if top is None else int(top) + 1)
                 return None
-        self.low_id = int(first.id)
+            self._move(conn, int(first.id))
         return first.registered_at  # type: ignore[no-any-return]
+
+    def _move(self, conn: Connection, low_id: int) -> None:
+        if low_id > self.low_id:
+            self.below = _state_counts(self.below, conn.execute(_export_counts(self.low_id, low_id)))
+            self.low_id = low_id
+
+    def counts(self, engine: Engine) -> dict[str, int]:
+        """Counted here, not grouped in SQL: a GROUP BY state makes SQLite walk the state index, all of it."""
+        q = select(exports.c.state).where(exports.c.file_id >= self.low_id)
+        with engine.connect() as conn:
+            return _state_counts(self.below, Counter(conn.execute(q).scalars()).items())
+
+
+def _export_counts(lo: int, hi: int | None) -> Any:
+    q = select(exports.c.state, func.count()).where(exports.c.file_id >= lo)
+    return (q if hi is None else q.where(exports.c.file_id < hi)).group_by(exports.c.state)
 
 
 def archive_metrics(engine: Engine, mark: ArchiveMark) -> list[Metric]:
-    with engine.connect() as conn:
-        counts = conn.execute(select(exports.c.state, func.count()).group_by(exports.c.state)).all()
-    fam = gauge("gozen_archive_files", "Files by export state (packaged, exported, acknowledged, ...).", ["state"])
-    for state, n in sorted(counts):
-        fam.add_metric([str(state)], n)
     oldest = mark.oldest_untaken(engine)
+    fam = gauge("gozen_archive_files", "Files by export state (packaged, exported, acknowledged, ...).", ["state"])
+    for state, n in sorted(mark.counts(engine).items()):
+        fam.add_metric([state], n)
     lag = gauge("gozen_archive_lag_seconds", "Age of the oldest catalogued file the archive has not taken (0: none).")
     lag.add_metric([], (utcnow() - oldest).total_seconds() if oldest else 0.0)
     return [fam, lag]
@@ -412,7 +460,10 @@ def queue_metrics(engine: Engine) -> list[Metric]:
     status = queue_status(engine)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(recipes.c.state, recipes.c.priority, func.count()).group_by(recipes.c.state, recipes.c.priority)
+            # the rank, not the name: the (state, priority_rank, ...) index answers without reading the rows
+            select(recipes.c.state, recipes.c.priority_rank, func.count()).group_by(
+                recipes.c.state, recipes.c.priority_rank
+            )
         ).all()
     mode = gauge("gozen_queue_mode", "1 for the queue's mode (normal, maintenance).", ["mode"])
     mode.add_metric([str(status.mode)], 1.0)
@@ -421,8 +472,8 @@ def queue_metrics(engine: Engine) -> list[Metric]:
     server = gauge("gozen_queue_server_up", "1 while a queue server runs.")
     server.add_metric([], float(status.server is not None))
     fam = gauge("gozen_queue_recipes", "Recipes by state and priority.", ["state", "priority"])
-    for state, priority, n in sorted(rows):
-        fam.add_metric([str(state), str(priority)], n)
+    for state, rank, n in sorted(rows):
+        fam.add_metric([str(state), PRIORITY_OF_RANK.get(rank, str(rank))], n)
     return [mode, paused, server, fam]
 
 
