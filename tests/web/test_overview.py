@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -32,6 +33,7 @@ from gozen.supervise.client import HostStatus
 from gozen.supervise.fleet import host_readings
 from gozen.transfer.agents import push_once
 from gozen.web.emoji import emoji_filter, emojize
+from gozen.web.overview import overview
 from tests.conftest import free_port, web_section, write_config
 from tests.daq.test_stats import CHIPS, _file, config_data
 from tests.web.served import served
@@ -134,18 +136,21 @@ def seed(cfg: Config, engine: Engine, now: datetime) -> Observatory:
     return Observatory("", engine, look_exp, now_exp)
 
 
-@pytest.fixture(scope="module")
-def observatory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observatory]:
-    """The web app alone on the seeded SQLite database, behind a real uvicorn on 127.0.0.1 (refresh every 1 s)."""
-    tmp = tmp_path_factory.mktemp("overview")
-    port = free_port()
-    data = config_data(tmp, web=web_section(port))
+def observatory_config(tmp: Path) -> Config:
+    data = config_data(tmp, web=web_section(free_port()))
     data["storage_nodes"] = [{"name": f"node{i}", "path": f"nodes/node{i}"} for i in range(3)]
     data["transfer"] = {"replication": 2}
     data["daq_volumes"] = [{"name": "vol1", "path": "daq/vol1", "max_bytes": 10_000_000_000}]
     data["archive"] = {"dest": "archive"}
     cfg = write_config(tmp / "gozen.yaml", data)
     (cfg.data_dir / "daq" / "vol1").mkdir(parents=True)  # measured here; the nodes only on the board
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def observatory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observatory]:
+    """The web app alone on the seeded SQLite database, behind a real uvicorn on 127.0.0.1 (refresh every 1 s)."""
+    cfg = observatory_config(tmp_path_factory.mktemp("overview"))
     engine = make_engine(cfg.database_url)
     upgrade(engine)
     seeded = seed(cfg, engine, datetime.now(UTC))
@@ -167,7 +172,17 @@ def page(browser: Browser) -> Iterator[Page]:  # noqa: F811
 
 
 def test_api_overview_says_what_the_observatory_does(observatory: Observatory) -> None:
-    o = httpx.get(f"{observatory.url}/api/overview", timeout=60).json()
+    said_right(httpx.get(f"{observatory.url}/api/overview", timeout=60).json(), observatory)
+
+
+def test_overview_reads_the_same_on_postgresql(tmp_path: Path, pg_engine: Engine) -> None:
+    cfg = observatory_config(tmp_path)
+    seeded = seed(cfg, pg_engine, datetime.now(UTC))
+    said_right(overview(cfg, pg_engine), seeded)
+
+
+def said_right(o: dict[str, Any], observatory: Observatory) -> None:
+    """The overview of the seeded observatory, tile by tile."""
     assert o["safety"] | {"at": None} == {"level": "alarm", "safe": False, "why": UNSAFE, "at": None}
     ex = o["exposing"]
     assert ex["level"] == "ok" and ex["recipe"]["name"] == f"Queue-Observer {OBJECT}"
