@@ -36,7 +36,8 @@ def test_alerts_page_and_api(fleet: Fleet, browser: Browser) -> None:  # noqa: F
                 followup_uuid="5f0c6a1e-8a3e-4d7e-9a53-2f7d1a0b9c11",
             )
         )
-        enqueue(conn, parse_config({}), "gaia", "Gaia alert Gaia26zzz (SN): ...")  # no notifier: kept, unrouted
+        no_notifier = parse_config({"couriers": {"simulator": {"enabled": False}}})  # not even the Slack stand-in
+        enqueue(conn, no_notifier, "gaia", "Gaia alert Gaia26zzz (SN): ...")  # no notifier: kept, unrouted
     body = httpx.get(f"{fleet.web_url}/api/alerts", timeout=30).json()
     [a] = [x for x in body["feeds"]["gaia"]["alerts"] if x["title"] == "Gaia26zzz"]
     assert a["followup_uuid"].startswith("5f0c6a1e") and body["posts"][0]["state"] == "unrouted"

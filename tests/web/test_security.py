@@ -248,7 +248,7 @@ def test_every_response_carries_the_security_headers(fleet: Fleet, path: str) ->
     assert r.headers["referrer-policy"] == "same-origin"
 
 
-IN_PLACE = ("/", "/processes", "/queue")  # refreshed in place (overview.js, processes.js, queue.js)
+IN_PLACE = ("/", "/processes", "/queue", "/monitors")  # refreshed in place by their scripts
 STILL = ("/login", "/api/docs")  # nothing to refresh
 
 
