@@ -28,7 +28,7 @@ from gozen.daq.writer import Writer
 from gozen.db.engine import make_engine
 from gozen.db.events import record_event
 from gozen.db.migrate import upgrade
-from gozen.db.tables import daq_files, exports, files
+from gozen.db.tables import daq_files, exports, exposures, files
 from gozen.metrics import DISK, SINGLE, WEATHER
 from gozen.monitors.board import Reading, heartbeat, publish
 from gozen.supervise.client import HostStatus, ProcessInfo
@@ -236,9 +236,19 @@ def test_a_scrape_makes_as_many_queries_with_a_hundred_exposures_as_with_one(tmp
         with engine.begin() as conn:
             conn.execute(daq_files.insert(), [_file_row(exp_id, det) for exp_id in exp_ids for det in CHIPS])
         statements.clear()
-        got = scrape(url)
-    assert len(statements) == one < 30  # one per family, whatever the rows
-    assert value(got, "gozen_daq_files_written_total", chip="111", host="daq1") == 101
+        fresh = scrape(url)
+        assert len(statements) == one < 30  # one per family, whatever the rows
+        # All of them closed an hour ago: the next scrape keeps their sums in memory, the one after reads none.
+        with engine.begin() as conn:
+            conn.execute(exposures.update().values(state="done", start_at=datetime.now(UTC) - timedelta(hours=1)))
+        settling = scrape(url)
+        statements.clear()
+        settled = scrape(url)
+        assert len(statements) == one
+    for got in (fresh, settling, settled):
+        assert value(got, "gozen_daq_files_written_total", chip="111", host="daq1") == 101
+        assert value(got, "gozen_daq_frames_read_total", chip="111", host="daq1") == 2  # F1's readout report
+    assert value(settled, "gozen_daq_exposures", state="done") == 101
 
 
 def _file_row(exp_id: int, det: int) -> dict[str, Any]:
