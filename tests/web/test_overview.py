@@ -49,6 +49,7 @@ steps:
   - park: {{}}
 """
 UNSAFE = "humidity 95% > 90%"
+SINCE = (datetime.now(UTC) - timedelta(minutes=30)).replace(microsecond=0).isoformat()  # unsafe since
 ERROR_TEXT = ":rotating_light: readout daq1 lost 12 frames"
 
 
@@ -74,6 +75,8 @@ def seed(cfg: Config, engine: Engine, now: datetime) -> Observatory:
         "monitor:safety",
         [Reading("safety.safe", False, "", 300), Reading("safety.reasons", UNSAFE, "", 300)],
     )
+    record_event(engine, host="head", source="monitor:safety", kind="safety_changed", subject="safe_to_observe",
+                 message=f"unsafe: {UNSAFE}", severity="warning", time=datetime.fromisoformat(SINCE))  # fmt: skip
     publish(
         engine,
         "daq:readout-01",
@@ -183,7 +186,7 @@ def test_overview_reads_the_same_on_postgresql(tmp_path: Path, pg_engine: Engine
 
 def said_right(o: dict[str, Any], observatory: Observatory) -> None:
     """The overview of the seeded observatory, tile by tile."""
-    assert o["safety"] | {"at": None} == {"level": "alarm", "safe": False, "why": UNSAFE, "at": None}
+    assert o["safety"] | {"at": None} == {"level": "alarm", "safe": False, "why": UNSAFE, "at": None, "since": SINCE}
     ex = o["exposing"]
     assert ex["level"] == "ok" and ex["recipe"]["name"] == f"Queue-Observer {OBJECT}"
     assert (ex["recipe"]["step"], ex["recipe"]["steps"], ex["recipe"]["step_kind"]) == (2, 3, "expose")
@@ -197,7 +200,7 @@ def said_right(o: dict[str, Any], observatory: Observatory) -> None:
     assert (disks["node0"]["used_pct"], disks["node0"]["level"]) == (95.5, "alarm")
     assert (disks["node1"]["online"], disks["node1"]["level"]) == (False, "alarm")
     assert disks["vol1"]["quota"] is True and disks["vol1"]["used_pct"] == round(100 * 6 * 54_236_160 / 1e10, 1)
-    assert [e["kind"] for e in o["errors"]["events"]] == ["df_level", "frames_lost"]
+    assert [e["kind"] for e in o["errors"]["events"]] == ["df_level", "frames_lost", "safety_changed"]
     assert o["errors"]["level"] == "alarm"
     hosts = {h["host"]: h for h in o["hosts"]["hosts"]}
     assert (hosts["head"]["up"], hosts["daq0"]["up"], hosts["daq1"]["up"]) == (True, True, False)
@@ -219,6 +222,7 @@ def test_overview_at_a_glance_on_a_desktop(observatory: Observatory, page: Page)
     expect(safety.locator("#safe-word")).to_have_text("Not safe to observe")
     expect(safety.locator("#safe-why")).to_have_text(UNSAFE)
     expect(safety.locator(".lvl")).to_have_text("ALARM")
+    expect(safety).to_contain_text(f"not safe since {SINCE[:10]} {SINCE[11:19]} UTC")
     expect(page.locator("#exposing-recipe")).to_have_text(f"Queue-Observer {OBJECT}")
     expect(page.locator("#exposing-object")).to_have_text(OBJECT)
     expect(page.locator("#exposing-exposure")).to_contain_text(f"exposure {observatory.now_exp}")

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, or_, select
 
 from gozen.config import Config
 from gozen.daq.snapshot import StatusSnapshot
-from gozen.db.events import Event
+from gozen.db.events import Event, recent_events
 from gozen.db.states import ExposureState, RecipeState
 from gozen.db.tables import daq_files, events, exports, exposures, files, quicklook
 from gozen.db.types import utcnow
@@ -95,12 +95,20 @@ def overview(cfg: Config, engine: Engine) -> dict[str, Any]:
 
 
 def safety_tile(engine: Engine, board: StatusSnapshot) -> dict[str, Any]:
+    """Safe or not and why (queue.safety's reading of the board), checked when, and since when
+    (monitor:safety's last `safety_changed` event)."""
     safe, why = safety(engine)
     decided = board.get("safety.safe")
-    since = decided.time if decided is not None else None
+    changed = recent_events(engine, 1, kind="safety_changed")
     waiting = not safe and why.startswith("waiting for the first weather reading")
     level: Level = "ok" if safe else "warn" if waiting else "alarm"
-    return {"level": level, "safe": safe, "why": why or ("safe to observe" if safe else "unsafe"), "at": since}
+    return {
+        "level": level,
+        "safe": safe,
+        "why": why or ("safe to observe" if safe else "unsafe"),
+        "at": decided.time if decided is not None else None,
+        "since": changed[0].time.isoformat() if changed else None,
+    }
 
 
 # -- what is exposing now -----------------------------------------------------------------------
