@@ -2,10 +2,10 @@
 
 Every gozen program already publishes what it does to the board and the database, so reading them
 per scrape is multiprocess-safe by construction: any web worker, on any host, answers the same.
-A scrape makes one query per family (no per-row queries). The DAQ's per-chip counters keep the
-sums of exposures that started over an hour ago in memory, so a scrape reads only the last hour's
-rows; the archive lag remembers where the oldest file the archive has not taken is. The names, units
-and labels are documented in docs/metrics.md.
+A scrape makes one query per family (no per-row queries). What can no longer change (the rows of
+exposures closed 10 minutes ago, copies out of the copy queue, files the archive took) is summed once
+and kept in memory, so a scrape reads only recent rows. The names, units and labels are documented
+in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -256,12 +256,14 @@ def _exposure_counts(lo: int, hi: int | None) -> Any:
     return (q if hi is None else q.where(exposures.c.exp_id <= hi)).group_by(exposures.c.state)
 
 
-def _add(into: Sums, rows: Iterable[Any], columns: Iterable[str]) -> Sums:
+def _add(sums: Sums, rows: Iterable[Any], columns: Iterable[str]) -> Sums:
+    """New sums: `sums` plus the rows' (left as they were)."""
+    out = {k: dict(v) for k, v in sums.items()}
     for row in rows:
-        d = into.setdefault((str(row.det_id), row.daq_host or ""), {})  # no host: reported before hosts split
+        d = out.setdefault((str(row.det_id), row.daq_host or ""), {})  # no host: reported before hosts split
         for c in columns:
             d[c] = d.get(c, 0) + int(getattr(row, c) or 0)
-    return into
+    return out
 
 
 @dataclass
@@ -283,28 +285,20 @@ class SettledDaq:
                 hi = min(hi, first_open - 1)  # the sums stop short of the first exposure still open
             if hi is None or hi <= self.upto:
                 return
-            _add(self.files, conn.execute(_file_sums(self.upto, hi)), FILE_SUMS)
-            _add(self.reports, conn.execute(_report_sums(self.upto, hi)), REPORT_SUMS)
-            self.states = _state_counts(self.states, conn.execute(_exposure_counts(self.upto, hi)))
-        self.upto = int(hi)
-
-
-def _merged(settled: Sums, recent: Sums) -> Sums:
-    out = {k: dict(v) for k, v in settled.items()}
-    for k, v in recent.items():
-        d = out.setdefault(k, {})
-        for c, n in v.items():
-            d[c] = d.get(c, 0) + n
-    return out
+            files = _add(self.files, conn.execute(_file_sums(self.upto, hi)), FILE_SUMS)
+            reports = _add(self.reports, conn.execute(_report_sums(self.upto, hi)), REPORT_SUMS)
+            states = _state_counts(self.states, conn.execute(_exposure_counts(self.upto, hi)))
+        # all at once: a database gone half-way changes nothing (a sum added twice would stay wrong)
+        self.files, self.reports, self.states, self.upto = files, reports, states, int(hi)
 
 
 def daq_metrics(cfg: Config, engine: Engine, settled: SettledDaq) -> list[Metric]:
-    """Per chip counters (settled sums + the last hour's rows), exposures by state, the write rate."""
+    """Per chip counters and exposures by state (settled sums + the rows since), the write rate."""
     settled.advance(engine)
     since = utcnow() - WRITE_WINDOW
     with engine.connect() as conn:
-        file_sums = _merged(settled.files, _add({}, conn.execute(_file_sums(settled.upto, None)), FILE_SUMS))
-        report_sums = _merged(settled.reports, _add({}, conn.execute(_report_sums(settled.upto, None)), REPORT_SUMS))
+        file_sums = _add(settled.files, conn.execute(_file_sums(settled.upto, None)), FILE_SUMS)
+        report_sums = _add(settled.reports, conn.execute(_report_sums(settled.upto, None)), REPORT_SUMS)
         by_state = _state_counts(settled.states, conn.execute(_exposure_counts(settled.upto, None)))
         recent = dict(
             conn.execute(
@@ -382,8 +376,8 @@ class SettledCopies:
                 hi = None if top is None else int(top) + 1
             if hi is None or hi <= self.upto:
                 return
-            self.sums = _node_sums(self.sums, conn.execute(_copied_sums(self.upto, hi)))
-        self.upto = int(hi)
+            sums = _node_sums(self.sums, conn.execute(_copied_sums(self.upto, hi)))
+        self.sums, self.upto = sums, int(hi)
 
 
 def _node_sums(into: dict[str, tuple[int, int]], rows: Iterable[Any]) -> dict[str, tuple[int, int]]:
@@ -431,8 +425,8 @@ class ArchiveMark:
 
     def _move(self, conn: Connection, low_id: int) -> None:
         if low_id > self.low_id:
-            self.below = _state_counts(self.below, conn.execute(_export_counts(self.low_id, low_id)))
-            self.low_id = low_id
+            below = _state_counts(self.below, conn.execute(_export_counts(self.low_id, low_id)))
+            self.below, self.low_id = below, low_id
 
     def counts(self, engine: Engine) -> dict[str, int]:
         """Counted here, not grouped in SQL: a GROUP BY state makes SQLite walk the state index, all of it."""
