@@ -100,14 +100,20 @@ def test_the_alerts_page_fills_from_all_four_feeds_and_their_messages_reach_the_
 
     alerts = wait_until(every_feed_has_items, DEMO_S, 1.0, "alerts from all four feeds", dump)
     assert all(alerts["feeds"][f]["url"] == f"{sim_url(demo)}/feeds/{f}" for f in FEEDS)
+    for f in FEEDS:  # read without a row skipped, or not modified since
+        status = alerts["feeds"][f]["status"]
+        assert status == "not modified" or (status.startswith("ok:") and status.endswith(" 0 skipped")), (f, status)
     page = httpx.get(f"{demo.web_url}/alerts", headers=AUTH, timeout=30).text
     for f in FEEDS:
         assert html.escape(alerts["feeds"][f]["alerts"][0]["title"]) in page, f
+    assert page.count('data-simulated="yes"') == len(FEEDS) and f'href="{sim_url(demo)}/sim/slack"' in page
 
     def posted() -> list[dict[str, Any]]:
         return [m for m in received(demo) if m["via"] == "webhook"]
 
     wait_until(lambda: len(posted()) >= len(FEEDS), DEMO_S, 1.0, "messages posted to the Slack stand-in", dump)
+    posts = api(demo, "/api/alerts")["posts"]
+    assert any(p["state"] == "sent" and p["notifier"] == "sim-slack" for p in posts), posts
     slack_page = httpx.get(f"{sim_url(demo)}/sim/slack", timeout=30).text
     assert "CNEOS Close Approaches daily updates" in slack_page and "UTC" in slack_page and "JST" in slack_page
 
