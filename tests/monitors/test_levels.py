@@ -119,3 +119,40 @@ def test_history_is_thinned_in_the_database_to_min_max_and_mean_per_slice(engine
     true = [s for s in spans if s.lo is True and s.hi is True]
     assert len(true) == 6 and abs((true[0].start - (now - timedelta(seconds=400))).total_seconds()) <= 10
     assert snapshot(engine).values["w.f"].value is False
+
+
+def fill(engine: Engine, now: datetime) -> None:
+    """Ten minutes at 1 s: w.x counts 0..9 over and over, the flag w.f is true from 400 s to 340 s ago."""
+    for i in range(600):
+        t = now - timedelta(seconds=600 - i)
+        publish(engine, "t", [Reading("w.x", float(i % 10), "m", 5.0), Reading("w.f", 200 <= i < 260, "", 5.0)], t)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_long_history_is_sampled_a_reading_a_slice_through_the_index(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, exact: bool
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    fill(engine, now)
+    monkeypatch.setattr(series, "EXACT_ROWS", 10_000 if exact else 100)
+    assert series.many(engine, ["w.x"], now - timedelta(minutes=10), now) is not exact
+    got = series.numbers(engine, ["w.x"], now - timedelta(minutes=10), now, buckets=60)["w.x"]
+    assert 59 <= len(got) <= 60
+    if exact:
+        assert all((b.lo, b.hi) == (0.0, 9.0) for b in got[1:-1])
+    else:  # each slice's first reading: the slices are 10 s, so the same phase of the count every time
+        assert len({b.mean for b in got[1:-1]}) == 1 and all(b.lo == b.hi == b.mean for b in got)
+    spans = series.states(engine, ["w.f"], now - timedelta(minutes=10), now, buckets=60)["w.f"]
+    true = [s for s in spans if s.hi is True]
+    assert len(true) in (6, 7) and abs((true[0].start - (now - timedelta(seconds=400))).total_seconds()) <= 10
+
+
+def test_the_thinning_answers_the_same_on_postgresql(pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    fill(pg_engine, now)
+    for cap in (10_000, 100):
+        monkeypatch.setattr(series, "EXACT_ROWS", cap)
+        got = series.numbers(pg_engine, ["w.x"], now - timedelta(minutes=10), now, buckets=60)["w.x"]
+        assert 59 <= len(got) <= 60 and max(b.hi for b in got) == (9.0 if cap == 10_000 else got[1].mean)
+        spans = series.states(pg_engine, ["w.f"], now - timedelta(minutes=10), now, buckets=60)["w.f"]
+        assert len([s for s in spans if s.hi is True]) in (6, 7)

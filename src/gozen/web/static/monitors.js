@@ -28,7 +28,7 @@
   function schedule() {
     clearTimeout(timer);
     const s = parseFloat((body() || document.body).dataset.refreshS || "");
-    if (s > 0) timer = setTimeout(() => load(null), 1000 * Math.max(s, 5));
+    if (s > 0) timer = setTimeout(() => load(null), 1000 * Math.max(s, 10)); // plots move by a slice (12 s at 1 h)
   }
 
   document.addEventListener("click", (ev) => {
