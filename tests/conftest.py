@@ -188,10 +188,11 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Config:
-    """The config file of a test: sim:feeds stays off unless the test asks for it (it would add a program
-    and four couriers, and their messages, to every live test)."""
+    """The config file of a test: sim:feeds and www:report stay off unless the test asks for them (they
+    would add programs, four couriers and their messages, and matplotlib's CPU to every live test)."""
     couriers = data.setdefault("couriers", {})
     couriers.setdefault("simulator", {"enabled": False})
+    data.setdefault("reports", {"enabled": False})  # www:report would draw last night's report at start
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return load_config(path)
 
