@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
+from sqlalchemy import Engine
 
 from gozen.config import Config
+from gozen.daq import catalog
+from gozen.daq.snapshot import StatusSnapshot
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
 from gozen.report.build import PLOT_TITLES, build_report
+from gozen.report.night import night_span
 from gozen.report.store import ReportRow
 from tests.conftest import free_port
 from tests.report.standin import report_config
@@ -22,6 +28,7 @@ from tests.web.served import served
 from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
 
 NIGHT = "2026-11-25"
+EXPOSURES = [("M31", "Survey M31"), ("M31", "Survey M31"), ("INB1145", "Survey INB 11 45+01")]
 SHOTS = Path(__file__).parents[2] / "var" / "test-screenshots"
 
 
@@ -31,9 +38,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Report
     cfg = report_config(tmp, None, None, web={"bind": "127.0.0.1", "port": free_port()})
     engine = make_engine(cfg.database_url)
     upgrade(engine)
+    seed_exposures(engine)
     row = build_report(cfg, engine, NIGHT, host="web1")
     with served(cfg, engine) as url:
         yield url, row, cfg
+
+
+def seed_exposures(engine: Engine) -> None:
+    """Exposures of two recipes in the night, asked for and armed through the DAQ catalog."""
+    start = night_span(NIGHT, ZoneInfo("Asia/Tokyo")).start_at + timedelta(hours=9)
+    for i, (obj, recipe) in enumerate(EXPOSURES):
+        [exp_id] = catalog.request_exposures(engine, catalog.ExposureRequest(obj, 10, 2.0, recipe_name=recipe), 1)
+        t = start + timedelta(minutes=20 * i)
+        assert catalog.arm(engine, exp_id, t, t + timedelta(minutes=5), [111], StatusSnapshot(t.isoformat(), {}))
 
 
 def get(url: str, follow: bool = False) -> httpx.Response:
@@ -49,7 +66,7 @@ def test_the_list_shows_each_night_with_its_summary_and_link(site: tuple[str, Re
     assert (item["night"], item["url"], item["exposures"], item["slack_state"]) == (
         NIGHT,
         f"/reports/{NIGHT}/",
-        0,
+        len(EXPOSURES),
         "off",
     )
 
@@ -111,7 +128,8 @@ def test_in_a_browser_the_list_leads_to_the_night_and_every_plot_draws(
         page.screenshot(path=str(SHOTS / "reports-list.png"))
         page.click(f'a[href="/reports/{NIGHT}/"]')
         expect(page.locator("#summary")).to_have_text(row.summary)
-        expect(page.locator("#n-exposures")).to_have_text("0")
+        expect(page.locator("#n-exposures")).to_have_text(str(len(EXPOSURES)))
+        expect(page.locator("#totals")).to_contain_text("Survey M31, Survey INB 11 45+01")
         images = page.locator("figure img")
         expect(images).to_have_count(len(PLOT_TITLES))
         widths = images.evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")

@@ -187,7 +187,9 @@ def draw_recipes(ax: Axes, facts: NightFacts, tz: ZoneInfo) -> None:
         ax.barh(row[e.recipe], days(end - e.start_at), left=x(e.start_at), height=0.5, color=colour)
     ax.set_yticks(range(len(names)), [n[:32] for n in names], fontsize=7)
     ax.invert_yaxis()
-    ax.set_title(f"{title} ({len(facts.exposures)} exposures: blue done, orange incomplete, red failed)")
+    ax.set_title(
+        f"{title} ({len(facts.exposures)} exposures: blue done, orange incomplete, red failed, grey unfinished)"
+    )
     time_axis(ax, facts, tz)
 
 
