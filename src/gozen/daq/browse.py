@@ -322,3 +322,15 @@ def _chips(conn: Connection, exp_id: int, expected: list[int]) -> list[dict[str,
 
 def _jsonable(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in m.items()}
+
+
+def look_summary(engine: Engine, exp_id: int) -> Any:
+    """An exposure's object, start and its newest quick look (None: no look of it)."""
+    q = (
+        select(exposures.c.object, exposures.c.start_at, func.max(quicklook.c.made_at).label("made_at"))
+        .select_from(exposures.join(quicklook))
+        .where(exposures.c.exp_id == exp_id)
+        .group_by(exposures.c.object, exposures.c.start_at)
+    )
+    with engine.connect() as conn:
+        return conn.execute(q).first()

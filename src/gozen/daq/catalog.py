@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError, StatementError
@@ -591,3 +591,35 @@ def exposure_progress(engine: Engine, exp_ids: list[int]) -> tuple[int, int, dic
         ).scalar_one()
         chips = [c for c in conn.execute(select(exposures.c.chips).where(exposures.c.exp_id.in_(exp_ids))).scalars()]
     return int(files), sum(len(c or []) for c in chips), states
+
+
+def exposure_in_hand(engine: Engine, now: datetime, gone: timedelta) -> Any:
+    """The newest exposure armed (and not ended more than `gone` ago) or queued within `gone`: what the
+    camera is doing now, for the overview."""
+    e = exposures.c
+    q = (
+        select(e.exp_id, e.object, e.data_type, e.n_frames, e.fps, e.start_at, e.recipe_name, e.state)
+        .where(
+            or_(
+                (e.state == ExposureState.ARMED) & (e.end_at.is_(None) | (e.end_at >= now - gone)),
+                (e.state == ExposureState.QUEUED) & (e.requested_at >= now - gone),
+            )
+        )
+        .order_by(e.exp_id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(q).first()
+
+
+def latest_frame_bytes(engine: Engine) -> float | None:
+    """Bytes per frame of the newest file written (None: none yet): frames/s times this is MB/s."""
+    q = (
+        select(daq_files.c.size_bytes, daq_files.c.naxis3)
+        .where(daq_files.c.naxis3 > 0, daq_files.c.size_bytes > 0)
+        .order_by(daq_files.c.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        r = conn.execute(q).first()
+    return r.size_bytes / r.naxis3 if r else None

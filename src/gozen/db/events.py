@@ -166,6 +166,18 @@ def recent_events(engine: Engine, limit: int = 50, kind: str | None = None, sour
         return [Event(**row._mapping) for row in conn.execute(q)]
 
 
+def recent_problems(engine: Engine, since: datetime, limit: int) -> list[Event]:
+    """The newest errors and warnings since `since`, newest first."""
+    q = (
+        select(events)
+        .where(events.c.severity.in_(("error", "warning")), events.c.time >= since)
+        .order_by(events.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [Event(**r._mapping) for r in conn.execute(q)]
+
+
 def events_after(engine: Engine, after_id: int, limit: int) -> list[Event]:
     """The events after `after_id`, oldest first: for readers that tell each event once."""
     q = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)

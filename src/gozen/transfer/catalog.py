@@ -891,3 +891,13 @@ def expire_if_safe(engine: Engine, replica_id: int, node: str, has_archive: bool
             .values(state=ReplicaState.EXPIRED, expired_at=utcnow())
         )
         return int(conn.execute(going).rowcount) == 1
+
+
+def not_yet_archived(engine: Engine) -> tuple[int, datetime | None]:
+    """Files the archive has not acknowledged (and that are meant for it), and the oldest one's registration."""
+    done = select(exports.c.file_id).where(exports.c.state.in_((ExportState.ACKNOWLEDGED, ExportState.NOT_SELECTED)))
+    with engine.connect() as conn:
+        n, oldest = conn.execute(
+            select(func.count(), func.min(files.c.registered_at)).where(files.c.id.not_in(done))
+        ).one()
+    return int(n), oldest

@@ -8,7 +8,6 @@ page never waits on a host that does not answer. Each tile has a level: ok, warn
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -16,20 +15,29 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine
 
 from gozen.config import Config
+from gozen.daq.browse import look_summary
+from gozen.daq.catalog import exposure_in_hand, latest_frame_bytes
+from gozen.daq.quicklook import latest_look
 from gozen.daq.snapshot import StatusSnapshot
-from gozen.db.events import Event, recent_events
-from gozen.db.states import ExposureState, RecipeState
-from gozen.db.tables import daq_files, events, exports, exposures, files, quicklook
+from gozen.db.events import recent_events, recent_problems
+from gozen.db.states import RecipeState
 from gozen.db.types import utcnow
 from gozen.monitors.board import snapshot
 from gozen.queue import store
 from gozen.queue.recipe import ExposeStep, SlewStep, step_kind
 from gozen.queue.safety import safety
 from gozen.supervise.fleet import last_seen
-from gozen.transfer.catalog import backlog, bytes_on_nodes, daq_bytes_by_volume, export_counts, failed_copies
+from gozen.transfer.catalog import (
+    backlog,
+    bytes_on_nodes,
+    daq_bytes_by_volume,
+    export_counts,
+    failed_copies,
+    not_yet_archived,
+)
 from gozen.transfer.usage import space
 from gozen.web.security import current_identity
 
@@ -153,20 +161,7 @@ def _recipe_now(engine: Engine, row: store.RecipeListing) -> dict[str, Any] | No
 
 
 def _exposure_now(engine: Engine, now: datetime) -> dict[str, Any] | None:
-    e = exposures.c
-    q = (
-        select(e.exp_id, e.object, e.data_type, e.n_frames, e.fps, e.start_at, e.recipe_name, e.state)
-        .where(
-            or_(
-                (e.state == ExposureState.ARMED) & (e.end_at.is_(None) | (e.end_at >= now - EXPOSURE_GONE)),
-                (e.state == ExposureState.QUEUED) & (e.requested_at >= now - EXPOSURE_GONE),
-            )
-        )
-        .order_by(e.exp_id.desc())
-        .limit(1)
-    )
-    with engine.connect() as conn:
-        r = conn.execute(q).first()
+    r = exposure_in_hand(engine, now, EXPOSURE_GONE)
     if r is None:
         return None
     duration_s = r.n_frames / r.fps if r.fps else 0.0
@@ -188,26 +183,11 @@ def _exposure_now(engine: Engine, now: datetime) -> dict[str, Any] | None:
 # -- the latest quick look ----------------------------------------------------------------------
 
 
-def latest_look(engine: Engine) -> int | None:
-    """The newest exposure with a quick look: gozen.daq.quicklook's answer once it has one."""
-    theirs = getattr(importlib.import_module("gozen.daq.quicklook"), "latest_look", None)
-    if theirs is not None:
-        return theirs(engine)  # type: ignore[no-any-return]
-    with engine.connect() as conn:
-        return conn.execute(select(func.max(quicklook.c.exp_id))).scalar()  # type: ignore[no-any-return]
-
-
 def quicklook_tile(engine: Engine) -> dict[str, Any]:
     exp_id = latest_look(engine)
     if exp_id is None:
         return {"level": "idle", "exp_id": None}
-    with engine.connect() as conn:
-        r = conn.execute(
-            select(exposures.c.object, exposures.c.start_at, func.max(quicklook.c.made_at).label("made_at"))
-            .select_from(exposures.join(quicklook))
-            .where(exposures.c.exp_id == exp_id)
-            .group_by(exposures.c.object, exposures.c.start_at)
-        ).first()
+    r = look_summary(engine, exp_id)
     return {
         "level": "ok",
         "exp_id": exp_id,
@@ -233,14 +213,8 @@ def rates_tile(engine: Engine, board: StatusSnapshot) -> dict[str, Any]:
     if not rates:
         return {"level": "idle", "frames_per_s": None, "mb_per_s": None, "readouts": 0, "stale": 0}
     fps = sum(float(v.value) for v in fresh if isinstance(v.value, int | float))
-    with engine.connect() as conn:
-        frame = conn.execute(
-            select(daq_files.c.size_bytes, daq_files.c.naxis3)
-            .where(daq_files.c.naxis3 > 0, daq_files.c.size_bytes > 0)
-            .order_by(daq_files.c.id.desc())
-            .limit(1)
-        ).first()
-    mb_s = fps * frame.size_bytes / frame.naxis3 / 1e6 if frame else None
+    frame_bytes = latest_frame_bytes(engine)
+    mb_s = fps * frame_bytes / 1e6 if frame_bytes else None
     return {
         "level": "ok" if fresh else "stale",
         "frames_per_s": round(fps, 2),
@@ -274,11 +248,7 @@ def archive_tile(cfg: Config, engine: Engine, now: datetime) -> dict[str, Any]:
     """Files not yet in the archive (never packaged, or packaged and not acknowledged) and the oldest's age."""
     if cfg.archive is None:
         return {"level": "idle", "configured": False}
-    pending = select(exports.c.file_id).where(exports.c.state.in_(("acknowledged", "not_selected")))
-    with engine.connect() as conn:
-        n, oldest = conn.execute(
-            select(func.count(), func.min(files.c.registered_at)).where(files.c.id.not_in(pending))
-        ).one()
+    n, oldest = not_yet_archived(engine)
     lag_s = (now - oldest).total_seconds() if oldest else None
     level: Level = "warn" if lag_s is not None and lag_s > ARCHIVE_LATE_S else "ok"
     return {
@@ -354,14 +324,7 @@ def _disk(
 
 
 def errors_tile(engine: Engine, now: datetime) -> dict[str, Any]:
-    q = (
-        select(events)
-        .where(events.c.severity.in_(("error", "warning")), events.c.time >= now - ERRORS_WINDOW)
-        .order_by(events.c.id.desc())
-        .limit(ERRORS_SHOWN)
-    )
-    with engine.connect() as conn:
-        found = [Event(**r._mapping) for r in conn.execute(q)]
+    found = recent_problems(engine, now - ERRORS_WINDOW, ERRORS_SHOWN)
     recent = [e for e in found if now - e.time < ERRORS_RECENT]
     level: Level = "alarm" if any(e.severity == "error" for e in recent) else "warn" if recent else "ok"
     return {
