@@ -52,7 +52,8 @@ class Span:
     hi: object
 
 
-def _time_param(engine: Engine, t: datetime) -> str | datetime:
+def time_param(engine: Engine, t: datetime) -> str | datetime:
+    """A time as a query parameter compared with status_history.time (SQLite keeps it as naive UTC text)."""
     t = t.astimezone(UTC)
     return t.replace(tzinfo=None).isoformat(sep=" ") if engine.dialect.name == "sqlite" else t
 
@@ -66,9 +67,9 @@ def _rows(engine: Engine, expr: str, keys: list[str], since: datetime, until: da
     ).bindparams(bindparam("keys", expanding=True))
     params = {
         "keys": keys,
-        "t0": _time_param(engine, since),
-        "since": _time_param(engine, since),
-        "until": _time_param(engine, until),
+        "t0": time_param(engine, since),
+        "since": time_param(engine, since),
+        "until": time_param(engine, until),
         "width": width,
     }
     with engine.connect() as conn:
@@ -81,7 +82,7 @@ def many(engine: Engine, keys: list[str], since: datetime, until: datetime) -> b
         "SELECT COUNT(*) FROM (SELECT 1 FROM status_history WHERE key IN :keys AND time >= :since AND time <= :until "
         "LIMIT :cap) AS n"
     ).bindparams(bindparam("keys", expanding=True))
-    params = {"keys": keys, "since": _time_param(engine, since), "until": _time_param(engine, until)}
+    params = {"keys": keys, "since": time_param(engine, since), "until": time_param(engine, until)}
     with engine.connect() as conn:
         return int(conn.execute(q, params | {"cap": EXACT_ROWS + 1}).scalar_one()) > EXACT_ROWS
 
@@ -106,8 +107,8 @@ def sampled(
     pg = engine.dialect.name == "postgresql"
     params = {
         "keys": keys if pg else json.dumps(keys),
-        "bounds": bounds if pg else json.dumps([_time_param(engine, b) for b in bounds]),
-        "until": _time_param(engine, until),
+        "bounds": bounds if pg else json.dumps([time_param(engine, b) for b in bounds]),
+        "until": time_param(engine, until),
     }
     with engine.connect() as conn:
         rows = conn.execute(text(_FIRST_IN_SLICE["postgresql" if pg else "sqlite"]), params).all()

@@ -143,11 +143,8 @@ def default_range(engine: Engine, known: list[str], now: datetime) -> str:
     q = text("SELECT 1 FROM status_history WHERE key IN :keys AND time < :t LIMIT 1").bindparams(
         bindparam("keys", expanding=True)
     )
-    t = (now - timedelta(hours=2)).astimezone(UTC)
     with engine.connect() as conn:
-        older = conn.execute(
-            q, {"keys": known, "t": t.replace(tzinfo=None).isoformat(sep=" ") if engine.dialect.name == "sqlite" else t}
-        ).first()
+        older = conn.execute(q, {"keys": known, "t": series.time_param(engine, now - timedelta(hours=2))}).first()
     return "6h" if older else "1h"
 
 
