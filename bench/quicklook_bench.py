@@ -137,13 +137,13 @@ def pipeline(volume: Path, chips: int, seconds: float, readout: str, rounds: int
                 print(f"quick look {'on ' if quick else 'off'}: {chips} chips, {r.mb_s:.0f} MB/s, "
                       f"{r.frames_missing} missing, {r.frames_dropped} dropped, writers' CPU "
                       f"{', '.join(f'{c:.0f}%' for c in r.writers)}, load {r.load[0]:.1f} -> {r.load[1]:.1f}"
-                      + (f", quick looks made {looked(run_dir)} of {r.files} files" if quick else ""))  # fmt: skip
+                      + (f", quick looks made: {looked(run_dir)}" if quick else ""))  # fmt: skip
         ratios.append(runs[True].mb_s / runs[False].mb_s)
         print(f"ratio MB/s on / off: {ratios[-1]:.3f}")
     daq_bench.drain = plain_drain
 
 
-LOOKED: dict[str, int] = {}
+LOOKED: dict[str, tuple[int, int]] = {}  # run dir -> (quick looks, files), warm-up exposures included
 
 
 def run_quicklook(run_dir: Path, stop: threading.Event, on: bool) -> None:
@@ -164,18 +164,21 @@ def run_quicklook(run_dir: Path, stop: threading.Event, on: bool) -> None:
     proc.wait(30)
 
 
-def count_looks(config: Path) -> int:
+def count_looks(config: Path) -> tuple[int, int]:
     from gozen.config import load_config
     from gozen.db.engine import make_engine
-    from gozen.db.tables import quicklook
+    from gozen.db.tables import daq_files, quicklook
 
     engine = make_engine(load_config(config).database_url)
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(quicklook)).scalar_one())
+        looks = conn.execute(select(func.count()).select_from(quicklook)).scalar_one()
+        files = conn.execute(select(func.count()).select_from(daq_files)).scalar_one()
+    return int(looks), int(files)
 
 
-def looked(run_dir: Path) -> int:
-    return LOOKED.get(str(run_dir), 0)
+def looked(run_dir: Path) -> str:
+    looks, files = LOOKED.get(str(run_dir), (0, 0))
+    return f"{looks} of {files} files (warm-up included)"
 
 
 def drain_after_look(engine_url: str, stop: threading.Event) -> None:
