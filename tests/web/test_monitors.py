@@ -19,10 +19,11 @@ import pytest
 from sqlalchemy import Engine
 
 from gozen.config import Config
+from gozen.daq.snapshot import StatusValue
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
 from gozen.monitors.board import Reading, heartbeat, publish
-from gozen.web.monitors import time_range
+from gozen.web.monitors import safety_reasons, time_range
 from tests.conftest import free_port, web_section, write_config
 from tests.web.served import served
 
@@ -137,6 +138,19 @@ def test_time_ranges_span_their_hours_and_the_night_starts_at_local_noon() -> No
     assert time_range("night", now, tz)[0] == datetime(2026, 11, 26, 3, 0, tzinfo=UTC)  # 12:00 JST on the 26th
     afternoon = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)  # 14:00 JST: tonight began at noon today
     assert time_range("night", afternoon, tz)[0] == datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+def test_unsafe_says_why_or_that_the_decision_is_old() -> None:
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    at = (now - timedelta(minutes=5)).isoformat()
+    unsafe = {
+        "safety.safe": StatusValue(False, "", "monitor:safety", at),
+        "safety.reasons": StatusValue("rain", "", "m", at),
+    }
+    assert safety_reasons(unsafe, now) == "rain"
+    old = {"safety.safe": StatusValue(True, "", "monitor:safety", at, stale=True)}
+    assert safety_reasons(old, now) == "the last safety decision is 5.00 min old"
+    assert safety_reasons({}, now).startswith("no safety decision on the board")
 
 
 def test_status_api_says_na_for_zfs_here_and_levels_for_the_rest(app: App) -> None:

@@ -264,10 +264,21 @@ def board_view(request: Request, range_name: str | None, svg: bool = True) -> di
         "since": t0.isoformat(),
         "until": t1.isoformat(),
         "safe_to_observe": bool(safe and safe.value is True and not safe.stale),
-        "reasons": (values["safety.reasons"].value if "safety.reasons" in values else "") or "",
+        "reasons": safety_reasons(values, now),
         "groups": groups,
         "other": [_row(cfg, k, values[k], values, now) for k in sorted(hidden)],
     }
+
+
+def safety_reasons(values: dict[str, StatusValue], now: datetime) -> str:
+    """Why it is unsafe: the safety monitor's reasons, or that its decision is old (monitor:safety is not running)."""
+    safe = values.get("safety.safe")
+    if safe is None:
+        return "no safety decision on the board (is monitor:safety running?)"
+    if safe.stale:
+        return f"the last safety decision is {age_text((now - as_utc(safe.time)).total_seconds())} old"
+    reasons = values.get("safety.reasons")
+    return str(reasons.value or "") if reasons is not None else ""
 
 
 Range = Annotated[
