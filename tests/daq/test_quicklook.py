@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select, update
 from gozen.config import Config, parse_config
 from gozen.daq import catalog, quicklook
 from gozen.daq.cpus import cpu_sets
+from gozen.daq.focalplane import FOCAL_PLANE
 from gozen.daq.quicklook import (
     MOSAIC_SCALE,
     QuickLook,
@@ -44,7 +45,6 @@ from gozen.db.types import utcnow
 from gozen.devices.simulators.camera import BIAS_ADU, CHIP_BIAS_SPREAD_ADU, PSF_SIGMA_PX, READ_NOISE_ADU, SKY_ADU
 from gozen.monitors.board import snapshot
 from gozen.service import Context
-from gozen.web.daq import FOCAL_PLANE
 from tests.conftest import WAIT_S
 from tests.daq.exposing import expose
 
@@ -127,6 +127,7 @@ class Camera:
 
 
 def camera_config(tmp: Path, readout: str = "full", **quick: Any) -> Config:
+    quick.setdefault("every_s", 0)  # every exposure looked at, unless the test paces them
     return parse_config(
         {
             "data_dir": str(tmp / "var"),
@@ -223,6 +224,24 @@ def test_older_exposures_are_skipped_when_too_far_behind(camera: Camera, monkeyp
     run_until_idle(svc)
     assert set(chip_looks(camera.engine, later[111]["exp_id"])) == set(CHIPS)
     assert chip_looks(camera.engine, made[0][111]["exp_id"]) == {} and svc.skipped == 2  # never taken up again
+
+
+@pytest.mark.parametrize("camera", [{"every_s": 3600}], indirect=True)
+def test_paced_one_exposure_is_looked_at_per_every_s_the_newest(
+    camera: Camera, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = camera.expose(2)
+    svc = camera.service(monkeypatch)
+    run_until_idle(svc)
+    newest = made[-1][111]["exp_id"]
+    assert set(chip_looks(camera.engine, newest)) == set(CHIPS)  # every chip of the one picked
+    assert chip_looks(camera.engine, made[0][111]["exp_id"]) == {} and svc.skipped == 1
+    [later] = camera.expose()
+    run_until_idle(svc)
+    assert chip_looks(camera.engine, later[111]["exp_id"]) == {}  # within the hour: passed over for now
+    svc.picked_at -= 3600  # the hour has gone by
+    run_until_idle(svc)
+    assert set(chip_looks(camera.engine, later[111]["exp_id"])) == set(CHIPS)
 
 
 def test_a_damaged_file_is_told_once_and_the_other_chips_are_looked_at(

@@ -15,12 +15,11 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import Engine, func, select
 
 from gozen.config import tomoe_chip_ids
-from gozen.daq.focalplane import chip_center_deg
+from gozen.daq.focalplane import FOCAL_PLANE, chip_center_deg
 from gozen.daq.quicklook import MOSAIC_SCALE, look_at, record_look
 from gozen.db.engine import make_engine
 from gozen.db.migrate import upgrade
 from gozen.db.tables import exposures
-from gozen.web.daq import FOCAL_PLANE
 from tests.conftest import free_port, web_section, write_config
 from tests.daq.test_quicklook import star_field
 from tests.daq.test_stats import CHIPS, config_data, seed

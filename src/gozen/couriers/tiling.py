@@ -19,10 +19,8 @@ import numpy as np
 
 from gozen.config import CHIPS_PER_COLUMN, Site
 from gozen.couriers.skymap import FlatMap
-from gozen.daq.focalplane import chip_center_deg, sky_to_tangent
+from gozen.daq.focalplane import CHIP_H_DEG, CHIP_W_DEG, chip_center_deg, sky_to_tangent
 
-CHIP_W_DEG = 39.7 / 60
-CHIP_H_DEG = 22.4 / 60
 CHIP_CENTRES_DEG = np.array(
     [
         chip_center_deg(q * 100 + col * 10 + row)
@@ -31,7 +29,7 @@ CHIP_CENTRES_DEG = np.array(
         for row in range(1, rows + 1)
     ]
 )
-FOOTPRINT_DEG2 = len(CHIP_CENTRES_DEG) * CHIP_W_DEG * CHIP_H_DEG  # 20.8
+FOOTPRINT_DEG2 = len(CHIP_CENTRES_DEG) * CHIP_W_DEG * CHIP_H_DEG  # 20.7
 FOOT_W_DEG = 2 * (float(np.abs(CHIP_CENTRES_DEG[:, 0]).max()) + CHIP_W_DEG / 2)
 FOOT_H_DEG = 2 * (float(np.abs(CHIP_CENTRES_DEG[:, 1]).max()) + CHIP_H_DEG / 2)
 FOOT_RADIUS_DEG = math.hypot(FOOT_W_DEG, FOOT_H_DEG) / 2 + 0.1

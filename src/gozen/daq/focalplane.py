@@ -9,8 +9,11 @@ for headers and the simulator's star fields; distortion of the Schmidt optics is
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+
+from gozen.config import tomoe_chip_ids
 
 PIXEL_SCALE_ARCSEC = 1.189
 PITCH_X_DEG = 0.70  # chip 39.6' wide plus the gap between columns
@@ -78,3 +81,67 @@ def sky_to_pixel(
     px = float(w["CRPIX1"]) - xi / scale - 1  # type: ignore[arg-type]
     py = float(w["CRPIX2"]) + eta / scale - 1  # type: ignore[arg-type]
     return px, py
+
+
+# The focal plane as pictures draw it (the DAQ page's map, the quick-look mosaic, the nightly report).
+
+PX_PER_DEG = 120
+CHIP_W_DEG = 2000 * PIXEL_SCALE_ARCSEC / 3600  # a Tomo-e chip's light-sensitive area
+CHIP_H_DEG = 1128 * PIXEL_SCALE_ARCSEC / 3600
+MARGIN_PX = 28  # room for the quadrant names above and below
+GAP_PX = 8  # drawn between the quadrants, so each reads as a block
+
+
+@dataclass(frozen=True)
+class ChipBox:
+    """Where a chip is drawn: its top-left corner and size in the picture, px."""
+
+    det_id: int
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def place(self) -> str:
+        return f"Q{self.det_id // 100}, column {self.det_id // 10 % 10}, row {self.det_id % 10}"
+
+
+@dataclass(frozen=True)
+class FocalPlane:
+    width: float
+    height: float
+    boxes: list[ChipBox]
+    quadrants: list[tuple[str, float, float, str]]  # name, x, y, text-anchor
+
+
+def focal_plane() -> FocalPlane:
+    """The 84 Tomo-e chips as on the sky: +x (east) to the left, +y (north) up."""
+    centres = {d: chip_center_deg(d) for d in tomoe_chip_ids()}
+    half_w, half_h = CHIP_W_DEG / 2, CHIP_H_DEG / 2
+    east = max(x for x, _ in centres.values()) + half_w
+    north = max(y for _, y in centres.values()) + half_h
+
+    def box(det: int) -> ChipBox:
+        x, y = centres[det]
+        sx = (east - x - half_w) * PX_PER_DEG + (GAP_PX if x < 0 else 0)
+        sy = (north - y - half_h) * PX_PER_DEG + MARGIN_PX + (GAP_PX if y < 0 else 0)
+        return ChipBox(
+            det, round(sx, 1), round(sy, 1), round(CHIP_W_DEG * PX_PER_DEG, 1), round(CHIP_H_DEG * PX_PER_DEG, 1)
+        )
+
+    boxes = [box(d) for d in centres]
+    width = round(2 * east * PX_PER_DEG + GAP_PX, 1)
+    height = round(2 * north * PX_PER_DEG + 2 * MARGIN_PX + GAP_PX, 1)
+    quadrants = []
+    for q in (1, 2, 3, 4):
+        mine = [b for b in boxes if b.det_id // 100 == q]
+        left = mine[0].x < width / 2
+        top = mine[0].y < height / 2
+        x = min(b.x for b in mine) if left else max(b.x + b.w for b in mine)
+        y = MARGIN_PX - 8 if top else height - 8
+        quadrants.append((f"Q{q}", x, y, "start" if left else "end"))
+    return FocalPlane(width, height, boxes, quadrants)
+
+
+FOCAL_PLANE = focal_plane()

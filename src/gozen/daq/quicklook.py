@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import Engine, and_, delete, exists, func, insert, select
 
 from gozen.config import Config
+from gozen.daq.focalplane import FOCAL_PLANE
 from gozen.db.tables import daq_files, events, quicklook
 from gozen.db.types import utcnow
 from gozen.monitors.board import Reading, publish
@@ -259,8 +260,6 @@ def mosaic_png(cfg: Config, engine: Engine, exp_id: int) -> bytes | None:
 def draw_mosaic(pictures: dict[int, bytes], caption: str) -> bytes:
     """Each chip's picture in its place as the DAQ page's focal-plane map draws it (north up, east left),
     with its id; Q1..Q4 named; chips without a picture drawn as empty outlines."""
-    from gozen.web.daq import FOCAL_PLANE  # the same places as the DAQ page (the web host makes mosaics)
-
     k = MOSAIC_SCALE
     canvas = Image.new("RGB", (round(FOCAL_PLANE.width * k), round(FOCAL_PLANE.height * k)), (24, 26, 30))
     draw = ImageDraw.Draw(canvas)
@@ -321,6 +320,8 @@ class QuickLook(Service):
         self.floor = 0  # exposures up to this one were skipped: never looked at again
         self.unreadable: set[int] = set()  # daq_files ids told as unreadable
         self.made = self.skipped = 0
+        self.picked: int | None = None  # with daq.quicklook.every_s: the exposure being looked at
+        self.picked_at = float("-inf")
         self._dropped_at = float("-inf")
 
     def setup(self) -> None:
@@ -379,6 +380,18 @@ class QuickLook(Service):
             exps = conn.execute(
                 select(daq_files.c.exp_id).where(*cond).distinct().order_by(daq_files.c.exp_id.desc()).limit(keep + 1)
             ).scalars().all()  # fmt: skip
+            if self.settings.every_s > 0 and exps and self.picked not in exps:
+                # Paced: one exposure every every_s, the newest; the others are passed over.
+                if time.monotonic() - self.picked_at < self.settings.every_s:
+                    return []
+                self.picked, self.picked_at = exps[0], time.monotonic()
+                if len(exps) > 1:
+                    older = select(func.count(daq_files.c.exp_id.distinct())).where(
+                        *cond, daq_files.c.exp_id <= exps[1]
+                    )
+                    self._skip(exps[1], conn.execute(older).scalar_one(), paced=True)
+            if self.settings.every_s > 0 and self.picked in exps:
+                exps = [self.picked]
             if len(exps) > keep:
                 older = select(func.count(daq_files.c.exp_id.distinct())).where(*cond, daq_files.c.exp_id <= exps[keep])
                 self._skip(exps[keep], conn.execute(older).scalar_one())
@@ -392,13 +405,15 @@ class QuickLook(Service):
             ).all()
         return [Pending(*r) for r in rows]
 
-    def _skip(self, up_to: int, n: int) -> None:
+    def _skip(self, up_to: int, n: int, paced: bool = False) -> None:
         self.floor, self.skipped = up_to, self.skipped + n
-        log.warning(
-            "%s: skipped %d exposures up to exp=%d: too far behind (%d so far)",
+        log.log(
+            logging.DEBUG if paced else logging.WARNING,
+            "%s: skipped %d exposures up to exp=%d: %s (%d so far)",
             self.ctx.program,
             n,
             up_to,
+            f"one look every {self.settings.every_s:g} s" if paced else "too far behind",
             self.skipped,
         )
         publish(

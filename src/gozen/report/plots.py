@@ -22,11 +22,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from gozen.config import tomoe_chip_ids  # noqa: E402
-from gozen.daq.focalplane import PIXEL_SCALE_ARCSEC, chip_center_deg  # noqa: E402
+from gozen.daq.focalplane import CHIP_H_DEG, CHIP_W_DEG, chip_center_deg  # noqa: E402
 from gozen.report.facts import SAFETY_KEY, WEATHER_KEYS, NightFacts  # noqa: E402
 
-CHIP_W_DEG = 2000 * PIXEL_SCALE_ARCSEC / 3600  # a Tomo-e chip's light-sensitive area, as the DAQ page draws it
-CHIP_H_DEG = 1128 * PIXEL_SCALE_ARCSEC / 3600
 DPI = 100
 EPOCH = datetime.fromisoformat(mdates.get_epoch()).replace(tzinfo=UTC)
 DAY = timedelta(days=1)

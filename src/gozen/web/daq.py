@@ -13,74 +13,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from gozen.config import tomoe_chip_ids
-from gozen.daq.focalplane import PIXEL_SCALE_ARCSEC, chip_center_deg
+from gozen.daq.focalplane import FOCAL_PLANE, MARGIN_PX
 from gozen.daq.quicklook import ChipLook, latest_chip_looks, latest_look
 from gozen.daq.stats import CHIP_STATE_WORDS, ChipState, ChipStats, DaqOverview, daq_overview, overview_json
 from gozen.web.security import current_identity
 
 router = APIRouter()
 Hours = Annotated[float, Query(gt=0, le=24 * 31, description="Exposures that started in the last this many hours")]
-PX_PER_DEG = 120
-CHIP_W_DEG = 2000 * PIXEL_SCALE_ARCSEC / 3600  # a Tomo-e chip's light-sensitive area
-CHIP_H_DEG = 1128 * PIXEL_SCALE_ARCSEC / 3600
-MARGIN_PX = 28  # room for the quadrant names above and below
-GAP_PX = 8  # drawn between the quadrants, so each reads as a block
-
-
-@dataclass(frozen=True)
-class ChipBox:
-    """Where a chip is drawn: its top-left corner and size in the picture, px."""
-
-    det_id: int
-    x: float
-    y: float
-    w: float
-    h: float
-
-    @property
-    def place(self) -> str:
-        return f"Q{self.det_id // 100}, column {self.det_id // 10 % 10}, row {self.det_id % 10}"
-
-
-@dataclass(frozen=True)
-class FocalPlane:
-    width: float
-    height: float
-    boxes: list[ChipBox]
-    quadrants: list[tuple[str, float, float, str]]  # name, x, y, text-anchor
-
-
-def focal_plane() -> FocalPlane:
-    """The 84 Tomo-e chips as on the sky: +x (east) to the left, +y (north) up."""
-    centres = {d: chip_center_deg(d) for d in tomoe_chip_ids()}
-    half_w, half_h = CHIP_W_DEG / 2, CHIP_H_DEG / 2
-    east = max(x for x, _ in centres.values()) + half_w
-    north = max(y for _, y in centres.values()) + half_h
-
-    def box(det: int) -> ChipBox:
-        x, y = centres[det]
-        sx = (east - x - half_w) * PX_PER_DEG + (GAP_PX if x < 0 else 0)
-        sy = (north - y - half_h) * PX_PER_DEG + MARGIN_PX + (GAP_PX if y < 0 else 0)
-        return ChipBox(
-            det, round(sx, 1), round(sy, 1), round(CHIP_W_DEG * PX_PER_DEG, 1), round(CHIP_H_DEG * PX_PER_DEG, 1)
-        )
-
-    boxes = [box(d) for d in centres]
-    width = round(2 * east * PX_PER_DEG + GAP_PX, 1)
-    height = round(2 * north * PX_PER_DEG + 2 * MARGIN_PX + GAP_PX, 1)
-    quadrants = []
-    for q in (1, 2, 3, 4):
-        mine = [b for b in boxes if b.det_id // 100 == q]
-        left = mine[0].x < width / 2
-        top = mine[0].y < height / 2
-        x = min(b.x for b in mine) if left else max(b.x + b.w for b in mine)
-        y = MARGIN_PX - 8 if top else height - 8
-        quadrants.append((f"Q{q}", x, y, "start" if left else "end"))
-    return FocalPlane(width, height, boxes, quadrants)
-
-
-FOCAL_PLANE = focal_plane()
 # The compass's corner, in the top-left corner Q1's short outer column leaves empty (rows 5 and 6).
 COMPASS_AT = (62.0, MARGIN_PX + 62.0)
 
