@@ -98,7 +98,7 @@ def main() -> None:
         raw = median_s(lambda: [history(engine, k, t_0, t_1) for k in keys], max(1, a.repeat // 2))
         print(
             f"baseline, the raw 24 h history of the {len(keys)} plotted keys read (nothing drawn): "
-            f"{1000 * raw:.0f} ms; the whole 24 h page: {body['24h'] / raw:.2f} x that"
+            f"{1000 * raw:.0f} ms; the whole 24 h page: {body['24h'] / raw:.2f}x that"
         )
 
 

@@ -101,7 +101,7 @@ def one_chip(cfg: Config, volume: Path, repeats: int) -> None:
     print(f"  quick look, one chip's file:       {q * 1e3:7.1f} ms  (median; {n_stars} stars, FWHM {fwhm:.2f} px)")
     print(f"    of which reading the first frame {statistics.median(reads) * 1e3:7.1f} ms")
     print(f"    picture and sky, without stars   {statistics.median(pictures) * 1e3:7.1f} ms")
-    print(f"  ratio quick look / writer:         {q / w:7.3f}")
+    print(f"  ratio quick look / writer:         {q / w:7.3f}x")
     exposure_s = FRAMES / FPS
     print(f"  one core's share per chip and {exposure_s:.0f}-s exposure: {100 * q / exposure_s:.1f} % "
           f"(writer: {100 * w / exposure_s:.1f} %)")  # fmt: skip
@@ -139,7 +139,7 @@ def pipeline(volume: Path, chips: int, seconds: float, readout: str, rounds: int
                       f"{', '.join(f'{c:.0f}%' for c in r.writers)}, load {r.load[0]:.1f} -> {r.load[1]:.1f}"
                       + (f", quick looks made: {looked(run_dir)}" if quick else ""))  # fmt: skip
         ratios.append(runs[True].mb_s / runs[False].mb_s)
-        print(f"ratio MB/s on / off: {ratios[-1]:.3f}")
+        print(f"ratio MB/s on / off: {ratios[-1]:.3f}x")
     daq_bench.drain = plain_drain
 
 
@@ -223,7 +223,10 @@ def main() -> None:
     ap.add_argument("--chips", type=int, default=21, help="chips in the pipeline runs")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rounds", type=int, default=1, help="pipeline runs off and on, this many times each")
+    ap.add_argument("--smoke", action="store_true", help="two repeats, no pipeline (tests/test_bench_smoke.py)")
     args = ap.parse_args()
+    if args.smoke:
+        args.repeats, args.pipeline = 2, False
     cfg = Config.model_validate({"camera": {"readout": args.readout}})
     args.volume.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.volume, prefix="gozen-ql-") as v:

@@ -30,6 +30,7 @@ STORES = {
     "report/facts.py",  # read-only: what a night did, for its report
     "metrics.py",  # read-only: one query per metric family, per scrape
     "daq/browse.py",  # read-only: the exposures browser's pages
+    "monitors/series.py",  # read-only: status_history thinned for the Monitors page's plots
 }
 
 

@@ -163,3 +163,12 @@ def states(
             start = since + b * width
             out[key].append(Span(start, start + width, json.loads(lo), json.loads(hi)))
     return out
+
+
+def has_history_before(engine: Engine, keys: list[str], before: datetime) -> bool:
+    """Whether any of these keys has a reading older than `before`."""
+    q = text("SELECT 1 FROM status_history WHERE key IN :keys AND time < :t LIMIT 1").bindparams(
+        bindparam("keys", expanding=True)
+    )
+    with engine.connect() as conn:
+        return conn.execute(q, {"keys": keys, "t": time_param(engine, before)}).first() is not None

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine
 
 from gozen.config import Config
 from gozen.daq.snapshot import StatusValue
@@ -140,12 +140,7 @@ def default_range(engine: Engine, known: list[str], now: datetime) -> str:
     """1 h while the board's history is younger than 2 hours (a fresh start fills the plot), else 6 h."""
     if not known:
         return "1h"
-    q = text("SELECT 1 FROM status_history WHERE key IN :keys AND time < :t LIMIT 1").bindparams(
-        bindparam("keys", expanding=True)
-    )
-    with engine.connect() as conn:
-        older = conn.execute(q, {"keys": known, "t": series.time_param(engine, now - timedelta(hours=2))}).first()
-    return "6h" if older else "1h"
+    return "6h" if series.has_history_before(engine, known, now - timedelta(hours=2)) else "1h"
 
 
 WHY = {"na": "not on this site (the device is absent here)", "stale": "older than its max age: no fresh reading"}

@@ -7,7 +7,6 @@ overview of the same night measured in the same run. (H6; proposed as bench/metr
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -145,8 +144,15 @@ def seed(engine: Engine, n_exp: int) -> None:
 
 
 def main() -> None:
-    n_exp = int(sys.argv[1]) if len(sys.argv) > 1 else 3600
-    d = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tempfile.mkdtemp(prefix="gozen-bench-metrics-"))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("exposures", type=int, nargs="?", default=3600, help="exposures of 84 chips (3600: 10 h at 10 s)")
+    ap.add_argument("dir", type=Path, nargs="?", help="keep the seeded database here, to scrape it again")
+    ap.add_argument("--smoke", action="store_true", help="a tiny night (tests/test_bench_smoke.py)")
+    args = ap.parse_args()
+    n_exp = 20 if args.smoke else args.exposures
+    d = args.dir or Path(tempfile.mkdtemp(prefix="gozen-bench-metrics-"))
     cfg = parse_config({"data_dir": str(d), "archive": {"dest": str(d / "archive")}})
     engine = make_engine(cfg.database_url)
     if not (d / "seeded").exists():
@@ -166,7 +172,7 @@ def main() -> None:
     steady = sorted(times[1:])[len(times[1:]) // 2]
     print(f"first scrape {times[0]:.3f} s (sums the settled night once)")
     print(f"scrape (median of 5) {steady:.3f} s, {size} bytes")
-    print(f"baseline: the DAQ page's overview of the same night {baseline:.3f} s; ratio {steady / baseline:.3f}")
+    print(f"baseline: the DAQ page's overview of the same night {baseline:.3f} s; ratio {steady / baseline:.3f}x")
 
 
 if __name__ == "__main__":
