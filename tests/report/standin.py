@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -82,24 +82,12 @@ def png_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-@contextmanager
-def sim_feeds(cfg: Config) -> Iterator[str]:
+def sim_feeds(cfg: Config) -> AbstractContextManager[str]:
     """sim:feeds (the demo's own Slack stand-in among its feeds) served by uvicorn in a thread; its URL."""
-    import uvicorn
-
     from gozen.devices.simulators.feeds import create_app
-    from tests.conftest import wait_until
+    from tests.web.served import serve_asgi
 
-    port = cfg.couriers.simulator.port
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 60, what="sim:feeds to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(60)
+    return serve_asgi(create_app(cfg), cfg.couriers.simulator.port, "sim:feeds")
 
 
 def sim_slack_received(url: str) -> list[dict[str, Any]]:

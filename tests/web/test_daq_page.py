@@ -24,7 +24,7 @@ from tests.conftest import free_port, web_section, write_config
 from tests.daq.test_quicklook import star_field
 from tests.daq.test_stats import CHIPS, config_data, seed
 from tests.web.served import served
-from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
+from tests.web.test_processes_browser import browser, clean_page  # noqa: F401 - the fixture
 
 SHOTS = Path(__file__).parents[2] / "var" / "test-screenshots"
 EXPECTED_STATES = {111: "ok", 112: "missing", 121: "dropped", 211: "damaged", 212: "not_recognised", 221: "no_data"}
@@ -58,16 +58,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:  # noqa: F811
-    p = browser.new_page(viewport={"width": 1300, "height": 1000})
-    errors: list[str] = []
-    p.on("console", lambda m: errors.append(m.text) if m.type == "error" and "404" not in m.text else None)
-    p.on(
-        "response",
-        lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
-    yield p
-    p.close()
-    assert errors == []  # no CSP refusal, no asset missing
+    with clean_page(browser, 1300, 1000, allowed=lambda x: "favicon" in x) as p:
+        yield p
 
 
 def chip_boxes(page: Page) -> dict[int, dict[str, Any]]:

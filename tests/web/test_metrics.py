@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, event, select
@@ -36,9 +34,9 @@ from gozen.supervise.fleet import host_readings
 from gozen.transfer import catalog as transfer
 from gozen.web.app import create_app
 from gozen.web.auth import token_sha256
-from tests.conftest import API_TOKEN, WAIT_S, free_port, wait_until, web_section, write_config
+from tests.conftest import API_TOKEN, WAIT_S, free_port, web_section, write_config
 from tests.daq.exposing import expose
-from tests.web.served import served
+from tests.web.served import serve_asgi, served
 
 ROOT = Path(__file__).parents[2]
 W, H, FRAMES = 200, 100, 6
@@ -195,18 +193,9 @@ def test_with_metrics_not_public_a_token_is_needed(tmp_path: Path) -> None:
         assert value(scrape(url, Authorization=f"Bearer {API_TOKEN}"), "gozen_database_up") == 1
 
 
-@contextmanager
-def serve_unmigrated(cfg: Config, engine: Engine) -> Iterator[str]:
+def serve_unmigrated(cfg: Config, engine: Engine) -> AbstractContextManager[str]:
     """The app on an engine whose database cannot be opened (tests.web.served would migrate it first)."""
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, engine), host="127.0.0.1", port=cfg.web.port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, WAIT_S, what="the web app to listen")
-        yield f"http://127.0.0.1:{cfg.web.port}"
-    finally:
-        server.should_exit = True
-        thread.join(WAIT_S)
+    return serve_asgi(create_app(cfg, engine), cfg.web.port)
 
 
 def test_with_the_database_away_it_says_so_and_nothing_else(tmp_path: Path) -> None:

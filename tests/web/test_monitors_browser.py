@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.web.test_monitors import App, app  # noqa: F401 - the fixture: 7 h of the simulated observatory
-from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
+from tests.web.test_processes_browser import browser, clean_page  # noqa: F401 - the fixture
 
 SHOTS = Path(__file__).parents[2] / "var" / "test-screenshots"
 SCREEN_H = 900
@@ -20,16 +20,8 @@ SCREEN_H = 900
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:  # noqa: F811
-    p = browser.new_page(viewport={"width": 1300, "height": SCREEN_H})
-    errors: list[str] = []
-    p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    p.on(
-        "response",
-        lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
-    yield p
-    p.close()
-    assert errors == []  # no CSP refusal, no asset missing
+    with clean_page(browser, 1300, SCREEN_H, allowed=lambda x: "favicon" in x) as p:
+        yield p
 
 
 def plot_span(page: Page, group: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from gozen.web.overview import overview
 from tests.conftest import free_port, web_section, write_config
 from tests.daq.test_stats import CHIPS, _file, config_data
 from tests.web.served import served
-from tests.web.test_processes_browser import browser  # noqa: F401 - the fixture
+from tests.web.test_processes_browser import browser, clean_page  # noqa: F401 - the fixture
 
 SHOTS = Path(__file__).parents[2] / "var" / "test-screenshots"
 OBJECT = "INB 11 45+01"
@@ -163,15 +163,9 @@ def observatory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observator
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:  # noqa: F811
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
-    p = ctx.new_page()
-    problems: list[str] = []
-    p.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    # The mosaic is daq:quicklook's picture (another part); a missing one is dropped from the page.
-    p.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    yield p
-    ctx.close()
-    assert [x for x in problems if "mosaic" not in x] == []  # no CSP refusal, no asset missing
+    # The mosaic is daq:quicklook's picture; a missing one is dropped from the page.
+    with clean_page(browser, 1280, 1000, allowed=lambda x: "mosaic" in x) as p:
+        yield p
 
 
 def test_api_overview_says_what_the_observatory_does(observatory: Observatory) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,23 @@ def browser() -> Iterator[Browser]:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@contextmanager
+def clean_page(
+    browser: Browser, width: int, height: int, allowed: Callable[[str], bool] = lambda _: False
+) -> Iterator[Page]:
+    """A page that must end with no console error (a CSP refusal, a script error) and no answer >= 400
+    (an asset missing) but those `allowed` says the test caused on purpose (given the text or
+    "STATUS URL")."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    p = ctx.new_page()
+    problems: list[str] = []
+    p.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    p.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    yield p
+    ctx.close()
+    assert [x for x in problems if not allowed(x)] == []  # no CSP refusal, no asset missing
 
 
 @pytest.fixture
