@@ -73,10 +73,31 @@ def remove_rings() -> Iterator[None]:
     shutil.rmtree(_SHM, ignore_errors=True)
 
 
+PORTS_FROM = 20000  # below the kernel's ephemeral ports (32768-60999), which clients' sockets take
+PORTS_PER_WORKER = 2000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now that no other test of this run is given: each pytest-xdist worker hands out its
+    own range below the ephemeral ports, never the same port twice. (Port 0's answer could go to two
+    workers at once: a live test's programs bind theirs a minute after the config names them.)"""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    low = PORTS_FROM + index * PORTS_PER_WORKER
+    start = (os.getpid() * 37) % PORTS_PER_WORKER  # a subprocess of the same worker starts elsewhere
+    for i in range(PORTS_PER_WORKER):
+        port = low + (start + i) % PORTS_PER_WORKER
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {low}..{low + PORTS_PER_WORKER - 1}")
 
 
 # What a busy machine makes a single look fail with, though the condition may hold a moment later.
