@@ -126,12 +126,14 @@ class Camera:
         return svc
 
 
-def camera_config(tmp: Path, readout: str = "full", **quick: Any) -> Config:
+def camera_config(tmp: Path, readout: str = "full", missed: list[int] | None = None, **quick: Any) -> Config:
+    """`missed`: frame indices chip 111 never delivers."""
     quick.setdefault("every_s", 0)  # every exposure looked at, unless the test paces them
+    faults = {"missed": [{"det_id": 111, "frame": i} for i in missed or []]}
     return parse_config(
         {
             "data_dir": str(tmp / "var"),
-            "camera": {"readout": readout, "fps": FPS, "chips": CHIPS},
+            "camera": {"readout": readout, "fps": FPS, "chips": CHIPS, "faults": faults},
             "daq_volumes": [{"name": "vol1", "path": str(tmp / "vol1")}],
             "daq": {"writers": 1, "reserve_bytes": 0, "start_delay_s": 0.2, "frame_timeout_s": 2, "fsync": "none"}
             | {"quicklook": quick},
@@ -242,6 +244,30 @@ def test_paced_one_exposure_is_looked_at_per_every_s_the_newest(
     svc.picked_at -= 3600  # the hour has gone by
     run_until_idle(svc)
     assert set(chip_looks(camera.engine, later[111]["exp_id"])) == set(CHIPS)
+
+
+@pytest.mark.parametrize("camera", [{"missed": [0]}], indirect=True)
+def test_a_chip_whose_first_frame_never_came_is_looked_at_on_the_first_that_did(
+    camera: Camera, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [files] = camera.expose()
+    assert files[111]["frames_missing"] == 1
+    run_until_idle(camera.service(monkeypatch))
+    looks = chip_looks(camera.engine, files[111]["exp_id"])
+    for det in CHIPS:  # not the blank frame the writer filled in: the sky the camera saw
+        assert looks[det].sky_adu == pytest.approx(SKY_ADU, abs=6), det
+    assert looks[111].n_stars and looks[111].n_stars > 5
+
+
+@pytest.mark.parametrize("camera", [{"missed": list(range(FRAMES))}], indirect=True)
+def test_a_chip_with_no_frame_from_the_camera_gets_no_look_and_is_told(
+    camera: Camera, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [files] = camera.expose()
+    run_until_idle(camera.service(monkeypatch))
+    assert sorted(chip_looks(camera.engine, files[111]["exp_id"])) == [c for c in CHIPS if c != 111]
+    [told] = recent_events(camera.engine, kind=quicklook.UNREADABLE)
+    assert "no frame of it came from the camera" in told.message and "111" in told.message
 
 
 def test_a_damaged_file_is_told_once_and_the_other_chips_are_looked_at(

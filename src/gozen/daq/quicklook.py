@@ -29,6 +29,7 @@ from sqlalchemy import Engine, and_, delete, exists, func, insert, select
 
 from gozen.config import Config
 from gozen.daq.focalplane import FOCAL_PLANE
+from gozen.daq.ring import FLAG_MISSING
 from gozen.db.tables import daq_files, events, quicklook
 from gozen.db.types import utcnow
 from gozen.monitors.board import Reading, publish
@@ -105,7 +106,7 @@ def first_frame(path: Path) -> tuple[np.ndarray, float | None]:
                 hdu = hdul[0]
                 if hdu.header.get("NAXIS") != 3:
                     raise Unreadable(f"{path}: not a cube (NAXIS={hdu.header.get('NAXIS')})")
-                frame = np.asarray(hdu.section[0], dtype=np.float32)
+                frame = np.asarray(hdu.section[_first_received(hdul, path)], dtype=np.float32)
                 light = _section(frame, hdu.header.get("DATASEC"))
                 bias = hdu.header.get("BIASSEC")
                 bias_adu = float(np.median(_section(frame, bias))) if bias else None
@@ -114,6 +115,19 @@ def first_frame(path: Path) -> tuple[np.ndarray, float | None]:
     except Exception as err:  # whatever a damaged file makes astropy raise
         raise Unreadable(f"{path}: {type(err).__name__}: {' '.join(str(err).split())}") from err
     return np.ascontiguousarray(light), bias_adu
+
+
+def _first_received(hdul: fits.HDUList, path: Path) -> int:
+    """The first frame the camera delivered (FRAMES table: FLAGS without FLAG_MISSING); 0 without the table.
+    A frame that never came is filled blank, and its picture would show nothing."""
+    try:
+        flags = np.asarray(hdul["FRAMES"].data["FLAGS"])
+    except KeyError:
+        return 0
+    came = np.flatnonzero((flags & FLAG_MISSING) == 0)
+    if not len(came):
+        raise Unreadable(f"{path}: no frame of it came from the camera (every one missing)")
+    return int(came[0])
 
 
 def _section(frame: np.ndarray, iraf: str | None) -> np.ndarray:
