@@ -233,6 +233,21 @@ def test_a_preliminary_notice_becomes_one_recipe_tiling_the_90_percent_region(tm
     assert FOOTPRINT_DEG2 == pytest.approx(20.7, abs=0.1)  # 84 chips of 2000 x 1128 px at 1.189"
 
 
+def test_the_alerts_page_lists_gw_alerts_with_their_follow_up(tmp_path: Path, slack: Server) -> None:
+    from fastapi.testclient import TestClient
+
+    from gozen.web.app import create_app
+
+    ctx, engine = setup(tmp_path, slack)
+    web = TestClient(create_app(ctx.cfg, engine))
+    assert "gw" not in web.get("/api/alerts").json()["feeds"]  # no GCN Kafka configured, no GW alert yet
+    out = handle_gw_notice(ctx, payload(notice(skymap=blob(dark_ra(), 40.0))))
+    [seen] = web.get("/api/alerts").json()["feeds"]["gw"]["alerts"]
+    assert seen["title"] == "S261126ab" and seen["followup_uuid"] == out.uuid
+    page = web.get("/alerts").text
+    assert 'data-feed="gw"' in page and f'href="/api/recipes/{out.uuid}"' in page
+
+
 def test_a_redelivered_notice_changes_nothing(tmp_path: Path) -> None:
     ctx, engine = setup(tmp_path)
     p = payload(notice(skymap=blob(dark_ra(), 40.0)))

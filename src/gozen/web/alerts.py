@@ -15,31 +15,25 @@ from gozen.couriers import store
 from gozen.web.security import current_identity
 
 router = APIRouter()
+GW_FEED = "gw"  # gozen.couriers.gw.FEED (not imported here: it brings astropy's sky along)
 
 
 def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
     engine, cfg = request.app.state.engine, request.app.state.cfg
     sim = cfg.sim_feeds_url()
     states = store.feed_states(engine)
-    feeds = {}
+    feeds: dict[str, dict[str, Any]] = {}
     for f in FEEDS:
-        st = states.get(f)
-        seen = [
-            {
-                "title": a.title,
-                "event_time": a.event_time.isoformat() if a.event_time else None,
-                "ra_deg": a.ra_deg,
-                "dec_deg": a.dec_deg,
-                "seen_at": a.seen_at.isoformat(),
-                "followup_uuid": a.followup_uuid,
-                "data": a.data,
-            }
-            for a in store.recent_alerts(engine, f, limit)
-        ]
-        read = {"checked_at": st.checked_at.isoformat(), "status": st.status} if st else {}
         url = cfg.feed_in_use(f).url
         simulated = sim is not None and url is not None and url.startswith(f"{sim}/")
-        feeds[f] = {"url": url, "simulated": simulated, **read, "alerts": seen}
+        feeds[f] = _feed(engine, states, f, url, simulated, limit)
+    # GW alerts come over GCN Kafka (courier:gw): shown when it runs or once any were kept.
+    gw_runs = cfg.couriers.gcn is not None and cfg.couriers.gw.enabled
+    gw = _feed(
+        engine, states, GW_FEED, "GCN Kafka: " + ", ".join(cfg.couriers.gw.topics) if gw_runs else None, False, limit
+    )
+    if gw_runs or gw["alerts"]:
+        feeds[GW_FEED] = gw
     posts = [
         {
             "id": m.id,
@@ -61,6 +55,27 @@ def _alerts(request: Request, limit: int = 30) -> dict[str, Any]:
         "posts": posts,
         "notifiers": [{"name": n.name, "kind": n.kind, "kinds": n.kinds} for n in cfg.notifiers_in_use()],
     }
+
+
+def _feed(
+    engine: Any, states: dict[str, store.FeedState], feed: str, url: str | None, simulated: bool, limit: int
+) -> dict[str, Any]:
+    """One feed: where it is read, its last read, its newest alerts."""
+    st = states.get(feed)
+    seen = [
+        {
+            "title": a.title,
+            "event_time": a.event_time.isoformat() if a.event_time else None,
+            "ra_deg": a.ra_deg,
+            "dec_deg": a.dec_deg,
+            "seen_at": a.seen_at.isoformat(),
+            "followup_uuid": a.followup_uuid,
+            "data": a.data,
+        }
+        for a in store.recent_alerts(engine, feed, limit)
+    ]
+    read = {"checked_at": st.checked_at.isoformat(), "status": st.status} if st else {}
+    return {"url": url, "simulated": simulated, **read, "alerts": seen}
 
 
 @router.get("/api/alerts")
