@@ -208,6 +208,18 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def both_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """Each test twice: on a migrated SQLite file, then on the scratch PostgreSQL database (pg_engine)."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("pg_engine")
+        return
+    engine = make_engine(f"sqlite:///{tmp_path / 'gozen.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
 def write_config(path: Path, data: dict[str, Any]) -> Config:
     """The config file of a test: sim:feeds and www:report stay off unless the test asks for them (they
     would add programs, four couriers and their messages, and matplotlib's CPU to every live test)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,15 +128,9 @@ def _board(engine: Engine, now: datetime) -> None:
     publish(engine, "test", beats, now, history=False)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "postgresql":
-        yield request.getfixturevalue("pg_engine")
-        return
-    e = make_engine(f"sqlite:///{tmp_path / 'gozen.db'}")
-    upgrade(e)
-    yield e
-    e.dispose()
+@pytest.fixture
+def engine(both_engines: Engine) -> Engine:
+    return both_engines
 
 
 def test_per_chip_states_numbers_and_last_file(tmp_path: Path, engine: Engine) -> None:

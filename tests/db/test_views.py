@@ -3,7 +3,6 @@ parts' own APIs (DAQ catalog, transfer catalog and packages, status board)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,15 +25,9 @@ from gozen.transfer import packages
 from gozen.transfer.agents import push_once
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "postgresql":
-        yield request.getfixturevalue("pg_engine")
-        return
-    eng = make_engine(f"sqlite:///{tmp_path / 'gozen.db'}")
-    upgrade(eng)
-    yield eng
-    eng.dispose()
+@pytest.fixture
+def engine(both_engines: Engine) -> Engine:
+    return both_engines
 
 
 def t(s: str) -> datetime:
